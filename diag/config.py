@@ -1,0 +1,318 @@
+"""Typed configuration: plain dataclasses loaded from ``configs/*.toml`` plus ``section.key=value`` overrides.
+
+A config file has one table per stage::
+
+    [source]      # where recordings come from: kind + path + reader options
+    [windows]     # target sampling rate, window length/hop, normalisation
+    [split]       # leakage-free split method and its parameters
+    [transform]   # CWT / STFT image parameters
+    [train]       # fine-tuning (read by diag.train)
+    [pretrain]    # self-supervised pretraining (read by diag.ssl)
+
+Every value is validated when loaded; an unknown key is an error (a flag that is parsed and then
+ignored is worse than no flag).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from diag.errors import DiagError
+
+SOURCE_KINDS = ("cwru", "paderborn", "ottawa", "files", "bearing_sim", "inverter_sim")
+SPLIT_METHODS = ("time", "recording", "group", "condition", "fault-size", "random")
+NORMALIZATIONS = ("none", "zscore", "rms", "minmax")
+TRANSFORM_KINDS = ("cwt", "stft", "cwt+stft")
+
+
+@dataclass
+class SourceConfig:
+    """Where recordings come from.
+
+    ``kind`` picks the reader; ``path`` is a file or folder (unused by the simulators); ``options``
+    holds reader-specific settings (e.g. ``channels = ["DE"]`` for CWRU), passed as keyword
+    arguments, and rejected by the reader if unknown.
+    """
+
+    kind: str = "bearing_sim"
+    path: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise DiagError(f"source.kind: unknown '{self.kind}'; choose one of {', '.join(SOURCE_KINDS)}")
+        if self.kind not in ("bearing_sim", "inverter_sim") and not self.path:
+            raise DiagError(f"source.path: the '{self.kind}' reader needs a path (--data PATH)")
+
+
+@dataclass
+class WindowConfig:
+    """Resampling and windowing.
+
+    ``fs`` is the target sampling rate in Hz (every recording is polyphase-resampled to it; 0 keeps
+    the recordings' own rate, which must then agree). ``length``/``hop`` are in samples at ``fs``.
+    ``normalize`` is applied per window and channel: ``zscore`` (zero mean, unit std), ``rms``
+    (divide by RMS, keep the mean), ``minmax`` (to [-1, 1]) or ``none``.
+    """
+
+    fs: float = 12000.0
+    length: int = 2048
+    hop: int = 1024
+    normalize: str = "zscore"
+
+    def validate(self) -> None:
+        if self.fs < 0:
+            raise DiagError(f"windows.fs: must be >= 0 Hz (0 keeps the recordings' rate), got {self.fs}")
+        if self.length < 16:
+            raise DiagError(f"windows.length: must be at least 16 samples, got {self.length}")
+        if self.hop < 1:
+            raise DiagError(f"windows.hop: must be at least 1 sample, got {self.hop}")
+        if self.normalize not in NORMALIZATIONS:
+            raise DiagError(
+                f"windows.normalize: unknown '{self.normalize}'; choose one of {', '.join(NORMALIZATIONS)}"
+            )
+
+
+@dataclass
+class SplitConfig:
+    """Train / validation / test split that does not leak.
+
+    * ``time``: each recording is cut into contiguous blocks ``train | guard | val | guard | test``
+      (fractions of its length); the guard is ``guard_windows`` window lengths, so no two windows on
+      different sides share a sample.
+    * ``recording`` / ``group``: whole groups go to the test side (``test_groups`` if given, else a
+      seeded stratified choice of about ``test_fraction``).
+    * ``condition``: recordings whose condition is in ``test_conditions`` are the test side.
+    * ``fault-size``: faulty recordings whose fault size is in ``test_fault_sizes`` are the test side;
+      healthy recordings (no size) are split by time.
+    * ``random``: windows shuffled at random. Leaks (neighbouring windows overlap or correlate);
+      needs ``allow_leaky = true`` and prints a warning.
+
+    Validation is always carved from the training side only, by time block with a guard.
+    """
+
+    method: str = "time"
+    test_fraction: float = 0.2
+    val_fraction: float = 0.15
+    guard_windows: float = 1.0
+    test_groups: list[str] = field(default_factory=list)
+    test_conditions: list[str] = field(default_factory=list)
+    test_fault_sizes: list[str] = field(default_factory=list)
+    seed: int = 0
+    allow_leaky: bool = False
+
+    def validate(self) -> None:
+        if self.method not in SPLIT_METHODS:
+            raise DiagError(f"split.method: unknown '{self.method}'; choose one of {', '.join(SPLIT_METHODS)}")
+        if not 0.0 < self.test_fraction < 1.0 and self.method in ("time", "random", "recording", "group"):
+            raise DiagError(f"split.test_fraction: must be in (0, 1), got {self.test_fraction}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise DiagError(f"split.val_fraction: must be in [0, 1), got {self.val_fraction}")
+        if self.guard_windows < 1.0 and self.method != "random":
+            raise DiagError(
+                f"split.guard_windows: must be >= 1 window so train and test share no sample, got {self.guard_windows}"
+            )
+        if self.method == "condition" and not self.test_conditions:
+            raise DiagError("split.test_conditions: the 'condition' split needs at least one test condition, e.g. ['3HP']")
+        if self.method == "fault-size" and not self.test_fault_sizes:
+            raise DiagError("split.test_fault_sizes: the 'fault-size' split needs at least one size, e.g. ['0.014']")
+        if self.method == "random" and not self.allow_leaky:
+            raise DiagError(
+                "split.method: 'random' window splits leak neighbouring windows into the test set; "
+                "set split.allow_leaky=true (--allow-leaky) if you really want it"
+            )
+
+
+@dataclass
+class TransformConfig:
+    """Time-frequency image parameters.
+
+    ``kind``: ``cwt`` (analytic Morlet scalogram), ``stft`` (spectrogram) or ``cwt+stft`` (both,
+    stacked as channels). ``size`` = ``[H, W]`` of the output image (rows = frequency, high
+    frequencies at the top row 0... see diag.transforms for the orientation). CWT: ``n_scales``
+    log-spaced centre frequencies from ``fmin`` to ``fmax`` Hz (``fmax`` 0 means 0.45 * fs), Morlet
+    parameter ``w0`` (radians). STFT: ``nperseg`` samples per segment, ``noverlap``. ``log``: dB /
+    log1p magnitude scaling. ``norm``: per-image standardisation (``image``) or none.
+    """
+
+    kind: str = "cwt"
+    size: list[int] = field(default_factory=lambda: [64, 64])
+    n_scales: int = 64
+    fmin: float = 20.0
+    fmax: float = 0.0
+    w0: float = 6.0
+    nperseg: int = 128
+    noverlap: int = 96
+    log: bool = True
+    norm: str = "image"
+
+    def validate(self) -> None:
+        if self.kind not in TRANSFORM_KINDS:
+            raise DiagError(f"transform.kind: unknown '{self.kind}'; choose one of {', '.join(TRANSFORM_KINDS)}")
+        if len(self.size) != 2 or min(self.size) < 8:
+            raise DiagError(f"transform.size: must be [H, W] with both >= 8, got {self.size}")
+        if self.n_scales < 2:
+            raise DiagError(f"transform.n_scales: must be >= 2, got {self.n_scales}")
+        if self.fmin <= 0:
+            raise DiagError(f"transform.fmin: must be > 0 Hz, got {self.fmin}")
+        if self.fmax and self.fmax <= self.fmin:
+            raise DiagError(f"transform.fmax: must exceed fmin ({self.fmin} Hz), got {self.fmax}")
+        if self.w0 < 3:
+            raise DiagError(f"transform.w0: Morlet w0 below 3 is not admissible/analytic enough, got {self.w0}")
+        if not 0 <= self.noverlap < self.nperseg:
+            raise DiagError(f"transform.noverlap: must be in [0, nperseg={self.nperseg}), got {self.noverlap}")
+        if self.norm not in ("image", "none"):
+            raise DiagError(f"transform.norm: choose 'image' or 'none', got '{self.norm}'")
+
+
+@dataclass
+class PrepareConfig:
+    """Everything ``diag prepare`` needs; stored whole in the prepared dataset's manifest."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+
+    def validate(self) -> "PrepareConfig":
+        for part in (self.source, self.windows, self.split, self.transform):
+            part.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of the config: equal configs prepare equal datasets."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Convert ``value`` (from TOML or a CLI string) to the annotated type ``typ``."""
+    origin = getattr(typ, "__origin__", None)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise DiagError(f"{where}: expected true/false, got {value!r}")
+    if typ is int:
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise DiagError(f"{where}: expected an integer, got {value!r}") from None
+    if typ is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise DiagError(f"{where}: expected a number, got {value!r}") from None
+    if typ is str:
+        return str(value)
+    if origin is list:
+        (inner,) = typ.__args__
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.strip("[]").split(",")) if v]
+            value = [v.strip("'\"") for v in value]
+        if not isinstance(value, (list, tuple)):
+            raise DiagError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, inner, where) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise DiagError(f"{where}: expected a table, got {value!r}")
+        return dict(value)
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a (possibly nested) dict, refusing unknown keys."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    extra_into_options = "options" in names  # SourceConfig: unknown keys are reader options
+    options: dict[str, Any] = dict(data.get("options", {})) if extra_into_options else {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            if extra_into_options:
+                options[key] = value
+                continue
+            raise DiagError(f"{path}: unknown setting; known: {', '.join(sorted(names))}")
+        if key == "options":
+            continue
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, dict):
+                raise DiagError(f"{path}: expected a table")
+            kwargs[key] = from_dict(typ, value, path)
+        else:
+            kwargs[key] = _coerce(value, typ, path)
+    if extra_into_options:
+        kwargs["options"] = options
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``section.key=value`` (value in TOML syntax when it parses, else a plain string)."""
+    if "=" not in text:
+        raise DiagError(f"override '{text}': expected section.key=value, e.g. windows.length=1024")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set nested keys of ``data`` from ``section.key=value`` strings."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise DiagError(f"override '{text}': '{k}' is not a table")
+        node[keys[-1]] = value
+    return data
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file; one-line errors for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DiagError(f"{p}: config file not found; see configs/ for examples")
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise DiagError(f"{p}: not valid TOML ({exc})") from None
+
+
+def load_prepare_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PrepareConfig:
+    """Load the ``[source]``, ``[windows]``, ``[split]``, ``[transform]`` tables of a config file.
+
+    Other tables (``[train]``, ``[pretrain]``) are ignored here; their own loaders read them.
+    """
+    data = read_toml(path) if path else {}
+    data = apply_overrides(data, overrides or [])
+    known = {f.name for f in fields(PrepareConfig)}
+    sub = {k: v for k, v in data.items() if k in known}
+    cfg = from_dict(PrepareConfig, sub)
+    return cfg.validate()

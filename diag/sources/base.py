@@ -1,0 +1,104 @@
+"""The one type every reader returns: :class:`Recording`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from diag.errors import DiagError
+
+
+@dataclass
+class Recording:
+    """One continuous multi-channel recording.
+
+    Attributes
+    ----------
+    signal : float array, shape ``[channels, samples]``
+        The waveform (physical units as stored, e.g. acceleration in g or current in A).
+    fs : float
+        Sampling rate in Hz.
+    label : str
+        Class name (e.g. ``"IR_0.007"``, ``"normal"``, ``"T1_open"``).
+    group : str
+        What makes recordings dependent on each other: the bearing, the test rig run, the
+        recording id. Splits by ``recording``/``group`` never put one group on both sides.
+    condition : str
+        Operating condition (e.g. ``"0HP"``, ``"1772rpm"``, ``"m0.8_f50Hz"``); the ``condition``
+        split trains on some and tests on others.
+    source : str
+        Where it came from (file path, or ``simulate:bearing#12``), used in error messages and
+        provenance tables.
+    fault_size : str
+        Defect size or severity (``"0.007"``); empty for healthy recordings and where unknown. The
+        ``fault-size`` split tests on sizes never seen in training.
+    channels : tuple of str
+        A name per channel (``("DE",)``, ``("ia", "ib", "ic")``).
+    meta : dict
+        Anything else worth keeping (rpm, record number, load in HP...). JSON-serialisable values.
+    """
+
+    signal: np.ndarray
+    fs: float
+    label: str
+    group: str = ""
+    condition: str = ""
+    source: str = ""
+    fault_size: str = ""
+    channels: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        sig = np.asarray(self.signal)
+        if sig.ndim == 1:
+            sig = sig[None, :]
+        if sig.ndim != 2:
+            raise DiagError(
+                f"{self.source or 'recording'}: signal must be [channels, samples], got shape {sig.shape}"
+            )
+        self.signal = sig
+        if not self.channels:
+            self.channels = tuple(f"ch{i}" for i in range(sig.shape[0]))
+        self.channels = tuple(self.channels)
+        if len(self.channels) != sig.shape[0]:
+            raise DiagError(
+                f"{self.source or 'recording'}: {len(self.channels)} channel names for "
+                f"{sig.shape[0]} channels"
+            )
+        self.fs = float(self.fs)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signal.shape[1])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.signal.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.n_samples / self.fs
+
+    def validate(self) -> "Recording":
+        """Check the recording is usable; raise a one-line :class:`DiagError` naming the source if not."""
+        name = self.source or "recording"
+        if not np.isfinite(self.fs) or self.fs <= 0:
+            raise DiagError(f"{name}: sampling rate must be a positive number of Hz, got {self.fs}")
+        if self.n_samples == 0:
+            raise DiagError(f"{name}: the signal is empty; remove the file or re-export it")
+        if not np.issubdtype(self.signal.dtype, np.number):
+            raise DiagError(f"{name}: signal is not numeric (dtype {self.signal.dtype})")
+        finite = np.isfinite(self.signal)
+        if not finite.all():
+            bad = int((~finite).sum())
+            first = int(np.argmax(~finite.all(axis=0)))
+            raise DiagError(
+                f"{name}: {bad} NaN/Inf samples (first at sample {first}); "
+                "clean or interpolate the recording before preparing it"
+            )
+        if not self.label:
+            raise DiagError(f"{name}: no label; give one in the labels manifest or the folder name")
+        return self
