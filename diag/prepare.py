@@ -1,0 +1,214 @@
+"""``diag prepare``: recordings -> resampled, windowed, leakage-free split -> time-frequency images on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import diag
+from diag.config import PrepareConfig, load_prepare_config
+from diag.dataset import FORMAT_VERSION, MANIFEST, SPLITS, DatasetWriter
+from diag.errors import DiagError
+from diag.sources import load_recordings
+from diag.sources.base import Recording
+from diag.windows import check_no_shared_samples, extract, harmonise, normalize, plan_split
+
+console = Console(stderr=True)
+BATCH = 256
+VERSIONED_PACKAGES = ("numpy", "scipy", "PyWavelets", "scikit-learn", "torch", "timm")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, diag and the numerical packages, for manifests and checkpoints."""
+    out = {"python": platform.python_version(), "diag": diag.__version__}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def source_checksums(cfg: PrepareConfig) -> dict[str, str]:
+    """sha256 of every file under ``source.path`` (relative names); empty for the simulators.
+
+    Simulated data is fully determined by the config (seed included), which the fingerprint covers.
+    """
+    if cfg.source.kind.endswith("_sim") or not cfg.source.path:
+        return {}
+    root = Path(cfg.source.path)
+    if not root.exists():
+        raise DiagError(f"{root}: no such file or folder; check source.path / --data")
+    if root.is_file():
+        return {root.name: file_sha256(root)}
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts))
+    return {str(p.relative_to(root)): file_sha256(p) for p in files}
+
+
+def _reusable(out: Path, cfg: PrepareConfig, checksums: dict[str, str]) -> tuple[bool, str]:
+    """Whether ``out`` already holds this exact dataset; else a reason why not."""
+    mf = out / MANIFEST
+    if not mf.is_file():
+        return False, "it is not a prepared dataset (no manifest.json)"
+    try:
+        m = json.loads(mf.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False, "its manifest.json is corrupt"
+    if m.get("fingerprint") != cfg.fingerprint():
+        return False, "it was prepared with a different config"
+    if m.get("source_checksums") != checksums:
+        return False, "the source files changed since"
+    if m.get("versions", {}).get("diag") != diag.__version__:
+        return False, f"it was prepared by diag {m.get('versions', {}).get('diag')}"
+    return True, ""
+
+
+def _classes(recordings: list[Recording]) -> list[str]:
+    labels = sorted({r.label for r in recordings})
+    # A healthy class first reads best in tables and confusion matrices.
+    for healthy in ("normal", "healthy"):
+        if healthy in labels:
+            labels.remove(healthy)
+            labels.insert(0, healthy)
+    return labels
+
+
+def prepare(
+    config: str | Path | None,
+    out: str | Path,
+    overrides: list[str] | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> Path:
+    """Prepare a dataset directory (see :mod:`diag.dataset` for its layout) and return its path.
+
+    An existing ``out`` made from the same config, sources and diag version is reused; anything else
+    at ``out`` is only replaced with ``force=True``. The directory appears atomically: an
+    interrupted run leaves nothing at ``out``.
+    """
+    from diag.transforms import make_transform
+
+    t0 = time.perf_counter()
+    cfg = load_prepare_config(config, overrides)
+    out = Path(out)
+    checksums = source_checksums(cfg)
+    if out.exists():
+        ok, why = _reusable(out, cfg, checksums)
+        if ok:
+            if not quiet:
+                console.print(f"{out}: up to date (same config and sources); reusing it")
+            return out
+        if not force:
+            raise DiagError(f"{out}: already exists and {why}; choose another --out or pass --force to replace it")
+
+    recordings = harmonise(load_recordings(cfg.source), cfg.windows)
+    fs = recordings[0].fs
+    plan = plan_split(recordings, cfg.windows, cfg.split)
+    if plan.leaky:
+        console.print("[bold yellow]warning:[/] random window split: neighbouring windows of one recording sit on "
+                      "both sides of train/test; reported accuracy will be optimistic and will not transfer")
+    else:
+        check_no_shared_samples(plan, cfg.windows.length)
+    for note in plan.notes:
+        if not quiet:
+            console.print(f"[yellow]note:[/] {note}")
+
+    classes = _classes(recordings)
+    y_of_rec = np.array([classes.index(r.label) for r in recordings], dtype=np.int64)
+    transform = make_transform(cfg.transform, fs=fs, length=cfg.windows.length)
+    probe = transform(np.zeros((1, recordings[0].n_channels, cfg.windows.length), np.float32) + 1e-3)
+    image_shape = tuple(int(s) for s in probe.shape[1:])
+
+    sides = [s for s in SPLITS if (plan.windows.side == s).any()]
+    sizes = {s: int((plan.windows.side == s).sum()) for s in sides}
+    metas: dict[str, dict[str, np.ndarray]] = {}
+    total_batches = sum((n + BATCH - 1) // BATCH for n in sizes.values())
+    with DatasetWriter(out, sizes, image_shape) as writer, Progress(
+        TextColumn("[bold]prepare[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, disable=quiet, transient=True,
+    ) as progress:
+        task = progress.add_task("images", total=total_batches)
+        for side in sides:
+            idx = plan.windows.select(side)
+            for i in range(0, len(idx), BATCH):
+                rec, start = idx.rec[i : i + BATCH], idx.start[i : i + BATCH]
+                x = normalize(extract(recordings, rec, start, cfg.windows.length), cfg.windows.normalize)
+                writer.add(side, transform(x))
+                progress.advance(task)
+            metas[side] = {
+                "y": y_of_rec[idx.rec],
+                "label": np.array([recordings[r].label for r in idx.rec], dtype=object),
+                "group": np.array([recordings[r].group for r in idx.rec], dtype=object),
+                "condition": np.array([recordings[r].condition for r in idx.rec], dtype=object),
+                "fault_size": np.array([recordings[r].fault_size for r in idx.rec], dtype=object),
+                "source": np.array([recordings[r].source for r in idx.rec], dtype=object),
+                "start": idx.start,
+                "rec": idx.rec,
+            }
+        counts = {
+            s: {c: int((metas[s]["y"] == k).sum()) for k, c in enumerate(classes)} for s in sides
+        }
+        elapsed = time.perf_counter() - t0
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "fingerprint": cfg.fingerprint(),
+            "config": cfg.to_dict(),
+            "classes": classes,
+            "fs": fs,
+            "window": {"length": cfg.windows.length, "hop": cfg.windows.hop, "normalize": cfg.windows.normalize,
+                       "channels": list(recordings[0].channels)},
+            "transform": transform.to_dict(),
+            "image_shape": list(image_shape),
+            "sizes": sizes,
+            "counts": counts,
+            "split": {"method": cfg.split.method, "guard_samples": plan.guard, "leaky": plan.leaky,
+                      "notes": plan.notes,
+                      "blocks": [[b.rec, b.start, b.stop, b.side] for b in plan.blocks]},
+            "recordings": [
+                {"source": r.source, "label": r.label, "group": r.group, "condition": r.condition,
+                 "fault_size": r.fault_size, "fs": r.fs, "fs_original": r.meta.get("fs_original", r.fs),
+                 "samples": r.n_samples, "channels": list(r.channels)}
+                for r in recordings
+            ],
+            "source_checksums": checksums,
+            "versions": package_versions(),
+            "seconds": round(elapsed, 2),
+        }
+        writer.commit(metas, manifest, replace=force)
+
+    if not quiet:
+        _print_summary(out, classes, counts, sides, image_shape, elapsed, len(recordings))
+    return out
+
+
+def _print_summary(out: Path, classes: list[str], counts: dict, sides: list[str], shape: tuple, seconds: float,
+                   n_rec: int) -> None:
+    t = Table(title=f"{out}  ({n_rec} recordings -> images {shape[0]}x{shape[1]}x{shape[2]})", title_justify="left")
+    t.add_column("class")
+    for s in sides:
+        t.add_column(s, justify="right")
+    for c in classes:
+        t.add_row(c, *[str(counts[s][c]) for s in sides])
+    t.add_row("[bold]total", *[f"[bold]{sum(counts[s].values())}" for s in sides])
+    Console().print(t)
+    Console().print(f"prepared in {seconds:.1f} s")
