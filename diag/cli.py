@@ -25,6 +25,15 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+@app.callback()
+def _root() -> None:
+    """Diagnose faults in machines and power converters from raw waveforms.
+
+    Pipeline: simulate or fetch recordings -> prepare (windows, leakage-free split, CWT/STFT images)
+    -> pretrain (self-supervised, optional) -> train --init imagenet|ssl|scratch.
+    """
+
+
 def friendly(fn: Callable) -> Callable:
     """Run a command, printing a DiagError as one line and exiting 2 (130 on Ctrl-C)."""
 
