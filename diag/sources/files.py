@@ -1,0 +1,659 @@
+"""Bring your own data: a folder of CSV / NPY / NPZ / WAV / MAT files plus labels, and the writer.
+
+Reading (:func:`read_files`)
+----------------------------
+Labels come from either
+
+* a **labels manifest** (``label_from="manifest"``, the default): a CSV file, ``labels.csv`` in the
+  folder unless ``manifest=`` names another, with a header row and the columns
+
+  ============  ========  ====================================================================
+  column        needed    meaning
+  ============  ========  ====================================================================
+  path          yes       data file, relative to the manifest's folder (or absolute)
+  label         yes       class name (non-empty)
+  fs            yes*      sampling rate in Hz (*may be empty if the ``fs`` option or a WAV
+                          header gives it)
+  group         no        what makes recordings dependent (bearing, run); default: the path
+  condition     no        operating condition (``"0HP"``, ``"1500rpm"``...)
+  fault_size    no        defect size / severity (empty for healthy)
+  channels      no        channel names separated by ``;`` (``"DE;FE"``)
+  meta          no        a JSON object of extra facts (written by :func:`write_recordings`)
+  ============  ========  ====================================================================
+
+* or the **sub-folder names** (``label_from="folder"``): every supported file below
+  ``path/<label>/`` gets that label (the first folder level under ``path``); the sampling rate comes
+  from the ``fs`` option or, for WAV, the file header.
+
+File formats (the signal always ends up ``[channels, samples]``):
+
+* ``.csv`` (also ``.txt``/``.tsv``): one column per channel, one row per sample; an optional first row
+  of non-numeric cells names the channels. Delimiter ``,`` (or ``;``/tab/whitespace, detected from
+  the first line). Every other cell must be a number.
+* ``.npy``: 1-D (one channel) or 2-D; for 2-D the *shorter* axis is the channel axis (a recording
+  has far more samples than channels), so ``[N, C]`` and ``[C, N]`` both work.
+* ``.npz``: the array named by the ``key`` option, else the only array in the file.
+* ``.wav``: read with :func:`scipy.io.wavfile.read`; integer PCM is scaled to [-1, 1). The header's
+  rate must agree with the manifest's / option's ``fs`` when both are given.
+* ``.mat`` (v4-v7 via SciPy, v7.3 via h5py): the variable named by the ``variable`` option, else the
+  only numeric array with more than one element.
+
+Writing (:func:`write_recordings`)
+----------------------------------
+One ``[channels, samples]`` float32 file per recording under ``<out_dir>/<label>/`` plus the
+``labels.csv`` manifest above, so ``read_files(out_dir)`` reads the recordings back unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from diag.errors import DiagError
+from diag.sources.base import Recording
+
+__all__ = ["read_files", "write_recordings", "load_mat", "SUPPORTED_EXTENSIONS", "MANIFEST_NAME"]
+
+MANIFEST_NAME = "labels.csv"
+MANIFEST_COLUMNS = ("path", "label", "fs", "group", "condition", "fault_size", "channels", "meta")
+SUPPORTED_EXTENSIONS = (".csv", ".txt", ".tsv", ".npy", ".npz", ".wav", ".mat")
+WRITE_FORMATS = ("npy", "csv")
+CHANNEL_SEP = ";"
+
+
+# ================================================================================================
+# Writer
+
+
+def _slug(text: str, max_len: int = 80) -> str:
+    """A file-system-safe name: letters, digits and ``._@+-``; everything else becomes ``_``."""
+    s = re.sub(r"[^A-Za-z0-9._@+-]+", "_", text).strip("._")
+    return s[:max_len] or "rec"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _record_stem(rec: Recording, index: int) -> str:
+    src = rec.source or ""
+    if not src:
+        return f"rec{index:05d}"
+    # a file path: keep its stem; anything else (``simulate:bearing#12``): the whole text
+    if os.sep in src or "/" in src or Path(src).suffix.lower() in SUPPORTED_EXTENSIONS:
+        src = Path(src).stem
+    return _slug(src)
+
+
+def write_recordings(
+    recordings: Sequence[Recording],
+    out_dir: str | Path,
+    fmt: str = "npy",
+    overwrite: bool = False,
+) -> Path:
+    """Write recordings as one file each plus a ``labels.csv`` manifest that :func:`read_files` reads.
+
+    Parameters
+    ----------
+    recordings : sequence of Recording
+        Each is validated first (finite samples, positive fs, a label).
+    out_dir : str or Path
+        Folder to create. Layout: ``<out_dir>/<label>/<name>.<fmt>`` and ``<out_dir>/labels.csv``
+        with columns ``path,label,fs,group,condition,fault_size,channels,meta`` (``channels``
+        joined by ``;``, ``meta`` as JSON). ``<name>`` comes from the recording's ``source`` (made
+        file-system safe, de-duplicated).
+    fmt : {"npy", "csv"}
+        ``npy``: a ``[channels, samples]`` float32 array. ``csv``: one column per channel with a
+        header row of channel names, float32 values printed to round-trip exactly.
+    overwrite : bool
+        Replace an existing non-empty ``out_dir``. Without it such a folder is refused.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    The write is atomic: everything goes into a temporary sibling folder that is renamed to
+    ``out_dir`` only when complete, so an interrupted run never leaves a half-written dataset.
+    """
+    if fmt not in WRITE_FORMATS:
+        raise DiagError(f"write_recordings: fmt must be one of {', '.join(WRITE_FORMATS)}, got {fmt!r}")
+    recordings = list(recordings)
+    if not recordings:
+        raise DiagError("write_recordings: no recordings to write")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DiagError(f"{out}: exists and is not a folder; choose another output folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DiagError(f"{out}: folder exists and is not empty; choose another folder or pass overwrite=True (--overwrite)")
+    for rec in recordings:
+        rec.validate()
+        bad = [c for c in rec.channels if CHANNEL_SEP in c or not c.strip()]
+        if bad:
+            raise DiagError(f"{rec.source or 'recording'}: channel names must be non-empty and not contain '{CHANNEL_SEP}', got {bad}")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        used: set[str] = set()
+        rows = []
+        for i, rec in enumerate(recordings):
+            label_dir = _slug(rec.label)
+            stem = _record_stem(rec, i)
+            rel = f"{label_dir}/{stem}.{fmt}"
+            n = 1
+            while rel.lower() in used:  # also unique on case-insensitive file systems
+                n += 1
+                rel = f"{label_dir}/{stem}_{n}.{fmt}"
+            used.add(rel.lower())
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sig = np.ascontiguousarray(rec.signal, dtype=np.float32)
+            if fmt == "npy":
+                np.save(target, sig, allow_pickle=False)
+            else:
+                with target.open("w", newline="") as fh:
+                    fh.write(",".join(rec.channels) + "\n")
+                    np.savetxt(fh, sig.T, delimiter=",", fmt="%.9g")
+            try:
+                meta = json.dumps(rec.meta, sort_keys=True, default=_json_default) if rec.meta else ""
+            except (TypeError, ValueError) as exc:
+                raise DiagError(f"{rec.source or 'recording'}: meta is not JSON-serialisable ({exc})") from None
+            rows.append(
+                {
+                    "path": rel,
+                    "label": rec.label,
+                    "fs": repr(float(rec.fs)),
+                    "group": rec.group,
+                    "condition": rec.condition,
+                    "fault_size": rec.fault_size,
+                    "channels": CHANNEL_SEP.join(rec.channels),
+                    "meta": meta,
+                }
+            )
+        with (tmp / MANIFEST_NAME).open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(MANIFEST_COLUMNS))
+            writer.writeheader()
+            writer.writerows(rows)
+
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# ================================================================================================
+# MAT files (shared with the dataset readers)
+
+
+def load_mat(path: str | Path, variable_names: Iterable[str] | None = None, **loadmat_kwargs: Any) -> dict[str, Any]:
+    """Read a MATLAB file into ``{name: value}``, skipping ``__header__``-style entries.
+
+    v4/v5/v7 files go through :func:`scipy.io.loadmat` (``loadmat_kwargs`` are passed on); v7.3
+    (HDF5) files through h5py, numeric arrays only (each transposed back to MATLAB's orientation).
+    A file that is not a readable MATLAB file raises a one-line :class:`DiagError` naming it.
+    """
+    import scipy.io
+
+    p = Path(path)
+    names = list(variable_names) if variable_names is not None else None
+    try:
+        data = scipy.io.loadmat(str(p), variable_names=names, **loadmat_kwargs)
+    except NotImplementedError:  # "Please use HDF reader for matlab v7.3 files"
+        return _load_mat_h5(p, names)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse failure of a user file is the user's file
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise DiagError(
+            f"{p}: not a readable MATLAB file ({reason}); the file is corrupt or truncated, re-download it"
+        ) from None
+    return {k: v for k, v in data.items() if not k.startswith("__")}
+
+
+def _load_mat_h5(p: Path, names: list[str] | None) -> dict[str, Any]:
+    import h5py
+
+    out: dict[str, Any] = {}
+    try:
+        with h5py.File(p, "r") as f:
+            for key in f.keys():
+                if key.startswith("#") or (names is not None and key not in names):
+                    continue
+                obj = f[key]
+                if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "iufb":
+                    out[key] = np.asarray(obj[()]).T
+                else:
+                    out[key] = obj.__class__.__name__  # a struct/cell: not read, but listed
+    except OSError as exc:
+        raise DiagError(
+            f"{p}: not a readable MATLAB v7.3 (HDF5) file ({str(exc).splitlines()[0][:120]}); "
+            "the file is corrupt or truncated, re-download it"
+        ) from None
+    return out
+
+
+def _numeric_arrays(data: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {
+        k: v
+        for k, v in data.items()
+        if isinstance(v, np.ndarray) and v.dtype.kind in "iufb" and v.size > 1
+    }
+
+
+# ================================================================================================
+# Reading one file
+
+
+def _as_channels_first(arr: np.ndarray, where: str) -> np.ndarray:
+    """1-D -> [1, N]; 2-D -> channels on the shorter axis; anything else is an error."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "iufb":
+        raise DiagError(f"{where}: array is not numeric (dtype {arr.dtype}); store numbers only")
+    arr = np.squeeze(arr) if arr.ndim > 2 else arr
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise DiagError(f"{where}: expected a 1-D or 2-D array, got shape {arr.shape}")
+    if arr.shape[0] > arr.shape[1]:
+        arr = arr.T
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    return np.ascontiguousarray(arr)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    text = p.read_text(encoding="utf-8-sig", errors="replace")
+    lines = text.splitlines()
+    first = next((ln for ln in lines if ln.strip()), None)
+    if first is None:
+        raise DiagError(f"{p}: empty file; remove it or re-export it")
+    delim: str | None = next((d for d in (",", ";", "\t") if d in first), None)
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in (line.split(delim) if delim else line.split())]
+
+    head = cells(first)
+    has_header = not all(_is_number(c) for c in head if c)
+    names = tuple(c.strip("\"'") for c in head) if has_header else None
+    skip = lines.index(first) + (1 if has_header else 0)
+    try:
+        data = np.loadtxt(io.StringIO(text), delimiter=delim, skiprows=skip, ndmin=2, dtype=np.float64)
+    except ValueError:
+        # find the offending cell for the message
+        for lineno, line in enumerate(lines[skip:], start=skip + 1):
+            if not line.strip():
+                continue
+            for col, c in enumerate(cells(line), start=1):
+                if not _is_number(c):
+                    shown = repr(c) if c else "an empty cell"
+                    raise DiagError(
+                        f"{p}: line {lineno}, column {col}: {shown} is not a number; "
+                        "a CSV recording holds numbers only (one optional header row of channel names)"
+                    ) from None
+        raise DiagError(f"{p}: rows have different numbers of columns; every row needs one value per channel") from None
+    if data.size == 0:
+        raise DiagError(f"{p}: no samples below the header; remove the file or re-export it")
+    if names is not None and len(names) != data.shape[1]:
+        raise DiagError(f"{p}: header names {len(names)} columns but the rows have {data.shape[1]}")
+    return np.ascontiguousarray(data.T), names
+
+
+def _pcm_to_float(data: np.ndarray) -> np.ndarray:
+    if data.dtype.kind == "f":
+        return data
+    if data.dtype == np.uint8:
+        return (data.astype(np.float32) - 128.0) / 128.0
+    scale = float(2 ** (8 * data.dtype.itemsize - 1))
+    return data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64) / scale
+
+
+def _read_one(p: Path, key: str | None, variable: str | None) -> tuple[np.ndarray, tuple[str, ...] | None, float | None]:
+    """Return ``(signal [C, N], channel names or None, fs from the file header or None)``."""
+    ext = p.suffix.lower()
+    if ext in (".csv", ".txt", ".tsv"):
+        sig, names = _read_csv(p)
+        return sig, names, None
+    if ext == ".npy":
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise DiagError(f"{p}: not a readable .npy array ({str(exc)[:100]}); re-export it with numpy.save") from None
+        return _as_channels_first(arr, str(p)), None, None
+    if ext == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                keys = list(z.files)
+                if key is not None:
+                    if key not in keys:
+                        raise DiagError(f"{p}: no array '{key}' (key option); the file holds: {', '.join(keys)}")
+                    arr = z[key]
+                elif len(keys) == 1:
+                    arr = z[keys[0]]
+                else:
+                    raise DiagError(f"{p}: holds {len(keys)} arrays ({', '.join(keys)}); choose one with the key option")
+        except DiagError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise DiagError(f"{p}: not a readable .npz archive ({str(exc)[:100]}); re-export it with numpy.savez") from None
+        return _as_channels_first(arr, f"{p}[{key or keys[0]}]"), None, None
+    if ext == ".wav":
+        import scipy.io.wavfile
+
+        try:
+            rate, data = scipy.io.wavfile.read(p)
+        except Exception as exc:  # noqa: BLE001
+            raise DiagError(f"{p}: not a readable WAV file ({str(exc)[:100]}); re-export it as PCM or float WAV") from None
+        data = _pcm_to_float(np.asarray(data))
+        sig = data[None, :] if data.ndim == 1 else data.T  # WAV is [N, C]
+        return np.ascontiguousarray(sig), None, float(rate)
+    if ext == ".mat":
+        data = load_mat(p)
+        arrays = _numeric_arrays(data)
+        if variable is not None:
+            if variable not in data:
+                raise DiagError(f"{p}: no variable '{variable}' (variable option); the file holds: {', '.join(sorted(data)) or 'nothing'}")
+            if variable not in arrays:
+                raise DiagError(f"{p}: variable '{variable}' is not a numeric array with more than one element")
+            return _as_channels_first(arrays[variable], f"{p}:{variable}"), None, None
+        if len(arrays) == 1:
+            (name, arr), = arrays.items()
+            return _as_channels_first(arr, f"{p}:{name}"), None, None
+        if not arrays:
+            raise DiagError(f"{p}: no numeric array in the file (variables: {', '.join(sorted(data)) or 'none'})")
+        raise DiagError(
+            f"{p}: {len(arrays)} numeric variables ({', '.join(sorted(arrays))}); choose one with the variable option"
+        )
+    raise DiagError(
+        f"{p}: unsupported file type '{p.suffix}'; convert it to one of {', '.join(SUPPORTED_EXTENSIONS)}"
+    )
+
+
+# ================================================================================================
+# Reader
+
+
+def _parse_fs(text: str, where: str) -> float | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        fs = float(text)
+    except ValueError:
+        raise DiagError(f"{where}: fs {text!r} is not a number of Hz") from None
+    if not np.isfinite(fs) or fs <= 0:
+        raise DiagError(f"{where}: fs must be a positive number of Hz, got {text!r}")
+    return fs
+
+
+def _read_manifest(manifest: Path) -> list[dict[str, str]]:
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in ("path", "label") if c not in header]
+            if missing:
+                raise DiagError(
+                    f"{manifest}: labels manifest lacks column(s) {', '.join(missing)}; "
+                    "the header must be at least path,label,fs"
+                )
+            unknown = [h for h in header if h and h not in MANIFEST_COLUMNS]
+            if unknown:
+                raise DiagError(
+                    f"{manifest}: unknown column(s) {', '.join(unknown)}; known: {', '.join(MANIFEST_COLUMNS)}"
+                )
+            rows = []
+            for row in reader:
+                clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+                if any(clean.values()):
+                    rows.append(clean)
+    except UnicodeDecodeError:
+        raise DiagError(f"{manifest}: labels manifest is not UTF-8 text; save it as UTF-8 CSV") from None
+    if not rows:
+        raise DiagError(f"{manifest}: labels manifest has no rows; add one row per data file (path,label,fs)")
+    return rows
+
+
+def _as_names(value: str | Sequence[str] | None, option: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[;,]", value) if v.strip()]
+    names = tuple(str(v).strip() for v in value)
+    if not names:
+        raise DiagError(f"{option}: give at least one channel name")
+    return names
+
+
+def read_files(
+    path: str | Path | None,
+    manifest: str | Path | None = None,
+    fs: float | None = None,
+    label_from: str = "manifest",
+    key: str | None = None,
+    variable: str | None = None,
+    channels: str | Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+) -> list[Recording]:
+    """Read a folder of your own recordings (CSV / NPY / NPZ / WAV / MAT) with their labels.
+
+    Parameters
+    ----------
+    path : str or Path
+        The data folder; or a labels manifest ``.csv`` file; or (``label_from="folder"``) a single
+        data file, labelled by its parent folder's name.
+    manifest : str or Path, optional
+        Labels manifest; default ``<path>/labels.csv``. Paths in it are relative to its own folder.
+    fs : float, optional
+        Sampling rate in Hz for files whose manifest row has no ``fs`` (and for ``label_from="folder"``).
+        A WAV header rate that disagrees with it (or with the row's fs) is an error.
+    label_from : {"manifest", "folder"}
+        Where labels come from (see the module docstring).
+    key : str, optional
+        Array to read from ``.npz`` files holding several.
+    variable : str, optional
+        Variable to read from ``.mat`` files holding several numeric arrays.
+    channels : list of str, optional
+        Keep only these channels (by name), in this order.
+    classes : list of str, optional
+        The allowed labels; a file with another label is an error (catches typos in the manifest).
+
+    Returns
+    -------
+    list of Recording
+        One per file, validated, ``source`` = the file path, ``group`` = the manifest's group or the
+        file's path relative to the data folder (each file its own group). Channel names come from
+        the manifest, else the CSV header, else ``ch0, ch1...``. All recordings must have the same
+        number of channels.
+    """
+    if path is None or str(path) == "":
+        raise DiagError("files reader: no path given; pass the data folder (--data PATH)")
+    if label_from not in ("manifest", "folder"):
+        raise DiagError(f"label_from: choose 'manifest' or 'folder', got {label_from!r}")
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DiagError(f"{root}: no such file or folder; check the path")
+    fs_opt = None if fs in (None, "", 0) else _parse_fs(str(fs), "fs option")
+    keep = _as_names(channels, "channels option")
+    allowed = set(classes) if classes is not None else None
+
+    entries: list[dict[str, Any]] = []
+    if label_from == "manifest":
+        if manifest is not None:
+            mpath = Path(manifest).expanduser()
+            if not mpath.is_file():
+                raise DiagError(f"{mpath}: labels manifest not found; check the manifest option")
+        elif root.is_file() and root.suffix.lower() == ".csv":
+            mpath = root
+        elif root.is_dir():
+            mpath = root / MANIFEST_NAME
+            if not mpath.is_file():
+                raise DiagError(
+                    f"{root}: no {MANIFEST_NAME} in the folder; write one with columns path,label,fs "
+                    "(or use label_from='folder' with one sub-folder per label)"
+                )
+        else:
+            raise DiagError(
+                f"{root}: a single data file needs labels; give manifest=labels.csv or label_from='folder'"
+            )
+        base = mpath.parent
+        for n, row in enumerate(_read_manifest(mpath), start=2):
+            where = f"{mpath} line {n}"
+            rel = row.get("path", "")
+            if not rel:
+                raise DiagError(f"{where}: empty path; every row names a data file")
+            fpath = Path(rel) if Path(rel).is_absolute() else base / rel
+            if not fpath.is_file():
+                raise DiagError(f"{where}: file '{rel}' not found next to the manifest; fix the path or remove the row")
+            label = row.get("label", "")
+            if not label:
+                raise DiagError(f"{where}: empty label for '{rel}'; give every file a class name")
+            meta: dict[str, Any] = {}
+            if row.get("meta"):
+                try:
+                    meta = json.loads(row["meta"])
+                except json.JSONDecodeError:
+                    raise DiagError(f"{where}: meta is not valid JSON; leave it empty or write a JSON object") from None
+                if not isinstance(meta, dict):
+                    raise DiagError(f"{where}: meta must be a JSON object, got {row['meta'][:40]!r}")
+            entries.append(
+                {
+                    "file": fpath,
+                    "where": where,
+                    "label": label,
+                    "fs": _parse_fs(row.get("fs", ""), where),
+                    "group": row.get("group", "") or rel,
+                    "condition": row.get("condition", ""),
+                    "fault_size": row.get("fault_size", ""),
+                    "channels": _as_names(row.get("channels") or None, f"{where}: channels"),
+                    "meta": meta,
+                }
+            )
+    else:  # labels from folder names
+        if root.is_file():
+            files, base = [root], root.parent.parent
+        else:
+            base = root
+            files = sorted(
+                p for p in root.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            )
+            skipped = sorted({p.suffix.lower() or p.name for p in files if p.suffix.lower() not in SUPPORTED_EXTENSIONS})
+            files = [p for p in files if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name != MANIFEST_NAME]
+            if not files:
+                raise DiagError(
+                    f"{root}: no data files ({', '.join(SUPPORTED_EXTENSIONS)}) below the folder"
+                    + (f" (skipped: {', '.join(skipped[:8])})" if skipped else "")
+                )
+        for fpath in files:
+            rel_parts = fpath.relative_to(base).parts
+            if len(rel_parts) < 2:
+                raise DiagError(
+                    f"{fpath}: lies directly in {base}, so it has no label folder; "
+                    "put each file in a sub-folder named by its label (e.g. data/IR/x.csv)"
+                )
+            rel = "/".join(rel_parts)
+            entries.append(
+                {
+                    "file": fpath,
+                    "where": str(fpath),
+                    "label": rel_parts[0],
+                    "fs": None,
+                    "group": rel,
+                    "condition": "",
+                    "fault_size": "",
+                    "channels": None,
+                    "meta": {},
+                }
+            )
+
+    recordings: list[Recording] = []
+    first: Recording | None = None
+    for e in entries:
+        f = e["file"]
+        if allowed is not None and e["label"] not in allowed:
+            raise DiagError(
+                f"{e['where']}: unknown label '{e['label']}' for {f.name}; expected one of {', '.join(sorted(allowed))}"
+            )
+        sig, names, fs_header = _read_one(f, key, variable)
+        fs_row = e["fs"]
+        if fs_header is not None:
+            for given, what in ((fs_row, "the manifest"), (fs_opt, "the fs option")):
+                if given is not None and abs(given - fs_header) > 1e-6 * fs_header:
+                    raise DiagError(
+                        f"{f}: WAV header says {fs_header:g} Hz but {what} says {given:g} Hz; fix one of them"
+                    )
+        rate = fs_row if fs_row is not None else fs_opt if fs_opt is not None else fs_header
+        if rate is None:
+            raise DiagError(
+                f"{f}: sampling rate unknown; give it in the manifest's fs column or with the fs option"
+            )
+        ch = e["channels"] or names
+        if ch is not None and len(ch) != sig.shape[0]:
+            raise DiagError(f"{e['where']}: {len(ch)} channel names ({';'.join(ch)}) for {sig.shape[0]} channels in {f.name}")
+        rec = Recording(
+            signal=sig,
+            fs=rate,
+            label=e["label"],
+            group=e["group"],
+            condition=e["condition"],
+            source=str(f),
+            fault_size=e["fault_size"],
+            channels=ch or (),
+            meta=e["meta"],
+        )
+        if keep is not None:
+            missing = [c for c in keep if c not in rec.channels]
+            if missing:
+                raise DiagError(f"{f}: no channel(s) {', '.join(missing)}; it has {', '.join(rec.channels)}")
+            idx = [rec.channels.index(c) for c in keep]
+            rec.signal = rec.signal[idx]
+            rec.channels = keep
+        rec.validate()
+        if first is None:
+            first = rec
+        elif rec.n_channels != first.n_channels:
+            raise DiagError(
+                f"{f}: {rec.n_channels} channel(s) but {first.source} has {first.n_channels}; "
+                "all files must have the same channels (select some with the channels option)"
+            )
+        recordings.append(rec)
+    return recordings
