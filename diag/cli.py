@@ -90,6 +90,30 @@ def _toml_str(s: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# diag fetch
+
+
+@app.command()
+@friendly
+def fetch(
+    dataset: str = typer.Argument(..., help="cwru | paderborn | ottawa"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Target folder (default data_raw/DATASET)."),
+    records: Optional[str] = typer.Option(None, "--records", help="CWRU record numbers, e.g. 97,105,130 (default: all)."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the server."),
+) -> None:
+    """Download a public dataset from its official site into data_raw/ (needs internet)."""
+    from diag.sources.fetch import DATASETS
+    from diag.sources.fetch import fetch as run_fetch
+
+    if dataset not in DATASETS:
+        raise DiagError(f"unknown dataset '{dataset}'; choose one of {', '.join(DATASETS)}")
+    target = out or Path("data_raw") / dataset
+    recs = [r.strip() for r in records.split(",") if r.strip()] if records else None
+    files = run_fetch(dataset, target, records=recs, timeout=timeout)
+    console.print(f"{len(files)} files in {target}")
+
+
+# ------------------------------------------------------------------------------------------------
 # Further commands (simulate, fetch, pretrain, train) are added below, one section each.
 
 
