@@ -203,12 +203,14 @@ def prepare(
 
 def _print_summary(out: Path, classes: list[str], counts: dict, sides: list[str], shape: tuple, seconds: float,
                    n_rec: int) -> None:
-    t = Table(title=f"{out}  ({n_rec} recordings -> images {shape[0]}x{shape[1]}x{shape[2]})", title_justify="left")
+    con = Console()
+    con.print(f"[bold]{out}[/]: {n_rec} recordings -> {shape[0]}x{shape[1]}x{shape[2]} images (windows per class and split)")
+    t = Table()
     t.add_column("class")
     for s in sides:
         t.add_column(s, justify="right")
     for c in classes:
         t.add_row(c, *[str(counts[s][c]) for s in sides])
     t.add_row("[bold]total", *[f"[bold]{sum(counts[s].values())}" for s in sides])
-    Console().print(t)
-    Console().print(f"prepared in {seconds:.1f} s")
+    con.print(t)
+    con.print(f"prepared in {seconds:.1f} s")

@@ -1,0 +1,140 @@
+"""diag prepare: layout, manifest, reuse, refusal to overwrite, atomicity, CLI errors."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import diag.prepare as prep
+from diag.cli import app
+from diag.dataset import PreparedDataset
+from diag.errors import DiagError
+from diag.sources.base import Recording
+
+SMALL = ["windows.fs=1000", "windows.length=256", "windows.hop=128", "transform.size=[32,32]",
+         "transform.n_scales=32", "transform.fmin=10"]
+
+
+def tone_recordings():
+    """Three classes told apart by a tone frequency, two conditions each, one of them 2 kHz (resampled)."""
+    rng = np.random.default_rng(0)
+    recs = []
+    for k, (label, f) in enumerate([("normal", 50.0), ("inner", 150.0), ("outer", 300.0)]):
+        for c, fs in (("0HP", 1000.0), ("1HP", 2000.0)):
+            t = np.arange(int(fs * 8)) / fs
+            x = np.sin(2 * np.pi * f * t) + 0.3 * rng.standard_normal(len(t))
+            recs.append(Recording(x[None].astype(np.float32), fs, label, group=f"{label}-bearing",
+                                  condition=c, source=f"sim/{label}_{c}.npy", channels=("accel",)))
+    return recs
+
+
+@pytest.fixture
+def fake_source(monkeypatch):
+    monkeypatch.setattr(prep, "load_recordings", lambda cfg: tone_recordings())
+
+
+def test_prepare_writes_a_complete_dataset(tmp_path, fake_source):
+    out = prep.prepare(None, tmp_path / "ds", SMALL, quiet=True)
+    ds = PreparedDataset(out)
+    assert ds.classes == ["normal", "inner", "outer"]
+    assert ds.image_shape == (1, 32, 32)
+    m = ds.manifest
+    assert m["fs"] == 1000.0 and m["window"]["length"] == 256
+    assert m["config"]["windows"]["hop"] == 128 and m["versions"]["numpy"]
+    assert {r["fs_original"] for r in m["recordings"]} == {1000.0, 2000.0}
+    for split in ("train", "val", "test"):
+        x, meta = ds.images(split), ds.meta(split)
+        assert x.dtype == np.float16 and len(x) == len(meta["y"]) == m["sizes"][split] > 0
+        assert np.isfinite(x.astype(np.float32)).all()
+        assert set(meta["label"]) == set(ds.classes)
+        assert [m["counts"][split][c] for c in ds.classes] == np.bincount(meta["y"], minlength=3).tolist()
+    # Every window is traceable: start + length lies inside its recording's block on that side.
+    blocks = m["split"]["blocks"]
+    meta = ds.meta("test")
+    for rec, start in zip(meta["rec"], meta["start"]):
+        assert any(b[0] == rec and b[3] == "test" and b[1] <= start and start + 256 <= b[2] for b in blocks)
+    # No temporary directories left beside the output.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_same_config_is_reused_and_a_different_one_is_refused(tmp_path, fake_source):
+    out = prep.prepare(None, tmp_path / "ds", SMALL, quiet=True)
+    stamp = os.stat(out / "train.npy").st_mtime_ns
+    prep.prepare(None, out, SMALL, quiet=True)
+    assert os.stat(out / "train.npy").st_mtime_ns == stamp  # reused, not rewritten
+    with pytest.raises(DiagError, match="different config.*--force"):
+        prep.prepare(None, out, SMALL + ["windows.hop=64"], quiet=True)
+    assert os.stat(out / "train.npy").st_mtime_ns == stamp  # untouched
+    prep.prepare(None, out, SMALL + ["windows.hop=64"], force=True, quiet=True)
+    assert json.loads((out / "manifest.json").read_text())["config"]["windows"]["hop"] == 64
+
+
+def test_an_unrelated_existing_folder_is_never_overwritten(tmp_path, fake_source):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "thesis.tex").write_text("precious")
+    with pytest.raises(DiagError, match="not a prepared dataset"):
+        prep.prepare(None, target, SMALL, quiet=True)
+    assert (target / "thesis.tex").read_text() == "precious"
+
+
+def test_interrupted_prepare_leaves_nothing_behind(tmp_path, fake_source, monkeypatch):
+    import diag.transforms as tr
+
+    real = tr.make_transform
+
+    def exploding(*a, **k):
+        t = real(*a, **k)
+        calls = {"n": 0}
+
+        def call(x):
+            calls["n"] += 1
+            if calls["n"] > 2:
+                raise KeyboardInterrupt
+            return t(x)
+
+        class T:
+            def __call__(self, x):
+                return call(x)
+
+            def to_dict(self):
+                return t.to_dict()
+
+        return T()
+
+    monkeypatch.setattr(tr, "make_transform", exploding)
+    with pytest.raises(KeyboardInterrupt):
+        prep.prepare(None, tmp_path / "ds", SMALL, quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_config_same_images(tmp_path, fake_source):
+    a = PreparedDataset(prep.prepare(None, tmp_path / "a", SMALL, quiet=True))
+    b = PreparedDataset(prep.prepare(None, tmp_path / "b", SMALL, quiet=True))
+    for s in ("train", "val", "test"):
+        assert np.array_equal(np.asarray(a.images(s)), np.asarray(b.images(s)))
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["prepare", "--config", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "config file not found" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["prepare", "--source", "cwru", "--data", str(tmp_path / "nowhere"),
+                              "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "nowhere: no such file or folder" in res.output
+    res = runner.invoke(app, ["prepare", "--split", "random", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "allow_leaky" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_fetch_offline_fails_fast_with_one_line(tmp_path, monkeypatch):
+    import diag.sources.fetch as f
+
+    monkeypatch.setattr(f, "CWRU_BASE_URL", "http://nonexistent.invalid/files/")
+    res = CliRunner().invoke(app, ["fetch", "cwru", "--records", "97", "--out", str(tmp_path / "cwru"), "--timeout", "3"])
+    assert res.exit_code == 2 and "cannot reach" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["fetch", "nasa", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "unknown dataset 'nasa'" in res.output
