@@ -1,0 +1,758 @@
+"""Time-frequency images: batched analytic-Morlet CWT and STFT filter banks, dB scaling, area resizing.
+
+Image layout (what the CNN sees)
+--------------------------------
+``Transform(x)`` maps windows ``x`` float32 ``[B, C, W]`` to images float32 ``[B, C*k, H, W_img]``:
+
+* **rows = frequency, ascending**: row 0 is the *lowest* frequency (plot with ``origin="lower"``);
+  ``Transform.frequencies[i]`` is the centre frequency of row ``i`` in Hz. CWT rows are log-spaced,
+  STFT rows are linear from 0 Hz to ``fs/2``.
+* **columns = time**: column ``j`` summarises samples ``[j*W/W_img, (j+1)*W/W_img)`` of the window.
+* **channels, input-major**: output channel ``c*k + j`` is representation ``j`` (``cwt`` then ``stft``
+  for ``cwt+stft``, ``k = 2``) of input channel ``c``; input channel order is kept.
+
+Pixel values
+------------
+1. Power ``|W(s, t)|^2`` (CWT) or ``|S(f, t)|^2`` (STFT) is **area-averaged** onto the pixel grid (the
+   mean power of the samples each pixel covers: no sample dropping, no aliasing stripes).
+2. ``log = true``: ``10*log10`` of that mean power, i.e. dB re 1 (unit of x)^2 -- equivalently
+   ``20*log10`` of the RMS magnitude. Floor: ``TOP_DB`` = 80 dB below the maximum of each image and
+   channel (and an absolute floor ``AMIN_POWER``), so silence gives a flat image, not ``-inf``.
+   ``log = false``: the RMS magnitude ``sqrt(mean power)`` in units of x.
+3. ``norm = "image"``: each image and channel to zero mean, unit standard deviation (a constant image
+   becomes all zeros). ``"none"`` keeps dB (or linear) values.
+
+CWT
+---
+Analytic Morlet with parameter ``w0`` (radians), L1 ("amplitude") normalisation, frequency domain::
+
+    Psi_s(f) = 2 * exp(-0.5 * (2*pi*f*s - w0)^2)     0 < f < fs/2      (half that at f = fs/2)
+    Psi_s(f) = 0                                     f <= 0
+    W(s, t)  = IDFT_k[ X(f_k) * Psi_s(f_k) ](t)      (f_k = DFT bin frequencies, Hz)
+
+equivalently ``W(s, t) = int x(tau) (1/s) psi*((tau - t)/s) dtau`` with
+``psi(t) = sqrt(2/pi) exp(i w0 t - t^2/2)`` (analytic part). ``s`` is the scale in seconds; the centre
+(peak) frequency is exactly ``f = w0 / (2*pi*s)`` Hz, the Gaussian's standard deviation is ``f/w0`` Hz
+in frequency and ``s`` seconds in time. A tone ``A*cos(2*pi*f*t)`` gives ``|W| = A`` at its own scale,
+so a tone peaks in the row whose centre frequency is ``f`` whatever the scale.
+
+PyWavelets equivalent: ``'cmor2.0-C'`` with ``C = w0/(2*pi)`` (0.9549 for w0 = 6), pywt scale
+``a = s*fs`` samples; ``|pywt| = |W| * sqrt(a)/2`` (pywt uses L2-style ``1/sqrt(a)`` normalisation).
+No admissibility correction term is applied (as in pywt's ``cmor``); it is below 1.5e-8 for w0 = 6.
+
+Edges: the window is extended symmetrically (``x[0..N-1], x[N-1..0]``, period 2N) before the FFT, so
+the circular convolution sees no jump at the edges; the lowest rows still see mirrored signal within
+about ``3*s`` seconds of either edge (cone of influence).
+
+Fast path (``Transform``, :func:`cwt_scalogram`)
+------------------------------------------------
+``Psi_s`` is a Gaussian band: outside ``f*(1 -/+ SUPPORT_SIGMAS/w0)`` its gain is below
+``exp(-SUPPORT_SIGMAS^2/2)`` (3.4e-4 for 4 sigma), so each scale only needs the ``M`` DFT bins of its
+band. An inverse DFT of length ``L >= M`` over those bins gives the CWT *exactly* (up to the
+truncated tails) at ``L`` equally spaced times -- a decimated but alias-free output, with an
+irrelevant phase rotation. ``L`` is chosen per scale as ``2 * W_img * r`` (``r`` = samples per image
+column, at least ``MIN_SAMPLES_PER_COLUMN``), the sample times are shifted (a phase ramp folded into
+the filter) so every column's samples are centred in it, and scales sharing ``L`` form one batched
+FFT. The filter bank is built once per configuration (and device) and applied to every batch. The
+mean power per column then agrees with the full-resolution computation pooled by
+:func:`resize_area` to a few percent of each row's maximum (tested to 5 %; the difference is the
+coarser quadrature of the column mean, not aliasing).
+
+STFT
+----
+Hann window of ``nperseg`` samples, hop ``nperseg - noverlap``, one-sided, amplitude-scaled by
+``2/sum(window)`` (a tone of amplitude A gives ``|S| ~ A``). Frame ``m`` is centred on the hop
+interval ``[m*hop, (m+1)*hop)`` (reflect padding at the edges), so with the defaults (hop 32 = 2048/64)
+each frame is one image column. The Nyquist bin is dropped from images (bins ``0 .. nperseg/2 - 1``),
+so 128-sample segments give exactly 64 rows.
+
+Everything runs in torch: on the CPU for NumPy input (or a CPU tensor), on the GPU for a CUDA tensor
+or with ``make_transform(..., device="cuda")``. On the CPU a batch is cut into cache-sized chunks that
+run on ``torch.get_num_threads()`` Python threads (see :meth:`Transform._images`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.fft as sfft
+import torch
+import torch.nn.functional as F
+
+from diag.config import TransformConfig
+from diag.errors import DiagError
+
+#: dynamic range kept by the dB scaling, below each image's maximum
+TOP_DB = 80.0
+#: absolute power floor for the dB scaling ((unit of x)^2)
+AMIN_POWER = 1e-20
+#: default ``fmax`` as a fraction of ``fs`` when the config says 0
+FMAX_FRACTION = 0.45
+#: half-width of each CWT band in Gaussian standard deviations (gain at the edge exp(-8) = 3.4e-4)
+SUPPORT_SIGMAS = 4.0
+#: minimum CWT samples per image column in the fast path
+MIN_SAMPLES_PER_COLUMN = 2
+#: per-chunk working memory of the fast path, bytes (CPU: small enough to stay in cache; a GPU gets 64x)
+_CHUNK_BYTES = 12 * 2**20
+
+__all__ = [
+    "Transform",
+    "make_transform",
+    "cwt_frequencies",
+    "frequency_to_scale",
+    "scale_to_frequency",
+    "pywt_wavelet_name",
+    "morlet_filter_bank",
+    "cwt",
+    "cwt_scalogram",
+    "stft_magnitude",
+    "resize_area",
+    "power_to_db",
+    "standardize_images",
+]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small helpers: frequencies and scales
+
+
+def cwt_frequencies(fs: float, fmin: float, fmax: float = 0.0, n: int = 64) -> np.ndarray:
+    """``n`` log-spaced CWT centre frequencies in Hz, ascending: ``fmin * (fmax/fmin)**(i/(n-1))``.
+
+    ``fmax = 0`` means ``FMAX_FRACTION * fs`` (0.45 fs). ``fmax`` must stay below the Nyquist
+    frequency ``fs/2`` and above ``fmin``; otherwise :class:`DiagError`.
+    """
+    fmax_eff = FMAX_FRACTION * fs if not fmax else float(fmax)
+    if not fs > 0:
+        raise DiagError(f"transform: sampling rate must be > 0 Hz, got {fs}")
+    if not 0 < fmin < fmax_eff:
+        raise DiagError(f"transform.fmin: must be in (0, fmax={fmax_eff:g}) Hz, got {fmin}")
+    if fmax_eff >= fs / 2:
+        raise DiagError(
+            f"transform.fmax: must be below the Nyquist frequency fs/2 = {fs / 2:g} Hz, got {fmax_eff:g} "
+            f"(0 means {FMAX_FRACTION} * fs)"
+        )
+    if n < 2:
+        raise DiagError(f"transform.n_scales: must be >= 2, got {n}")
+    return np.geomspace(float(fmin), fmax_eff, int(n))
+
+
+def frequency_to_scale(freqs: Any, w0: float = 6.0, fs: float | None = None) -> np.ndarray:
+    """Morlet scale of centre frequency ``f`` (Hz): ``s = w0 / (2*pi*f)`` seconds, or ``s*fs`` samples
+    if ``fs`` is given (the scale to pass to ``pywt.cwt`` with :func:`pywt_wavelet_name`)."""
+    f = np.asarray(freqs, dtype=np.float64)
+    s = w0 / (2 * np.pi * f)
+    return s * fs if fs is not None else s
+
+
+def scale_to_frequency(scales: Any, w0: float = 6.0, fs: float | None = None) -> np.ndarray:
+    """Centre frequency (Hz) of Morlet scale ``s``: ``f = w0 / (2*pi*s)`` with ``s`` in seconds, or in
+    samples if ``fs`` is given (then ``f = w0*fs / (2*pi*s)``). Inverse of :func:`frequency_to_scale`."""
+    s = np.asarray(scales, dtype=np.float64)
+    if fs is not None:
+        s = s / fs
+    return w0 / (2 * np.pi * s)
+
+
+def pywt_wavelet_name(w0: float = 6.0) -> str:
+    """PyWavelets complex-Morlet name with the same shape as diag's Morlet: ``cmor2.0-{w0/(2 pi)}``.
+
+    pywt's ``cmorB-C`` is ``exp(-t^2/B) exp(i 2 pi C t) / sqrt(pi B)``; B = 2 gives the unit-variance
+    Gaussian envelope and ``2 pi C = w0`` the same carrier. At pywt scale ``a = s*fs`` samples,
+    ``|pywt| = |W| * sqrt(a)/2 * sinc(f/fs)``: ``sqrt(a)`` from pywt's L2-style normalisation, and
+    ``sinc(f/fs)`` (0.83 at fs/3) because pywt differences the integrated wavelet, a one-sample box
+    filter. pywt also samples its wavelet on ``2**precision`` points, which is coarse at small scales
+    (use ``precision=16`` to compare), and the frequencies it returns come from a numerically estimated
+    centre frequency (0.9375 instead of 0.9549 for w0 = 6, i.e. 1.8 % low): use the scales.
+    """
+    return f"cmor2.0-{w0 / (2 * np.pi):.12g}"
+
+
+def morlet_filter_bank(n: int, fs: float, freqs: Any, w0: float = 6.0) -> np.ndarray:
+    """Analytic Morlet frequency responses on the ``n``-point DFT grid, float64 ``[len(freqs), n]``.
+
+    Bin ``k`` has frequency ``f_k = scipy.fft.fftfreq(n, 1/fs)[k]`` Hz; for centre frequency ``fc``
+    (scale ``s = w0/(2 pi fc)`` seconds)::
+
+        Psi(f_k) = 2 exp(-0.5 (2 pi f_k s - w0)^2)   for 0 < f_k < fs/2,
+                   exp(-0.5 (2 pi f_k s - w0)^2)     at f_k = fs/2 (even n),   0 for f_k <= 0.
+
+    Peak 2 at ``f_k = fc`` (L1 / amplitude normalisation, see the module docstring).
+    """
+    if n < 2:
+        raise DiagError(f"morlet_filter_bank: n must be >= 2 samples, got {n}")
+    fc = np.atleast_1d(np.asarray(freqs, dtype=np.float64))
+    s = frequency_to_scale(fc, w0)
+    fk = sfft.fftfreq(int(n), 1.0 / fs)
+    bank = 2.0 * np.exp(-0.5 * (2 * np.pi * fk[None, :] * s[:, None] - w0) ** 2)
+    bank[:, fk <= 0] = 0.0
+    if n % 2 == 0:  # fftfreq puts the Nyquist bin at -fs/2: give it the positive-frequency half weight
+        bank[:, n // 2] = 0.5 * 2.0 * np.exp(-0.5 * (2 * np.pi * (fs / 2) * s - w0) ** 2)
+    return bank
+
+
+# ---------------------------------------------------------------------------------------------------
+# Input checks
+
+
+def _check_real_array(x: Any, name: str, axis: int) -> tuple[np.ndarray, int]:
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise DiagError(f"{name}: x must have a time axis, got a scalar")
+    if np.iscomplexobj(x) or not np.issubdtype(x.dtype, np.number):
+        raise DiagError(f"{name}: x must be real-valued numbers, got dtype {x.dtype}")
+    if not -x.ndim <= axis < x.ndim:
+        raise DiagError(f"{name}: axis {axis} out of range for x with {x.ndim} dimensions")
+    ax = axis % x.ndim
+    if x.shape[ax] < 2:
+        raise DiagError(f"{name}: the time axis needs at least 2 samples, got {x.shape[ax]}")
+    if not np.isfinite(x).all():
+        raise DiagError(f"{name}: x contains {int((~np.isfinite(x)).sum())} NaN or infinite values")
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    return x, ax
+
+
+def _check_freqs(freqs: Any, fs: float, name: str) -> np.ndarray:
+    f = np.atleast_1d(np.asarray(freqs, dtype=np.float64))
+    if f.ndim != 1 or f.size == 0:
+        raise DiagError(f"{name}: freqs must be a non-empty 1-D array of Hz, got shape {f.shape}")
+    if not fs > 0:
+        raise DiagError(f"{name}: fs must be > 0 Hz, got {fs}")
+    if not ((f > 0) & (f < fs / 2)).all():
+        raise DiagError(f"{name}: every frequency must be in (0, fs/2 = {fs / 2:g}) Hz; got {f.min():g}..{f.max():g}")
+    return f
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reference CWT (full resolution, NumPy/SciPy)
+
+
+def cwt(x: Any, fs: float, freqs: Any, w0: float = 6.0, axis: int = -1, pad: str = "symmetric") -> np.ndarray:
+    """Continuous wavelet transform with the analytic Morlet, full time resolution.
+
+    ``W(s, t) = IDFT_k[ X(f_k) Psi_s(f_k) ](t)`` with ``Psi_s`` from :func:`morlet_filter_bank` and
+    ``s = w0/(2 pi f)`` for each centre frequency ``f`` in ``freqs`` (Hz). A tone ``A cos(2 pi f t)``
+    gives ``|W| = A`` at its own scale.
+
+    Parameters
+    ----------
+    x : array ``[..., N, ...]``, real; ``axis`` is time (samples at ``fs`` Hz).
+    fs : sampling rate, Hz.
+    freqs : centre frequencies, Hz, each in ``(0, fs/2)``; any order (output rows follow it).
+    w0 : Morlet parameter (radians): ``w0/(2 pi)`` carrier cycles per Gaussian standard deviation ``s``.
+    pad : edge handling before the FFT: ``"symmetric"`` (default; ``x`` then ``x`` reversed, period 2N,
+        no jump at the edges -- what :class:`Transform` uses), ``"periodic"`` (no padding, circular),
+        ``"zero"`` (zeros to at least 2N: linear convolution, like ``pywt.cwt(method="fft")``).
+
+    Returns
+    -------
+    complex ndarray, ``x.shape`` with a scales axis of ``len(freqs)`` inserted before the time axis;
+    complex64 for float32 input, else complex128. This is the plain full-resolution reference
+    (memory ``len(freqs) * 2N`` complex values per signal); images use :func:`cwt_scalogram`'s fast path.
+    """
+    x, ax = _check_real_array(x, "cwt", axis)
+    f = _check_freqs(freqs, fs, "cwt")
+    xm = np.moveaxis(x, ax, -1)
+    n = xm.shape[-1]
+    if pad == "symmetric":
+        ext, p = np.concatenate([xm, xm[..., ::-1]], axis=-1), 2 * n
+    elif pad == "periodic":
+        ext, p = xm, n
+    elif pad == "zero":
+        p = sfft.next_fast_len(2 * n)
+        ext = xm
+    else:
+        raise DiagError(f"cwt: pad must be 'symmetric', 'periodic' or 'zero', got {pad!r}")
+    spec = sfft.fft(ext, n=p, axis=-1)
+    bank = morlet_filter_bank(p, fs, f, w0)
+    out = sfft.ifft(spec[..., None, :] * bank, axis=-1)[..., :n]
+    out = out.astype(np.complex64 if x.dtype == np.float32 else np.complex128, copy=False)
+    return np.moveaxis(out, (-2, -1), (ax, ax + 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Area resampling
+
+
+def _area_matrix(edges_in: np.ndarray, edges_out: np.ndarray) -> np.ndarray:
+    """``A[i, j]`` = length of (input cell j) ∩ (output cell i) / length of output cell i.
+
+    Cells are ``[edges[k], edges[k+1])``; ``A @ v`` is the mean of the piecewise-constant ``v`` over
+    each output cell (area / box resampling)."""
+    lo = np.maximum(edges_out[:-1, None], edges_in[None, :-1])
+    hi = np.minimum(edges_out[1:, None], edges_in[None, 1:])
+    return np.clip(hi - lo, 0.0, None) / np.diff(edges_out)[:, None]
+
+
+@functools.lru_cache(maxsize=256)
+def _uniform_area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    return _area_matrix(np.arange(n_in + 1, dtype=np.float64), np.linspace(0.0, n_in, n_out + 1))
+
+
+def resize_area(x: Any, shape: Sequence[int], axes: Sequence[int] = (-2, -1)) -> Any:
+    """Resize ``x`` along ``axes`` to ``shape`` by area averaging (box resampling).
+
+    Output cell ``i`` of an axis of ``n_in`` samples resized to ``n_out`` covers input coordinates
+    ``[i*n_in/n_out, (i+1)*n_in/n_out)`` and is the overlap-weighted mean of the input samples
+    (each a cell of width 1) it covers. The mean over each axis is preserved exactly; content above
+    the new Nyquist rate averages out instead of aliasing (an alternating +1/-1 pattern pooled by a
+    factor >= 2 becomes ~0, not stripes). Upsampling repeats samples (box interpolation).
+
+    Works on NumPy arrays and torch tensors (same device), in the input's floating dtype (integers
+    become float64). ``shape`` and ``axes`` have the same length. Cost: one small matrix product per
+    resized axis.
+    """
+    if len(shape) != len(axes):
+        raise DiagError(f"resize_area: shape {tuple(shape)} and axes {tuple(axes)} differ in length")
+    is_t = isinstance(x, torch.Tensor)
+    if not is_t:
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float64)
+    nd = x.ndim
+    for n_out, axis in zip(shape, axes):
+        if not -nd <= axis < nd:
+            raise DiagError(f"resize_area: axis {axis} out of range for an array with {nd} dimensions")
+        n_out = int(n_out)
+        n_in = x.shape[axis]
+        if n_out < 1 or n_in < 1:
+            raise DiagError(f"resize_area: sizes must be >= 1, got {n_in} -> {n_out}")
+        if n_out == n_in:
+            continue
+        a = _uniform_area_matrix(n_in, n_out)
+        if is_t:
+            at = torch.as_tensor(a, dtype=x.dtype, device=x.device)
+            x = torch.movedim(torch.movedim(x, axis, -1) @ at.T, -1, axis)
+        else:
+            x = np.moveaxis(np.moveaxis(x, axis, -1) @ a.T.astype(x.dtype, copy=False), -1, axis)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------
+# dB and per-image standardisation (torch or NumPy, last two axes = one image)
+
+
+def power_to_db(power: Any, top_db: float = TOP_DB, amin: float = AMIN_POWER) -> Any:
+    """``10*log10(max(p, amin, max(p over the image) * 10**(-top_db/10)))``, dB re 1 (unit of x)^2.
+
+    One image = the last two axes; the floor keeps ``top_db`` dB below each image's maximum.
+    """
+    if isinstance(power, torch.Tensor):
+        peak = power.amax(dim=(-2, -1), keepdim=True)
+        floor = torch.clamp(peak * 10.0 ** (-top_db / 10.0), min=amin)
+        return 10.0 * torch.log10(torch.maximum(power, floor))
+    p = np.asarray(power)
+    floor = np.maximum(p.max(axis=(-2, -1), keepdims=True) * 10.0 ** (-top_db / 10.0), amin)
+    return 10.0 * np.log10(np.maximum(p, floor))
+
+
+def standardize_images(img: Any) -> Any:
+    """Per image (last two axes): ``(v - mean) / (std + 1e-6 * max|v| + 1e-12)``; constant -> zeros."""
+    if isinstance(img, torch.Tensor):
+        mean = img.mean(dim=(-2, -1), keepdim=True)
+        std = (img - mean).square().mean(dim=(-2, -1), keepdim=True).sqrt()  # (torch.std is slower on CPU)
+        eps = 1e-6 * img.abs().amax(dim=(-2, -1), keepdim=True) + 1e-12
+        return (img - mean) / (std + eps)
+    v = np.asarray(img)
+    mean = v.mean(axis=(-2, -1), keepdims=True)
+    std = v.std(axis=(-2, -1), keepdims=True)
+    eps = 1e-6 * np.abs(v).max(axis=(-2, -1), keepdims=True) + 1e-12
+    return (v - mean) / (std + eps)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fast banded CWT (torch; CPU and CUDA)
+
+
+def _next_5_smooth(n: int) -> int:
+    """Smallest integer >= n whose prime factors are 2, 3, 5 (fast FFT lengths)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+class _CwtBank:
+    """The banded CWT filter bank for one (length, fs, freqs, w0, n_cols) configuration.
+
+    Built once in float64 NumPy; moved to each device on first use and cached there.
+    """
+
+    def __init__(self, length: int, fs: float, freqs: np.ndarray, w0: float, n_cols: int,
+                 support: float = SUPPORT_SIGMAS, min_per_col: int = MIN_SAMPLES_PER_COLUMN):
+        n, p = int(length), 2 * int(length)  # symmetric extension: period 2N
+        self.length, self.n_cols, self.n_freqs = n, int(n_cols), len(freqs)
+        df = fs / p
+        d = n / self.n_cols  # samples per image column
+        s = frequency_to_scale(freqs, w0)
+        plan: dict[int, list[tuple[int, np.ndarray, int]]] = {}
+        for i, fc in enumerate(freqs):
+            k_lo = max(1, math.ceil(fc * (1 - support / w0) / df))
+            k_hi = min(p // 2, math.floor(fc * (1 + support / w0) / df))
+            if k_hi < k_lo:  # band narrower than one bin: keep the nearest bin
+                k_lo = k_hi = int(np.clip(round(fc / df), 1, p // 2))
+            m = k_hi - k_lo + 1
+            r = _next_5_smooth(max(int(min_per_col), math.ceil(m / (2 * self.n_cols))))
+            big_l = 2 * self.n_cols * r
+            k = np.arange(k_lo, k_hi + 1)
+            gain = 2.0 * np.exp(-0.5 * (2 * np.pi * k * df * s[i] - w0) ** 2)
+            gain[k == p // 2] *= 0.5
+            delta = d / (2 * r) - 0.5  # centre the r samples of each column (samples)
+            filt = np.zeros(big_l, np.complex128)
+            # ifft(norm="forward") is an unscaled sum: fold the 1/P of the length-P inverse DFT in here
+            filt[:m] = gain * np.exp(2j * np.pi * k * delta / p) / p
+            plan.setdefault(big_l, []).append((i, filt, k_lo))
+        self.groups = []
+        for big_l, items in sorted(plan.items()):
+            rows = np.array([it[0] for it in items], np.int64)
+            filt = np.stack([it[1] for it in items])
+            k0 = np.array([it[2] for it in items], np.int64)
+            self.groups.append((big_l, big_l // (2 * self.n_cols), rows, k0, filt))
+        self.pad = max(g[0] for g in self.groups)
+        self.work_per_signal = 8 * ((n + 1 + self.pad) + 3 * max(len(g[2]) * g[0] for g in self.groups))
+        self.total_bins = int(sum(len(g[2]) * g[0] for g in self.groups))
+        self._dev: dict[str, list] = {}
+
+    def _on(self, device: torch.device) -> list:
+        key = str(device)
+        if key not in self._dev:
+            self._dev[key] = [
+                (big_l, r, torch.as_tensor(rows, device=device), torch.as_tensor(k0, device=device),
+                 torch.as_tensor(filt, dtype=torch.complex64, device=device),
+                 torch.full((2 * r, 1), 1.0 / r, dtype=torch.float32, device=device))
+                for big_l, r, rows, k0, filt in self.groups
+            ]
+        return self._dev[key]
+
+    def power(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean CWT power per image column: float32 ``[R, n_freqs, n_cols]`` from ``x`` ``[R, N]``."""
+        nr = x.shape[0]
+        out = torch.empty(nr, self.n_freqs, self.n_cols, dtype=torch.float32, device=x.device)
+        if nr == 0:
+            return out
+        spec = torch.fft.rfft(torch.cat([x, x.flip(-1)], dim=-1), dim=-1)  # bins 0..N of period 2N
+        spec = F.pad(spec, (0, self.pad))
+        for big_l, r, rows, k0, filt, mean_r in self._on(x.device):
+            y = spec.unfold(-1, big_l, 1)[:, k0]  # [R, n_g, L]: bins k0 .. k0+L-1 of each scale
+            y.mul_(filt)
+            z = torch.fft.ifft(y, dim=-1, norm="forward")  # CWT at t = m*2N/L + delta (phase-rotated)
+            # first half = times [0, N); per column: r complex samples = 2r reals; mean of re^2 + im^2
+            v = torch.view_as_real(z)[:, :, : big_l // 2].reshape(nr, len(rows), self.n_cols, 2 * r)
+            out[:, rows] = (v.square() @ mean_r).squeeze(-1)  # a matmul beats .sum(-1) over tiny 2r
+        return out
+
+
+class _StftBank:
+    """Hann-window STFT power on the image grid for one (length, fs, nperseg, noverlap) config."""
+
+    def __init__(self, length: int, fs: float, nperseg: int, noverlap: int):
+        self.length, self.nperseg = int(length), int(nperseg)
+        self.hop = int(nperseg) - int(noverlap)
+        self.n_frames = -(-self.length // self.hop)
+        first = (self.hop - self.nperseg) // 2  # start of frame 0: centred on [0, hop)
+        self.pad_left = max(0, -first)
+        last_end = first + (self.n_frames - 1) * self.hop + self.nperseg
+        self.pad_right = max(0, last_end - self.length)
+        self.offset = first + self.pad_left
+        self.window = np.hanning(self.nperseg + 1)[:-1] if self.nperseg > 1 else np.ones(1)  # periodic Hann
+        self.scale = 2.0 / self.window.sum()
+        self.freqs = sfft.rfftfreq(self.nperseg, 1.0 / fs)
+        # time cells of frames in samples: [m*hop, min((m+1)*hop, N))
+        self.frame_edges = np.minimum(np.arange(self.n_frames + 1) * self.hop, self.length).astype(np.float64)
+        self._dev: dict[str, torch.Tensor] = {}
+
+    def power(self, x: torch.Tensor) -> torch.Tensor:
+        """``|S|^2`` float32 ``[R, n_bins, n_frames]`` (amplitude-scaled, see module docstring)."""
+        key = str(x.device)
+        if key not in self._dev:
+            self._dev[key] = torch.as_tensor(self.window * self.scale, dtype=torch.float32, device=x.device)
+        win = self._dev[key]
+        if x.shape[0] == 0:
+            return torch.empty(0, self.nperseg // 2 + 1, self.n_frames, dtype=torch.float32, device=x.device)
+        xp = x
+        if self.pad_left or self.pad_right:
+            mode = "reflect" if max(self.pad_left, self.pad_right) < self.length else "constant"
+            xp = F.pad(x[:, None, :], (self.pad_left, self.pad_right), mode=mode)[:, 0]
+        frames = xp[:, self.offset :].unfold(-1, self.nperseg, self.hop)[:, : self.n_frames]
+        spec = torch.fft.rfft(frames * win, dim=-1)  # [R, n_frames, n_bins]
+        return torch.view_as_real(spec).square().sum(-1).transpose(1, 2)
+
+
+def _as_signals(x: Any, name: str, axis: int) -> tuple[torch.Tensor, tuple[int, ...], int]:
+    """Validated NumPy input -> float32 torch ``[R, N]`` plus the other axes' shape and the axis."""
+    x, ax = _check_real_array(x, name, axis)
+    xm = np.moveaxis(x, ax, -1)
+    lead = xm.shape[:-1]
+    return torch.from_numpy(np.ascontiguousarray(xm, dtype=np.float32).reshape(-1, xm.shape[-1])), lead, ax
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_cwt_bank(length: int, fs: float, freqs: tuple, w0: float, n_cols: int, support: float,
+                     min_per_col: int) -> _CwtBank:
+    return _CwtBank(length, fs, np.asarray(freqs), w0, n_cols, support, min_per_col)
+
+
+def cwt_scalogram(x: Any, fs: float, freqs: Any, n_cols: int, w0: float = 6.0, axis: int = -1,
+                  support: float = SUPPORT_SIGMAS, min_per_col: int = MIN_SAMPLES_PER_COLUMN) -> np.ndarray:
+    """RMS CWT magnitude per image column, computed with the fast banded filter bank.
+
+    ``out[..., i, j] = sqrt(mean_{t in column j} |W(s_i, t)|^2)``, column ``j`` covering samples
+    ``[j*N/n_cols, (j+1)*N/n_cols)``; ``W`` as in :func:`cwt` with ``pad="symmetric"``. Each scale is
+    evaluated at ``r >= min_per_col`` centred instants per column from its band of DFT bins
+    (``fc*(1 -/+ support/w0)``), see the module docstring. Agrees with
+    ``sqrt(resize_area(abs(cwt(x, ...))**2, (len(freqs), n_cols)))`` to a few percent of each row's
+    maximum; a large ``min_per_col`` (``>= N/n_cols``) makes it exact up to the truncated tails.
+
+    Returns float32, ``x.shape`` with the time axis replaced by ``(len(freqs), n_cols)``.
+    """
+    sig, lead, ax = _as_signals(x, "cwt_scalogram", axis)
+    f = _check_freqs(freqs, fs, "cwt_scalogram")
+    if n_cols < 1:
+        raise DiagError(f"cwt_scalogram: n_cols must be >= 1, got {n_cols}")
+    bank = _cached_cwt_bank(sig.shape[-1], float(fs), tuple(f.tolist()), float(w0), int(n_cols),
+                            float(support), int(min_per_col))
+    chunk = max(1, _CHUNK_BYTES // bank.work_per_signal)
+    with torch.inference_mode():
+        p = torch.cat([bank.power(sig[a : a + chunk]) for a in range(0, len(sig), chunk)] or [bank.power(sig)])
+    out = p.sqrt().numpy().reshape(*lead, len(f), n_cols)
+    return np.moveaxis(out, (-2, -1), (ax, ax + 1))
+
+
+def stft_magnitude(x: Any, fs: float, nperseg: int = 128, noverlap: int = 96,
+                   axis: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hann-window short-time Fourier magnitude, amplitude-scaled.
+
+    ``S[k, m] = (2/sum(w)) |sum_n w[n] x[a_m + n] exp(-2 pi i k n / nperseg)|``, ``w`` the periodic Hann
+    window, hop ``h = nperseg - noverlap``, frame ``m`` centred on the samples ``[m*h, (m+1)*h)``
+    (reflect padding at the edges), ``ceil(N/h)`` frames. A tone ``A cos(2 pi f t)`` at a bin frequency
+    gives ``S = A`` there (Hann scalloping: 0.85 A for a tone midway between two bins).
+
+    Returns ``(f, t, S)``: bin frequencies ``f`` (Hz, ``0 .. fs/2``), frame centre times ``t``
+    (seconds), and float32 ``S`` with ``x.shape`` where the time axis becomes ``(len(f), len(t))``.
+    """
+    if not 0 <= noverlap < nperseg:
+        raise DiagError(f"stft_magnitude: noverlap must be in [0, nperseg={nperseg}), got {noverlap}")
+    sig, lead, ax = _as_signals(x, "stft_magnitude", axis)
+    if nperseg > sig.shape[-1]:
+        raise DiagError(f"stft_magnitude: nperseg={nperseg} exceeds the {sig.shape[-1]} samples of x")
+    bank = _StftBank(sig.shape[-1], fs, nperseg, noverlap)
+    with torch.inference_mode():
+        mag = bank.power(sig).sqrt().numpy()
+    t = (np.arange(bank.n_frames) * bank.hop + (bank.hop - 1) / 2) / fs
+    s = np.moveaxis(mag.reshape(*lead, *mag.shape[-2:]), (-2, -1), (ax, ax + 1))
+    return bank.freqs, t, s
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Transform used by `diag prepare` and `diag predict`
+
+
+class Transform:
+    """Windows ``[B, C, W]`` -> images ``[B, C*k, H, W_img]`` for one configuration (see module doc).
+
+    Build with :func:`make_transform`. Filter banks are built once here and cached per device.
+    Call with a NumPy array (computed on ``device``, default CPU; returns NumPy float32) or a torch
+    tensor (computed on the tensor's device; returns a float32 tensor there).
+    """
+
+    def __init__(self, cfg: TransformConfig, fs: float, length: int, device: str | torch.device | None = None,
+                 threads: int | None = None):
+        cfg.validate()
+        if threads is not None and threads < 1:
+            raise DiagError(f"transform: threads must be >= 1, got {threads}")
+        self.threads = threads  # CPU worker threads; None: torch.get_num_threads() at call time
+        if not fs > 0:
+            raise DiagError(f"transform: sampling rate must be > 0 Hz, got {fs}")
+        if int(length) < 16:
+            raise DiagError(f"transform: window length must be >= 16 samples, got {length}")
+        self.cfg = cfg
+        self.fs = float(fs)
+        self.length = int(length)
+        self.height, self.width = (int(v) for v in cfg.size)
+        self.kinds: tuple[str, ...] = tuple(cfg.kind.split("+"))
+        self.out_channels_per_input = len(self.kinds)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.row_frequencies: dict[str, np.ndarray] = {}
+        self._cwt: _CwtBank | None = None
+        self._stft: _StftBank | None = None
+        if "cwt" in self.kinds:
+            self.cwt_freqs = cwt_frequencies(self.fs, cfg.fmin, cfg.fmax, cfg.n_scales)
+            self._cwt = _CwtBank(self.length, self.fs, self.cwt_freqs, cfg.w0, self.width)
+            # rows resampled by area in the log-frequency index: row centre -> log-interpolated frequency
+            pos = (np.arange(self.height) + 0.5) * cfg.n_scales / self.height - 0.5
+            self.row_frequencies["cwt"] = np.exp(np.interp(pos, np.arange(cfg.n_scales), np.log(self.cwt_freqs)))
+        if "stft" in self.kinds:
+            if cfg.nperseg > self.length:
+                raise DiagError(f"transform.nperseg: {cfg.nperseg} exceeds the window length {self.length} samples")
+            if cfg.nperseg < 4:
+                raise DiagError(f"transform.nperseg: must be >= 4 samples, got {cfg.nperseg}")
+            self._stft = _StftBank(self.length, self.fs, cfg.nperseg, cfg.noverlap)
+            self._stft_bins = cfg.nperseg // 2 if cfg.nperseg % 2 == 0 else cfg.nperseg // 2 + 1  # no Nyquist
+            bin_hz = self.fs / cfg.nperseg
+            # bin k covers [(k - 1/2), (k + 1/2)) * bin_hz; rows resample those cells uniformly
+            centre = (np.arange(self.height) + 0.5) * self._stft_bins / self.height - 0.5  # in bins
+            self.row_frequencies["stft"] = centre * bin_hz
+            self._stft_time = _area_matrix(self._stft.frame_edges, np.linspace(0.0, self.length, self.width + 1))
+        self.frequencies: np.ndarray = self.row_frequencies[self.kinds[0]]
+        self._dev_mats: dict[str, torch.Tensor] = {}
+
+    # -- call ----------------------------------------------------------------------------------------
+
+    def _check(self, x: Any) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            try:
+                x = np.asarray(x)
+            except (TypeError, ValueError):
+                raise DiagError(f"transform: expected an array of windows, got {type(x).__name__}") from None
+        shape = tuple(x.shape)
+        want = f"[batch, channels, {self.length}]"
+        if len(shape) != 3:
+            raise DiagError(f"transform: expected windows shaped {want}, got shape {shape}")
+        if shape[2] != self.length:
+            raise DiagError(
+                f"transform: windows have {shape[2]} samples but this transform was built for {self.length}; "
+                "use the window length of the config / checkpoint"
+            )
+        if shape[1] < 1:
+            raise DiagError(f"transform: expected at least one channel, got shape {shape}")
+        if isinstance(x, torch.Tensor):
+            if x.is_complex() or x.dtype == torch.bool:
+                raise DiagError(f"transform: windows must be real numbers, got {x.dtype}")
+            t = x.to(torch.float32)
+        else:
+            a = np.asarray(x)
+            if np.iscomplexobj(a) or not np.issubdtype(a.dtype, np.number):
+                raise DiagError(f"transform: windows must be real numbers, got dtype {a.dtype}")
+            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise DiagError(f"transform: windows contain {bad} NaN or infinite samples; clean or drop them first")
+        return t
+
+    def _mat(self, name: str, a: np.ndarray, device: torch.device) -> torch.Tensor:
+        key = f"{name}@{device}"
+        if key not in self._dev_mats:
+            self._dev_mats[key] = torch.as_tensor(a, dtype=torch.float32, device=device)
+        return self._dev_mats[key]
+
+    def _images(self, sig: torch.Tensor) -> torch.Tensor:
+        """Final float32 images ``[R, k, H, W_img]`` for signals ``[R, N]``, chunk by chunk.
+
+        On the CPU, chunks run on ``threads`` Python threads with torch's intra-op threads set to 1
+        for the duration of the call (restored after): many small OpenMP regions stall badly when
+        other processes share the cores, whole chunks per thread do not.
+        """
+        nr = sig.shape[0]
+        out = torch.empty(nr, len(self.kinds), self.height, self.width, dtype=torch.float32, device=sig.device)
+        per_signal = self._cwt.work_per_signal if self._cwt is not None else 64 * self.length
+        on_gpu = sig.device.type != "cpu"
+        chunk = max(1, (_CHUNK_BYTES * (64 if on_gpu else 1)) // per_signal)
+        threads = 1 if on_gpu else (self.threads or torch.get_num_threads())
+        chunk = max(1, min(chunk, -(-nr // threads)))  # at least one chunk per thread
+        starts = range(0, nr, chunk)
+
+        def work(a: int) -> None:
+            with torch.inference_mode():
+                s = sig[a : a + chunk]
+                for j, kind in enumerate(self.kinds):
+                    if kind == "cwt":
+                        p = self._cwt.power(s)  # [r, n_scales, W_img]
+                        if self.cfg.n_scales != self.height:
+                            p = resize_area(p, (self.height,), axes=(-2,))
+                    else:
+                        p = self._stft.power(s)[:, : self._stft_bins]  # [r, bins, frames]
+                        p = resize_area(p, (self.height,), axes=(-2,))
+                        p = p @ self._mat("stft_time", self._stft_time.T, s.device)
+                    p = power_to_db(p) if self.cfg.log else p.sqrt()
+                    out[a : a + chunk, j] = standardize_images(p) if self.cfg.norm == "image" else p
+
+        workers = min(threads, len(starts))
+        if workers <= 1:
+            for a in starts:
+                work(a)
+            return out
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(work, starts))
+        finally:
+            torch.set_num_threads(before)
+        return out
+
+    def __call__(self, x: Any) -> Any:
+        """``x`` float32 ``[B, C, W]`` -> float32 ``[B, C*k, H, W_img]`` (NumPy in, NumPy out)."""
+        is_tensor = isinstance(x, torch.Tensor)
+        t = self._check(x)
+        b, c, n = t.shape
+        with torch.inference_mode():
+            img = self._images(t.reshape(b * c, n)).reshape(b, c * len(self.kinds), self.height, self.width)
+        if is_tensor:
+            return img.clone()  # a normal tensor (not an inference tensor) for autograd users downstream
+        return img.cpu().numpy()
+
+    # -- description ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description of the images for the dataset manifest / checkpoint."""
+        d: dict[str, Any] = {
+            "kind": self.cfg.kind,
+            "fs": self.fs,
+            "length": self.length,
+            "size": [self.height, self.width],
+            "out_channels_per_input": self.out_channels_per_input,
+            "channel_order": "input-major: output channel c*k + j = representation j of input channel c",
+            "representations": list(self.kinds),
+            "row_order": "ascending frequency (row 0 = lowest)",
+            "pixel": "area-averaged power over the pixel",
+            "log": (f"10*log10(mean power), dB re 1 unit^2, floor {TOP_DB:g} dB below each image max"
+                    if self.cfg.log else "none (RMS magnitude)"),
+            "norm": self.cfg.norm,
+            "frequencies_hz": {k: [round(float(v), 4) for v in f] for k, f in self.row_frequencies.items()},
+        }
+        if self._cwt is not None:
+            d["cwt"] = {
+                "wavelet": "analytic Morlet, L1 (amplitude) normalised",
+                "w0": self.cfg.w0,
+                "fmin": float(self.cwt_freqs[0]),
+                "fmax": float(self.cwt_freqs[-1]),
+                "n_scales": self.cfg.n_scales,
+                "padding": "symmetric (period 2N)",
+                "pywt_equivalent": pywt_wavelet_name(self.cfg.w0),
+                "band_support_sigmas": SUPPORT_SIGMAS,
+                # below this the wavelet's +-3 s.d. (6 s = 6 w0 / (2 pi f) s) exceed the window, so those
+                # rows mostly see the symmetric extension (cone of influence)
+                "edge_free_fmin_hz": round(3 * self.cfg.w0 / (np.pi * self.length / self.fs), 2),
+            }
+        if self._stft is not None:
+            d["stft"] = {
+                "window": "hann",
+                "nperseg": self.cfg.nperseg,
+                "noverlap": self.cfg.noverlap,
+                "hop": self._stft.hop,
+                "frames": self._stft.n_frames,
+                "bins": self._stft_bins,
+                "fmax": float(self.fs / 2),
+            }
+        return d
+
+    def __repr__(self) -> str:
+        return (f"Transform(kind={self.cfg.kind!r}, fs={self.fs:g}, length={self.length}, "
+                f"size={[self.height, self.width]}, device={str(self.device)!r})")
+
+
+def make_transform(cfg: TransformConfig, fs: float, length: int,
+                   device: str | torch.device | None = None, threads: int | None = None) -> Transform:
+    """Build the :class:`Transform` for ``cfg`` at sampling rate ``fs`` (Hz) and window ``length``
+    (samples). ``device`` (e.g. ``"cuda"``) is where NumPy input is computed; tensors use their own.
+    ``threads``: CPU threads (default ``torch.get_num_threads()``)."""
+    return Transform(cfg, fs, length, device=device, threads=threads)
