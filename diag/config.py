@@ -138,17 +138,19 @@ class TransformConfig:
     """Time-frequency image parameters.
 
     ``kind``: ``cwt`` (analytic Morlet scalogram), ``stft`` (spectrogram) or ``cwt+stft`` (both,
-    stacked as channels). ``size`` = ``[H, W]`` of the output image (rows = frequency, high
-    frequencies at the top row 0... see diag.transforms for the orientation). CWT: ``n_scales``
-    log-spaced centre frequencies from ``fmin`` to ``fmax`` Hz (``fmax`` 0 means 0.45 * fs), Morlet
-    parameter ``w0`` (radians). STFT: ``nperseg`` samples per segment, ``noverlap``. ``log``: dB /
+    stacked as channels). ``size`` = ``[H, W]`` of the output image: rows are frequencies in
+    ascending order (row 0 = lowest; plot with ``origin="lower"``), columns are time. CWT:
+    ``n_scales`` log-spaced centre frequencies from ``fmin`` to ``fmax`` Hz (``fmax`` 0 means
+    0.45 * fs), Morlet parameter ``w0`` (radians). A Morlet wavelet at f Hz lasts about
+    ``w0 / f`` seconds: below roughly ``5.7 * fs / length`` Hz it is longer than the window and the
+    row shows mostly the mirrored edges (the manifest records ``edge_free_fmin_hz``). STFT: ``nperseg`` samples per segment, ``noverlap``. ``log``: dB /
     log1p magnitude scaling. ``norm``: per-image standardisation (``image``) or none.
     """
 
     kind: str = "cwt"
     size: list[int] = field(default_factory=lambda: [64, 64])
     n_scales: int = 64
-    fmin: float = 20.0
+    fmin: float = 40.0
     fmax: float = 0.0
     w0: float = 6.0
     nperseg: int = 128
