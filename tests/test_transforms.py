@@ -303,7 +303,7 @@ def test_to_dict_is_json_and_describes_rows(default_tf):
     d = json.loads(json.dumps(default_tf.to_dict()))
     assert d["kind"] == "cwt" and d["size"] == [64, 64] and d["out_channels_per_input"] == 1
     f = d["frequencies_hz"]["cwt"]
-    assert len(f) == 64 and f[0] == pytest.approx(20.0) and f[-1] == pytest.approx(5400.0)
+    assert len(f) == 64 and f[0] == pytest.approx(TransformConfig().fmin) and f[-1] == pytest.approx(5400.0)
     assert np.all(np.diff(default_tf.frequencies) > 0)
 
 
