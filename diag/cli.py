@@ -117,6 +117,134 @@ def fetch(
 # Further commands (simulate, fetch, pretrain, train) are added below, one section each.
 
 
+# ------------------------------------------------------------------------------------------------
+# diag simulate
+
+
+@app.command()
+@friendly
+def simulate(
+    kind: str = typer.Argument(..., help="bearing | inverter"),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write: one file per recording + labels.csv."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Simulator option key=value, e.g. recordings_per_class=4 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+) -> None:
+    """Simulate labelled recordings (bearing vibration or inverter currents) in the format `diag prepare` reads."""
+    from diag.simulate import simulate_to_folder
+
+    typer.echo(simulate_to_folder(kind, str(out), seed=seed, options=set_, overwrite=overwrite))
+
+
+# ------------------------------------------------------------------------------------------------
+# diag train / diag pretrain
+
+
+@app.command()
+@friendly
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder (diag prepare); optional with --resume."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    init: Optional[str] = typer.Option(None, "--init", help="imagenet | ssl | scratch (default scratch)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Checkpoint: ImageNet .pth/.safetensors, or a diag pretrain folder."),
+    model: Optional[str] = typer.Option(None, "--model", help="timm model name (default convnext_atto)."),
+    freeze: Optional[str] = typer.Option(None, "--freeze", help="none | stem | stages:K | backbone (linear probe)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 30)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size (default 64)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 1e-3)."),
+    warmup: Optional[float] = typer.Option(None, "--warmup", help="Warmup: fraction of steps (<1) or steps (>=1)."),
+    labels_per_class: Optional[int] = typer.Option(None, "--labels-per-class", help="Use only N labelled windows per class."),
+    label_fraction: Optional[float] = typer.Option(None, "--label-fraction", help="Use only this stratified fraction of labels."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N] | mps."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag train reads its train table."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: train.key=value (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    force: bool = typer.Option(False, "--force", help="Delete an existing run in --out and start over."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Fine-tune a classifier (ConvNeXt by default) from ImageNet, SSL or scratch; select on val, score test once."""
+    from diag.train import run
+
+    flags = {"init": init, "weights": weights, "model": model, "freeze": freeze, "epochs": epochs,
+             "batch_size": batch_size, "lr": lr, "warmup": warmup, "labels_per_class": labels_per_class,
+             "label_fraction": label_fraction, "seed": seed, "device": device}
+    overrides = list(set_) + [f"train.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
+    run(data, out, config, overrides, resume=resume, force=force, quiet=quiet)
+
+
+@app.command()
+@friendly
+def pretrain(
+    data: Path = typer.Option(..., "--data", help="Prepared dataset folder; its train split is pretrained on."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (backbone.safetensors + pretrain.json)."),
+    extra: List[Path] = typer.Option([], "--extra", help="More prepared datasets whose train split is used, unlabelled (repeatable)."),
+    model: Optional[str] = typer.Option(None, "--model", help="timm model name (default convnext_atto)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 50)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 1e-3)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N] | mps."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag pretrain reads its pretrain table."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: pretrain.key=value (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Delete an existing output folder and start over."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Self-supervised pretraining (BYOL) on unlabelled training windows; logs a k-NN probe on val."""
+    from diag.ssl import load_pretrain_config
+    from diag.ssl import pretrain as run_pretrain
+
+    flags = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
+    overrides = list(set_) + [f"pretrain.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
+    run_pretrain(data, out, load_pretrain_config(config, overrides), extra=extra, force=force, quiet=quiet)
+
+
+def _toml_value(v: object) -> str:
+    return _toml_str(v) if isinstance(v, str) else str(v)
+
+
+# ------------------------------------------------------------------------------------------------
+# diag compare / diag report
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [0 if v.strip() == "all" else int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DiagError(f"{what}: expected comma-separated whole numbers (or 'all'), got '{text}'") from None
+
+
+@app.command()
+@friendly
+def compare(
+    data: Path = typer.Option(..., "--data", help="Prepared dataset folder (diag prepare)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the runs and the report."),
+    inits: str = typer.Option("scratch,ssl,imagenet", "--inits", help="Starts to compare, comma-separated."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds, comma-separated."),
+    labels_per_class: str = typer.Option("all", "--labels-per-class", help="Label budgets, e.g. 5,20,all."),
+    ssl_weights: Optional[str] = typer.Option(None, "--ssl-weights", help="diag pretrain output folder (for --inits ssl)."),
+    imagenet_weights: Optional[str] = typer.Option(None, "--imagenet-weights", help="Local ImageNet checkpoint (else $DIAG_IMAGENET_WEIGHTS or timm's hub)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag train reads its train table."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override a training setting: train.key=value."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train each start (imagenet | ssl | scratch) over seeds and label budgets; write tables and a plot."""
+    from diag.compare import compare as run_compare
+
+    run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
+                budgets=_ints(labels_per_class, "--labels-per-class"), ssl_weights=ssl_weights,
+                imagenet_weights=imagenet_weights, config=config, overrides=list(set_), quiet=quiet)
+
+
+@app.command()
+@friendly
+def report(runs: Path = typer.Argument(..., help="Folder holding finished diag train runs (e.g. a compare --out).")) -> None:
+    """Summarise finished runs: runs.csv, summary.md/csv and comparison.png (test split, mean ± std over seeds)."""
+    from diag.compare import report as run_report
+
+    run_report(runs)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,468 @@
+"""``diag pretrain``: self-supervised pretraining (BYOL) on the user's own unlabelled windows.
+
+Method: BYOL (Grill et al., 2020). Two augmented views of the same window go through an *online*
+network (backbone -> projector -> predictor) and a *target* network (backbone -> projector), whose
+weights are an exponential moving average of the online ones; the online prediction of one view is
+pulled towards the target projection of the other (negative cosine similarity). Why BYOL here:
+
+* It needs no negative pairs, so unlike SimCLR/MoCo it does not depend on large batches or a memory
+  bank -- batches of 32-64 windows on a CPU are enough.
+* The slowly moving target network makes it markedly more robust against collapse at small batch
+  sizes and short schedules than SimSiam (its stop-gradient twin without momentum), at the price of
+  one extra forward pass without gradients.
+* It only asks the augmentations to define what should *not* matter -- and for time-frequency
+  images we know that well: where in time a window starts, how long a transient lasts, missing
+  time slices or frequency bands, the overall level (an offset in the log domain) and noise.
+  Nothing flips or rotates the image: the frequency axis carries the fault.
+
+The parts are small and testable alone (lightly style): :class:`TimeFrequencyAugment` (the view
+transform), :class:`ProjectionHead` / :class:`PredictionHead`, :func:`byol_loss`, plus
+:func:`knn_predict`, the k-NN probe that shows the features improve: features of the labelled
+training windows are the bank, the validation windows are classified by their k nearest
+neighbours (cosine similarity), before pretraining (random initialisation, epoch 0) and every
+``knn_every`` epochs. Pretraining itself only sees the *training* split (of ``--data`` and of every
+``--extra`` prepared dataset), never validation or test windows.
+
+Output folder::
+
+    backbone.safetensors   the online backbone (timm keys, no classifier): create_backbone(init="ssl", weights=DIR)
+    pretrain.json          model, in_chans, preprocessing of the dataset, pretrain config, history, k-NN probe
+    metrics.jsonl / metrics.csv
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diag.errors import DiagError
+
+
+# ------------------------------------------------------------------------------------------------
+# View transform
+
+
+class TimeFrequencyAugment:
+    """Random views of a batch of time-frequency images ``[B, C, H, W]`` (rows: frequency, columns: time).
+
+    Per image, in this order:
+
+    * time crop-and-resize: a random span of ``s * W`` columns, ``s ~ U[crop_min, 1]``, at a random
+      position, stretched back to ``W`` (bilinear along time only; rows are untouched);
+    * time masking: up to ``time_mask * W`` consecutive columns set to the image mean;
+    * frequency masking: up to ``freq_mask * H`` consecutive rows set to the image mean;
+    * gain: an additive offset ``~ N(0, gain^2)`` (a gain in the log-magnitude domain);
+    * noise: additive Gaussian noise with standard deviation ``~ U[0, noise]``.
+
+    No flips, no rotations, no shifts along frequency. All randomness comes from ``generator`` (on
+    the images' device), so views are reproducible.
+    """
+
+    def __init__(self, crop_min: float = 0.5, time_mask: float = 0.2, freq_mask: float = 0.1, gain: float = 0.3,
+                 noise: float = 0.2):
+        if not 0 < crop_min <= 1:
+            raise DiagError(f"crop_min: must be in (0, 1], got {crop_min}")
+        for name, v in (("time_mask", time_mask), ("freq_mask", freq_mask)):
+            if not 0 <= v < 1:
+                raise DiagError(f"{name}: must be in [0, 1), got {v}")
+        if gain < 0 or noise < 0:
+            raise DiagError(f"gain and noise: must be >= 0, got {gain}, {noise}")
+        self.crop_min, self.time_mask, self.freq_mask, self.gain, self.noise = crop_min, time_mask, freq_mask, gain, noise
+
+    @classmethod
+    def light(cls) -> "TimeFrequencyAugment":
+        """The mild setting used while fine-tuning (no frequency masking)."""
+        return cls(crop_min=0.8, time_mask=0.1, freq_mask=0.0, gain=0.1, noise=0.05)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b, _, h, w = x.shape
+        dev = x.device
+        u = torch.rand(b, 6, generator=generator, device=dev)
+        if self.crop_min < 1:
+            s = self.crop_min + (1 - self.crop_min) * u[:, 0]
+            theta = torch.zeros(b, 2, 3, device=dev)
+            theta[:, 0, 0] = s
+            theta[:, 0, 2] = (1 - s) * (2 * u[:, 1] - 1)
+            theta[:, 1, 1] = 1
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        if self.time_mask > 0:
+            x = torch.where(_band(u[:, 2], u[:, 3], self.time_mask, w)[:, None, None, :], mean, x)
+        if self.freq_mask > 0:
+            x = torch.where(_band(u[:, 4], u[:, 5], self.freq_mask, h)[:, None, :, None], mean, x)
+        if self.gain > 0:
+            x = x + self.gain * torch.randn(b, 1, 1, 1, generator=generator, device=dev)
+        if self.noise > 0:
+            sigma = self.noise * torch.rand(b, 1, 1, 1, generator=generator, device=dev)
+            x = x + sigma * torch.randn(x.shape, generator=generator, device=dev)
+        return x
+
+
+def _band(u_width: torch.Tensor, u_start: torch.Tensor, max_frac: float, n: int) -> torch.Tensor:
+    """Boolean ``[B, n]`` masks of one run of up to ``max_frac * n`` consecutive positions each."""
+    width = (u_width * max_frac * n).long()
+    start = (u_start * (n - width + 1)).long()
+    pos = torch.arange(n, device=u_width.device)[None, :]
+    return (pos >= start[:, None]) & (pos < (start + width)[:, None])
+
+
+# ------------------------------------------------------------------------------------------------
+# Heads and loss
+
+
+class ProjectionHead(nn.Sequential):
+    """BYOL projector: Linear -> BatchNorm -> ReLU -> Linear (``in_dim -> hidden -> out_dim``)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 512, out_dim: int = 128):
+        super().__init__(nn.Linear(in_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
+                         nn.Linear(hidden_dim, out_dim))
+
+
+class PredictionHead(ProjectionHead):
+    """BYOL predictor: the same shape as the projector, ``out_dim -> hidden -> out_dim``."""
+
+    def __init__(self, dim: int = 128, hidden_dim: int = 512):
+        super().__init__(dim, hidden_dim, dim)
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Negative cosine similarity between predictions ``p`` and (detached) target projections ``z``, in [-1, 1]."""
+    return -F.cosine_similarity(p, z.detach(), dim=-1).mean()
+
+
+class BYOL(nn.Module):
+    """Online backbone + projector + predictor; EMA target backbone + projector (no gradients)."""
+
+    def __init__(self, backbone: nn.Module, hidden_dim: int = 512, proj_dim: int = 128):
+        super().__init__()
+        from diag.models import features
+
+        self._features = features
+        self.backbone = backbone
+        self.projector = ProjectionHead(backbone.num_features, hidden_dim, proj_dim)
+        self.predictor = PredictionHead(proj_dim, hidden_dim)
+        self.target_backbone = copy.deepcopy(backbone).requires_grad_(False)
+        self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
+
+    def online_parameters(self) -> list[nn.Parameter]:
+        return [*self.backbone.parameters(), *self.projector.parameters(), *self.predictor.parameters()]
+
+    def forward(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+        """Symmetric BYOL loss of two views of the same batch."""
+        both = torch.cat([v1, v2])
+        p1, p2 = self.predictor(self.projector(self._features(self.backbone, both))).chunk(2)
+        with torch.no_grad():
+            z1, z2 = self.target_projector(self._features(self.target_backbone, both)).chunk(2)
+        return 0.5 * (byol_loss(p1, z2) + byol_loss(p2, z1))
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """target <- momentum * target + (1 - momentum) * online (parameters and buffers)."""
+        for online, target in ((self.backbone, self.target_backbone), (self.projector, self.target_projector)):
+            tp, op = list(target.parameters()), list(online.parameters())
+            torch._foreach_lerp_(tp, op, 1.0 - momentum)
+            for tb, ob in zip(target.buffers(), online.buffers()):
+                tb.copy_(ob)
+
+
+def momentum_at(step: int, total: int, base: float) -> float:
+    """BYOL's EMA schedule: ``base`` rising to 1 along a cosine."""
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * step / max(1, total)) + 1) / 2
+
+
+# ------------------------------------------------------------------------------------------------
+# k-NN probe
+
+
+def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, num_classes: int, k: int = 20,
+                temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
+    """Weighted k-NN on cosine similarity (InstDisc style): each of the ``k`` most similar bank
+    features votes for its class with weight ``exp(sim / temperature)``. Features need not be normalised."""
+    bank = F.normalize(bank.float(), dim=1)
+    query = F.normalize(query.float(), dim=1)
+    k = min(k, len(bank))
+    preds = []
+    for q in query.split(chunk):
+        sim, idx = (q @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(len(q), num_classes, device=q.device)
+        votes.scatter_add_(1, bank_labels[idx], (sim / temperature).exp())
+        preds.append(votes.argmax(1))
+    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+
+
+@torch.no_grad()
+def embed(backbone: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device,
+          dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Pooled backbone features of float16 images ``x`` ``[N, C, H, W]`` (any device) -> ``[N, D]`` on ``device``."""
+    from diag.models import features
+    from diag.train import autocast
+
+    was = backbone.training
+    backbone.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        with autocast(device, dtype):
+            out.append(features(backbone, x[i:i + batch_size].to(device).float()).float())
+    backbone.train(was)
+    return torch.cat(out)
+
+
+def knn_probe(backbone: nn.Module, bank_x: torch.Tensor, bank_y: torch.Tensor, query_x: torch.Tensor,
+              query_y: np.ndarray, num_classes: int, k: int, device: torch.device, batch_size: int = 256,
+              dtype: torch.dtype | None = None) -> dict[str, float]:
+    """k-NN accuracy and macro-F1 of ``query`` (validation) windows against the labelled ``bank``."""
+    from diag.evaluate import accuracy_f1
+
+    pred = knn_predict(embed(backbone, bank_x, batch_size, device, dtype), bank_y.to(device),
+                       embed(backbone, query_x, batch_size, device, dtype), num_classes, k)
+    acc, f1 = accuracy_f1(np.asarray(query_y), pred.cpu().numpy())
+    return {"knn_accuracy": acc, "knn_macro_f1": f1}
+
+
+# ------------------------------------------------------------------------------------------------
+# Pretraining
+
+
+@dataclass
+class PretrainConfig:
+    """Self-supervised pretraining settings (the ``[pretrain]`` table; ``--set pretrain.key=value``).
+
+    model: timm model name; init: ``scratch`` or ``imagenet`` (continue from ImageNet weights,
+    ``weights`` as for train). epochs, batch_size, lr (peak AdamW), weight_decay, warmup (fraction
+    of steps when < 1, else steps), grad_clip (0 = off). momentum: BYOL's base EMA rate (rises to 1
+    along a cosine). hidden_dim / proj_dim: head sizes. View strengths: crop_min, time_mask,
+    freq_mask, gain, noise (see :class:`TimeFrequencyAugment`). knn_k, knn_every: the k-NN probe
+    (k neighbours, every N epochs and at the end; epoch 0 is the starting network). amp, device,
+    channels_last as for train; in_memory_gb: the unlabelled windows are held in memory up to this size.
+    """
+
+    model: str = "convnext_atto"
+    init: str = "scratch"
+    weights: str = ""
+    replicate_channels: bool = False
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.1
+    grad_clip: float = 3.0
+    momentum: float = 0.99
+    hidden_dim: int = 512
+    proj_dim: int = 128
+    crop_min: float = 0.5
+    time_mask: float = 0.2
+    freq_mask: float = 0.1
+    gain: float = 0.3
+    noise: float = 0.2
+    knn_k: int = 20
+    knn_every: int = 5
+    seed: int = 0
+    amp: str = "auto"
+    channels_last: bool = True
+    device: str = "auto"
+    in_memory_gb: float = 8.0
+
+    def validate(self) -> "PretrainConfig":
+        from diag.models import check_model_name
+        from diag.train import AMP_MODES
+
+        check_model_name(self.model)
+        checks = [
+            (self.init in ("scratch", "imagenet"), f"pretrain.init: choose scratch or imagenet, got '{self.init}'"),
+            (self.epochs >= 1, f"pretrain.epochs: must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 4, f"pretrain.batch_size: must be >= 4 (BatchNorm in the heads), got {self.batch_size}"),
+            (self.lr > 0, f"pretrain.lr: must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"pretrain.weight_decay: must be >= 0, got {self.weight_decay}"),
+            (self.warmup >= 0 and (self.warmup < 1 or float(self.warmup).is_integer()),
+             f"pretrain.warmup: a fraction in [0, 1) or a whole number of steps, got {self.warmup}"),
+            (self.grad_clip >= 0, f"pretrain.grad_clip: must be >= 0, got {self.grad_clip}"),
+            (0 < self.momentum < 1, f"pretrain.momentum: must be in (0, 1), got {self.momentum}"),
+            (self.hidden_dim >= 1 and self.proj_dim >= 1, "pretrain.hidden_dim / proj_dim: must be >= 1"),
+            (self.knn_k >= 1, f"pretrain.knn_k: must be >= 1, got {self.knn_k}"),
+            (self.knn_every >= 1, f"pretrain.knn_every: must be >= 1, got {self.knn_every}"),
+            (self.amp in AMP_MODES, f"pretrain.amp: choose one of {', '.join(AMP_MODES)}, got '{self.amp}'"),
+            (self.in_memory_gb > 0, f"pretrain.in_memory_gb: must be > 0, got {self.in_memory_gb}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DiagError(message)
+        self.views()  # validates the view strengths
+        return self
+
+    def views(self) -> TimeFrequencyAugment:
+        return TimeFrequencyAugment(self.crop_min, self.time_mask, self.freq_mask, self.gain, self.noise)
+
+
+def load_pretrain_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> PretrainConfig:
+    """``PretrainConfig`` from the ``[pretrain]`` table of ``path`` plus ``pretrain.key=value`` overrides."""
+    from diag.config import apply_overrides, from_dict, read_toml
+
+    data = read_toml(path) if path else {}
+    for text in overrides:
+        if not text.split("=", 1)[0].strip().startswith("pretrain."):
+            raise DiagError(f"--set {text}: diag pretrain reads only pretrain.* settings (e.g. pretrain.epochs=100)")
+    tree = apply_overrides({"pretrain": dict(data.get("pretrain", {}))}, list(overrides))
+    return from_dict(PretrainConfig, tree["pretrain"], "pretrain").validate()
+
+
+def pretrain(data: str | Path, out: str | Path, cfg: PretrainConfig | None = None, extra: Sequence[str | Path] = (),
+             force: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """BYOL on the training windows of ``data`` (+ ``extra`` prepared datasets); writes ``out``.
+
+    Returns a summary with the k-NN probe before (``knn_start``) and after (``knn_final``).
+    """
+    from diag.dataset import PreparedDataset, atomic_write_json
+    from diag.models import SSL_META, SSL_WEIGHTS, create_backbone
+    from diag.train import (_progress, _write_history, amp_dtype, autocast, batch_plan, console, deterministic,
+                            init_distributed, lr_at, package_versions, param_groups, pick_device,
+                            check_run_dir, preprocessing_of, start_run_dir, save_safetensors, warmup_steps)
+
+    cfg = (cfg or PretrainConfig()).validate()
+    if init_distributed().world > 1:
+        raise DiagError("diag pretrain runs in one process (BYOL's BatchNorm heads are not synchronised); "
+                        "start it without torchrun")
+    out = Path(out)
+    ds = PreparedDataset(data)
+    extras = [PreparedDataset(p) for p in extra]
+    for e in extras:
+        if tuple(e.image_shape) != tuple(ds.image_shape):
+            raise DiagError(f"--extra {e.path}: images are {tuple(e.image_shape)}, but {ds.path} has "
+                            f"{tuple(ds.image_shape)}; prepare both with the same transform size and channels")
+        if e.path.resolve() == ds.path.resolve():
+            raise DiagError(f"--extra {e.path}: is the --data dataset itself")
+    check_run_dir(out, resume=False, force=force, marker=SSL_META)
+    device = pick_device(cfg.device)
+    dtype = amp_dtype(cfg.amp, device)
+    if dtype is not None and device.type == "cpu":
+        raise DiagError("pretrain.amp: mixed precision is for GPUs; use amp=off (or auto) on CPU")
+    channels_last = cfg.channels_last and device.type == "cuda"
+    show = not quiet
+
+    # ---- data: unlabelled = training windows only; the k-NN probe uses train labels vs val ----------
+    sources = [ds, *extras]
+    nbytes = sum(len(s.labels("train")) for s in sources) * int(np.prod(ds.image_shape)) * 2
+    if nbytes > cfg.in_memory_gb * 2**30:
+        raise DiagError(f"the unlabelled training windows need {nbytes / 2**30:.1f} GB, more than "
+                        f"pretrain.in_memory_gb={cfg.in_memory_gb}; raise it or use fewer --extra datasets")
+    keep = device if device.type == "cuda" else torch.device("cpu")
+    unlabeled = torch.cat([torch.from_numpy(np.array(s.images("train"))) for s in sources]).to(keep)
+    n_bank = len(ds.labels("train"))
+    bank_x, bank_y = unlabeled[:n_bank], torch.as_tensor(ds.labels("train"))
+    has_val = "val" in ds.splits and len(ds.labels("val")) > 0
+    val_x = torch.from_numpy(np.array(ds.images("val"))).to(keep) if has_val else None
+    val_y = ds.labels("val") if has_val else None
+    if len(unlabeled) < cfg.batch_size:
+        raise DiagError(f"only {len(unlabeled)} training windows; pretrain.batch_size={cfg.batch_size} needs at least that many")
+
+    # ---- model ----------------------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    backbone = create_backbone(cfg.model, cfg.init, ds.image_shape[0], num_classes=0, weights=cfg.weights or None,
+                               replicate_channels=cfg.replicate_channels)
+    byol = BYOL(backbone, cfg.hidden_dim, cfg.proj_dim).to(device)
+    if channels_last:
+        byol.to(memory_format=torch.channels_last)
+    online = nn.ModuleList([byol.backbone, byol.projector, byol.predictor])
+    optimizer = torch.optim.AdamW(param_groups(online, cfg.weight_decay), lr=cfg.lr,
+                                  **({"fused": True} if device.type == "cuda" else {}))
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    views = cfg.views()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    steps_per_epoch = len(unlabeled) // cfg.batch_size  # full batches only (BatchNorm heads)
+    total = cfg.epochs * steps_per_epoch
+    warmup = warmup_steps(cfg.warmup, total)
+
+    def probe() -> dict[str, float]:
+        if not has_val:
+            return {"knn_accuracy": float("nan"), "knn_macro_f1": float("nan")}
+        return knn_probe(byol.backbone, bank_x, bank_y, val_x, val_y, len(ds.classes), cfg.knn_k, device,
+                         dtype=dtype)
+
+    start_run_dir(out, force, marker=SSL_META)
+    history: list[dict[str, Any]] = []
+    meta: dict[str, Any] = {
+        "format": "diag-ssl/1", "method": "BYOL", "model": cfg.model, "in_chans": ds.image_shape[0],
+        "replicate_channels": cfg.replicate_channels, "feature_dim": backbone.num_features,
+        "classes": ds.classes, "preprocessing": preprocessing_of(ds),
+        "dataset": {"path": str(ds.path), "fingerprint": ds.manifest.get("fingerprint"), "split": "train",
+                    "windows": n_bank},
+        "unlabeled_windows": len(unlabeled),
+        "extra": [{"path": str(e.path), "fingerprint": e.manifest.get("fingerprint"), "split": "train",
+                   "windows": len(e.labels("train"))} for e in extras],
+        "pretrain": asdict(cfg), "knn_probe": {"bank": "train (labelled)", "query": "val", "k": cfg.knn_k},
+        "versions": package_versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    with deterministic(device.type == "cpu"):
+        start = probe()
+        history.append({"epoch": 0, "step": 0, "loss": float("nan"), **start, "lr": 0.0, "momentum": cfg.momentum,
+                        "seconds": 0.0})
+        if show:
+            console.print(f"epoch   0  k-NN val accuracy {start['knn_accuracy']:.3f}  F1 {start['knn_macro_f1']:.3f}"
+                          f"  ({cfg.init} initialisation; {len(unlabeled)} unlabelled training windows)")
+        step = 0
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            byol.train()
+            batches = batch_plan(len(unlabeled), cfg.batch_size, gen)[:steps_per_epoch]
+            loss_sum = torch.zeros((), device=device)
+            with _progress(show, f"pretrain {epoch}/{cfg.epochs}", len(batches)) as advance:
+                for b in batches:
+                    lr = lr_at(step, total, warmup, cfg.lr)
+                    for g in optimizer.param_groups:
+                        g["lr"] = lr
+                    x = unlabeled[b.to(unlabeled.device)].to(device).float()
+                    v1, v2 = views(x, aug_gen), views(x, aug_gen)
+                    if channels_last:
+                        v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
+                    with autocast(device, dtype):
+                        loss = byol(v1, v2)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss.float()).backward()
+                    if cfg.grad_clip > 0:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    m = momentum_at(step, total, cfg.momentum)
+                    byol.update_target(m)
+                    loss_sum += loss.detach().float()
+                    step += 1
+                    advance()
+            rec: dict[str, Any] = {"epoch": epoch, "step": step, "loss": (loss_sum / len(batches)).item()}
+            knn = probe() if (epoch % cfg.knn_every == 0 or epoch == cfg.epochs) else {
+                "knn_accuracy": float("nan"), "knn_macro_f1": float("nan")}
+            rec.update(knn)
+            rec.update({"lr": lr, "momentum": m, "seconds": round(time.perf_counter() - t0, 3)})
+            history.append(rec)
+            save_safetensors(out / SSL_WEIGHTS, byol.backbone.state_dict(), metadata={"format": "pt", "model": cfg.model})
+            meta.update(history=history, epochs_done=epoch, knn_start=_last_knn(history[:1]),
+                        knn_last=_last_knn(history))
+            atomic_write_json(out / SSL_META, meta)
+            _write_history(out, history)
+            if show:
+                knn_txt = (f"  k-NN val accuracy {knn['knn_accuracy']:.3f}  F1 {knn['knn_macro_f1']:.3f}"
+                           if not math.isnan(knn["knn_accuracy"]) else "")
+                console.print(f"epoch {epoch:>3}/{cfg.epochs}  BYOL loss {rec['loss']:.4f}{knn_txt}  lr {lr:.2e}  "
+                              f"momentum {m:.4f}  {rec['seconds']:.1f} s")
+    final = _last_knn(history)
+    if show:
+        console.print(f"k-NN val accuracy {start['knn_accuracy']:.3f} ({cfg.init} init) -> "
+                      f"{final['knn_accuracy']:.3f} after {cfg.epochs} epochs  -> {out / SSL_WEIGHTS}")
+    return {"out": str(out), "knn_start": start, "knn_final": final, "history": history}
+
+
+def _last_knn(history: list[dict[str, Any]]) -> dict[str, Any]:
+    done = [h for h in history if not math.isnan(h["knn_accuracy"])] or history[:1]
+    h = done[-1]
+    return {"epoch": h["epoch"], "knn_accuracy": h["knn_accuracy"], "knn_macro_f1": h["knn_macro_f1"]}

@@ -1,0 +1,151 @@
+"""Self-supervised pretraining: view transform, heads, loss, k-NN probe, and that BYOL learns."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diag.errors import DiagError
+from diag.models import create_backbone, features
+from diag.ssl import (BYOL, PredictionHead, PretrainConfig, ProjectionHead, TimeFrequencyAugment, byol_loss,
+                      knn_predict, load_pretrain_config, momentum_at, pretrain)
+from diag.train import make_toy_dataset
+
+
+def test_views_never_move_energy_across_frequency_rows():
+    # Each row constant along time: time crop/stretch must leave the image exactly as it was.
+    x = torch.arange(16.0).repeat_interleave(16).reshape(1, 1, 16, 16).repeat(4, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    crop_only = TimeFrequencyAugment(crop_min=0.5, time_mask=0, freq_mask=0, gain=0, noise=0)
+    assert torch.allclose(crop_only(x, g), x, atol=1e-5)
+
+    # Masks: whole columns / whole rows replaced by the image mean; nothing else changes.
+    tm = TimeFrequencyAugment(crop_min=1.0, time_mask=0.5, freq_mask=0, gain=0, noise=0)
+    y = torch.randn(8, 1, 16, 16)
+    z = tm(y, torch.Generator().manual_seed(1))
+    changed_cols = (z != y).any(dim=2)[:, 0]  # [B, W]
+    assert changed_cols.any() and ((z != y).any(dim=3) == (z != y).any(dim=3)[:, :, :1]).all()
+    fm = TimeFrequencyAugment(crop_min=1.0, time_mask=0, freq_mask=0.5, gain=0, noise=0)
+    z = fm(y, torch.Generator().manual_seed(1))
+    changed_rows = (z != y).any(dim=3)[:, 0]
+    assert changed_rows.any() and (changed_rows.sum(1) <= 8).all()
+
+    # Reproducible from the generator, and shape-preserving.
+    full = TimeFrequencyAugment()
+    a = full(y, torch.Generator().manual_seed(3))
+    b = full(y, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == y.shape and not torch.equal(a, y)
+    with pytest.raises(DiagError, match="crop_min"):
+        TimeFrequencyAugment(crop_min=0)
+
+
+def test_heads_loss_and_momentum():
+    proj, pred = ProjectionHead(32, 64, 16), PredictionHead(16, 64)
+    z = proj(torch.randn(8, 32))
+    assert z.shape == (8, 16) and pred(z).shape == (8, 16)
+    p = torch.randn(5, 16, requires_grad=True)
+    assert byol_loss(p, p.detach()).item() == pytest.approx(-1.0, abs=1e-6)
+    assert byol_loss(p, -p.detach()).item() == pytest.approx(1.0, abs=1e-6)
+    t = torch.randn(5, 16, requires_grad=True)
+    byol_loss(p, t).backward()
+    assert t.grad is None and p.grad is not None  # no gradient into the target branch
+    assert momentum_at(0, 100, 0.99) == pytest.approx(0.99) and momentum_at(100, 100, 0.99) == pytest.approx(1.0)
+
+    byol = BYOL(create_backbone("convnext_atto", in_chans=1, num_classes=0), hidden_dim=32, proj_dim=8)
+    assert not any(p.requires_grad for p in byol.target_backbone.parameters())
+    with torch.no_grad():
+        for q in byol.backbone.parameters():
+            q.add_(1.0)
+    byol.update_target(0.0)  # momentum 0: the target becomes the online network
+    assert all(torch.equal(a, b) for a, b in zip(byol.target_backbone.parameters(), byol.backbone.parameters()))
+    loss = byol(torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32))
+    loss.backward()
+    assert byol.backbone.stem[0].weight.grad is not None and byol.target_backbone.stem[0].weight.grad is None
+
+
+def test_knn_predict_votes_by_cosine_similarity():
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = torch.tensor([0, 0, 1, 1])
+    query = torch.tensor([[5.0, 0.2], [0.3, 2.0]])  # scale does not matter: cosine
+    assert knn_predict(bank, labels, query, num_classes=2, k=2).tolist() == [0, 1]
+    assert knn_predict(bank, labels, query, num_classes=2, k=50).tolist() == [0, 1]  # k capped by the bank
+
+
+@pytest.fixture(scope="module")
+def hard_toy(tmp_path_factory):
+    # Strong broadband transients and noise: a random network's pooled features are dominated by them.
+    return make_toy_dataset(tmp_path_factory.mktemp("ssl") / "toy", n_train=32, n_val=15, n_test=4, classes=4,
+                            size=32, seed=2, noise=1.0, stripes=3.0)
+
+
+def test_pretraining_beats_the_random_network_probe_and_loads_via_the_factory(hard_toy, tmp_path):
+    out = tmp_path / "pre"
+    cfg = PretrainConfig(epochs=4, batch_size=32, lr=2e-3, knn_every=2, knn_k=10, seed=2)
+    result = pretrain(hard_toy, out, cfg, quiet=True)
+    start, final = result["knn_start"]["knn_accuracy"], result["knn_final"]["knn_accuracy"]
+    print(f"k-NN val accuracy: random init {start:.3f} -> after BYOL {final:.3f}")
+    assert final >= start + 0.15 and final >= 0.7
+
+    meta = json.loads((out / "pretrain.json").read_text())
+    assert meta["model"] == "convnext_atto" and meta["in_chans"] == 1 and meta["method"] == "BYOL"
+    assert meta["dataset"]["split"] == "train" and meta["dataset"]["windows"] == 128 and meta["unlabeled_windows"] == 128
+    assert meta["preprocessing"]["image_shape"] == [1, 32, 32] and meta["pretrain"]["epochs"] == 4
+    assert [h["epoch"] for h in meta["history"]] == list(range(5))
+    assert meta["knn_probe"] == {"bank": "train (labelled)", "query": "val", "k": 10}
+
+    model = create_backbone("convnext_atto", init="ssl", weights=out, in_chans=1, num_classes=4, freeze="stem").eval()
+    ref = create_backbone("convnext_atto", in_chans=1, num_classes=0).eval()
+    ref.load_state_dict(load_file(str(out / "backbone.safetensors")))
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(features(model, x), features(ref, x), atol=1e-5)
+    assert not model.stem[0].weight.requires_grad and model.get_classifier().out_features == 4
+
+    with pytest.raises(DiagError, match="pretrained as convnext_atto, not convnext_femto"):
+        create_backbone("convnext_femto", init="ssl", weights=out, in_chans=1, num_classes=4)
+    with pytest.raises(DiagError, match="already exists"):
+        pretrain(hard_toy, out, cfg, quiet=True)
+
+
+def test_extra_datasets_add_their_training_windows_and_must_match(hard_toy, tmp_path):
+    extra = make_toy_dataset(tmp_path / "extra", n_train=5, n_val=1, n_test=1, classes=4, size=32, seed=5)
+    out = tmp_path / "pre"
+    pretrain(hard_toy, out, PretrainConfig(epochs=1, batch_size=32, knn_every=1, knn_k=5), extra=[extra], quiet=True)
+    meta = json.loads((out / "pretrain.json").read_text())
+    assert meta["unlabeled_windows"] == 128 + 20 and meta["extra"][0]["windows"] == 20
+
+    other = make_toy_dataset(tmp_path / "other", n_train=2, n_val=1, n_test=1, classes=4, size=16, seed=5)
+    with pytest.raises(DiagError, match=r"--extra .*other: images are \(1, 16, 16\)"):
+        pretrain(hard_toy, tmp_path / "pre2", PretrainConfig(epochs=1, batch_size=32), extra=[other], quiet=True)
+    assert not (tmp_path / "pre2").exists()
+
+
+def test_pretrain_config_and_cli(tmp_path, hard_toy):
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+
+    toml = tmp_path / "c.toml"
+    toml.write_text("[pretrain]\nepochs = 3\nnoise = 0.1\n[train]\nepochs = 9\n")
+    cfg = load_pretrain_config(toml, ["pretrain.batch_size=16"])
+    assert (cfg.epochs, cfg.noise, cfg.batch_size) == (3, 0.1, 16)
+    with pytest.raises(DiagError, match="pretrain.momentum"):
+        load_pretrain_config(None, ["pretrain.momentum=1.5"])
+    with pytest.raises(DiagError, match="reads only pretrain"):
+        load_pretrain_config(None, ["train.epochs=3"])
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["pretrain", "--data", str(hard_toy), "--out", str(tmp_path / "p"), "--epochs", "1",
+                            "--batch-size", "32", "--quiet", "--set", "pretrain.knn_k=5"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p" / "backbone.safetensors").is_file()
+    # ... and fine-tuning starts from it (the whole path: pretrain -> train --init ssl).
+    r = runner.invoke(app, ["train", "--data", str(hard_toy), "--out", str(tmp_path / "t"), "--init", "ssl",
+                            "--weights", str(tmp_path / "p"), "--freeze", "stages:2", "--epochs", "1", "--quiet",
+                            "--labels-per-class", "4", "--set", "train.batch_size=8"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "t" / "model.json").read_text())
+    assert meta["start"]["init"] == "ssl" and meta["start"]["weights"].endswith("backbone.safetensors")
+    r = runner.invoke(app, ["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "q")])
+    assert r.exit_code == 2 and "not a prepared dataset" in r.output
