@@ -21,7 +21,7 @@ from diag.config import PrepareConfig, load_prepare_config
 from diag.dataset import FORMAT_VERSION, MANIFEST, SPLITS, DatasetWriter
 from diag.errors import DiagError
 from diag.sources import load_recordings
-from diag.sources.base import Recording
+from diag.sources.base import Recording, list_files
 from diag.windows import check_no_shared_samples, extract, harmonise, normalize, plan_split
 
 console = Console(stderr=True)
@@ -60,8 +60,7 @@ def source_checksums(cfg: PrepareConfig) -> dict[str, str]:
         raise DiagError(f"{root}: no such file or folder; check source.path / --data")
     if root.is_file():
         return {root.name: file_sha256(root)}
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts))
-    return {str(p.relative_to(root)): file_sha256(p) for p in files}
+    return {str(p.relative_to(root)): file_sha256(p) for p in list_files(root)}
 
 
 def _reusable(out: Path, cfg: PrepareConfig, checksums: dict[str, str]) -> tuple[bool, str]:

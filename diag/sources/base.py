@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,3 +103,16 @@ class Recording:
         if not self.label:
             raise DiagError(f"{name}: no label; give one in the labels manifest or the folder name")
         return self
+
+
+def list_files(root: Path, suffix: str | None = None) -> list[Path]:
+    """Files below folder ``root`` (recursive, sorted), skipping hidden files and folders.
+
+    ``suffix`` (e.g. ``".mat"``, matched case-insensitively) keeps only files of that type.
+    """
+    return sorted(
+        p for p in Path(root).rglob("*")
+        if p.is_file()
+        and (suffix is None or p.suffix.lower() == suffix)
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )

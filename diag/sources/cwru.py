@@ -46,7 +46,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from diag.errors import DiagError
-from diag.sources.base import Recording
+from diag.sources.base import Recording, list_files
 from diag.sources.files import load_mat
 
 __all__ = ["read_cwru", "CWRU_RECORDS", "CwruRecord", "DE_BEARING_MULTIPLES", "record_number", "NOMINAL_RPM"]
@@ -202,11 +202,7 @@ def _as_int_list(values: int | str | Iterable[int | str] | None, option: str, st
 def _find_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() == ".mat"
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    files = list_files(root, ".mat")
     if not files:
         raise DiagError(
             f"{root}: no .mat files below the folder; download the CWRU files (diag fetch cwru) "

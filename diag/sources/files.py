@@ -60,7 +60,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from diag.errors import DiagError
-from diag.sources.base import Recording
+from diag.sources.base import Recording, list_files
 
 __all__ = ["read_files", "write_recordings", "load_mat", "SUPPORTED_EXTENSIONS", "MANIFEST_NAME"]
 
@@ -572,10 +572,7 @@ def read_files(
             files, base = [root], root.parent.parent
         else:
             base = root
-            files = sorted(
-                p for p in root.rglob("*")
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-            )
+            files = list_files(root)
             skipped = sorted({p.suffix.lower() or p.name for p in files if p.suffix.lower() not in SUPPORTED_EXTENSIONS})
             files = [p for p in files if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name != MANIFEST_NAME]
             if not files:

@@ -38,7 +38,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from diag.errors import DiagError
-from diag.sources.base import Recording
+from diag.sources.base import Recording, list_files
 from diag.sources.files import load_mat
 
 __all__ = ["read_ottawa", "HEALTH", "PROFILES", "OTTAWA_FS", "parse_name"]
@@ -129,11 +129,7 @@ def read_ottawa(
     if root.is_file():
         files = [root]
     else:
-        files = sorted(
-            p for p in root.rglob("*")
-            if p.is_file() and p.suffix.lower() == ".mat"
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        )
+        files = list_files(root, ".mat")
         if not files:
             raise DiagError(f"{root}: no .mat files below the folder; download and unzip the dataset (diag fetch ottawa)")
 

@@ -40,7 +40,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from diag.errors import DiagError
-from diag.sources.base import Recording
+from diag.sources.base import Recording, list_files
 from diag.sources.files import load_mat
 
 __all__ = ["read_paderborn", "PADERBORN_BEARINGS", "parse_name", "RASTER_FS"]
@@ -250,11 +250,7 @@ def read_paderborn(
     if root.is_file():
         files = [root]
     else:
-        files = sorted(
-            p for p in root.rglob("*")
-            if p.is_file() and p.suffix.lower() == ".mat"
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        )
+        files = list_files(root, ".mat")
         if not files:
             rars = sorted(p.name for p in root.rglob("*.rar"))
             hint = f" ({len(rars)} .rar archives found: extract them first)" if rars else ""
