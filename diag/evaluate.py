@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from diag.dataset import publish_mode
+
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], split: str) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
@@ -67,6 +69,7 @@ def _save_figure(fig, path: str | Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        publish_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -138,3 +138,13 @@ def test_cli_fetch_offline_fails_fast_with_one_line(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "cannot reach" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["fetch", "nasa", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "unknown dataset 'nasa'" in res.output
+
+
+def test_outputs_are_readable_by_others_under_the_umask(tmp_path, fake_source):
+    old = os.umask(0o022)
+    try:
+        out = prep.prepare(None, tmp_path / "ds", SMALL, quiet=True)
+    finally:
+        os.umask(old)
+    assert (out.stat().st_mode & 0o777) == 0o755
+    assert ((out / "manifest.json").stat().st_mode & 0o777) == 0o644
