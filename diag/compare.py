@@ -89,10 +89,13 @@ def compare(
             f"train.init={json.dumps(init)}", f"train.seed={seed}", f"train.labels_per_class={budget}",
             f"train.weights={json.dumps(weights)}"])
         resume = (rd / "config.json").is_file() and (rd / "last.pt").is_file()
+        # A run folder of compare's own that died before finishing one epoch holds nothing to keep.
+        restart = rd.exists() and not resume
         if not quiet:
-            console.print(f"[bold][{n}/{len(jobs)}] {rd.name}[/]" + (" (resuming)" if resume else ""))
+            console.print(f"[bold][{n}/{len(jobs)}] {rd.name}[/]" + (" (resuming)" if resume else "")
+                          + (" (restarting: it stopped before its first epoch ended)" if restart else ""))
         try:
-            train(data, rd, None if resume else cfg, resume=resume, quiet=quiet)
+            train(data, rd, None if resume else cfg, resume=resume, force=restart, quiet=quiet)
         except DiagError as exc:
             if init == "imagenet" and not weights and not (rd / "config.json").exists():
                 skipped[init] = str(exc)

@@ -44,6 +44,15 @@ def test_compare_trains_every_combination_and_reports(toy, tmp_path, monkeypatch
     assert (out / "scratch-all-s0" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
+def test_compare_restarts_a_run_that_died_in_its_first_epoch(toy, tmp_path):
+    out = tmp_path / "cmp"
+    dead = out / "scratch-all-s0"
+    dead.mkdir(parents=True)
+    (dead / "config.json").write_text("{}")  # what a crash before the first checkpoint leaves
+    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST, quiet=True)
+    assert (dead / "test_metrics.json").is_file()
+
+
 def test_compare_refuses_settings_it_owns_and_ssl_without_weights(toy, tmp_path):
     with pytest.raises(DiagError, match="compare sets train.seed itself"):
         compare(toy, tmp_path / "x", inits=["scratch"], seeds=[0], overrides=["train.seed=3"], quiet=True)
