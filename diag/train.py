@@ -552,6 +552,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     show = dist.main and not quiet
+    runtime = {"device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+               "amp": str(dtype).replace("torch.", "") if dtype is not None else "off",
+               "channels_last": channels_last, "world_size": dist.world}
 
     # ---- data: labelled training subset, validation, test --------------------------------------
     classes = ds.classes
@@ -695,7 +698,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
             rng = _rng_state(gen, aug_gen, dist)
             if dist.main:
                 if improved:
-                    _save_model(out, model, ds, cfg, state, start_info, dist, labeled, sel_name)
+                    _save_model(out, model, ds, cfg, state, start_info, dist, labeled, sel_name, runtime)
                 _save_last(out / "last.pt", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                     "rng": rng, "state": state})
@@ -749,7 +752,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
 
 
 def _save_model(out: Path, model: nn.Module, ds: PreparedDataset, cfg: TrainConfig, state: dict[str, Any],
-                start_info: dict[str, Any], dist: Dist, labeled: np.ndarray, sel_name: str) -> None:
+                start_info: dict[str, Any], dist: Dist, labeled: np.ndarray, sel_name: str,
+                runtime: dict[str, Any]) -> None:
     best = state["best"]
     save_safetensors(out / "model.safetensors", model.state_dict(), metadata={"format": "pt", "model": cfg.model})
     atomic_write_json(out / "model.json", {
@@ -767,6 +771,7 @@ def _save_model(out: Path, model: nn.Module, ds: PreparedDataset, cfg: TrainConf
         "labeled": {"n": int(len(labeled)), "of": int(len(ds.labels("train")))},
         "seed": cfg.seed,
         "world_size": dist.world,
+        "runtime": runtime,
         "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
