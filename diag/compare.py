@@ -61,9 +61,11 @@ def compare(
     (else ``$DIAG_IMAGENET_WEIGHTS`` or timm's hub). A start whose weights cannot be had is skipped
     with its reason shown in the report, and the other starts still run.
     """
+    from diag.dataset import PreparedDataset
     from diag.train import load_train_config, train
 
     out = Path(out)
+    fingerprint = PreparedDataset(data).manifest.get("fingerprint")
     out.mkdir(parents=True, exist_ok=True)
     for init in inits:
         if init not in INIT_ORDER:
@@ -80,14 +82,15 @@ def compare(
         if init in skipped:
             continue
         rd = run_dir(out, init, budget, seed)
-        if (rd / "test_metrics.json").is_file():
-            if not quiet:
-                console.print(f"[{n}/{len(jobs)}] {rd.name}: finished earlier, reused")
-            continue
         weights = {"ssl": ssl_weights or "", "imagenet": imagenet_weights or ""}.get(init, "")
         cfg = load_train_config(config, list(overrides) + [
             f"train.init={json.dumps(init)}", f"train.seed={seed}", f"train.labels_per_class={budget}",
             f"train.weights={json.dumps(weights)}"])
+        _check_same_run(rd, cfg, fingerprint)
+        if (rd / "test_metrics.json").is_file():
+            if not quiet:
+                console.print(f"[{n}/{len(jobs)}] {rd.name}: finished earlier, reused")
+            continue
         resume = (rd / "config.json").is_file() and (rd / "last.pt").is_file()
         # A run folder of compare's own that died before finishing one epoch holds nothing to keep.
         restart = rd.exists() and not resume
@@ -103,6 +106,26 @@ def compare(
                 continue
             raise
     return report(out, skipped=skipped, quiet=quiet)
+
+
+# Settings that change where or how fast a run goes, not what it computes.
+RUNTIME_ONLY = ("device", "num_workers", "in_memory_gb")
+
+
+def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
+    """An earlier run in ``rd`` is reused or resumed only if it had these settings and this dataset."""
+    from dataclasses import asdict
+
+    saved_path = rd / "config.json"
+    if not saved_path.is_file() or not ((rd / "last.pt").is_file() or (rd / "test_metrics.json").is_file()):
+        return  # nothing there, or a folder that died before its first checkpoint (restarted)
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    diff = [k for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY and saved.get("train", {}).get(k) != v]
+    if saved.get("dataset_fingerprint") != fingerprint:
+        diff.insert(0, "the prepared dataset")
+    if diff:
+        raise DiagError(f"{rd}: an earlier run there used other settings ({', '.join(diff)}); "
+                        "use another --out, or delete that folder to run it again")
 
 
 # ------------------------------------------------------------------------------------------------

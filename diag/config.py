@@ -51,8 +51,12 @@ class SourceConfig:
     def validate(self) -> None:
         if self.kind not in SOURCE_KINDS:
             raise DiagError(f"source.kind: unknown '{self.kind}'; choose one of {', '.join(SOURCE_KINDS)}")
-        if self.kind not in ("bearing_sim", "inverter_sim") and not self.path:
+        simulated = self.kind in ("bearing_sim", "inverter_sim")
+        if not simulated and not self.path:
             raise DiagError(f"source.path: the '{self.kind}' reader needs a path (--data PATH)")
+        if simulated and self.path:
+            raise DiagError(f"source.path: the '{self.kind}' simulator reads no files, but got '{self.path}'; "
+                            "for files written by `diag simulate` use --source files --data DIR")
 
 
 @dataclass
@@ -310,11 +314,20 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_prepare_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PrepareConfig:
     """Load the ``[source]``, ``[windows]``, ``[split]``, ``[transform]`` tables of a config file.
 
-    Other tables (``[train]``, ``[pretrain]``) are ignored here; their own loaders read them.
+    ``[train]`` and ``[pretrain]`` are left to their own loaders; any other table (a typo such as
+    ``[transfrom]``) and any override outside the four tables is an error, never silently ignored.
     """
     data = read_toml(path) if path else {}
+    known = [f.name for f in fields(PrepareConfig)]
+    unknown = sorted(set(data) - set(known) - {"train", "pretrain"})
+    if unknown:
+        raise DiagError(f"{path}: unknown table(s) {', '.join(f'[{k}]' for k in unknown)}; "
+                        f"a config holds {', '.join(f'[{k}]' for k in [*known, 'train', 'pretrain'])}")
+    for text in overrides or []:
+        section = parse_override(text)[0][0]
+        if section not in known:
+            raise DiagError(f"--set {text}: diag prepare reads only {', '.join(f'{k}.*' for k in known)} settings")
     data = apply_overrides(data, overrides or [])
-    known = {f.name for f in fields(PrepareConfig)}
     sub = {k: v for k, v in data.items() if k in known}
     cfg = from_dict(PrepareConfig, sub)
     return cfg.validate()

@@ -42,6 +42,14 @@ def test_compare_trains_every_combination_and_reports(toy, tmp_path, monkeypatch
     stamp = (out / "scratch-all-s0" / "model.safetensors").stat().st_mtime_ns
     compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST, quiet=True)
     assert (out / "scratch-all-s0" / "model.safetensors").stat().st_mtime_ns == stamp
+    # ... but only with the settings and data it was made with; never silently mixed.
+    with pytest.raises(DiagError, match=r"scratch-all-s0: an earlier run there used other settings \(epochs, lr\)"):
+        compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST + ["train.epochs=3", "train.lr=0.1"],
+                quiet=True)
+    other = make_toy_dataset(tmp_path / "other", n_train=24, n_val=8, n_test=8, classes=3, size=32, seed=9)
+    with pytest.raises(DiagError, match=r"other settings \(the prepared dataset\)"):
+        compare(other, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST, quiet=True)
+    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST + ["train.num_workers=1"], quiet=True)
 
 
 def test_compare_restarts_a_run_that_died_in_its_first_epoch(toy, tmp_path):

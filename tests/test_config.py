@@ -33,6 +33,9 @@ def test_load_toml_with_overrides(tmp_path):
         ("transform.kind=wavelet", "transform.kind: unknown"),
         ("source.kind=foo", "source.kind: unknown"),
         ("nonsense", "expected section.key=value"),
+        ("windw.length=1024", "diag prepare reads only source.*, windows.*"),
+        ("train.lr=0.1", "diag prepare reads only"),
+        ("source.path=/data", "simulator reads no files"),
     ],
 )
 def test_bad_settings_give_one_line_errors(override, fragment):
@@ -49,6 +52,15 @@ def test_missing_and_malformed_config_file(tmp_path):
     bad.write_text("[source\nkind=")
     with pytest.raises(DiagError, match="not valid TOML"):
         load_prepare_config(bad)
+
+
+def test_unknown_tables_are_refused_not_ignored(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[transfrom]\nkind = 'stft'\n[train]\nepochs = 3\n")
+    with pytest.raises(DiagError, match=r"unknown table\(s\) \[transfrom\]"):
+        load_prepare_config(p)
+    p.write_text("[transform]\nkind = 'stft'\n[train]\nepochs = 3\n[pretrain]\nepochs = 2\n")
+    assert load_prepare_config(p).transform.kind == "stft"
 
 
 def test_from_dict_lists_from_cli_strings():
