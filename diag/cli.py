@@ -98,7 +98,7 @@ def _toml_str(s: str) -> str:
 def fetch(
     dataset: str = typer.Argument(..., help="cwru | paderborn | ottawa"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Target folder (default data_raw/DATASET)."),
-    records: Optional[str] = typer.Option(None, "--records", help="CWRU record numbers, e.g. 97,105,130 (default: all)."),
+    records: Optional[str] = typer.Option(None, "--records", help="CWRU record numbers (e.g. 97,105,130) or Paderborn bearing codes (e.g. K001,KA01); default: all."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the server."),
 ) -> None:
     """Download a public dataset from its official site into data_raw/ (needs internet)."""
@@ -176,7 +176,7 @@ def train(
 @app.command()
 @friendly
 def pretrain(
-    data: Path = typer.Option(..., "--data", help="Prepared dataset folder; its train split is pretrained on."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder; its train split is pretrained on."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (backbone.safetensors + pretrain.json)."),
     extra: List[Path] = typer.Option([], "--extra", help="More prepared datasets whose train split is used, unlabelled (repeatable)."),
     model: Optional[str] = typer.Option(None, "--model", help="timm model name (default convnext_atto)."),
@@ -187,6 +187,7 @@ def pretrain(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N] | mps."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag pretrain reads its pretrain table."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: pretrain.key=value (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out with its saved settings."),
     force: bool = typer.Option(False, "--force", help="Delete an existing output folder and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -196,7 +197,8 @@ def pretrain(
 
     flags = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
     overrides = list(set_) + [f"pretrain.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
-    run_pretrain(data, out, load_pretrain_config(config, overrides), extra=extra, force=force, quiet=quiet)
+    cfg = load_pretrain_config(config, overrides) if (config or overrides or not resume) else None
+    run_pretrain(data, out, cfg, extra=extra, force=force, quiet=quiet, resume=resume)
 
 
 def _toml_value(v: object) -> str:

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -9,7 +10,7 @@ from safetensors.torch import load_file
 from diag.errors import DiagError
 from diag.models import create_backbone, features
 from diag.ssl import (BYOL, PredictionHead, PretrainConfig, ProjectionHead, TimeFrequencyAugment, byol_loss,
-                      knn_predict, load_pretrain_config, momentum_at, pretrain)
+                      knn_predict, load_pretrain_config, momentum_at, neighbour_table, pretrain, sample_partners)
 from diag.train import make_toy_dataset
 
 
@@ -38,6 +39,36 @@ def test_views_never_move_energy_across_frequency_rows():
     assert torch.equal(a, b) and a.shape == y.shape and not torch.equal(a, y)
     with pytest.raises(DiagError, match="crop_min"):
         TimeFrequencyAugment(crop_min=0)
+    with pytest.raises(DiagError, match="shift"):
+        TimeFrequencyAugment(shift=1.0)
+
+
+def test_time_shift_moves_columns_without_changing_their_spacing():
+    # Impulses every 8 columns: a shifted view keeps the period (the fault rate), unlike a stretch.
+    x = torch.zeros(16, 1, 8, 64)
+    x[..., ::8] = 1.0
+    shift = TimeFrequencyAugment(crop_min=1.0, time_mask=0, freq_mask=0, gain=0, noise=0, shift=0.25)
+    y = shift(x, torch.Generator().manual_seed(0))
+    assert not torch.allclose(y, x)
+    profile = y[:, 0, 0, 8:56]  # away from the reflected edges
+    ac = torch.stack([(profile * profile.roll(-lag, dims=-1))[:, :40].sum(-1) for lag in range(1, 12)], dim=1)
+    assert (ac.argmax(dim=1) + 1 == 8).all()  # strongest self-similarity still at 8 columns
+    assert torch.allclose(y.sum(dim=-1), x.sum(dim=-1), rtol=0.2)  # energy kept, rows untouched
+
+
+def test_neighbour_pairs_stay_within_one_recording_and_near_in_time():
+    rec = np.array([0, 0, 0, 0, 1, 1, 2, 0])
+    start = np.array([0, 100, 200, 300, 0, 100, 0, 400])
+    cand, counts = neighbour_table(rec, start, k=1)
+    as_sets = [set(c[c >= 0].tolist()) for c in cand]
+    assert as_sets == [{1}, {0, 2}, {1, 3}, {2, 7}, {5}, {4}, set(), {3}]
+    assert counts.tolist() == [1, 2, 2, 2, 1, 1, 0, 1]
+    g = torch.Generator().manual_seed(0)
+    idx = torch.arange(8).repeat(50)
+    partners = sample_partners(idx, torch.from_numpy(cand), torch.from_numpy(counts), g)
+    for i, p in zip(idx.tolist(), partners.tolist()):
+        assert p in as_sets[i] or (not as_sets[i] and p == i)
+    assert set(partners[idx == 1].tolist()) == {0, 2}  # both neighbours drawn
 
 
 def test_heads_loss_and_momentum():
@@ -149,3 +180,49 @@ def test_pretrain_config_and_cli(tmp_path, hard_toy):
     assert meta["start"]["init"] == "ssl" and meta["start"]["weights"].endswith("backbone.safetensors")
     r = runner.invoke(app, ["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "q")])
     assert r.exit_code == 2 and "not a prepared dataset" in r.output
+
+
+def test_resumed_pretraining_reaches_the_same_weights(hard_toy, tmp_path, monkeypatch):
+    import diag.ssl as ds_ssl
+    import diag.train as dt
+
+    cfg = PretrainConfig(epochs=3, batch_size=32, lr=2e-3, knn_every=1, knn_k=5, seed=4, shift=0.2,
+                         positives="recording", neighbours=2)
+    pretrain(hard_toy, tmp_path / "straight", cfg, quiet=True)
+
+    real_save = dt._save_last
+
+    def crash_after_epoch_2(path, state):
+        real_save(path, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dt, "_save_last", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(hard_toy, tmp_path / "cut", cfg, quiet=True)
+    monkeypatch.setattr(dt, "_save_last", real_save)
+    assert not json.loads((tmp_path / "cut" / "pretrain.json").read_text())["finished"]
+    with pytest.raises(DiagError, match="already exists; pass --resume"):
+        pretrain(hard_toy, tmp_path / "cut", cfg, quiet=True)
+    with pytest.raises(DiagError, match="these differ: epochs"):
+        pretrain(None, tmp_path / "cut", PretrainConfig(**{**cfg.__dict__, "epochs": 5}), resume=True, quiet=True)
+
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+
+    r = CliRunner().invoke(app, ["pretrain", "--out", str(tmp_path / "cut"), "--resume", "--quiet"])  # saved data
+    assert r.exit_code == 0, r.output
+    a = load_file(str(tmp_path / "straight" / "backbone.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "backbone.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha = json.loads((tmp_path / "straight" / "pretrain.json").read_text())["history"]
+    hb = json.loads((tmp_path / "cut" / "pretrain.json").read_text())["history"]
+    drop = ("seconds",)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in ha] == \
+           [{k: v for k, v in h.items() if k not in drop} for h in hb]
+    with pytest.raises(DiagError, match="already finished"):
+        pretrain(None, tmp_path / "cut", resume=True, quiet=True)
+    with pytest.raises(DiagError, match="nothing to resume"):
+        pretrain(None, tmp_path / "empty", resume=True, quiet=True)
+    assert ds_ssl.POSITIVES == ("window", "recording")
