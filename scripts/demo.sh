@@ -11,15 +11,18 @@ bash scripts/setup.sh
 DIAG=.venv/bin/diag
 OUT=${OUT:-runs/demo}
 CONFIG=${CONFIG:-configs/bearing_sim.toml}
-SEEDS=${SEEDS:-0}
+SEEDS=${SEEDS:-0}                 # e.g. SEEDS=0,1,2
 start=$(date +%s)
 
 echo "== 1/3 prepare: simulate recordings, window, split by time blocks, CWT images"
 $DIAG prepare --config "$CONFIG" --out "$OUT/prepared"
 
 echo "== 2/3 pretrain: self-supervised (BYOL) on the unlabelled training windows"
-if [ -f "$OUT/ssl/pretrain.json" ] && [ -f "$OUT/ssl/backbone.safetensors" ]; then
+finished() { .venv/bin/python -c "import json, sys; sys.exit(0 if json.load(open(sys.argv[1])).get('finished') else 1)" "$1" 2>/dev/null; }
+if [ -f "$OUT/ssl/pretrain.json" ] && finished "$OUT/ssl/pretrain.json"; then
   echo "$OUT/ssl: finished earlier, reused"
+elif [ -f "$OUT/ssl/last.pt" ]; then
+  $DIAG pretrain --out "$OUT/ssl" --resume   # interrupted earlier: continue it
 else
   $DIAG pretrain --config "$CONFIG" --data "$OUT/prepared" --out "$OUT/ssl" --force
 fi

@@ -384,7 +384,7 @@ def simulate_bearing_recordings(
     Recording ``j`` of a class runs at speed level ``rpm[j % len(rpm)]`` (the ``condition``, e.g.
     ``"1772rpm"``; the defaults are CWRU's 0-3 HP speeds) and, if faulty, severity
     ``severities[(j // len(rpm)) % len(severities)]`` (the ``fault_size``, e.g. ``"0.3"``). The
-    defaults, 4 classes x 8 recordings x 10 s at 12 kHz, give 32 recordings (about 1,800 windows of
+    defaults, 4 classes x 8 recordings x 10 s at 12 kHz, give 32 recordings (116 windows each, 3,712 in all, of
     2048 samples at hop 1024), every (speed, severity) pair once per faulty class.
 
     Parameters (ranges ``[low, high]`` are drawn uniformly per recording; a number fixes the value)
