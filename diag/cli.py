@@ -67,6 +67,7 @@ def prepare(
     allow_leaky: bool = typer.Option(False, "--allow-leaky", help="Permit the leaky 'random' split (prints a warning)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output prepared with a different config."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any setting: section.key=value (repeatable)."),
+    device: str = typer.Option("cpu", "--device", help="Where the CWT/STFT runs: cpu (bit-reproducible) | cuda[:N] | auto."),
 ) -> None:
     """Read recordings, resample, window, split without leakage, and write time-frequency images."""
     from diag.prepare import prepare as run_prepare
@@ -82,7 +83,7 @@ def prepare(
         overrides.append(f"transform.kind={_toml_str(transform)}")
     if allow_leaky:
         overrides.append("split.allow_leaky=true")
-    run_prepare(config, out, overrides=overrides, force=force)
+    run_prepare(config, out, overrides=overrides, force=force, device=device)
 
 
 def _toml_str(s: str) -> str:

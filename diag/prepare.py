@@ -91,22 +91,43 @@ def _classes(recordings: list[Recording]) -> list[str]:
     return labels
 
 
+def transform_device(spec: str) -> "torch.device":
+    """The device ``diag prepare`` computes images on: ``cpu``, ``cuda[:N]`` or ``auto``."""
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec != "cpu" and not spec.startswith("cuda"):
+        raise DiagError(f"--device: '{spec}' is not one of cpu, cuda, cuda:N, auto")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise DiagError(f"--device: '{spec}' is not one of cpu, cuda, cuda:N, auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DiagError(f"--device {spec}: CUDA is not available here; use --device cpu (or auto)")
+    return dev
+
+
 def prepare(
     config: str | Path | None,
     out: str | Path,
     overrides: list[str] | None = None,
     force: bool = False,
     quiet: bool = False,
+    device: str = "cpu",
 ) -> Path:
     """Prepare a dataset directory (see :mod:`diag.dataset` for its layout) and return its path.
 
     An existing ``out`` made from the same config, sources and diag version is reused; anything else
     at ``out`` is only replaced with ``force=True``. The directory appears atomically: an
-    interrupted run leaves nothing at ``out``.
+    interrupted run leaves nothing at ``out``. ``device``: where the time-frequency transform runs,
+    ``cpu`` (default; bit-reproducible), ``cuda[:N]`` or ``auto`` (CUDA when present). GPU images
+    agree with CPU ones to float rounding; the device is recorded in the manifest, not the fingerprint.
     """
     from diag.transforms import make_transform
 
     t0 = time.perf_counter()
+    dev = transform_device(device)
     cfg = load_prepare_config(config, overrides)
     out = Path(out)
     checksums = source_checksums(cfg)
@@ -133,7 +154,7 @@ def prepare(
 
     classes = _classes(recordings)
     y_of_rec = np.array([classes.index(r.label) for r in recordings], dtype=np.int64)
-    transform = make_transform(cfg.transform, fs=fs, length=cfg.windows.length)
+    transform = make_transform(cfg.transform, fs=fs, length=cfg.windows.length, device=dev)
     probe = transform(np.zeros((1, recordings[0].n_channels, cfg.windows.length), np.float32) + 1e-3)
     image_shape = tuple(int(s) for s in probe.shape[1:])
 
@@ -177,6 +198,7 @@ def prepare(
             "window": {"length": cfg.windows.length, "hop": cfg.windows.hop, "normalize": cfg.windows.normalize,
                        "channels": list(recordings[0].channels)},
             "transform": transform.to_dict(),
+            "transform_device": str(dev),
             "image_shape": list(image_shape),
             "sizes": sizes,
             "counts": counts,

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import diag.prepare as prep
@@ -115,6 +116,17 @@ def test_same_config_same_images(tmp_path, fake_source):
     b = PreparedDataset(prep.prepare(None, tmp_path / "b", SMALL, quiet=True))
     for s in ("train", "val", "test"):
         assert np.array_equal(np.asarray(a.images(s)), np.asarray(b.images(s)))
+
+
+def test_transform_device_is_checked_and_recorded(tmp_path, fake_source):
+    a = PreparedDataset(prep.prepare(None, tmp_path / "a", SMALL, quiet=True, device="auto"))
+    assert a.manifest["transform_device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DiagError, match="--device: 'tpu' is not one of cpu, cuda, cuda:N, auto"):
+        prep.prepare(None, tmp_path / "b", SMALL, quiet=True, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DiagError, match="CUDA is not available here; use --device cpu"):
+            prep.prepare(None, tmp_path / "b", SMALL, quiet=True, device="cuda")
+    assert not (tmp_path / "b").exists()
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
