@@ -120,7 +120,8 @@ def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
     if not saved_path.is_file() or not ((rd / "last.pt").is_file() or (rd / "test_metrics.json").is_file()):
         return  # nothing there, or a folder that died before its first checkpoint (restarted)
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    diff = [k for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY and saved.get("train", {}).get(k) != v]
+    was = {**asdict(type(cfg)()), **saved.get("train", {})}  # a setting newer than the run: its default
+    diff = [k for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY and was.get(k) != v]
     if saved.get("dataset_fingerprint") != fingerprint:
         diff.insert(0, "the prepared dataset")
     if diff:
