@@ -121,7 +121,9 @@ def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
         return  # nothing there, or a folder that died before its first checkpoint (restarted)
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     was = {**asdict(type(cfg)()), **saved.get("train", {})}  # a setting newer than the run: its default
-    diff = [k for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY and was.get(k) != v]
+    # A finished run is reused whatever device made it; an interrupted one resumes with its saved settings.
+    ignore = RUNTIME_ONLY if (rd / "test_metrics.json").is_file() else ()
+    diff = [k for k, v in asdict(cfg).items() if k not in ignore and was.get(k) != v]
     if saved.get("dataset_fingerprint") != fingerprint:
         diff.insert(0, "the prepared dataset")
     if diff:

@@ -105,6 +105,8 @@ def transform_device(spec: str) -> "torch.device":
         raise DiagError(f"--device: '{spec}' is not one of cpu, cuda, cuda:N, auto") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DiagError(f"--device {spec}: CUDA is not available here; use --device cpu (or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DiagError(f"--device {spec}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..)")
     return dev
 
 

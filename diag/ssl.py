@@ -98,12 +98,14 @@ class TimeFrequencyAugment:
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b, _, h, w = x.shape
         dev = x.device
-        u = torch.rand(b, 7, generator=generator, device=dev)
+        u = torch.rand(b, 7 if self.shift > 0 else 6, generator=generator, device=dev)  # 6: same stream as before shift
         if self.crop_min < 1 or self.shift > 0:
             s = self.crop_min + (1 - self.crop_min) * u[:, 0]
             theta = torch.zeros(b, 2, 3, device=dev)
             theta[:, 0, 0] = s
-            theta[:, 0, 2] = (1 - s) * (2 * u[:, 1] - 1) + 2 * self.shift * (2 * u[:, 6] - 1)
+            theta[:, 0, 2] = (1 - s) * (2 * u[:, 1] - 1)
+            if self.shift > 0:
+                theta[:, 0, 2] += 2 * self.shift * (2 * u[:, 6] - 1)
             theta[:, 1, 1] = 1
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
@@ -431,7 +433,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     n_bank = len(ds.labels("train"))
     if cfg.positives == "recording":  # pairs: two nearby windows of the same recording (metadata, no labels)
         metas = [s.meta("train") for s in sources]
-        rec = np.concatenate([np.array([f"{i}|{v}" for v in m["source"]], dtype=object) for i, m in enumerate(metas)])
+        rec = np.concatenate([np.array([f"{i}|{v}" for v in m["rec"]], dtype=object) for i, m in enumerate(metas)])
         _, rec_id = np.unique(rec, return_inverse=True)
         cand_np, counts_np = neighbour_table(rec_id, np.concatenate([m["start"] for m in metas]).astype(np.int64),
                                              cfg.neighbours)
@@ -486,6 +488,9 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     with deterministic(device.type == "cpu"):
         if saved is not None:  # ---- resume ----------------------------------------------------
             last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+            if last.get("device", device.type) != device.type:
+                raise DiagError(f"{out}: this run started on {last['device']}, here it would continue on "
+                                f"{device.type}; resume it on a machine with {last['device']}")
             byol.load_state_dict(last["byol"])
             optimizer.load_state_dict(last["optimizer"])
             scaler.load_state_dict(last["scaler"])
@@ -548,15 +553,17 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             save_safetensors(out / SSL_WEIGHTS, byol.backbone.state_dict(), metadata={"format": "pt", "model": cfg.model})
             meta.update(history=history, epochs_done=epoch, knn_start=_last_knn(history[:1]),
                         knn_last=_last_knn(history))
+            # Order matters for a crash between the writes: weights, then pretrain.json (which says
+            # finished on the last epoch), then last.pt; a resume restarts from the older last.pt.
+            meta["finished"] = epoch == cfg.epochs
+            atomic_write_json(out / SSL_META, meta)
+            _write_history(out, history)
             rng = {"torch": torch.get_rng_state(), "shuffle": gen.get_state(), "augment": aug_gen.get_state()}
             if torch.cuda.is_available():
                 rng["cuda"] = torch.cuda.get_rng_state_all()
             _save_last(out / "last.pt", {"byol": byol.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scaler": scaler.state_dict(), "rng": rng, "epoch": epoch, "step": step,
-                                         "history": history})
-            meta["finished"] = epoch == cfg.epochs
-            atomic_write_json(out / SSL_META, meta)
-            _write_history(out, history)
+                                         "history": history, "device": device.type})
             if show:
                 knn_txt = (f"  k-NN val accuracy {knn['knn_accuracy']:.3f}  F1 {knn['knn_macro_f1']:.3f}"
                            if not math.isnan(knn["knn_accuracy"]) else "")

@@ -18,7 +18,10 @@ echo "== 1/3 prepare: simulate recordings, window, split by time blocks, CWT ima
 $DIAG prepare --config "$CONFIG" --out "$OUT/prepared"
 
 echo "== 2/3 pretrain: self-supervised (BYOL) on the unlabelled training windows"
-finished() { .venv/bin/python -c "import json, sys; sys.exit(0 if json.load(open(sys.argv[1])).get('finished') else 1)" "$1" 2>/dev/null; }
+finished() {  # pretrain.json says so (or, written by an older diag, all its epochs are done)
+  .venv/bin/python -c "import json, sys; m = json.load(open(sys.argv[1]))
+sys.exit(0 if m.get('finished', m.get('epochs_done', 0) >= m['pretrain']['epochs']) else 1)" "$1" 2>/dev/null
+}
 if [ -f "$OUT/ssl/pretrain.json" ] && finished "$OUT/ssl/pretrain.json"; then
   echo "$OUT/ssl: finished earlier, reused"
 elif [ -f "$OUT/ssl/last.pt" ]; then

@@ -50,6 +50,7 @@ def test_compare_trains_every_combination_and_reports(toy, tmp_path, monkeypatch
     with pytest.raises(DiagError, match=r"other settings \(the prepared dataset\)"):
         compare(other, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST, quiet=True)
     compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST + ["train.num_workers=1"], quiet=True)
+    assert (out / "scratch-all-s0" / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
 
 
 def test_compare_restarts_a_run_that_died_in_its_first_epoch(toy, tmp_path):

@@ -207,6 +207,14 @@ def test_resumed_pretraining_reaches_the_same_weights(hard_toy, tmp_path, monkey
     with pytest.raises(DiagError, match="these differ: epochs"):
         pretrain(None, tmp_path / "cut", PretrainConfig(**{**cfg.__dict__, "epochs": 5}), resume=True, quiet=True)
 
+    last_path = tmp_path / "cut" / "last.pt"
+    last = torch.load(last_path, weights_only=True)
+    assert last["device"] == "cpu" and last["epoch"] == 2
+    torch.save({**last, "device": "cuda"}, last_path)  # as if it had started on a GPU machine
+    with pytest.raises(DiagError, match="started on cuda, here it would continue on cpu"):
+        pretrain(None, tmp_path / "cut", resume=True, quiet=True)
+    torch.save(last, last_path)
+
     from typer.testing import CliRunner
 
     from diag.cli import app
