@@ -256,22 +256,33 @@ def _holdout_sides(recordings: list[Recording], cfg: SplitConfig) -> tuple[list[
         test = set(cfg.test_groups)
     else:
         # Seeded, stratified: per class, hold out about test_fraction of its groups (at least one
-        # when the class has two or more).
+        # when the class has two or more). A group is held out for every class it holds, so a
+        # group is never drawn if that would leave some class without a training group, or if a
+        # class with this one group only needs it (that class is split by time, on both sides).
         rng = np.random.default_rng(cfg.seed)
-        test = set()
+        test: set[str] = set()
         by_label: dict[str, list[str]] = {}
         for r, g in zip(recordings, groups):
             by_label.setdefault(r.label, [])
             if g not in by_label[r.label]:
                 by_label[r.label].append(g)
+        by_label = {k: sorted(v) for k, v in by_label.items()}
+        single = {gs[0] for gs in by_label.values() if len(gs) == 1}
+
+        def can_hold_out(g: str) -> bool:
+            return g not in single and all(any(x not in test and x != g for x in gs)
+                                           for gs in by_label.values() if g in gs)
+
         for label in sorted(by_label):
-            gs = sorted(by_label[label])
+            gs = by_label[label]
             if len(gs) < 2:
                 continue
             k = min(len(gs) - 1, max(1, int(round(len(gs) * cfg.test_fraction))))
-            test.update(rng.choice(gs, size=k, replace=False).tolist())
-        # A group shared by several classes must sit on one side only; the choice above is per
-        # class, so a shared group chosen for one class is test for all of them.
+            for _ in range(k - sum(g in test for g in gs)):
+                candidates = [g for g in gs if g not in test and can_hold_out(g)]
+                if not candidates:
+                    break
+                test.add(str(rng.choice(candidates)))
     return ["test" if g in test else "train" for g in groups], notes
 
 
@@ -286,6 +297,9 @@ def plan_split(recordings: list[Recording], wcfg: WindowConfig, scfg: SplitConfi
     notes: list[str] = []
 
     if scfg.method == "random":
+        if not scfg.allow_leaky:
+            raise DiagError("split.method=random leaks neighbouring windows across train/test; "
+                            "set split.allow_leaky=true (--allow-leaky) to use it anyway")
         rng = np.random.default_rng(scfg.seed)
         recs, starts = [], []
         for i, r in enumerate(recordings):
@@ -306,17 +320,27 @@ def plan_split(recordings: list[Recording], wcfg: WindowConfig, scfg: SplitConfi
             blocks += _time_blocks(i, r.n_samples, length, guard, scfg.test_fraction, scfg.val_fraction, r.source)
     else:
         sides, notes = _holdout_sides(recordings, scfg)
-        # Classes present on only one side are split by time instead (healthy data under fault-size,
-        # a class recorded once).
+        # A class with nothing held out (healthy data under fault-size, a class recorded at one
+        # condition or on one bearing) is split by time instead, and the plan says so. A class that
+        # would only be tested is an error: the model would never see it.
         labels = sorted({r.label for r in recordings})
+        what = {"condition": "test_conditions", "fault-size": "test_fault_sizes"}.get(scfg.method, "held-out groups")
         for label in labels:
             s = {sd for r, sd in zip(recordings, sides) if r.label == label}
-            if len(s) == 1:
-                where = "test" if s == {"test"} else "training"
-                notes.append(f"class '{label}' has recordings on the {where} side only; split by time instead")
+            if s == {"test"}:
+                raise DiagError(f"split.{scfg.method}: every recording of class '{label}' is in the {what}, so it "
+                                "would never be trained on; hold out less, or (fault-size) label by fault type "
+                                "(source.label_by=type), not by type and size")
+            if s == {"train"}:
+                notes.append(f"class '{label}' has nothing in the {what}; its recordings are split by time instead")
                 for i, r in enumerate(recordings):
                     if r.label == label:
                         sides[i] = "time"
+        if all(sd == "time" for sd in sides):
+            raise DiagError(f"split.{scfg.method}: nothing is held out for any class; use split.method=time or "
+                            f"other {what}")
+        # (A held-out group is held out for every class it holds, and a class moved to the time
+        # split had all its recordings on the training side, so no group ends up on both sides.)
         for i, (r, sd) in enumerate(zip(recordings, sides)):
             if sd == "time":
                 blocks += _time_blocks(i, r.n_samples, length, guard, scfg.test_fraction, scfg.val_fraction, r.source)
@@ -332,11 +356,16 @@ def plan_split(recordings: list[Recording], wcfg: WindowConfig, scfg: SplitConfi
         starts.append(s)
         sides_w.append(np.full(len(s), b.side, dtype="<U5"))
     idx = WindowIndex(np.concatenate(recs), np.concatenate(starts), np.concatenate(sides_w))
+    labels = np.array([r.label for r in recordings], dtype=object)
     for side in SIDES:
         if scfg.val_fraction == 0 and side == "val":
             continue
         if not (idx.side == side).any():
             raise DiagError(f"split.{scfg.method}: the {side} side has no windows; check the split settings")
+        missing = sorted(set(labels) - set(labels[idx.rec[idx.side == side]]))
+        if missing:
+            raise DiagError(f"split.{scfg.method}: class(es) {missing[:3]} have no windows on the {side} side "
+                            "(recordings too short for a window there?); adjust windows.length/hop or the fractions")
     return SplitPlan(blocks, idx, guard, notes)
 
 

@@ -182,3 +182,46 @@ def test_unknown_test_condition_is_refused():
     with pytest.raises(DiagError, match=r"\['9HP'\] not found"):
         plan_split(cwru_like(), WindowConfig(fs=1000, length=256, hop=128),
                    SplitConfig(method="condition", test_conditions=["9HP"]))
+
+
+def _groups_by_side(recs, plan):
+    w = plan.windows
+    return {side: {recs[i].group for i in np.unique(w.rec[w.side == side])} for side in ("train", "test")}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_group_split_never_trains_on_a_group_it_holds_out(seed):
+    # One rig run ("g1") holds two classes; A has two groups, B three.
+    recs = [rec(3000, "A", "g1", seed=1), rec(3000, "A", "g2", seed=2),
+            rec(3000, "B", "g1", seed=3), rec(3000, "B", "g3", seed=4), rec(3000, "B", "g4", seed=5)]
+    plan = plan_split(recs, WindowConfig(fs=1000, length=256, hop=128),
+                      SplitConfig(method="group", test_fraction=0.3, seed=seed))
+    sides = _groups_by_side(recs, plan)
+    assert not sides["train"] & sides["test"], sides
+    held = [i for i, r in enumerate(recs) if set(plan.windows.side[plan.windows.rec == i]) == {"test"}]
+    assert held  # something really is held out
+
+
+def test_a_class_that_would_only_be_tested_is_refused():
+    recs = [r for r in cwru_like()]
+    for r in recs:  # labels that include the size: under fault-size each class is one size
+        if r.fault_size:
+            r.label = f"{r.label}_{r.fault_size}"
+    with pytest.raises(DiagError, match="class 'B_0.014' is in the test_fault_sizes, so it would never be trained on"):
+        plan_split(recs, WindowConfig(fs=1000, length=256, hop=128),
+                   SplitConfig(method="fault-size", test_fault_sizes=["0.014"]))
+    with pytest.raises(DiagError, match="would never be trained on"):
+        plan_split(cwru_like(), WindowConfig(fs=1000, length=256, hop=128),
+                   SplitConfig(method="condition", test_conditions=["0HP", "1HP", "2HP", "3HP"]))
+
+
+def test_a_class_missing_from_a_side_is_an_error_not_a_silent_gap():
+    recs = [rec(3000, "A", "g1", seed=1), rec(3000, "A", "g2", seed=2),
+            rec(3000, "B", "g3", seed=3), rec(200, "B", "g4", seed=4)]  # B's second bearing: shorter than a window
+    with pytest.raises(DiagError, match=r"class\(es\) \['B'\] have no windows on the test side"):
+        plan_split(recs, WindowConfig(fs=1000, length=256, hop=128), SplitConfig(method="group", test_groups=["g2", "g4"]))
+
+
+def test_random_split_needs_the_explicit_flag_even_through_the_api():
+    with pytest.raises(DiagError, match="allow_leaky"):
+        plan_split(cwru_like()[:3], WindowConfig(fs=1000, length=256, hop=64), SplitConfig(method="random"))
