@@ -275,3 +275,39 @@ def test_errors_unknown_record_duplicates_and_options(tmp_path):
     empty.mkdir()
     with pytest.raises(DiagError, match=r"no \.mat files"):
         read_cwru(empty)
+
+
+def test_two_column_channel_variable_is_refused_not_interleaved(tmp_path):
+    f = tmp_path / "105.mat"
+    scipy.io.savemat(f, {"X105_DE_time": np.ones((500, 2)), "X105RPM": np.array([[1797.0]])})
+    with pytest.raises(DiagError, match=r"105\.mat: variable X105_DE_time has shape 500x2, .*re-download the file") as e:
+        read_cwru(f)
+    assert "\n" not in str(e.value)
+    scipy.io.savemat(f, {"X105_DE_time": np.arange(500.0)[None, :]})  # 1 x N is fine
+    assert read_cwru(f)[0].n_samples == 500
+
+
+def test_non_numeric_rpm_variable_falls_back_to_nominal(tmp_path):
+    f = _mat(tmp_path / "106.mat", 106, channels=("DE",), rpm=None, extra={"X106RPM": "fast"})
+    (r,) = read_cwru(f)
+    assert r.meta["rpm"] == r.meta["rpm_nominal"] == 1772
+    cell = np.empty((1, 1), dtype=object)
+    cell[0, 0] = "1772 rpm"
+    _mat(f, 106, channels=("DE",), rpm=None, extra={"X106RPM": cell})
+    assert read_cwru(f)[0].meta["rpm"] == 1772.0
+
+
+def test_loads_accept_whole_number_floats(tmp_path):
+    _mat(tmp_path / "105.mat", 105)  # 0 HP
+    _mat(tmp_path / "106.mat", 106)  # 1 HP
+    assert [r.meta["record"] for r in read_cwru(tmp_path, loads=0.0)] == [105]
+    assert [r.meta["record"] for r in read_cwru(tmp_path, loads=[1.0, 0])] == [105, 106]
+    with pytest.raises(DiagError, match=r"^loads: expected whole numbers 0-3, got 0\.5$"):
+        read_cwru(tmp_path, loads=0.5)
+
+
+def test_records_filter_matching_nothing_lists_the_records_held(tmp_path):
+    _mat(tmp_path / "105.mat", 105)
+    _mat(tmp_path / "12k_Drive_End_B007_1_119.mat", 119)
+    with pytest.raises(DiagError, match=r"records: \[130\] not found under .*; the folder holds records 105, 119 \(choose"):
+        read_cwru(tmp_path, records=[130])

@@ -297,3 +297,14 @@ def test_error_ambiguous_mat_and_npz(tmp_path):
     _write_manifest(tmp_path, [["c.mat", "IR", "1000"]])
     with pytest.raises(DiagError, match=r"c\.mat: not a readable MATLAB file"):
         read_files(tmp_path)
+
+
+def test_error_manifest_row_with_more_cells_than_header(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones(50))
+    np.save(tmp_path / "b.npy", np.ones(50))
+    _write_manifest(tmp_path, [["a.npy", "IR", "1000"], ["b.npy", "OR", "1000", "0HP"]])
+    with pytest.raises(DiagError, match=r"labels\.csv: line 3 has 4 cells but the header has 3") as e:
+        read_files(tmp_path)
+    _one_line(e)
+    _write_manifest(tmp_path, [["a.npy", "IR", "1000", ""]])  # a blank trailing cell is harmless
+    assert read_files(tmp_path)[0].label == "IR"

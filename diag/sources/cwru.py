@@ -184,13 +184,20 @@ def _as_channel_list(channels: str | Sequence[str]) -> tuple[str, ...]:
     return chans
 
 
-def _as_int_list(values: int | str | Iterable[int | str] | None, option: str, strip: str = "") -> list[int] | None:
+def _as_int_list(
+    values: int | float | str | Iterable[int | float | str] | None, option: str, strip: str = "", whole: str = "whole numbers"
+) -> list[int] | None:
     if values is None:
         return None
-    if isinstance(values, (int, str)):
+    if isinstance(values, (int, float, np.integer, np.floating, str)):
         values = [v for v in re.split(r"[,;\s]+", str(values)) if v] if isinstance(values, str) else [values]
     out = []
     for v in values:
+        if isinstance(v, (float, np.floating)):  # TOML/YAML give 2.0 for 2: accept whole-number floats
+            if not float(v).is_integer():
+                raise DiagError(f"{option}: expected {whole}, got {v!r}")
+            out.append(int(v))
+            continue
         text = str(v).strip().upper().removesuffix(strip) if strip else str(v).strip()
         try:
             out.append(int(text))
@@ -249,14 +256,15 @@ def read_cwru(
     chans = _as_channel_list(channels)
     if label_by not in LABEL_BY:
         raise DiagError(f"label_by: choose one of {', '.join(LABEL_BY)}, got {label_by!r}")
-    load_filter = _as_int_list(loads, "loads", strip="HP")
+    load_filter = _as_int_list(loads, "loads", strip="HP", whole="whole numbers 0-3")
     if load_filter is not None:
         bad = [v for v in load_filter if v not in NOMINAL_RPM]
         if bad:
             raise DiagError(f"loads: CWRU loads are 0, 1, 2, 3 (HP), got {bad}")
-    record_filter = _as_int_list(records, "records")
+    record_filter = _as_int_list(records, "records", whole="whole record numbers")
 
     found: dict[int, Path] = {}
+    held: set[int] = set()  # every record number under root, before the records filter
     for f in _find_files(root):
         rec = record_number(f)
         if rec is None:
@@ -264,6 +272,7 @@ def read_cwru(
                 f"{f}: no record number in the file name; name it <record>.mat (e.g. 105.mat), "
                 "or pass a labels manifest via the files reader instead"
             )
+        held.add(rec)
         if record_filter is not None and rec not in record_filter:
             continue
         if rec in found:
@@ -272,7 +281,10 @@ def read_cwru(
     if record_filter is not None:
         missing = [r for r in record_filter if r not in found]
         if missing:
-            raise DiagError(f"records: {missing} not found under {root}; the folder holds {sorted(found) or 'none of them'}")
+            raise DiagError(
+                f"records: {missing} not found under {root}; the folder holds records "
+                f"{', '.join(map(str, sorted(held)))} (choose from those)"
+            )
 
     out: list[Recording] = []
     for rec in sorted(found):
@@ -313,13 +325,22 @@ def _read_record(f: Path, info: CwruRecord, chans: tuple[str, ...], label_by: st
     bad = [names[c] for c in chans if not (isinstance(data[names[c]], np.ndarray) and data[names[c]].dtype.kind in "iuf")]
     if bad:
         raise DiagError(f"{f}: variable(s) {', '.join(bad)} are not numeric arrays; re-download the file")
+    for c in chans:
+        shape = data[names[c]].shape
+        if not (len(shape) == 1 or (len(shape) == 2 and 1 in shape)):
+            raise DiagError(
+                f"{f}: variable {names[c]} has shape {'x'.join(map(str, shape))}, expected one column "
+                "(N x 1 or 1 x N); the file is not an original CWRU file, re-download the file"
+            )
     sigs = [np.asarray(data[names[c]], dtype=np.float64).ravel() for c in chans]
     lengths = {len(s) for s in sigs}
     if len(lengths) != 1:
         raise DiagError(f"{f}: channels {', '.join(chans)} have different lengths {sorted(lengths)}; re-download the file")
     rpm = float(info.rpm_nominal)
-    if rpm_name in data and np.size(data[rpm_name]) >= 1:
-        val = float(np.asarray(data[rpm_name], dtype=np.float64).ravel()[0])
+    raw_rpm = data.get(rpm_name)
+    # a non-numeric X<rec>RPM (text, cell, struct) is ignored: the table's nominal speed stands
+    if isinstance(raw_rpm, np.ndarray) and raw_rpm.dtype.kind in "iuf" and raw_rpm.size >= 1:
+        val = float(raw_rpm.astype(np.float64).ravel()[0])
         if np.isfinite(val) and val > 0:
             rpm = val
     recording = Recording(

@@ -442,6 +442,13 @@ def _read_manifest(manifest: Path) -> list[dict[str, str]]:
                 )
             rows = []
             for row in reader:
+                # DictReader files cells beyond the header under the key None; blank ones are harmless
+                if any((c or "").strip() for c in row.get(None) or []):
+                    n_cells = len(reader.fieldnames or []) + len(row[None])
+                    raise DiagError(
+                        f"{manifest}: line {reader.line_num} has {n_cells} cells but the header has "
+                        f"{len(reader.fieldnames or [])}; remove the extra cells or add a column name to the header"
+                    )
                 clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
                 if any(clean.values()):
                     rows.append(clean)
