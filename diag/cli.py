@@ -192,7 +192,7 @@ def pretrain(
     force: bool = typer.Option(False, "--force", help="Delete an existing output folder and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Self-supervised pretraining (BYOL) on unlabelled training windows; logs a k-NN probe on val."""
+    """Self-supervised pretraining (SimCLR, or BYOL) on unlabelled training windows; logs a k-NN probe on val."""
     from diag.ssl import load_pretrain_config
     from diag.ssl import pretrain as run_pretrain
 

@@ -126,6 +126,12 @@ def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
     diff = [k for k, v in asdict(cfg).items() if k not in ignore and was.get(k) != v]
     if saved.get("dataset_fingerprint") != fingerprint:
         diff.insert(0, "the prepared dataset")
+    start = saved.get("start", {})
+    if start.get("weights_sha256") and Path(start.get("weights", "")).is_file():
+        from diag.models import file_sha256
+
+        if file_sha256(start["weights"]) != start["weights_sha256"]:
+            diff.append(f"the starting weights in {start['weights']} (changed since)")
     if diff:
         raise DiagError(f"{rd}: an earlier run there used other settings ({', '.join(diff)}); "
                         "use another --out, or delete that folder to run it again")

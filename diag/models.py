@@ -128,7 +128,20 @@ def create_backbone(
         "model": name, "init": init, "weights": str(source) if source else ("timm-hub" if init == "imagenet" else None),
         "in_chans": in_chans, "num_classes": num_classes, "freeze": freeze, "replicate_channels": replicate_channels,
     }
+    if source is not None:
+        model.diag_info["weights_sha256"] = file_sha256(source)  # type: ignore[attr-defined]
     return model
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file (the identity of a starting checkpoint, recorded with every run)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def check_model_name(name: str) -> None:

@@ -17,16 +17,16 @@ start=$(date +%s)
 echo "== 1/3 prepare: simulate recordings, window, split by time blocks, CWT images"
 $DIAG prepare --config "$CONFIG" --out "$OUT/prepared"
 
-echo "== 2/3 pretrain: self-supervised (BYOL) on the unlabelled training windows"
+echo "== 2/3 pretrain: self-supervised (SimCLR) on the unlabelled training windows"
 finished() {  # pretrain.json says so (or, written by an older diag, all its epochs are done)
   .venv/bin/python -c "import json, sys; m = json.load(open(sys.argv[1]))
 sys.exit(0 if m.get('finished', m.get('epochs_done', 0) >= m['pretrain']['epochs']) else 1)" "$1" 2>/dev/null
 }
-if [ -f "$OUT/ssl/pretrain.json" ] && finished "$OUT/ssl/pretrain.json"; then
-  echo "$OUT/ssl: finished earlier, reused"
+if finished "$OUT/ssl/pretrain.json"; then  # reused if it has the same settings; else diag refuses to overwrite it
+  $DIAG pretrain --config "$CONFIG" --data "$OUT/prepared" --out "$OUT/ssl"
 elif [ -f "$OUT/ssl/last.pt" ]; then
   $DIAG pretrain --out "$OUT/ssl" --resume   # interrupted earlier: continue it
-else
+else  # nothing there, or a run that stopped before its first checkpoint
   $DIAG pretrain --config "$CONFIG" --data "$OUT/prepared" --out "$OUT/ssl" --force
 fi
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Does BYOL pretraining improve the features on the simulated bearing data, and which views help?
-# Three 50-epoch `diag pretrain` runs on the default bearing_sim dataset, side by side, each logging
-# the k-NN probe (train-labelled bank, validation queries) every 5 epochs:
-#   stretch50: the default views (time crop-and-resize to 50-100 %, masks, gain, noise)
-#   shift:     time shift instead of a strong stretch (crop_min 0.9, shift 0.25)
+# Does self-supervised pretraining improve the features on the simulated bearing data, which method,
+# and which views help? Four 50-epoch `diag pretrain` runs on the default bearing_sim dataset, side by
+# side, each logging the k-NN probe (train-labelled bank, validation queries) every 5 epochs:
+#   simclr:    the default: SimCLR with the default views (time crop-and-resize to 50-100 %, masks, gain, noise)
+#   stretch50: BYOL with the same views
+#   shift:     BYOL, time shift instead of a strong stretch (crop_min 0.9, shift 0.25)
 #   rec:       as shift, with positives from two nearby windows of the same recording
-# Meant for a GPU (about 2 minutes on an H100, the three runs in parallel); on a 2-core CPU each run
+# Meant for a GPU (about 2-3 minutes on an H100, the runs in parallel); on a 2-core CPU each run
 # takes about 15 minutes: run them one at a time there (PARALLEL=0).
 # Usage: bash scripts/ssl_study.sh     (outputs in $OUT or runs/ssl_study; installed diag or PYTHONPATH)
 set -uo pipefail
@@ -31,13 +32,16 @@ print(sys.argv[2], "k-NN val accuracy by epoch:", " ".join(f"{r['epoch']}:{float
 EOF
 }
 views="--set pretrain.crop_min=0.9 --set pretrain.shift=0.25"
+byol="--set pretrain.method=byol"
 if [ "$PARALLEL" = 1 ]; then
-  run stretch50 &
-  run shift $views &
-  run rec $views --set pretrain.positives=recording &
+  run simclr &
+  run stretch50 $byol &
+  run shift $byol $views &
+  run rec $byol $views --set pretrain.positives=recording &
   wait
 else
-  run stretch50
-  run shift $views
-  run rec $views --set pretrain.positives=recording
+  run simclr
+  run stretch50 $byol
+  run shift $byol $views
+  run rec $byol $views --set pretrain.positives=recording
 fi

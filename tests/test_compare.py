@@ -74,3 +74,21 @@ def test_report_cli_on_an_empty_folder(tmp_path):
     assert res.exit_code == 2 and "no finished runs" in res.output
     with pytest.raises(DiagError, match="no such folder"):
         report(tmp_path / "missing")
+
+
+def test_compare_notices_changed_starting_weights(toy, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from diag.ssl import PretrainConfig, pretrain
+
+    ssl = tmp_path / "ssl"
+    pretrain(toy, ssl, PretrainConfig(epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
+    out = tmp_path / "cmp"
+    compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
+    start = json.loads((out / "ssl-all-s0" / "model.json").read_text())["start"]
+    assert len(start["weights_sha256"]) == 64
+    compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)  # reused
+    w = load_file(str(ssl / "backbone.safetensors"))
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in w.items()}, str(ssl / "backbone.safetensors"))
+    with pytest.raises(DiagError, match="the starting weights in .*backbone.safetensors \\(changed since\\)"):
+        compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)

@@ -1,4 +1,4 @@
-"""Self-supervised pretraining: view transform, heads, loss, k-NN probe, and that BYOL learns."""
+"""Self-supervised pretraining: view transform, heads, losses, k-NN probe, and that SimCLR and BYOL learn."""
 
 import json
 
@@ -9,8 +9,9 @@ from safetensors.torch import load_file
 
 from diag.errors import DiagError
 from diag.models import create_backbone, features
-from diag.ssl import (BYOL, PredictionHead, PretrainConfig, ProjectionHead, TimeFrequencyAugment, byol_loss,
-                      knn_predict, load_pretrain_config, momentum_at, neighbour_table, pretrain, sample_partners)
+from diag.ssl import (BYOL, PredictionHead, PretrainConfig, ProjectionHead, SimCLR, TimeFrequencyAugment, byol_loss,
+                      knn_predict, load_pretrain_config, momentum_at, neighbour_table, nt_xent_loss, pretrain,
+                      sample_partners)
 from diag.train import make_toy_dataset
 
 
@@ -110,16 +111,31 @@ def hard_toy(tmp_path_factory):
                             size=32, seed=2, noise=1.0, stripes=3.0)
 
 
-def test_pretraining_beats_the_random_network_probe_and_loads_via_the_factory(hard_toy, tmp_path):
+def test_nt_xent_prefers_the_partner_view_and_trains_the_backbone():
+    z = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+    matched = nt_xent_loss(z, z + 0.01 * torch.randn(16, 8), 0.2)
+    shuffled = nt_xent_loss(z, z[torch.randperm(16)], 0.2)
+    assert matched.item() < 1.0 and shuffled.item() > 2.5  # chance: log(31) ~ 3.4
+    assert nt_xent_loss(z, z, 0.2).item() == pytest.approx(nt_xent_loss(3 * z, z, 0.2).item(), abs=1e-5)  # cosine
+    net = SimCLR(create_backbone("convnext_atto", in_chans=1, num_classes=0), hidden_dim=32, proj_dim=8)
+    net(torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)).backward()
+    assert net.backbone.stem[0].weight.grad is not None and len(net.online_modules()) == 2
+    with pytest.raises(DiagError, match="pretrain.method"):
+        PretrainConfig(method="mae").validate()
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_pretraining_beats_the_random_network_probe_and_loads_via_the_factory(hard_toy, tmp_path, method):
     out = tmp_path / "pre"
-    cfg = PretrainConfig(epochs=4, batch_size=32, lr=2e-3, knn_every=2, knn_k=10, seed=2)
+    cfg = PretrainConfig(epochs=4, batch_size=32, lr=2e-3, knn_every=2, knn_k=10, seed=2, method=method)
     result = pretrain(hard_toy, out, cfg, quiet=True)
     start, final = result["knn_start"]["knn_accuracy"], result["knn_final"]["knn_accuracy"]
-    print(f"k-NN val accuracy: random init {start:.3f} -> after BYOL {final:.3f}")
+    print(f"k-NN val accuracy: random init {start:.3f} -> after {method} {final:.3f}")
     assert final >= start + 0.15 and final >= 0.7
 
     meta = json.loads((out / "pretrain.json").read_text())
-    assert meta["model"] == "convnext_atto" and meta["in_chans"] == 1 and meta["method"] == "BYOL"
+    assert meta["model"] == "convnext_atto" and meta["in_chans"] == 1
+    assert meta["method"] == {"simclr": "SimCLR", "byol": "BYOL"}[method]
     assert meta["dataset"]["split"] == "train" and meta["dataset"]["windows"] == 128 and meta["unlabeled_windows"] == 128
     assert meta["preprocessing"]["image_shape"] == [1, 32, 32] and meta["pretrain"]["epochs"] == 4
     assert [h["epoch"] for h in meta["history"]] == list(range(5))
@@ -135,8 +151,10 @@ def test_pretraining_beats_the_random_network_probe_and_loads_via_the_factory(ha
 
     with pytest.raises(DiagError, match="pretrained as convnext_atto, not convnext_femto"):
         create_backbone("convnext_femto", init="ssl", weights=out, in_chans=1, num_classes=4)
-    with pytest.raises(DiagError, match="already exists"):
-        pretrain(hard_toy, out, cfg, quiet=True)
+    again = pretrain(hard_toy, out, cfg, quiet=True)  # finished, same settings and data: reused, not redone
+    assert again["reused"] and again["knn_final"] == result["knn_final"]
+    with pytest.raises(DiagError, match=r"holds a finished pretraining with other settings \(lr\); pass --force"):
+        pretrain(hard_toy, out, PretrainConfig(**{**cfg.__dict__, "lr": 1e-3}), quiet=True)
 
 
 def test_extra_datasets_add_their_training_windows_and_must_match(hard_toy, tmp_path):
