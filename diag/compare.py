@@ -114,16 +114,15 @@ RUNTIME_ONLY = ("device", "num_workers", "in_memory_gb")
 
 def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
     """An earlier run in ``rd`` is reused or resumed only if it had these settings and this dataset."""
-    from dataclasses import asdict
+    from diag.config import changed_settings
 
     saved_path = rd / "config.json"
     if not saved_path.is_file() or not ((rd / "last.pt").is_file() or (rd / "test_metrics.json").is_file()):
         return  # nothing there, or a folder that died before its first checkpoint (restarted)
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    was = {**asdict(type(cfg)()), **saved.get("train", {})}  # a setting newer than the run: its default
     # A finished run is reused whatever device made it; an interrupted one resumes with its saved settings.
     ignore = RUNTIME_ONLY if (rd / "test_metrics.json").is_file() else ()
-    diff = [k for k, v in asdict(cfg).items() if k not in ignore and was.get(k) != v]
+    diff = changed_settings(cfg, saved.get("train", {}), ignore)
     if saved.get("dataset_fingerprint") != fingerprint:
         diff.insert(0, "the prepared dataset")
     start = saved.get("start", {})

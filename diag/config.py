@@ -274,6 +274,15 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     return cls(**kwargs)
 
 
+def changed_settings(cfg: Any, saved: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Names of the fields of dataclass ``cfg`` whose value differs from a saved ``asdict`` copy.
+
+    A field the saved copy lacks (added to diag after it was written) counts as its default.
+    """
+    was = {**asdict(type(cfg)()), **saved}
+    return [k for k, v in asdict(cfg).items() if k not in ignore and was.get(k) != v]
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``section.key=value`` (value in TOML syntax when it parses, else a plain string)."""
     if "=" not in text:

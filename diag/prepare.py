@@ -9,12 +9,15 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import torch
 
 import diag
 from diag.config import PrepareConfig, load_prepare_config
@@ -91,23 +94,17 @@ def _classes(recordings: list[Recording]) -> list[str]:
     return labels
 
 
-def transform_device(spec: str) -> "torch.device":
+def transform_device(spec: str) -> torch.device:
     """The device ``diag prepare`` computes images on: ``cpu``, ``cuda[:N]`` or ``auto``."""
     import torch
 
-    if spec == "auto":
+    from diag.train import pick_device
+
+    if spec == "auto":  # not pick_device's auto: the transform is not tested on Apple MPS
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec != "cpu" and not spec.startswith("cuda"):
+    if spec.split(":")[0] not in ("cpu", "cuda"):
         raise DiagError(f"--device: '{spec}' is not one of cpu, cuda, cuda:N, auto")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise DiagError(f"--device: '{spec}' is not one of cpu, cuda, cuda:N, auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DiagError(f"--device {spec}: CUDA is not available here; use --device cpu (or auto)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DiagError(f"--device {spec}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..)")
-    return dev
+    return pick_device(spec)
 
 
 def prepare(

@@ -14,10 +14,11 @@ after 10 (20-epoch schedule, CPU), while BYOL crept to 0.625 after 8 epochs and 
 (``scripts/ssl_study.sh``); fine-tuning from SimCLR then beat scratch by 4.7 points of test accuracy
 (21.5 with 10 labels per class), from BYOL by nothing. Faster BYOL schedules drifted onto
 nuisances (0.47-0.51): without negatives BYOL can settle on whatever is easiest to keep constant
-between two views of one window (noise texture, level), which here is not the fault. Both only ask the augmentations to define what should *not* matter -- and
-for time-frequency images we know that well: where in time a window starts, how long a transient
-lasts, missing time slices or frequency bands, the overall level (an offset in the log domain) and
-noise. Nothing flips or rotates the image: the frequency axis carries the fault.
+between two views of one window (noise texture, level), which here is not the fault.
+
+Both only ask the augmentations to define what should *not* matter -- and for time-frequency
+images we know that well: where in time a window starts, how long a transient lasts, missing time
+slices or frequency bands, the overall level (an offset in the log domain) and noise. Nothing flips or rotates the image: the frequency axis carries the fault.
 
 Positive pairs: two views of the same window (``positives = "window"``, the default), or of two
 nearby windows of the same recording (``"recording"``, within ``neighbours`` hops; uses the
@@ -168,9 +169,6 @@ class BYOL(nn.Module):
         self.predictor = PredictionHead(proj_dim, hidden_dim)
         self.target_backbone = copy.deepcopy(backbone).requires_grad_(False)
         self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
-
-    def online_parameters(self) -> list[nn.Parameter]:
-        return [*self.backbone.parameters(), *self.projector.parameters(), *self.predictor.parameters()]
 
     def online_modules(self) -> list[nn.Module]:
         return [self.backbone, self.projector, self.predictor]
@@ -422,20 +420,20 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     """
     from diag.dataset import PreparedDataset, atomic_write_json
     from diag.models import SSL_META, SSL_WEIGHTS, create_backbone
-    from diag.train import (_progress, _save_last, _write_history, amp_dtype, autocast, batch_plan, console, deterministic,
-                            init_distributed, lr_at, package_versions, param_groups, pick_device,
-                            check_run_dir, preprocessing_of, start_run_dir, save_safetensors, warmup_steps)
+    from diag.config import changed_settings, from_dict
+    from diag.train import (Dist, _progress, _rng_state, _save_last, _set_rng_state, _write_history, amp_dtype,
+                            autocast, batch_plan, check_run_dir, console, deterministic, init_distributed, lr_at,
+                            package_versions, param_groups, pick_device, preprocessing_of, save_safetensors,
+                            start_run_dir, warmup_steps)
 
     if init_distributed().world > 1:
-        raise DiagError("diag pretrain runs in one process (BYOL's BatchNorm heads are not synchronised); "
+        raise DiagError("diag pretrain runs in one process (the heads' BatchNorm is not synchronised); "
                         "start it without torchrun")
     out = Path(out)
     saved = _saved_pretrain(out, SSL_META) if resume else None
     if saved is not None:
-        from diag.config import from_dict
-
-        if cfg is not None and asdict(cfg) != saved["pretrain"]:
-            diff = [k for k, v in asdict(cfg).items() if saved["pretrain"].get(k) != v]
+        diff = changed_settings(cfg, saved["pretrain"]) if cfg is not None else []
+        if diff:
             raise DiagError(f"--resume continues {out} with its saved settings; these differ: {', '.join(diff)}")
         cfg = from_dict(PretrainConfig, saved["pretrain"], "pretrain")
         data = data if data is not None else saved["dataset"]["path"]
@@ -445,10 +443,9 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     cfg = (cfg or PretrainConfig()).validate()
     ds = PreparedDataset(data)
     extras = [PreparedDataset(p) for p in extra]
+    fingerprints = [s.manifest.get("fingerprint") for s in (ds, *extras)]
     if saved is not None:
-        was = [saved["dataset"]["fingerprint"]] + [e["fingerprint"] for e in saved["extra"]]
-        now = [s.manifest.get("fingerprint") for s in (ds, *extras)]
-        if was != now:
+        if _data_fingerprints(saved) != fingerprints:
             raise DiagError(f"{out}: --resume needs the same prepared datasets the run started on "
                             f"({', '.join([saved['dataset']['path']] + [e['path'] for e in saved['extra']])})")
     for e in extras:
@@ -461,11 +458,9 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         import json
 
         done = json.loads((out / SSL_META).read_text(encoding="utf-8"))
-        same_data = ([done.get("dataset", {}).get("fingerprint")] + [e.get("fingerprint") for e in done.get("extra", [])]
-                     == [s.manifest.get("fingerprint") for s in (ds, *extras)])
         if done.get("finished"):
-            diff = [k for k, v in asdict(cfg).items() if done.get("pretrain", {}).get(k) != v]
-            if not same_data:
+            diff = changed_settings(cfg, done.get("pretrain", {}))
+            if _data_fingerprints(done) != fingerprints:
                 diff.insert(0, "the prepared dataset(s)")
             if diff:
                 raise DiagError(f"{out}: holds a finished pretraining with other settings ({', '.join(diff)}); "
@@ -509,11 +504,11 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     torch.manual_seed(cfg.seed)
     backbone = create_backbone(cfg.model, cfg.init, ds.image_shape[0], num_classes=0, weights=cfg.weights or None,
                                replicate_channels=cfg.replicate_channels)
-    byol = (SimCLR(backbone, cfg.hidden_dim, cfg.proj_dim, cfg.temperature) if cfg.method == "simclr"
+    net = (SimCLR(backbone, cfg.hidden_dim, cfg.proj_dim, cfg.temperature) if cfg.method == "simclr"
             else BYOL(backbone, cfg.hidden_dim, cfg.proj_dim)).to(device)
     if channels_last:
-        byol.to(memory_format=torch.channels_last)
-    online = nn.ModuleList(byol.online_modules())
+        net.to(memory_format=torch.channels_last)
+    online = nn.ModuleList(net.online_modules())
     optimizer = torch.optim.AdamW(param_groups(online, cfg.weight_decay), lr=cfg.lr,
                                   **({"fused": True} if device.type == "cuda" else {}))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -527,14 +522,15 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     def probe() -> dict[str, float]:
         if not has_val:
             return {"knn_accuracy": float("nan"), "knn_macro_f1": float("nan")}
-        return knn_probe(byol.backbone, bank_x, bank_y, val_x, val_y, len(ds.classes), cfg.knn_k, device,
+        return knn_probe(net.backbone, bank_x, bank_y, val_x, val_y, len(ds.classes), cfg.knn_k, device,
                          dtype=dtype)
 
     if saved is None:
         start_run_dir(out, force, marker=SSL_META)
     history: list[dict[str, Any]] = []
     meta: dict[str, Any] = {
-        "format": "diag-ssl/1", "method": {"simclr": "SimCLR", "byol": "BYOL"}[cfg.method], "model": cfg.model, "in_chans": ds.image_shape[0],
+        "format": "diag-ssl/1", "method": {"simclr": "SimCLR", "byol": "BYOL"}[cfg.method], "model": cfg.model,
+        "in_chans": ds.image_shape[0],
         "replicate_channels": cfg.replicate_channels, "feature_dim": backbone.num_features,
         "classes": ds.classes, "preprocessing": preprocessing_of(ds),
         "dataset": {"path": str(ds.path), "fingerprint": ds.manifest.get("fingerprint"), "split": "train",
@@ -552,14 +548,10 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             if last.get("device", device.type) != device.type:
                 raise DiagError(f"{out}: this run started on {last['device']}, here it would continue on "
                                 f"{device.type}; resume it on a machine with {last['device']}")
-            byol.load_state_dict(last["model"])
+            net.load_state_dict(last["model"])
             optimizer.load_state_dict(last["optimizer"])
             scaler.load_state_dict(last["scaler"])
-            torch.set_rng_state(last["rng"]["torch"])
-            gen.set_state(last["rng"]["shuffle"])
-            aug_gen.set_state(last["rng"]["augment"])
-            if "cuda" in last["rng"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(last["rng"]["cuda"])
+            _set_rng_state(last["rng"], gen, aug_gen, Dist())
             history = list(last["history"])
             step, first = last["step"], last["epoch"] + 1
             meta["created"] = saved.get("created", meta["created"])
@@ -575,7 +567,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
                               f"  ({cfg.init} initialisation; {len(unlabeled)} unlabelled training windows)")
         for epoch in range(first, cfg.epochs + 1):
             t0 = time.perf_counter()
-            byol.train()
+            net.train()
             batches = batch_plan(len(unlabeled), cfg.batch_size, gen)[:steps_per_epoch]
             loss_sum = torch.zeros((), device=device)
             with _progress(show, f"pretrain {epoch}/{cfg.epochs}", len(batches)) as advance:
@@ -592,7 +584,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
                     if channels_last:
                         v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
                     with autocast(device, dtype):
-                        loss = byol(v1, v2)
+                        loss = net(v1, v2)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss.float()).backward()
                     if cfg.grad_clip > 0:
@@ -601,7 +593,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
                     scaler.step(optimizer)
                     scaler.update()
                     m = momentum_at(step, total, cfg.momentum)
-                    byol.update_target(m)
+                    net.update_target(m)
                     loss_sum += loss.detach().float()
                     step += 1
                     advance()
@@ -611,7 +603,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             rec.update(knn)
             rec.update({"lr": lr, "momentum": m, "seconds": round(time.perf_counter() - t0, 3)})
             history.append(rec)
-            save_safetensors(out / SSL_WEIGHTS, byol.backbone.state_dict(), metadata={"format": "pt", "model": cfg.model})
+            save_safetensors(out / SSL_WEIGHTS, net.backbone.state_dict(), metadata={"format": "pt", "model": cfg.model})
             meta.update(history=history, epochs_done=epoch, knn_start=_last_knn(history[:1]),
                         knn_last=_last_knn(history))
             # Order matters for a crash between the writes: weights, then pretrain.json (which says
@@ -619,11 +611,9 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             meta["finished"] = epoch == cfg.epochs
             atomic_write_json(out / SSL_META, meta)
             _write_history(out, history)
-            rng = {"torch": torch.get_rng_state(), "shuffle": gen.get_state(), "augment": aug_gen.get_state()}
-            if torch.cuda.is_available():
-                rng["cuda"] = torch.cuda.get_rng_state_all()
-            _save_last(out / "last.pt", {"model": byol.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "scaler": scaler.state_dict(), "rng": rng, "epoch": epoch, "step": step,
+            _save_last(out / "last.pt", {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "scaler": scaler.state_dict(), "rng": _rng_state(gen, aug_gen, Dist()),
+                                         "epoch": epoch, "step": step,
                                          "history": history, "device": device.type})
             if show:
                 knn_txt = (f"  k-NN val accuracy {knn['knn_accuracy']:.3f}  F1 {knn['knn_macro_f1']:.3f}"
@@ -648,6 +638,11 @@ def _saved_pretrain(out: Path, marker: str) -> dict[str, Any]:
     if saved.get("finished"):
         raise DiagError(f"{out}: this pretraining already finished; use --force to start over")
     return saved
+
+
+def _data_fingerprints(meta: dict[str, Any]) -> list[str | None]:
+    """Fingerprints of the prepared datasets (``--data`` then each ``--extra``) a pretrain.json names."""
+    return [meta.get("dataset", {}).get("fingerprint")] + [e.get("fingerprint") for e in meta.get("extra", [])]
 
 
 def _last_knn(history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
-from diag.config import apply_overrides, from_dict, read_toml
+from diag.config import apply_overrides, changed_settings, from_dict, read_toml
 from diag.dataset import DatasetWriter, PreparedDataset, atomic_write_json, atomic_write_text
 from diag.errors import DiagError
 
@@ -206,6 +206,8 @@ def pick_device(spec: str = "auto", dist: Dist | None = None) -> torch.device:
         raise DiagError(f"device: unknown '{spec}'; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DiagError(f"device: '{spec}' requested but CUDA is not available here; use device=auto or cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DiagError(f"device: '{spec}' but this machine has {torch.cuda.device_count()} GPU(s) (cuda:0 ...)")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise DiagError(f"device: '{spec}' requested but Apple MPS is not available here")
     return dev
@@ -535,7 +537,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
     saved = _saved_run(out) if resume else None
     if saved is not None:
         if cfg is not None and asdict(cfg) != saved["train"]:
-            diff = [k for k, v in asdict(cfg).items() if saved["train"].get(k) != v]
+            diff = changed_settings(cfg, saved["train"])
             raise DiagError(f"--resume continues {out} with its saved settings; these differ: {', '.join(diff)}")
         cfg = from_dict(TrainConfig, saved["train"], "train")
     cfg = (cfg or TrainConfig()).validate()

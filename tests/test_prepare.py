@@ -124,7 +124,7 @@ def test_transform_device_is_checked_and_recorded(tmp_path, fake_source):
     with pytest.raises(DiagError, match="--device: 'tpu' is not one of cpu, cuda, cuda:N, auto"):
         prep.prepare(None, tmp_path / "b", SMALL, quiet=True, device="tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(DiagError, match="CUDA is not available here; use --device cpu"):
+        with pytest.raises(DiagError, match="'cuda' requested but CUDA is not available here"):
             prep.prepare(None, tmp_path / "b", SMALL, quiet=True, device="cuda")
     assert not (tmp_path / "b").exists()
 
