@@ -267,9 +267,9 @@ def test_error_bad_csv_cell_nan_and_extension(tmp_path):
     (tmp_path / "a.csv").write_text("1,2\n3,nan\n5,6\n")
     with pytest.raises(DiagError, match=r"a\.csv: 1 NaN/Inf samples"):
         read_files(tmp_path)
-    (tmp_path / "a.flac").write_bytes(b"fLaC")
-    _write_manifest(tmp_path, [["a.flac", "IR", "1000"]])
-    with pytest.raises(DiagError, match=r"a\.flac: unsupported file type '.flac'; convert it to one of"):
+    (tmp_path / "a.xyz").write_bytes(b"fLaC")
+    _write_manifest(tmp_path, [["a.xyz", "IR", "1000"]])
+    with pytest.raises(DiagError, match=r"a\.xyz: unsupported file type '.xyz'; convert it to one of"):
         read_files(tmp_path)
 
 

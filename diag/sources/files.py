@@ -1,7 +1,9 @@
-"""Bring your own data: a folder of CSV / NPY / NPZ / WAV / MAT files plus labels, and the writer.
+"""Bring your own data: a folder of CSV / NPY / NPZ / WAV / FLAC / MAT / TDMS / Parquet / Feather
+files plus labels, and the writer.
 
-Reading (:func:`read_files`)
-----------------------------
+Reading (:func:`read_files` = :func:`find_recordings`, :func:`read_recording` for each,
+:func:`check_recording_set`)
+-----------------------------------------------------------------------------------------------
 Labels come from either
 
 * a **labels manifest** (``label_from="manifest"``, the default): a CSV file, ``labels.csv`` in the
@@ -23,7 +25,12 @@ Labels come from either
 
 * or the **sub-folder names** (``label_from="folder"``): every supported file below
   ``path/<label>/`` gets that label (the first folder level under ``path``); the sampling rate comes
-  from the ``fs`` option or, for WAV, the file header.
+  from the ``fs`` option or the file header (WAV, FLAC, TDMS). A label folder that is a symbolic
+  link is followed, and a note says so.
+
+A file listed twice in the manifest (also under another spelling, or through a link) is an error
+naming both lines: the same windows would land in training and test, under two labels if the rows
+differ.
 
 File formats (the signal always ends up ``[channels, samples]``):
 
@@ -35,8 +42,16 @@ File formats (the signal always ends up ``[channels, samples]``):
 * ``.npz``: the array named by the ``key`` option, else the only array in the file.
 * ``.wav``: read with :func:`scipy.io.wavfile.read`; integer PCM is scaled to [-1, 1). The header's
   rate must agree with the manifest's / option's ``fs`` when both are given.
+* ``.flac``: read with :mod:`soundfile` as float in [-1, 1); the header's rate is checked like WAV's.
 * ``.mat`` (v4-v7 via SciPy, v7.3 via h5py): the variable named by the ``variable`` option, else the
   only numeric array with more than one element.
+* ``.tdms`` (NI LabVIEW / DAQmx, via :mod:`nptdms`): the channels of the group named by the ``group``
+  option (else the only group), all of them or those the ``channels`` option names; channel names
+  come from the file; the rate is ``1 / wf_increment`` (checked like a WAV header's; every channel
+  read must have the same rate and length).
+* ``.parquet`` / ``.feather`` / ``.arrow`` (via :mod:`pyarrow`): one numeric column per channel,
+  named by the column (a pandas index column is ignored); the ``channels`` option picks columns
+  (e.g. to leave out a time column). The rate comes from the manifest or the ``fs`` option.
 
 Writing (:func:`write_recordings`)
 ----------------------------------
@@ -54,6 +69,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -62,11 +78,23 @@ import numpy as np
 from diag.errors import DiagError
 from diag.sources.base import Recording, list_files
 
-__all__ = ["read_files", "write_recordings", "load_mat", "SUPPORTED_EXTENSIONS", "MANIFEST_NAME"]
+__all__ = [
+    "read_files",
+    "find_recordings",
+    "read_recording",
+    "check_recording_set",
+    "FileEntry",
+    "write_recordings",
+    "load_mat",
+    "SUPPORTED_EXTENSIONS",
+    "MANIFEST_NAME",
+]
 
 MANIFEST_NAME = "labels.csv"
 MANIFEST_COLUMNS = ("path", "label", "fs", "group", "condition", "fault_size", "channels", "meta")
-SUPPORTED_EXTENSIONS = (".csv", ".txt", ".tsv", ".npy", ".npz", ".wav", ".mat")
+SUPPORTED_EXTENSIONS = (
+    ".csv", ".txt", ".tsv", ".npy", ".npz", ".wav", ".flac", ".mat", ".tdms", ".parquet", ".feather", ".arrow",
+)
 WRITE_FORMATS = ("npy", "csv")
 CHANNEL_SEP = ";"
 
@@ -315,6 +343,8 @@ def _read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
     has_header = not all(_is_number(c) for c in head if c)
     names = tuple(c.strip("\"'") for c in head) if has_header else None
     skip = lines.index(first) + (1 if has_header else 0)
+    if not any(ln.strip() for ln in lines[skip:]):  # before np.loadtxt, which would warn "no data"
+        raise DiagError(f"{p}: no samples below the header; remove the file or re-export it")
     try:
         data = np.loadtxt(io.StringIO(text), delimiter=delim, skiprows=skip, ndmin=2, dtype=np.float64)
     except ValueError:
@@ -346,18 +376,151 @@ def _pcm_to_float(data: np.ndarray) -> np.ndarray:
     return data.astype(np.float32 if data.dtype.itemsize <= 2 else np.float64) / scale
 
 
-def _read_one(p: Path, key: str | None, variable: str | None) -> tuple[np.ndarray, tuple[str, ...] | None, float | None]:
-    """Return ``(signal [C, N], channel names or None, fs from the file header or None)``."""
+def _reason(exc: BaseException, p: Path, limit: int = 100) -> str:
+    """A library's error as a short clause: first line, without the file's path, cut at a word."""
+    text = (str(exc).splitlines() or [""])[0].replace(f"'{p}'", "the file").replace(str(p), "the file").strip()
+    text = text or type(exc).__name__
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + "..."
+    return text
+
+
+@dataclass
+class _Read:
+    """What one file gave: the signal ``[C, N]``, channel names if the file has them, the rate its
+    header states (and which header), notes for the user."""
+
+    signal: np.ndarray
+    names: tuple[str, ...] | None = None
+    fs: float | None = None
+    fs_from: str = ""
+
+
+def _select(names: Sequence[str], keep: tuple[str, ...] | None, p: Path, what: str) -> list[str]:
+    """The names to read: ``keep`` (each must exist) or all."""
+    if keep is None:
+        return list(names)
+    missing = [c for c in keep if c not in names]
+    if missing:
+        raise DiagError(f"{p}: no {what}(s) {', '.join(missing)} (channels option); it has {', '.join(names)}")
+    return list(keep)
+
+
+def _read_tdms(p: Path, group: str | None, keep: tuple[str, ...] | None) -> _Read:
+    """NI TDMS: the channels of one group (``group`` option, else the only group), rate from ``wf_increment``."""
+    from nptdms import TdmsFile
+
+    try:
+        tdms = TdmsFile.read(p)
+    except Exception as exc:  # noqa: BLE001 - any parse failure of a user file is the user's file
+        raise DiagError(f"{p}: not a readable TDMS file ({_reason(exc, p)}); re-export it from LabVIEW/DAQmx") from None
+    groups = {g.name: g for g in tdms.groups()}
+    if group is not None:
+        if group not in groups:
+            raise DiagError(f"{p}: no group '{group}' (group option); the file holds: {', '.join(groups) or 'no groups'}")
+        g = groups[group]
+    elif len(groups) == 1:
+        (g,) = groups.values()
+    elif not groups:
+        raise DiagError(f"{p}: the TDMS file holds no groups (no data); re-export it")
+    else:
+        raise DiagError(f"{p}: holds {len(groups)} groups ({', '.join(groups)}); choose one with the group option")
+    chans = {c.name: c for c in g.channels()}
+    if not chans:
+        raise DiagError(f"{p}: group '{g.name}' has no channels")
+    names = _select(list(chans), keep, p, f"channel of group '{g.name}'")
+    data, rates = [], set()
+    for n in names:
+        arr = np.asarray(chans[n][:])
+        if arr.dtype.kind not in "iufb":
+            raise DiagError(
+                f"{p}: channel '{n}' of group '{g.name}' is not numeric ({arr.dtype}); "
+                "choose the signal channels with the channels option"
+            )
+        data.append(arr.astype(np.float64) if arr.dtype.kind != "f" else arr)
+        inc = chans[n].properties.get("wf_increment")
+        if inc is not None:
+            inc = float(inc)
+            if not np.isfinite(inc) or inc <= 0:
+                raise DiagError(f"{p}: channel '{n}' has wf_increment {inc!r}; it must be a positive time step in s")
+            rates.add(1.0 / inc)
+    lengths = {len(a) for a in data}
+    if len(lengths) != 1:
+        raise DiagError(
+            f"{p}: channels {', '.join(names)} of group '{g.name}' have different lengths {sorted(lengths)}; "
+            "choose channels of one length with the channels option"
+        )
+    if len(rates) > 1:
+        raise DiagError(
+            f"{p}: channels of group '{g.name}' have different rates ({', '.join(f'{r:g}' for r in sorted(rates))} Hz "
+            "from wf_increment); choose channels of one rate with the channels option"
+        )
+    fs = rates.pop() if rates else None
+    return _Read(np.ascontiguousarray(np.stack(data)), tuple(names), fs, "TDMS wf_increment")
+
+
+def _read_arrow(p: Path, keep: tuple[str, ...] | None) -> _Read:
+    """Parquet / Feather (Arrow IPC): one numeric column per channel, named by the column."""
+    import pyarrow as pa
+
+    ext = p.suffix.lower()
+    try:
+        if ext == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(p)
+        else:
+            import pyarrow.feather as feather
+
+            table = feather.read_table(p)
+    except Exception as exc:  # noqa: BLE001
+        raise DiagError(f"{p}: not a readable {ext[1:]} file ({_reason(exc, p)}); re-export it") from None
+    # pandas writes a non-default index as '__index_level_0__': not a channel
+    columns = [c for c in table.column_names if not c.startswith("__index_level_")]
+    if not columns:
+        raise DiagError(f"{p}: no columns; a recording needs one column per channel")
+    names = _select(columns, keep, p, "column")
+    if table.num_rows == 0:
+        raise DiagError(f"{p}: no rows (no samples); remove the file or re-export it")
+    data = []
+    for n in names:
+        col = table.column(n)
+        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)):
+            raise DiagError(
+                f"{p}: column '{n}' is {col.type}, not numbers; choose the signal columns with the channels option"
+            )
+        data.append(np.asarray(col.to_numpy(), dtype=np.float64 if not pa.types.is_floating(col.type) else None))
+    return _Read(np.ascontiguousarray(np.stack(data)), tuple(names))
+
+
+def _read_flac(p: Path) -> _Read:
+    import soundfile
+
+    try:
+        data, rate = soundfile.read(str(p), dtype="float64", always_2d=True)
+    except Exception as exc:  # noqa: BLE001
+        raise DiagError(f"{p}: not a readable FLAC file ({_reason(exc, p)}); re-export it") from None
+    return _Read(np.ascontiguousarray(data.T), None, float(rate), "FLAC header")  # FLAC is [N, C]
+
+
+def _read_one(
+    p: Path,
+    key: str | None = None,
+    variable: str | None = None,
+    group: str | None = None,
+    keep: tuple[str, ...] | None = None,
+) -> _Read:
+    """Read one data file of any supported type (by its extension)."""
     ext = p.suffix.lower()
     if ext in (".csv", ".txt", ".tsv"):
         sig, names = _read_csv(p)
-        return sig, names, None
+        return _Read(sig, names)
     if ext == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001
             raise DiagError(f"{p}: not a readable .npy array ({str(exc)[:100]}); re-export it with numpy.save") from None
-        return _as_channels_first(arr, str(p)), None, None
+        return _Read(_as_channels_first(arr, str(p)))
     if ext == ".npz":
         try:
             with np.load(p, allow_pickle=False) as z:
@@ -374,7 +537,7 @@ def _read_one(p: Path, key: str | None, variable: str | None) -> tuple[np.ndarra
             raise
         except Exception as exc:  # noqa: BLE001
             raise DiagError(f"{p}: not a readable .npz archive ({str(exc)[:100]}); re-export it with numpy.savez") from None
-        return _as_channels_first(arr, f"{p}[{key or keys[0]}]"), None, None
+        return _Read(_as_channels_first(arr, f"{p}[{key or keys[0]}]"))
     if ext == ".wav":
         import scipy.io.wavfile
 
@@ -384,7 +547,13 @@ def _read_one(p: Path, key: str | None, variable: str | None) -> tuple[np.ndarra
             raise DiagError(f"{p}: not a readable WAV file ({str(exc)[:100]}); re-export it as PCM or float WAV") from None
         data = _pcm_to_float(np.asarray(data))
         sig = data[None, :] if data.ndim == 1 else data.T  # WAV is [N, C]
-        return np.ascontiguousarray(sig), None, float(rate)
+        return _Read(np.ascontiguousarray(sig), None, float(rate), "WAV header")
+    if ext == ".flac":
+        return _read_flac(p)
+    if ext == ".tdms":
+        return _read_tdms(p, group, keep)
+    if ext in (".parquet", ".feather", ".arrow"):
+        return _read_arrow(p, keep)
     if ext == ".mat":
         data = load_mat(p)
         arrays = _numeric_arrays(data)
@@ -393,10 +562,10 @@ def _read_one(p: Path, key: str | None, variable: str | None) -> tuple[np.ndarra
                 raise DiagError(f"{p}: no variable '{variable}' (variable option); the file holds: {', '.join(sorted(data)) or 'nothing'}")
             if variable not in arrays:
                 raise DiagError(f"{p}: variable '{variable}' is not a numeric array with more than one element")
-            return _as_channels_first(arrays[variable], f"{p}:{variable}"), None, None
+            return _Read(_as_channels_first(arrays[variable], f"{p}:{variable}"))
         if len(arrays) == 1:
             (name, arr), = arrays.items()
-            return _as_channels_first(arr, f"{p}:{name}"), None, None
+            return _Read(_as_channels_first(arr, f"{p}:{name}"))
         if not arrays:
             raise DiagError(f"{p}: no numeric array in the file (variables: {', '.join(sorted(data)) or 'none'})")
         raise DiagError(
@@ -470,6 +639,232 @@ def _as_names(value: str | Sequence[str] | None, option: str) -> tuple[str, ...]
     return names
 
 
+@dataclass
+class FileEntry:
+    """One recording to read, as :func:`find_recordings` found it (before the file is opened).
+
+    ``where`` names it in messages (``labels.csv line 7`` or the file path); ``fs`` is the rate
+    the manifest gives (None: from the option or the file header); ``notes`` are remarks the
+    user must see (they end up in :attr:`Recording.notes`).
+    """
+
+    file: Path
+    where: str
+    label: str
+    fs: float | None = None
+    group: str = ""
+    condition: str = ""
+    fault_size: str = ""
+    channels: tuple[str, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _manifest_path(root: Path, manifest: str | Path | None) -> Path:
+    if manifest is not None:
+        mpath = Path(manifest).expanduser()
+        if not mpath.is_file():
+            raise DiagError(f"{mpath}: labels manifest not found; check the manifest option")
+        return mpath
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return root
+    if root.is_dir():
+        mpath = root / MANIFEST_NAME
+        if not mpath.is_file():
+            raise DiagError(
+                f"{root}: no {MANIFEST_NAME} in the folder; write one with columns path,label,fs "
+                "(or use label_from='folder' with one sub-folder per label)"
+            )
+        return mpath
+    raise DiagError(f"{root}: a single data file needs labels; give manifest=labels.csv or label_from='folder'")
+
+
+def _entries_from_manifest(mpath: Path) -> list[FileEntry]:
+    base = mpath.parent
+    entries: list[FileEntry] = []
+    seen: dict[str, tuple[int, str, str]] = {}  # resolved file -> (line, path as written, label)
+    for n, row in enumerate(_read_manifest(mpath), start=2):
+        where = f"{mpath} line {n}"
+        rel = row.get("path", "")
+        if not rel:
+            raise DiagError(f"{where}: empty path; every row names a data file")
+        fpath = Path(rel) if Path(rel).is_absolute() else base / rel
+        if not fpath.is_file():
+            raise DiagError(f"{where}: file '{rel}' not found next to the manifest; fix the path or remove the row")
+        label = row.get("label", "")
+        if not label:
+            raise DiagError(f"{where}: empty label for '{rel}'; give every file a class name")
+        real = os.path.realpath(fpath)
+        if real in seen:
+            line, rel0, label0 = seen[real]
+            labels = f"labels '{label0}' and '{label}'" if label0 != label else f"label '{label}' both times"
+            raise DiagError(
+                f"{where}: '{rel}' is the same file as '{rel0}' on line {line} ({labels}); a file listed twice puts "
+                "the same windows in training and test" + (" under two labels" if label0 != label else "")
+                + "; list each file once"
+            )
+        seen[real] = (n, rel, label)
+        meta: dict[str, Any] = {}
+        if row.get("meta"):
+            try:
+                meta = json.loads(row["meta"])
+            except json.JSONDecodeError:
+                raise DiagError(f"{where}: meta is not valid JSON; leave it empty or write a JSON object") from None
+            if not isinstance(meta, dict):
+                raise DiagError(f"{where}: meta must be a JSON object, got {row['meta'][:40]!r}")
+        entries.append(
+            FileEntry(
+                file=fpath,
+                where=where,
+                label=label,
+                fs=_parse_fs(row.get("fs", ""), where),
+                group=row.get("group", "") or rel,
+                condition=row.get("condition", ""),
+                fault_size=row.get("fault_size", ""),
+                channels=_as_names(row.get("channels") or None, f"{where}: channels"),
+                meta=meta,
+            )
+        )
+    return entries
+
+
+def _entries_from_folders(root: Path) -> list[FileEntry]:
+    links: list[tuple[Path, Path]] = []
+    if root.is_file():
+        files, base = [root], root.parent.parent
+    else:
+        base = root
+        files = list_files(root, links=links)
+        skipped = sorted({p.suffix.lower() or p.name for p in files if p.suffix.lower() not in SUPPORTED_EXTENSIONS})
+        files = [p for p in files if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name != MANIFEST_NAME]
+        if not files:
+            raise DiagError(
+                f"{root}: no data files ({', '.join(SUPPORTED_EXTENSIONS)}) below the folder"
+                + (f" (skipped: {', '.join(skipped[:8])})" if skipped else "")
+            )
+    entries = []
+    for fpath in files:
+        rel_parts = fpath.relative_to(base).parts
+        if len(rel_parts) < 2:
+            raise DiagError(
+                f"{fpath}: lies directly in {base}, so it has no label folder; "
+                "put each file in a sub-folder named by its label (e.g. data/IR/x.csv)"
+            )
+        notes = [
+            f"{'label ' if link.parent == base else ''}folder '{link.relative_to(base)}' is a symbolic link to {target}; followed"
+            for link, target in links
+            if link in fpath.parents
+        ]
+        rel = "/".join(rel_parts)
+        entries.append(FileEntry(file=fpath, where=str(fpath), label=rel_parts[0], group=rel, notes=notes))
+    return entries
+
+
+def find_recordings(
+    path: str | Path | None,
+    manifest: str | Path | None = None,
+    label_from: str = "manifest",
+    classes: Sequence[str] | None = None,
+) -> list[FileEntry]:
+    """Step 1 of :func:`read_files`: which files to read, with their labels (no file opened yet).
+
+    From the labels manifest (a file listed twice, also via another spelling or a link, is an
+    error naming both lines) or from the label folders (symbolic links followed, and said so in
+    each entry's notes). ``classes``: the allowed labels.
+    """
+    if path is None or str(path) == "":
+        raise DiagError("files reader: no path given; pass the data folder (--data PATH)")
+    if label_from not in ("manifest", "folder"):
+        raise DiagError(f"label_from: choose 'manifest' or 'folder', got {label_from!r}")
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DiagError(f"{root}: no such file or folder; check the path")
+    if label_from == "manifest":
+        entries = _entries_from_manifest(_manifest_path(root, manifest))
+    else:
+        entries = _entries_from_folders(root)
+    if classes is not None:
+        allowed = set(classes)
+        for e in entries:
+            if e.label not in allowed:
+                raise DiagError(
+                    f"{e.where}: unknown label '{e.label}' for {e.file.name}; expected one of {', '.join(sorted(allowed))}"
+                )
+    return entries
+
+
+def read_recording(
+    entry: FileEntry,
+    fs: float | None = None,
+    key: str | None = None,
+    variable: str | None = None,
+    group: str | None = None,
+    channels: str | Sequence[str] | None = None,
+) -> Recording:
+    """Step 2 of :func:`read_files`: read one found file into a validated :class:`Recording`.
+
+    The rate is the manifest's, else ``fs``, else the file header's (WAV, FLAC, TDMS
+    ``wf_increment``); a header that disagrees with a given rate is an error. ``channels``
+    keeps only those channels (by name), in that order.
+    """
+    f = entry.file
+    fs_opt = None if fs in (None, "", 0) else _parse_fs(str(fs), "fs option")
+    keep = _as_names(channels, "channels option")
+    got = _read_one(f, key, variable, group, keep)
+    sig, names = got.signal, got.names
+    if got.fs is not None:
+        for given, what in ((entry.fs, "the manifest"), (fs_opt, "the fs option")):
+            if given is not None and abs(given - got.fs) > 1e-6 * got.fs:
+                raise DiagError(
+                    f"{f}: {got.fs_from} says {got.fs:g} Hz but {what} says {given:g} Hz; fix one of them"
+                )
+    rate = entry.fs if entry.fs is not None else fs_opt if fs_opt is not None else got.fs
+    if rate is None:
+        raise DiagError(f"{f}: sampling rate unknown; give it in the manifest's fs column or with the fs option")
+    ch = entry.channels or names
+    if ch is not None and len(ch) != sig.shape[0]:
+        raise DiagError(f"{entry.where}: {len(ch)} channel names ({';'.join(ch)}) for {sig.shape[0]} channels in {f.name}")
+    rec = Recording(
+        signal=sig,
+        fs=rate,
+        label=entry.label,
+        group=entry.group,
+        condition=entry.condition,
+        source=str(f),
+        fault_size=entry.fault_size,
+        channels=ch or (),
+        meta=entry.meta,
+        notes=list(entry.notes),
+    )
+    if keep is not None and got.names != keep:  # TDMS / Parquet readers select by name themselves
+        missing = [c for c in keep if c not in rec.channels]
+        if missing:
+            raise DiagError(f"{f}: no channel(s) {', '.join(missing)}; it has {', '.join(rec.channels)}")
+        idx = [rec.channels.index(c) for c in keep]
+        rec.signal = rec.signal[idx]
+        rec.channels = keep
+    return rec.validate()
+
+
+def check_recording_set(recordings: Sequence[Recording]) -> list[Recording]:
+    """Step 3 of :func:`read_files`: the recordings must agree with each other (channel count).
+
+    (The per-recording checks every reader gets, dead sensors, clipping, duplicate content, run
+    in :func:`diag.sources.load_recordings`.)
+    """
+    recordings = list(recordings)
+    if not recordings:
+        raise DiagError("files reader: no recordings found")
+    first = recordings[0]
+    for rec in recordings[1:]:
+        if rec.n_channels != first.n_channels:
+            raise DiagError(
+                f"{rec.source}: {rec.n_channels} channel(s) but {first.source} has {first.n_channels}; "
+                "all files must have the same channels (select some with the channels option)"
+            )
+    return recordings
+
+
 def read_files(
     path: str | Path | None,
     manifest: str | Path | None = None,
@@ -477,10 +872,13 @@ def read_files(
     label_from: str = "manifest",
     key: str | None = None,
     variable: str | None = None,
+    group: str | None = None,
     channels: str | Sequence[str] | None = None,
     classes: Sequence[str] | None = None,
 ) -> list[Recording]:
-    """Read a folder of your own recordings (CSV / NPY / NPZ / WAV / MAT) with their labels.
+    """Read a folder of your own recordings (CSV / NPY / NPZ / WAV / FLAC / MAT / TDMS / Parquet /
+    Feather) with their labels: :func:`find_recordings`, :func:`read_recording` each,
+    :func:`check_recording_set`.
 
     Parameters
     ----------
@@ -491,15 +889,18 @@ def read_files(
         Labels manifest; default ``<path>/labels.csv``. Paths in it are relative to its own folder.
     fs : float, optional
         Sampling rate in Hz for files whose manifest row has no ``fs`` (and for ``label_from="folder"``).
-        A WAV header rate that disagrees with it (or with the row's fs) is an error.
+        A file header's rate (WAV, FLAC, TDMS ``wf_increment``) that disagrees with it (or with the
+        row's fs) is an error.
     label_from : {"manifest", "folder"}
         Where labels come from (see the module docstring).
     key : str, optional
         Array to read from ``.npz`` files holding several.
     variable : str, optional
         Variable to read from ``.mat`` files holding several numeric arrays.
+    group : str, optional
+        Group to read from ``.tdms`` files holding several.
     channels : list of str, optional
-        Keep only these channels (by name), in this order.
+        Keep only these channels (by name), in this order (TDMS channels, Parquet columns...).
     classes : list of str, optional
         The allowed labels; a file with another label is an error (catches typos in the manifest).
 
@@ -508,156 +909,11 @@ def read_files(
     list of Recording
         One per file, validated, ``source`` = the file path, ``group`` = the manifest's group or the
         file's path relative to the data folder (each file its own group). Channel names come from
-        the manifest, else the CSV header, else ``ch0, ch1...``. All recordings must have the same
-        number of channels.
+        the manifest, else the file (CSV header, TDMS channel, Parquet column), else ``ch0, ch1...``.
+        All recordings must have the same number of channels.
     """
-    if path is None or str(path) == "":
-        raise DiagError("files reader: no path given; pass the data folder (--data PATH)")
-    if label_from not in ("manifest", "folder"):
-        raise DiagError(f"label_from: choose 'manifest' or 'folder', got {label_from!r}")
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise DiagError(f"{root}: no such file or folder; check the path")
-    fs_opt = None if fs in (None, "", 0) else _parse_fs(str(fs), "fs option")
-    keep = _as_names(channels, "channels option")
-    allowed = set(classes) if classes is not None else None
-
-    entries: list[dict[str, Any]] = []
-    if label_from == "manifest":
-        if manifest is not None:
-            mpath = Path(manifest).expanduser()
-            if not mpath.is_file():
-                raise DiagError(f"{mpath}: labels manifest not found; check the manifest option")
-        elif root.is_file() and root.suffix.lower() == ".csv":
-            mpath = root
-        elif root.is_dir():
-            mpath = root / MANIFEST_NAME
-            if not mpath.is_file():
-                raise DiagError(
-                    f"{root}: no {MANIFEST_NAME} in the folder; write one with columns path,label,fs "
-                    "(or use label_from='folder' with one sub-folder per label)"
-                )
-        else:
-            raise DiagError(
-                f"{root}: a single data file needs labels; give manifest=labels.csv or label_from='folder'"
-            )
-        base = mpath.parent
-        for n, row in enumerate(_read_manifest(mpath), start=2):
-            where = f"{mpath} line {n}"
-            rel = row.get("path", "")
-            if not rel:
-                raise DiagError(f"{where}: empty path; every row names a data file")
-            fpath = Path(rel) if Path(rel).is_absolute() else base / rel
-            if not fpath.is_file():
-                raise DiagError(f"{where}: file '{rel}' not found next to the manifest; fix the path or remove the row")
-            label = row.get("label", "")
-            if not label:
-                raise DiagError(f"{where}: empty label for '{rel}'; give every file a class name")
-            meta: dict[str, Any] = {}
-            if row.get("meta"):
-                try:
-                    meta = json.loads(row["meta"])
-                except json.JSONDecodeError:
-                    raise DiagError(f"{where}: meta is not valid JSON; leave it empty or write a JSON object") from None
-                if not isinstance(meta, dict):
-                    raise DiagError(f"{where}: meta must be a JSON object, got {row['meta'][:40]!r}")
-            entries.append(
-                {
-                    "file": fpath,
-                    "where": where,
-                    "label": label,
-                    "fs": _parse_fs(row.get("fs", ""), where),
-                    "group": row.get("group", "") or rel,
-                    "condition": row.get("condition", ""),
-                    "fault_size": row.get("fault_size", ""),
-                    "channels": _as_names(row.get("channels") or None, f"{where}: channels"),
-                    "meta": meta,
-                }
-            )
-    else:  # labels from folder names
-        if root.is_file():
-            files, base = [root], root.parent.parent
-        else:
-            base = root
-            files = list_files(root)
-            skipped = sorted({p.suffix.lower() or p.name for p in files if p.suffix.lower() not in SUPPORTED_EXTENSIONS})
-            files = [p for p in files if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name != MANIFEST_NAME]
-            if not files:
-                raise DiagError(
-                    f"{root}: no data files ({', '.join(SUPPORTED_EXTENSIONS)}) below the folder"
-                    + (f" (skipped: {', '.join(skipped[:8])})" if skipped else "")
-                )
-        for fpath in files:
-            rel_parts = fpath.relative_to(base).parts
-            if len(rel_parts) < 2:
-                raise DiagError(
-                    f"{fpath}: lies directly in {base}, so it has no label folder; "
-                    "put each file in a sub-folder named by its label (e.g. data/IR/x.csv)"
-                )
-            rel = "/".join(rel_parts)
-            entries.append(
-                {
-                    "file": fpath,
-                    "where": str(fpath),
-                    "label": rel_parts[0],
-                    "fs": None,
-                    "group": rel,
-                    "condition": "",
-                    "fault_size": "",
-                    "channels": None,
-                    "meta": {},
-                }
-            )
-
-    recordings: list[Recording] = []
-    first: Recording | None = None
-    for e in entries:
-        f = e["file"]
-        if allowed is not None and e["label"] not in allowed:
-            raise DiagError(
-                f"{e['where']}: unknown label '{e['label']}' for {f.name}; expected one of {', '.join(sorted(allowed))}"
-            )
-        sig, names, fs_header = _read_one(f, key, variable)
-        fs_row = e["fs"]
-        if fs_header is not None:
-            for given, what in ((fs_row, "the manifest"), (fs_opt, "the fs option")):
-                if given is not None and abs(given - fs_header) > 1e-6 * fs_header:
-                    raise DiagError(
-                        f"{f}: WAV header says {fs_header:g} Hz but {what} says {given:g} Hz; fix one of them"
-                    )
-        rate = fs_row if fs_row is not None else fs_opt if fs_opt is not None else fs_header
-        if rate is None:
-            raise DiagError(
-                f"{f}: sampling rate unknown; give it in the manifest's fs column or with the fs option"
-            )
-        ch = e["channels"] or names
-        if ch is not None and len(ch) != sig.shape[0]:
-            raise DiagError(f"{e['where']}: {len(ch)} channel names ({';'.join(ch)}) for {sig.shape[0]} channels in {f.name}")
-        rec = Recording(
-            signal=sig,
-            fs=rate,
-            label=e["label"],
-            group=e["group"],
-            condition=e["condition"],
-            source=str(f),
-            fault_size=e["fault_size"],
-            channels=ch or (),
-            meta=e["meta"],
-        )
-        if keep is not None:
-            missing = [c for c in keep if c not in rec.channels]
-            if missing:
-                raise DiagError(f"{f}: no channel(s) {', '.join(missing)}; it has {', '.join(rec.channels)}")
-            idx = [rec.channels.index(c) for c in keep]
-            rec.signal = rec.signal[idx]
-            rec.channels = keep
-        rec.validate()
-        if first is None:
-            first = rec
-        elif rec.n_channels != first.n_channels:
-            raise DiagError(
-                f"{f}: {rec.n_channels} channel(s) but {first.source} has {first.n_channels}; "
-                "all files must have the same channels (select some with the channels option)"
-            )
-        recordings.append(rec)
-    return recordings
+    entries = find_recordings(path, manifest=manifest, label_from=label_from, classes=classes)
+    recordings = [
+        read_recording(e, fs=fs, key=key, variable=variable, group=group, channels=channels) for e in entries
+    ]
+    return check_recording_set(recordings)
