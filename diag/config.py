@@ -33,6 +33,7 @@ SOURCE_KINDS = ("cwru", "paderborn", "ottawa", "files", "bearing_sim", "inverter
 SPLIT_METHODS = ("time", "recording", "group", "condition", "fault-size", "random")
 NORMALIZATIONS = ("none", "zscore", "rms", "minmax")
 TRANSFORM_KINDS = ("cwt", "stft", "cwt+stft")
+ON_BAD_ACTIONS = ("error", "warn", "skip")
 
 
 @dataclass
@@ -42,15 +43,26 @@ class SourceConfig:
     ``kind`` picks the reader; ``path`` is a file or folder (unused by the simulators); ``options``
     holds reader-specific settings (e.g. ``channels = ["DE"]`` for CWRU), passed as keyword
     arguments, and rejected by the reader if unknown.
+
+    ``on_bad`` (``"error"`` | ``"warn"`` | ``"skip"``, default ``"error"``): what to do with a
+    recording that has a dead (all-zero), flat-lined or long constant channel; ``on_clipped``
+    (same choices, default ``"warn"``): with one whose samples pile up at a rail (see
+    :mod:`diag.sources.checks`).
     """
 
     kind: str = "bearing_sim"
     path: str = ""
+    on_bad: str = "error"
+    on_clipped: str = "warn"
     options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.kind not in SOURCE_KINDS:
             raise DiagError(f"source.kind: unknown '{self.kind}'; choose one of {', '.join(SOURCE_KINDS)}")
+        for key in ("on_bad", "on_clipped"):
+            value = getattr(self, key)
+            if value not in ON_BAD_ACTIONS:
+                raise DiagError(f"source.{key}: unknown '{value}'; choose one of {', '.join(ON_BAD_ACTIONS)}")
         simulated = self.kind in ("bearing_sim", "inverter_sim")
         if not simulated and not self.path:
             raise DiagError(f"source.path: the '{self.kind}' reader needs a path (--data PATH)")

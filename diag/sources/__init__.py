@@ -1,7 +1,9 @@
 """Readers of recordings. Every reader returns a list of :class:`~diag.sources.base.Recording`.
 
 :func:`load_recordings` picks the reader named by ``SourceConfig.kind`` and passes the table's
-extra keys as keyword options; an option the reader does not take is refused with its name.
+extra keys as keyword options; an option the reader does not take is refused with its name. Every
+recording then passes the checks of :mod:`diag.sources.checks` (dead, flat-lined, constant
+segments, clipping, duplicates), governed by ``source.on_bad`` and ``source.on_clipped``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Callable
 from diag.config import SourceConfig
 from diag.errors import DiagError
 from diag.sources.base import Recording
+from diag.sources.checks import Finding, check_recordings
 
-__all__ = ["Recording", "READERS", "get_reader", "load_recordings"]
+__all__ = ["Recording", "Finding", "READERS", "get_reader", "load_recordings"]
 
 # kind -> "module:function"; imported on first use so `diag --help` stays fast.
 READERS: dict[str, str] = {
@@ -34,8 +37,16 @@ def get_reader(kind: str) -> Callable[..., list[Recording]]:
     return getattr(importlib.import_module(module), func)
 
 
-def load_recordings(cfg: SourceConfig) -> list[Recording]:
-    """Read every recording the source config describes."""
+def load_recordings(
+    cfg: SourceConfig, findings: list[Finding] | None = None, quiet: bool = False
+) -> list[Recording]:
+    """Read every recording the source config describes, and check them.
+
+    ``findings``, when given, receives a :class:`~diag.sources.checks.Finding` per problem found
+    (and per reader note), for the caller's records (``diag prepare`` writes them into the
+    dataset's manifest as ``source_checks``). Unless ``quiet``, each one is also printed to
+    stderr as it is found. A problem whose action is ``error`` raises a one-line DiagError.
+    """
     cfg.validate()
     reader = get_reader(cfg.kind)
     path = cfg.path or None
@@ -52,4 +63,16 @@ def load_recordings(cfg: SourceConfig) -> list[Recording]:
             f"source: option(s) {unknown or list(cfg.options)} not understood by the '{cfg.kind}' reader; "
             f"it takes: {', '.join(params)}"
         ) from None
-    return reader(path, **cfg.options)
+    found: list[Finding] = []
+    recordings = check_recordings(reader(path, **cfg.options), cfg.on_bad, cfg.on_clipped, found)
+    if not quiet and found:
+        from rich.console import Console
+        from rich.markup import escape
+
+        console = Console(stderr=True)
+        for f in found:
+            tag = {"note": "[yellow]note:[/]", "skip": "[bold yellow]skipped:[/]"}.get(f.action, "[bold yellow]warning:[/]")
+            console.print(f"{tag} {escape(str(f))}")
+    if findings is not None:
+        findings.extend(found)
+    return recordings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ class Recording:
         A name per channel (``("DE",)``, ``("ia", "ib", "ic")``).
     meta : dict
         Anything else worth keeping (rpm, record number, load in HP...). JSON-serialisable values.
+    notes : list of str
+        A reader's remarks the user must see (a followed symbolic link, a known defect of a
+        published file that was accepted). :func:`diag.sources.load_recordings` reports them and
+        the prepared dataset's manifest lists them under ``source_checks``.
     """
 
     signal: np.ndarray
@@ -50,6 +55,7 @@ class Recording:
     fault_size: str = ""
     channels: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         sig = np.asarray(self.signal)
@@ -105,14 +111,40 @@ class Recording:
         return self
 
 
-def list_files(root: Path, suffix: str | None = None) -> list[Path]:
+def list_files(
+    root: Path, suffix: str | None = None, links: list[tuple[Path, Path]] | None = None
+) -> list[Path]:
     """Files below folder ``root`` (recursive, sorted), skipping hidden files and folders.
 
     ``suffix`` (e.g. ``".mat"``, matched case-insensitively) keeps only files of that type.
+    Folders that are symbolic links are followed (never skipped silently); each one followed is
+    appended to ``links`` as ``(link, target)`` so the caller can say so. A link that leads back
+    into a folder already being walked (a loop) is a one-line :class:`DiagError`.
     """
-    return sorted(
-        p for p in Path(root).rglob("*")
-        if p.is_file()
-        and (suffix is None or p.suffix.lower() == suffix)
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    root = Path(root)
+    out: list[Path] = []
+
+    def walk(folder: Path, ancestors: tuple[str, ...]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise DiagError(f"{folder}: cannot list the folder ({exc.strerror or exc}); check its permissions") from None
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            p = Path(e.path)
+            if e.is_dir(follow_symlinks=True):
+                real = os.path.realpath(p)
+                if e.is_symlink():
+                    if real in ancestors:
+                        raise DiagError(
+                            f"{p}: symbolic link to {real}, a folder that contains it (a loop); remove the link"
+                        )
+                    if links is not None:
+                        links.append((p, Path(real)))
+                walk(p, ancestors + (real,))
+            elif e.is_file(follow_symlinks=True) and (suffix is None or p.suffix.lower() == suffix):
+                out.append(p)
+
+    walk(root, (os.path.realpath(root),))
+    return sorted(out)
