@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -139,7 +140,11 @@ def prepare(
         if not force:
             raise DiagError(f"{out}: already exists and {why}; choose another --out or pass --force to replace it")
 
-    recordings = harmonise(load_recordings(cfg.source), cfg.windows)
+    recordings = load_recordings(cfg.source)
+    source_checks = getattr(recordings, "findings", [])  # what diag.sources.checks found: shown, and kept
+    for f in source_checks if not quiet else []:
+        console.print(f"[yellow]{f.tag}:[/] {escape(str(f))}")
+    recordings = harmonise(recordings, cfg.windows)
     fs = recordings[0].fs
     plan = plan_split(recordings, cfg.windows, cfg.split)
     if plan.leaky:
@@ -211,6 +216,7 @@ def prepare(
                 for r in recordings
             ],
             "source_checksums": checksums,
+            "source_checks": [f.to_dict() for f in source_checks],
             "versions": package_versions(),
             "seconds": round(elapsed, 2),
         }

@@ -67,7 +67,7 @@ def test_offline_fails_fast_with_one_line_message(tmp_path, monkeypatch, base):
         fetch("cwru", tmp_path / "cwru", records=[105], timeout=10.0, progress=False)
     assert time.monotonic() - t0 < 7.0
     assert "\n" not in str(e.value)
-    assert list((tmp_path / "cwru").iterdir()) == []
+    assert not (tmp_path / "cwru").exists()  # issue 8: no empty --out folder left behind
 
 
 def test_download_atomic_rename_and_skip_existing(tmp_path, monkeypatch, server):
@@ -107,7 +107,21 @@ def test_download_errors_leave_nothing_behind(tmp_path, monkeypatch, server):
     (root / "119.mat").write_bytes(b"<html>moved</html>")
     with pytest.raises(DiagError, match=r"119\.mat: the server sent something that is not a \.mat file"):
         fetch("cwru", out, records=[119], progress=False)
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # nothing downloaded: not even the folder stays
+
+
+def test_failed_fetch_keeps_a_folder_that_existed_and_what_it_holds(tmp_path, monkeypatch, server):
+    root, base, _ = server
+    monkeypatch.setattr(fetch_mod, "CWRU_BASE_URL", base)
+    out = tmp_path / "mine"
+    out.mkdir()
+    with pytest.raises(DiagError, match=r"106\.mat: the server answered 404"):
+        fetch("cwru", out, records=[106], progress=False)
+    assert out.is_dir()  # the user's folder stays, empty or not
+    (root / "105.mat").write_bytes(_mat_bytes(tmp_path, 105))
+    with pytest.raises(DiagError, match=r"106\.mat: the server answered 404"):
+        fetch("cwru", tmp_path / "new" / "cwru", records=[105, 106], progress=False)
+    assert [p.name for p in (tmp_path / "new" / "cwru").iterdir()] == ["105.mat"]  # the complete file is kept
 
 
 def test_paderborn_and_ottawa_plans(tmp_path, monkeypatch, server):

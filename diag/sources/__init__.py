@@ -17,7 +17,7 @@ from diag.errors import DiagError
 from diag.sources.base import Recording
 from diag.sources.checks import Finding, check_recordings
 
-__all__ = ["Recording", "Finding", "READERS", "get_reader", "load_recordings"]
+__all__ = ["Recording", "Recordings", "Finding", "READERS", "get_reader", "load_recordings"]
 
 # kind -> "module:function"; imported on first use so `diag --help` stays fast.
 READERS: dict[str, str] = {
@@ -37,15 +37,22 @@ def get_reader(kind: str) -> Callable[..., list[Recording]]:
     return getattr(importlib.import_module(module), func)
 
 
-def load_recordings(
-    cfg: SourceConfig, findings: list[Finding] | None = None, quiet: bool = False
-) -> list[Recording]:
-    """Read every recording the source config describes, and check them.
+class Recordings(list):
+    """The list :func:`load_recordings` returns: the recordings kept, plus ``findings``, one
+    :class:`~diag.sources.checks.Finding` per problem the checks found (warned about or skipped)
+    and per reader note. The caller shows them to the user and records them (``diag prepare``
+    prints them and writes them into the dataset's manifest as ``source_checks``)."""
 
-    ``findings``, when given, receives a :class:`~diag.sources.checks.Finding` per problem found
-    (and per reader note), for the caller's records (``diag prepare`` writes them into the
-    dataset's manifest as ``source_checks``). Unless ``quiet``, each one is also printed to
-    stderr as it is found. A problem whose action is ``error`` raises a one-line DiagError.
+    def __init__(self, recordings: list[Recording] = (), findings: list[Finding] | None = None) -> None:
+        super().__init__(recordings)
+        self.findings: list[Finding] = list(findings or [])
+
+
+def load_recordings(cfg: SourceConfig) -> Recordings:
+    """Read every recording the source config describes, and check them (:mod:`diag.sources.checks`).
+
+    A problem whose action is ``error`` (and any duplicate) raises a one-line DiagError; the rest
+    are listed in the result's ``findings``.
     """
     cfg.validate()
     reader = get_reader(cfg.kind)
@@ -64,15 +71,5 @@ def load_recordings(
             f"it takes: {', '.join(params)}"
         ) from None
     found: list[Finding] = []
-    recordings = check_recordings(reader(path, **cfg.options), cfg.on_bad, cfg.on_clipped, found)
-    if not quiet and found:
-        from rich.console import Console
-        from rich.markup import escape
-
-        console = Console(stderr=True)
-        for f in found:
-            tag = {"note": "[yellow]note:[/]", "skip": "[bold yellow]skipped:[/]"}.get(f.action, "[bold yellow]warning:[/]")
-            console.print(f"{tag} {escape(str(f))}")
-    if findings is not None:
-        findings.extend(found)
-    return recordings
+    kept = check_recordings(reader(path, **cfg.options), cfg.on_bad, cfg.on_clipped, found)
+    return Recordings(kept, found)

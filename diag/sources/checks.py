@@ -92,6 +92,11 @@ class Finding:
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
+    @property
+    def tag(self) -> str:
+        """How to introduce it to the user: ``note``, ``warning`` or ``skipped``."""
+        return {"note": "note", "skip": "skipped"}.get(self.action, "warning")
+
     def __str__(self) -> str:
         return f"{self.source}: {self.detail}"
 

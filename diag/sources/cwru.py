@@ -11,7 +11,10 @@ Facts the reader respects (see ``../shared/data/README.md``):
 * Variables are picked by the exact record number, zero-padded to 3 digits (``X097_DE_time``):
   some files also carry variables of other records, so "the first key ending in ``_DE_time``" is
   wrong. The 0.028" files are the one published exception: 3001-3004 hold ``X056``-``X059`` and
-  3005-3008 hold ``X048``-``X051`` variables (:data:`VARIABLE_ID`).
+  3005-3008 hold ``X048``-``X051`` variables (:data:`VARIABLE_ID`). A file that holds exactly one
+  record's variables under a number no published record uses is read with a visible note
+  (:attr:`Recording.notes`): CWRU's 48 kHz ``174.mat`` (``..._IR014_0_174.mat``) holds ``X173_*``.
+  A file holding another published record's variables (a renamed copy?) is refused.
 * The normal baselines 97-100 were sampled at **48 kHz**, the 12k fault files at 12 kHz. Every
   recording is returned at its true rate; :mod:`diag.windows` resamples to the target rate later.
   (Reading 97 at 12 kHz would put its 147.8 Hz line at 37 Hz and hand a classifier a trivial cue.)
@@ -305,10 +308,19 @@ def read_cwru(
 
 def _read_record(f: Path, info: CwruRecord, chans: tuple[str, ...], label_by: str) -> Recording:
     vid = VARIABLE_ID.get(info.record, info.record)
-    names = {c: f"X{vid:03d}_{c}_time" for c in chans}
-    rpm_name = f"X{vid:03d}RPM"
     # the whole file is read (not only the wanted variables) so that truncation anywhere is caught
     data = load_mat(f)
+    notes: list[str] = []
+    other = _sole_foreign_id(data, vid)
+    if other is not None:
+        vid = other
+        notes.append(
+            f"record {info.record}: the file holds only the variables of record {other} (X{other:03d}_*), "
+            f"a number no published record uses; read them as record {info.record} (a known defect of "
+            "CWRU's release, e.g. 48k IR 0.014 at 0 HP, 174.mat)"
+        )
+    names = {c: f"X{vid:03d}_{c}_time" for c in chans}
+    rpm_name = f"X{vid:03d}RPM"
     missing = [c for c, n in names.items() if n not in data]
     if missing:
         present = sorted(data)
@@ -361,5 +373,26 @@ def _read_record(f: Path, info: CwruRecord, chans: tuple[str, ...], label_by: st
             "end": info.end,
             "position": info.position,
         },
+        notes=notes,
     )
     return recording.validate()
+
+
+_VARIABLE = re.compile(r"X(\d+)(?:_(?:DE|FE|BA)_time|RPM)")
+
+
+def _sole_foreign_id(data: dict, vid: int) -> int | None:
+    """The number in the file's variable names when it is exactly one, not ``vid``, and names no
+    published record (so the variables cannot be another file's); else None.
+
+    CWRU's ``174.mat`` (48k IR 0.014", 0 HP) holds ``X173_*``: there is no record 173, so the data
+    can only be 174's. A file holding another *published* record's variables (``107.mat`` with
+    ``X105_*``) is more likely a renamed copy and stays an error.
+    """
+    ids = {int(m.group(1)) for k in data if (m := _VARIABLE.fullmatch(k))}
+    if vid in ids or len(ids) != 1:
+        return None
+    (other,) = ids
+    if other in CWRU_RECORDS or other in VARIABLE_ID.values():
+        return None
+    return other

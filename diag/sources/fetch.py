@@ -218,15 +218,25 @@ def fetch(
     plan = _plan(dataset, records)
     if out.exists() and not out.is_dir():
         raise DiagError(f"{out}: exists and is not a folder; choose another --out")
+    _check_reachable(plan[0][1], dataset, out, min(timeout, 5.0))  # offline: fail before creating --out
+    created = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    _check_reachable(plan[0][1], dataset, out, min(timeout, 5.0))
 
     paths = []
-    with _progress(progress) as bar:
-        for name, url in plan:
-            dest = out / name
-            _download(url, dest, dataset, out, timeout, bar)
-            paths.append(dest)
+    try:
+        with _progress(progress) as bar:
+            for name, url in plan:
+                dest = out / name
+                _download(url, dest, dataset, out, timeout, bar)
+                paths.append(dest)
+    except BaseException:
+        # nothing was downloaded: leave no empty folder behind (only the ones this call created)
+        for folder in created:
+            try:
+                folder.rmdir()  # only if empty
+            except OSError:
+                break
+        raise
 
     if dataset == "ottawa":
         return _extract_zip(paths[0], out)
