@@ -422,7 +422,12 @@ def _read_tdms(p: Path, group: str | None, keep: tuple[str, ...] | None) -> _Rea
     elif len(groups) == 1:
         (g,) = groups.values()
     elif not groups:
-        raise DiagError(f"{p}: the TDMS file holds no groups (no data); re-export it")
+        with p.open("rb") as fh:
+            tdms_lead_in = fh.read(4) == b"TDSm"
+        raise DiagError(
+            f"{p}: the TDMS file holds no groups (no data); re-export it" if tdms_lead_in
+            else f"{p}: not a readable TDMS file (no TDSm lead-in); re-export it from LabVIEW/DAQmx"
+        )
     else:
         raise DiagError(f"{p}: holds {len(groups)} groups ({', '.join(groups)}); choose one with the group option")
     chans = {c.name: c for c in g.channels()}
