@@ -182,6 +182,27 @@ def test_picks_variables_of_the_exact_record_not_the_first_de_key(tmp_path):
         read_cwru(tmp_path / "107.mat")
 
 
+def test_174_holding_record_173s_variables_is_read_with_a_note(tmp_path):
+    """CWRU's 48 kHz IR 0.014" 0 HP file 174.mat holds X173_* (there is no record 173)."""
+    from diag.config import SourceConfig
+    from diag.sources import load_recordings
+
+    rng = np.random.default_rng(0)
+    f = tmp_path / "48k_Drive_End_IR014_0_174.mat"
+    scipy.io.savemat(f, {"X173_DE_time": rng.standard_normal((1000, 1)), "X173_FE_time": rng.standard_normal((1000, 1)),
+                         "X173RPM": np.array([[1796.0]])})
+    (r,) = read_cwru(f, channels=["DE", "FE"])
+    assert (r.meta["record"], r.label, r.condition, r.fs, r.meta["rpm"]) == (174, "IR_0.014", "0HP", 48000.0, 1796.0)
+    assert len(r.notes) == 1 and "only the variables of record 173 (X173_*)" in r.notes[0]
+    recs = load_recordings(SourceConfig(kind="cwru", path=str(tmp_path), options={"channels": ["DE"]}))
+    assert [(f.problem, f.action) for f in recs.findings] == [("note", "note")]
+    assert recs.findings[0].source == str(f) and "read them as record 174" in recs.findings[0].detail
+    # variables of two records, one of them unpublished: ambiguous, still refused
+    scipy.io.savemat(f, {"X173_DE_time": np.ones((10, 1)), "X172_DE_time": np.ones((10, 1))})
+    with pytest.raises(DiagError, match=r"174\.mat: no variables of record 174 \(X174_DE_time\)"):
+        read_cwru(f)
+
+
 def test_naming_styles_zero_padding_and_nominal_rpm(tmp_path):
     _mat(tmp_path / "normal_1_98.mat", 98, channels=("DE", "FE"), rpm=None)
     _mat(tmp_path / "144.mat", 144)
