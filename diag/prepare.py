@@ -143,7 +143,7 @@ def prepare(
     recordings = load_recordings(cfg.source)
     source_checks = getattr(recordings, "findings", [])  # what diag.sources.checks found: shown, and kept
     for f in source_checks if not quiet else []:
-        console.print(f"[yellow]{f.tag}:[/] {escape(str(f))}")
+        console.print(f"[yellow]{f.tag}:[/] {escape(str(f))}", soft_wrap=True)
     recordings = harmonise(recordings, cfg.windows)
     fs = recordings[0].fs
     plan = plan_split(recordings, cfg.windows, cfg.split)

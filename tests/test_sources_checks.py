@@ -60,6 +60,10 @@ def test_dead_flat_constant_and_clipped_are_found():
     assert kind == "clipped" and "1.5" in detail
     # one-sided clipping (only the positive rail)
     assert check_signal(np.minimum(_noise(), 2.0), FS)[0] == "clipped"
+    # a slow signal clipped hard has long flat tops: clipping, not a drop-out
+    t = np.arange(N) / FS
+    kind, detail = check_signal(np.clip(3 * np.sin(2 * np.pi * 2 * t) + 0.1 * _noise(), -1, 1), FS)
+    assert kind == "clipped" and "rail 1" in detail
 
 
 def test_thresholds_are_relative_and_not_too_eager():

@@ -152,3 +152,15 @@ def test_bad_arguments(tmp_path):
         fetch("ottawa", tmp_path, records=["H-A-1"])
     with pytest.raises(DiagError, match="timeout"):
         fetch("cwru", tmp_path, timeout=0)
+
+
+def test_cli_fetch_offline_exits_2_and_leaves_no_out_folder(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+
+    monkeypatch.setattr(fetch_mod, "CWRU_BASE_URL", "http://127.0.0.1:9/")
+    out = tmp_path / "data_raw" / "cwru"
+    res = CliRunner().invoke(app, ["fetch", "cwru", "--out", str(out), "--records", "105", "--timeout", "2"])
+    assert res.exit_code == 2 and "cannot reach 127.0.0.1" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "data_raw").exists()

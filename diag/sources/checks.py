@@ -13,7 +13,7 @@ flat          the samples vary by no more than float rounding: ``max - min <=`` 
               ``FLAT_ULPS`` x eps(dtype) x ``max |x|``
 constant      a run of identical consecutive samples longer than ``CONSTANT_FRACTION``   ``on_bad``
               of ``N`` and at least ``CONSTANT_MIN_RUN`` samples (a drop-out, a held
-              value)
+              value), unless the value is the channel's max or min (then: clipped)
 clipped       more than ``CLIP_FRACTION`` of ``N`` (and at least ``CLIP_MIN_COUNT``)      ``on_clipped``
               samples sit exactly at the channel's maximum, or at its minimum (the rail)
 ============  =========================================================================  ===========
@@ -135,7 +135,8 @@ def check_signal(x: np.ndarray, fs: float | None = None) -> tuple[str, str] | No
         return f" at {seconds_from / fs:.3g} s" if fs else f" from sample {seconds_from}"
 
     run, start = _longest_run(x)
-    if run >= CONSTANT_MIN_RUN and run > CONSTANT_FRACTION * n:
+    # a long run at the channel's max or min is a flat top: clipping (below), not a drop-out
+    if run >= CONSTANT_MIN_RUN and run > CONSTANT_FRACTION * n and x[start] not in (hi, lo):
         length = f"{run / fs:.3g} s" if fs else f"{run} samples"
         return "constant", (
             f"constant segment: {run} identical samples ({length}, {100 * run / n:.1f} % of the recording)"
