@@ -225,6 +225,11 @@ def test_symlinked_label_folder_is_followed_and_said(tmp_path):
     assert [(f.problem, f.action, f.detail) for f in loaded.findings] == [
         ("note", "note", f"label folder 'IR' is a symbolic link to {elsewhere}; followed")
     ]
+    # a link to nothing is refused, not skipped
+    os.symlink(tmp_path / "gone", data / "OR")
+    with pytest.raises(DiagError, match=r"OR: symbolic link to .*gone, which does not exist; fix or remove the link"):
+        read_files(data, label_from="folder", fs=FS)
+    os.unlink(data / "OR")
     # a link back into the data folder would loop: refused, loudly
     os.symlink(data, elsewhere / "loop")
     with pytest.raises(DiagError, match=r"loop: symbolic link to .*data, a folder that contains it \(a loop\); remove the link") as e:

@@ -119,7 +119,7 @@ def list_files(
     ``suffix`` (e.g. ``".mat"``, matched case-insensitively) keeps only files of that type.
     Folders that are symbolic links are followed (never skipped silently); each one followed is
     appended to ``links`` as ``(link, target)`` so the caller can say so. A link that leads back
-    into a folder already being walked (a loop) is a one-line :class:`DiagError`.
+    into a folder already being walked (a loop), or to nothing, is a one-line :class:`DiagError`.
     """
     root = Path(root)
     out: list[Path] = []
@@ -143,8 +143,13 @@ def list_files(
                     if links is not None:
                         links.append((p, Path(real)))
                 walk(p, ancestors + (real,))
-            elif e.is_file(follow_symlinks=True) and (suffix is None or p.suffix.lower() == suffix):
-                out.append(p)
+            elif e.is_file(follow_symlinks=True):
+                if suffix is None or p.suffix.lower() == suffix:
+                    out.append(p)
+            elif e.is_symlink():
+                raise DiagError(
+                    f"{p}: symbolic link to {os.readlink(p)}, which does not exist; fix or remove the link"
+                )
 
     walk(root, (os.path.realpath(root),))
     return sorted(out)

@@ -42,6 +42,7 @@ from typing import Iterable
 
 import numpy as np
 
+from diag.config import ON_BAD_ACTIONS as ON_BAD
 from diag.errors import DiagError
 from diag.sources.base import Recording
 
@@ -59,7 +60,6 @@ __all__ = [
     "FLAT_ULPS",
 ]
 
-ON_BAD = ("error", "warn", "skip")
 #: a channel is clipped when more than this fraction of its samples sit exactly at its max (or min)
 CLIP_FRACTION = 0.01
 #: ... and at least this many samples (short recordings)
