@@ -58,24 +58,24 @@ def test_tdms_group_and_channels_by_name_rate_from_wf_increment(tmp_path):
     _write_tdms(tmp_path / "run1.tdms", {"Vibration": {"DE": x[0], "FE": x[1], "BA": x[2]},
                                          "Slow": {"temp": np.linspace(20, 21, 50)}})
     _manifest(tmp_path, [["run1.tdms", "IR", ""]])
-    with pytest.raises(DiagError, match=r"run1\.tdms: holds 2 groups \((Vibration, Slow|Slow, Vibration)\); choose one with the group option") as e:
+    with pytest.raises(DiagError, match=r"run1\.tdms: holds 2 groups \((Vibration, Slow|Slow, Vibration)\); choose one with the tdms_group option") as e:
         read_files(tmp_path)
     _one_line(e)
-    (rec,) = read_files(tmp_path, group="Vibration")
+    (rec,) = read_files(tmp_path, tdms_group="Vibration")
     assert rec.fs == FS and rec.channels == ("DE", "FE", "BA")  # rate from wf_increment, names from the file
     np.testing.assert_array_equal(rec.signal, x)
-    (rec,) = read_files(tmp_path, group="Vibration", channels=["FE", "DE"])
+    (rec,) = read_files(tmp_path, tdms_group="Vibration", channels=["FE", "DE"])
     assert rec.channels == ("FE", "DE")
     np.testing.assert_array_equal(rec.signal, x[[1, 0]])
     with pytest.raises(DiagError, match=r"no channel of group 'Vibration'\(s\) XX \(channels option\); it has DE, FE, BA"):
-        read_files(tmp_path, group="Vibration", channels=["XX"])
-    with pytest.raises(DiagError, match=r"no group 'Vib' \(group option\); the file holds: (Vibration, Slow|Slow, Vibration)"):
-        read_files(tmp_path, group="Vib")
+        read_files(tmp_path, tdms_group="Vibration", channels=["XX"])
+    with pytest.raises(DiagError, match=r"no group 'Vib' \(tdms_group option\); the file holds: (Vibration, Slow|Slow, Vibration)"):
+        read_files(tmp_path, tdms_group="Vib")
     # the rate agrees with the manifest / option or it is an error, as for WAV
     with pytest.raises(DiagError, match=r"run1\.tdms: TDMS wf_increment says 5000 Hz but the fs option says 12000 Hz"):
-        read_files(tmp_path, group="Vibration", fs=12000)
+        read_files(tmp_path, tdms_group="Vibration", fs=12000)
     _manifest(tmp_path, [["run1.tdms", "IR", "5000"]])
-    assert read_files(tmp_path, group="Vibration")[0].fs == FS
+    assert read_files(tmp_path, tdms_group="Vibration")[0].fs == FS
 
 
 def test_tdms_without_wf_increment_and_bad_files(tmp_path):

@@ -45,8 +45,8 @@ File formats (the signal always ends up ``[channels, samples]``):
 * ``.flac``: read with :mod:`soundfile` as float in [-1, 1); the header's rate is checked like WAV's.
 * ``.mat`` (v4-v7 via SciPy, v7.3 via h5py): the variable named by the ``variable`` option, else the
   only numeric array with more than one element.
-* ``.tdms`` (NI LabVIEW / DAQmx, via :mod:`nptdms`): the channels of the group named by the ``group``
-  option (else the only group), all of them or those the ``channels`` option names; channel names
+* ``.tdms`` (NI LabVIEW / DAQmx, via :mod:`nptdms`): the channels of the group named by the
+  ``tdms_group`` option (else the only group), all of them or those the ``channels`` option names; channel names
   come from the file; the rate is ``1 / wf_increment`` (checked like a WAV header's; every channel
   read must have the same rate and length).
 * ``.parquet`` / ``.feather`` / ``.arrow`` (via :mod:`pyarrow`): one numeric column per channel,
@@ -407,7 +407,7 @@ def _select(names: Sequence[str], keep: tuple[str, ...] | None, p: Path, what: s
 
 
 def _read_tdms(p: Path, group: str | None, keep: tuple[str, ...] | None) -> _Read:
-    """NI TDMS: the channels of one group (``group`` option, else the only group), rate from ``wf_increment``."""
+    """NI TDMS: the channels of one group (``tdms_group`` option, else the only group), rate from ``wf_increment``."""
     from nptdms import TdmsFile
 
     try:
@@ -417,7 +417,7 @@ def _read_tdms(p: Path, group: str | None, keep: tuple[str, ...] | None) -> _Rea
     groups = {g.name: g for g in tdms.groups()}
     if group is not None:
         if group not in groups:
-            raise DiagError(f"{p}: no group '{group}' (group option); the file holds: {', '.join(groups) or 'no groups'}")
+            raise DiagError(f"{p}: no group '{group}' (tdms_group option); the file holds: {', '.join(groups) or 'no groups'}")
         g = groups[group]
     elif len(groups) == 1:
         (g,) = groups.values()
@@ -429,7 +429,7 @@ def _read_tdms(p: Path, group: str | None, keep: tuple[str, ...] | None) -> _Rea
             else f"{p}: not a readable TDMS file (no TDSm lead-in); re-export it from LabVIEW/DAQmx"
         )
     else:
-        raise DiagError(f"{p}: holds {len(groups)} groups ({', '.join(groups)}); choose one with the group option")
+        raise DiagError(f"{p}: holds {len(groups)} groups ({', '.join(groups)}); choose one with the tdms_group option")
     chans = {c.name: c for c in g.channels()}
     if not chans:
         raise DiagError(f"{p}: group '{g.name}' has no channels")
@@ -512,7 +512,7 @@ def _read_one(
     p: Path,
     key: str | None = None,
     variable: str | None = None,
-    group: str | None = None,
+    tdms_group: str | None = None,
     keep: tuple[str, ...] | None = None,
 ) -> _Read:
     """Read one data file of any supported type (by its extension)."""
@@ -556,7 +556,7 @@ def _read_one(
     if ext == ".flac":
         return _read_flac(p)
     if ext == ".tdms":
-        return _read_tdms(p, group, keep)
+        return _read_tdms(p, tdms_group, keep)
     if ext in (".parquet", ".feather", ".arrow"):
         return _read_arrow(p, keep)
     if ext == ".mat":
@@ -803,7 +803,7 @@ def read_recording(
     fs: float | None = None,
     key: str | None = None,
     variable: str | None = None,
-    group: str | None = None,
+    tdms_group: str | None = None,
     channels: str | Sequence[str] | None = None,
 ) -> Recording:
     """Step 2 of :func:`read_files`: read one found file into a validated :class:`Recording`.
@@ -815,7 +815,7 @@ def read_recording(
     f = entry.file
     fs_opt = None if fs in (None, "", 0) else _parse_fs(str(fs), "fs option")
     keep = _as_names(channels, "channels option")
-    got = _read_one(f, key, variable, group, keep)
+    got = _read_one(f, key, variable, tdms_group, keep)
     sig, names = got.signal, got.names
     if got.fs is not None:
         for given, what in ((entry.fs, "the manifest"), (fs_opt, "the fs option")):
@@ -877,7 +877,7 @@ def read_files(
     label_from: str = "manifest",
     key: str | None = None,
     variable: str | None = None,
-    group: str | None = None,
+    tdms_group: str | None = None,
     channels: str | Sequence[str] | None = None,
     classes: Sequence[str] | None = None,
 ) -> list[Recording]:
@@ -902,8 +902,8 @@ def read_files(
         Array to read from ``.npz`` files holding several.
     variable : str, optional
         Variable to read from ``.mat`` files holding several numeric arrays.
-    group : str, optional
-        Group to read from ``.tdms`` files holding several.
+    tdms_group : str, optional
+        TDMS group to read from ``.tdms`` files holding several (not the ``group`` of a recording).
     channels : list of str, optional
         Keep only these channels (by name), in this order (TDMS channels, Parquet columns...).
     classes : list of str, optional
@@ -919,6 +919,6 @@ def read_files(
     """
     entries = find_recordings(path, manifest=manifest, label_from=label_from, classes=classes)
     recordings = [
-        read_recording(e, fs=fs, key=key, variable=variable, group=group, channels=channels) for e in entries
+        read_recording(e, fs=fs, key=key, variable=variable, tdms_group=tdms_group, channels=channels) for e in entries
     ]
     return check_recording_set(recordings)
