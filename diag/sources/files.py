@@ -46,9 +46,9 @@ File formats (the signal always ends up ``[channels, samples]``):
 * ``.mat`` (v4-v7 via SciPy, v7.3 via h5py): the variable named by the ``variable`` option, else the
   only numeric array with more than one element.
 * ``.tdms`` (NI LabVIEW / DAQmx, via :mod:`nptdms`): the channels of the group named by the
-  ``tdms_group`` option (else the only group), all of them or those the ``channels`` option names; channel names
-  come from the file; the rate is ``1 / wf_increment`` (checked like a WAV header's; every channel
-  read must have the same rate and length).
+  ``tdms_group`` option (else the only group), all of them or those the ``channels`` option
+  names; channel names come from the file; the rate is ``1 / wf_increment`` (checked like a WAV
+  header's; every channel read must have the same rate and length).
 * ``.parquet`` / ``.feather`` / ``.arrow`` (via :mod:`pyarrow`): one numeric column per channel,
   named by the column (a pandas index column is ignored); the ``channels`` option picks columns
   (e.g. to leave out a time column). The rate comes from the manifest or the ``fs`` option.
