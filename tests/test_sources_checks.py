@@ -170,6 +170,16 @@ def test_duplicate_content_under_another_name_is_an_error(tmp_path):
         load_recordings(SourceConfig(kind="files", path=str(d), on_bad="warn"))
 
 
+def test_the_same_recording_in_two_formats_is_a_duplicate(tmp_path):
+    x = _noise().astype(np.float32)
+    d = _folder(tmp_path, {"a.npy": x, "b.npy": _noise(1)})
+    np.savetxt(d / "a_export.csv", x[:, None], fmt="%.9g")  # parses back to float64
+    with open(d / "labels.csv", "a") as fh:
+        fh.write(f"a_export.csv,IR,{FS}\n")
+    with pytest.raises(DiagError, match=r"a_export\.csv: identical samples to .*a\.npy \(under two labels \('normal' and 'IR'\)\)"):
+        load_recordings(SourceConfig(kind="files", path=str(d)))
+
+
 def test_config_keys_validated_and_overridable(tmp_path):
     cfg = load_prepare_config(None, ["source.kind=files", f"source.path={tmp_path}", "source.on_bad=skip",
                                      "source.on_clipped=error"])

@@ -152,9 +152,14 @@ def check_signal(x: np.ndarray, fs: float | None = None) -> tuple[str, str] | No
 
 
 def signal_hash(rec: Recording) -> str:
-    """sha256 of a recording's samples (shape and dtype included), for finding duplicates."""
-    sig = np.ascontiguousarray(rec.signal)
-    h = hashlib.sha256(f"{sig.dtype.str}{sig.shape}".encode())
+    """sha256 of a recording's samples as float32 (and its shape), for finding duplicates.
+
+    float32 is the canonical form, so one recording exported twice, as float32 ``.npy`` and as a
+    CSV that parses to float64, hashes the same (two different recordings never agree in every
+    sample to float32 precision).
+    """
+    sig = np.ascontiguousarray(rec.signal, dtype=np.float32)
+    h = hashlib.sha256(f"{sig.shape}".encode())
     h.update(memoryview(sig).cast("B"))
     return h.hexdigest()
 
