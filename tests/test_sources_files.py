@@ -97,8 +97,26 @@ def test_write_refuses_non_empty_unless_overwrite(tmp_path):
     with pytest.raises(DiagError, match="not empty.*overwrite"):
         write_recordings(_recs(), out)
     assert (out / "keep.txt").exists()
-    write_recordings(_recs(), out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "labels.csv").exists()
+    # issue 8 (data loss): --overwrite never deletes a file diag did not write
+    with pytest.raises(DiagError, match=r"o: holds keep\.txt, which diag did not write; --overwrite only replaces"):
+        write_recordings(_recs(), out, overwrite=True)
+    assert (out / "keep.txt").read_text() == "x"
+    (out / "keep.txt").unlink()
+    write_recordings(_recs(), out)
+    first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    write_recordings(_recs()[:2], out, overwrite=True)  # a folder diag wrote is replaced
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["IR", "IR/simulate_bearing_1.npy",
+                                                                            "labels.csv", "normal",
+                                                                            "normal/simulate_bearing_0.npy"]
+    assert len(first) > 5
+    (out / "IR" / "notes.txt").write_text("mine")  # ... unless the user added a file to it
+    with pytest.raises(DiagError, match=r"holds IR/notes\.txt, which diag did not write"):
+        write_recordings(_recs(), out, overwrite=True)
+    assert (out / "IR" / "notes.txt").read_text() == "mine"
+    (out / "IR" / "notes.txt").unlink()
+    (out / "labels.csv").write_text("path,label\nIR/simulate_bearing_1.npy,IR\n")  # or it is not diag's manifest
+    with pytest.raises(DiagError, match=r"holds IR/simulate_bearing_1\.npy, labels\.csv, normal/simulate_bearing_0\.npy, which diag did not write"):
+        write_recordings(_recs(), out, overwrite=True)
     # empty existing folder is fine without overwrite
     (tmp_path / "empty").mkdir()
     write_recordings(_recs(), tmp_path / "empty")

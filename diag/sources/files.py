@@ -131,6 +131,24 @@ def _record_stem(rec: Recording, index: int) -> str:
     return _slug(src)
 
 
+def _not_written_by_us(out: Path) -> str:
+    """Empty if ``out`` holds only what :func:`write_recordings` writes (a ``labels.csv`` with its
+    header and the files it lists); else the first few of the other files."""
+    listed: set[str] = set()
+    try:
+        with (out / MANIFEST_NAME).open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            if tuple(next(reader, [])) == MANIFEST_COLUMNS:
+                listed = {MANIFEST_NAME} | {row[0] for row in reader if row}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    others = [
+        rel for p in sorted(out.rglob("*"))
+        if not (p.is_dir() and not p.is_symlink()) and (rel := p.relative_to(out).as_posix()) not in listed
+    ]
+    return ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+
+
 def write_recordings(
     recordings: Sequence[Recording],
     out_dir: str | Path,
@@ -152,7 +170,9 @@ def write_recordings(
         ``npy``: a ``[channels, samples]`` float32 array. ``csv``: one column per channel with a
         header row of channel names, float32 values printed to round-trip exactly.
     overwrite : bool
-        Replace an existing non-empty ``out_dir``. Without it such a folder is refused.
+        Replace an existing non-empty ``out_dir`` that holds recordings written here before (its
+        ``labels.csv`` and the files it lists, nothing else). Without it, or for any other folder
+        (one holding a file diag did not write), the folder is refused: nothing of yours is deleted.
 
     Returns
     -------
@@ -170,8 +190,18 @@ def write_recordings(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DiagError(f"{out}: exists and is not a folder; choose another output folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DiagError(f"{out}: folder exists and is not empty; choose another folder or pass overwrite=True (--overwrite)")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DiagError(
+                f"{out}: folder exists and is not empty; choose another folder, or pass overwrite=True (--overwrite) "
+                "to replace recordings written there by diag"
+            )
+        foreign = _not_written_by_us(out)
+        if foreign:
+            raise DiagError(
+                f"{out}: holds {foreign}, which diag did not write; --overwrite only replaces a folder of "
+                "recordings diag wrote, and diag never deletes your files; choose another folder"
+            )
     for rec in recordings:
         rec.validate()
         bad = [c for c in rec.channels if CHANNEL_SEP in c or not c.strip()]
