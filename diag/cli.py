@@ -65,9 +65,10 @@ def prepare(
     split: Optional[str] = typer.Option(None, "--split", help="Split method: time|recording|group|condition|fault-size|random."),
     transform: Optional[str] = typer.Option(None, "--transform", help="cwt|stft|cwt+stft."),
     allow_leaky: bool = typer.Option(False, "--allow-leaky", help="Permit the leaky 'random' split (prints a warning)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output prepared with a different config."),
+    force: bool = typer.Option(False, "--force", help="Replace a prepared dataset at --out made with a different config (never other files)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any setting: section.key=value (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="Where the CWT/STFT runs: cpu (bit-reproducible) | cuda[:N] | auto."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output or summary table."),
 ) -> None:
     """Read recordings, resample, window, split without leakage, and write time-frequency images."""
     from diag.prepare import prepare as run_prepare
@@ -83,7 +84,7 @@ def prepare(
         overrides.append(f"transform.kind={_toml_str(transform)}")
     if allow_leaky:
         overrides.append("split.allow_leaky=true")
-    run_prepare(config, out, overrides=overrides, force=force, device=device)
+    run_prepare(config, out, overrides=overrides, force=force, device=device, quiet=quiet)
 
 
 def _toml_str(s: str) -> str:

@@ -26,8 +26,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from diag.dataset import atomic_write_text
+from diag.storage import atomic_write_text
 from diag.errors import DiagError
+from diag.storage import check_writable, claim_output, write_marker
 
 console = Console(stderr=True)
 INIT_ORDER = ("imagenet", "ssl", "scratch")
@@ -66,7 +67,6 @@ def compare(
 
     out = Path(out)
     fingerprint = PreparedDataset(data).manifest.get("fingerprint")
-    out.mkdir(parents=True, exist_ok=True)
     for init in inits:
         if init not in INIT_ORDER:
             raise DiagError(f"--inits: unknown '{init}'; choose from {', '.join(INIT_ORDER)}")
@@ -76,6 +76,11 @@ def compare(
         key = text.split("=", 1)[0].strip()
         if key in ("train.init", "train.seed", "train.labels_per_class", "train.label_fraction", "train.weights"):
             raise DiagError(f"--set {text}: compare sets {key} itself; use --inits/--seeds/--labels-per-class")
+    load_train_config(config, overrides)  # a bad setting is refused before anything is written
+    claim_output(out, "compare", inputs=[data, ssl_weights, imagenet_weights])
+    check_writable(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "compare")
     skipped: dict[str, str] = {}
     jobs = [(b, i, s) for b in budgets for i in inits for s in seeds]
     for n, (budget, init, seed) in enumerate(jobs, 1):

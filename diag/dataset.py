@@ -22,60 +22,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from diag.errors import DiagError
+from diag.storage import atomic_write_json, clean_stale, output_kind, publish_mode, write_marker
 
 SPLITS = ("train", "val", "test")
 META_COLUMNS = ("y", "label", "group", "condition", "fault_size", "source", "start", "rec")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def publish_mode(path: str | Path, directory: bool = False) -> None:
-    """Give a file made by ``tempfile`` (0600, or 0700 for folders) the usual mode under the umask."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        publish_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def write_meta_csv(path: Path, meta: dict[str, np.ndarray]) -> None:
@@ -112,7 +69,8 @@ class DatasetWriter:
     def __init__(self, out: str | Path, sizes: dict[str, int], image_shape: tuple[int, int, int]):
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.partial-"))
+        clean_stale(self.out)  # what a killed earlier run of this output left beside it
+        self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.partial-{os.getpid()}-"))
         publish_mode(self.tmp, directory=True)
         self.sizes = dict(sizes)
         self.image_shape = tuple(int(s) for s in image_shape)
@@ -152,10 +110,15 @@ class DatasetWriter:
             write_meta_csv(self.tmp / f"{s}.csv", metas[s])
         self._arrays.clear()
         atomic_write_json(self.tmp / MANIFEST, manifest)
+        write_marker(self.tmp, "prepared")
         backup = None
-        if self.out.exists():
+        if self.out.is_dir() and not self.out.is_symlink() and not any(self.out.iterdir()):
+            self.out.rmdir()  # an empty folder (made by the user for it) is simply taken
+        if self.out.exists() or self.out.is_symlink():
             if not replace:
                 raise DiagError(f"{self.out}: already exists; choose another --out or pass --force")
+            if self.out.is_symlink() or not self.out.is_dir() or output_kind(self.out) != "prepared":
+                raise DiagError(f"{self.out}: not a prepared dataset folder of diag; not replaced")
             backup = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
             os.replace(self.out, backup)
         os.replace(self.tmp, self.out)
@@ -228,8 +191,3 @@ class PreparedDataset:
 
     def __len__(self) -> int:
         return sum(self.manifest["sizes"].values())
-
-
-def iter_batches(n: int, batch: int) -> Iterable[slice]:
-    for i in range(0, n, batch):
-        yield slice(i, min(n, i + batch))

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from diag.dataset import publish_mode
+from diag.storage import publish_mode
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], split: str) -> dict[str, Any]:

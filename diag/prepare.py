@@ -23,6 +23,7 @@ import diag
 from diag.config import PrepareConfig, load_prepare_config
 from diag.dataset import FORMAT_VERSION, MANIFEST, SPLITS, DatasetWriter
 from diag.errors import DiagError
+from diag.storage import check_writable, claim_output
 from diag.sources import load_recordings
 from diag.sources.base import Recording, list_files
 from diag.windows import check_no_shared_samples, extract, harmonise, normalize, plan_split
@@ -129,8 +130,10 @@ def prepare(
     dev = transform_device(device)
     cfg = load_prepare_config(config, overrides)
     out = Path(out)
+    existing = claim_output(out, "prepared", force=force, inputs=[cfg.source.path])
+    check_writable(out)
     checksums = source_checksums(cfg)
-    if out.exists():
+    if existing:
         ok, why = _reusable(out, cfg, checksums)
         if ok:
             if not quiet:

@@ -418,13 +418,15 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     uninterrupted run (same seed, CPU). Returns a summary with the k-NN probe before
     (``knn_start``) and after (``knn_final``).
     """
-    from diag.dataset import PreparedDataset, atomic_write_json
+    from diag.dataset import PreparedDataset
+    from diag.storage import atomic_write_json
     from diag.models import SSL_META, SSL_WEIGHTS, create_backbone
     from diag.config import changed_settings, from_dict
     from diag.train import (Dist, _progress, _rng_state, _save_last, _set_rng_state, _write_history, amp_dtype,
-                            autocast, batch_plan, check_run_dir, console, deterministic, init_distributed, lr_at,
+                            autocast, batch_plan, console, deterministic, init_distributed, lr_at,
                             package_versions, param_groups, pick_device, preprocessing_of, save_safetensors,
-                            start_run_dir, warmup_steps)
+                            warmup_steps)
+    from diag.provenance import check_run_dir, start_run_dir
 
     if init_distributed().world > 1:
         raise DiagError("diag pretrain runs in one process (the heads' BatchNorm is not synchronised); "
@@ -469,7 +471,8 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
                 console.print(f"{out}: finished earlier with the same settings and data; reusing it")
             return {"out": str(out), "knn_start": done["knn_start"], "knn_final": done["knn_last"],
                     "history": done["history"], "reused": True}
-    check_run_dir(out, resume=resume, force=force, marker=SSL_META)
+    inputs = [data, *extra, cfg.weights]
+    check_run_dir(out, "pretrain", resume=resume, force=force, inputs=inputs)
     device = pick_device(cfg.device)
     dtype = amp_dtype(cfg.amp, device)
     if dtype is not None and device.type == "cpu":
@@ -526,7 +529,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
                          dtype=dtype)
 
     if saved is None:
-        start_run_dir(out, force, marker=SSL_META)
+        start_run_dir(out, "pretrain", force=force, inputs=inputs)
     history: list[dict[str, Any]] = []
     meta: dict[str, Any] = {
         "format": "diag-ssl/1", "method": {"simclr": "SimCLR", "byol": "BYOL"}[cfg.method], "model": cfg.model,

@@ -52,8 +52,10 @@ from rich.console import Console
 from torch import nn
 
 from diag.config import apply_overrides, changed_settings, from_dict, read_toml
-from diag.dataset import DatasetWriter, PreparedDataset, atomic_write_json, atomic_write_text
+from diag.dataset import DatasetWriter, PreparedDataset
+from diag.storage import atomic_write_json, atomic_write_text
 from diag.errors import DiagError
+from diag.provenance import check_run_dir, start_run_dir
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -409,28 +411,6 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 # Run directories and checkpoints
 
 
-def check_run_dir(out: Path, resume: bool, force: bool, marker: str) -> None:
-    """Refuse to overwrite an existing run unless ``force`` (which only ever deletes a diag run folder)."""
-    if resume:
-        if force:
-            raise DiagError("--resume and --force contradict each other: resume continues a run, force starts over")
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not force:
-            raise DiagError(f"{out}: already exists; pass --resume to continue that run or --force to start over")
-        if not (out / marker).is_file():
-            raise DiagError(f"{out}: --force would delete it but it is not a diag run folder (no {marker}); "
-                            "choose another --out")
-
-
-def start_run_dir(out: Path, force: bool, marker: str) -> None:
-    """Create ``out`` (after :func:`check_run_dir`; with ``force`` an old run there is deleted first)."""
-    check_run_dir(out, False, force, marker)
-    if force and out.is_dir() and (out / marker).is_file():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def save_safetensors(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write tensors to ``path`` atomically (temporary file + rename)."""
     from safetensors.torch import save_file
@@ -545,7 +525,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
     if saved is not None and saved["dataset_fingerprint"] != ds.manifest.get("fingerprint"):
         raise DiagError(f"{ds.path}: not the prepared dataset this run started on (fingerprint differs)")
     if dist.main:
-        check_run_dir(out, resume, force, marker="config.json")
+        check_run_dir(out, "train-run", resume=resume, force=force, inputs=[data, cfg.weights])
     device = pick_device(cfg.device, dist)
     dtype = amp_dtype(cfg.amp, device)
     if dtype is not None and device.type == "cpu":
@@ -610,7 +590,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
         if show:
             console.print(f"resuming {out} after epoch {state['epoch']}/{cfg.epochs}")
     elif dist.main:
-        start_run_dir(out, force, marker="config.json")
+        start_run_dir(out, "train-run", force=force, inputs=[data, cfg.weights])
         atomic_write_json(out / "config.json", {"train": asdict(cfg), "data": str(ds.path),
                                                 "dataset_fingerprint": ds.manifest.get("fingerprint"),
                                                 "start": start_info})

@@ -147,7 +147,7 @@ def test_a_run_writes_everything_and_scores_test_once(toy, tmp_path, monkeypatch
     stranger = tmp_path / "photos"
     stranger.mkdir()
     (stranger / "cat.jpg").write_bytes(b"x")
-    with pytest.raises(DiagError, match="not a diag run folder"):
+    with pytest.raises(DiagError, match="not a run folder of diag"):
         train(toy, stranger, TrainConfig(**FAST), force=True, quiet=True)
     assert (stranger / "cat.jpg").is_file()
 
@@ -282,4 +282,4 @@ def test_torchrun_with_two_processes_matches_one_process(toy, tmp_path):
         for k in ("train_loss", "val_loss", "val_accuracy"):
             assert b[k] == pytest.approx(a[k], rel=2e-3, abs=2e-3), k
     assert json.loads((tmp_path / "two" / "model.json").read_text())["world_size"] == 2
-    assert not [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]  # no stray temp files
+    assert not [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".") and p.name != ".diag-output"]  # no stray temp files
