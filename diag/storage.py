@@ -160,8 +160,12 @@ def output_kind(folder: str | Path) -> str | None:
             return m["kind"]
     except (OSError, ValueError):
         pass
-    if (folder / "runs.csv").is_file() or (folder / "summary.md").is_file():
-        return "compare"  # written by an older diag compare / report
+    if not folder.is_dir():
+        return None
+    if (folder / "runs.csv").is_file() or (folder / "summary.md").is_file() or any(
+            output_kind(p) == "train-run" for p in folder.iterdir() if p.is_dir() and p.name.split("-")[0] in
+            ("scratch", "ssl", "imagenet")):
+        return "compare"  # written by an older diag compare / report: its runs are named INIT-BUDGET-sSEED
     for kind, name in LEGACY_MARKERS.items():
         try:
             m = json.loads((folder / name).read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from diag.cli import app
 from diag.compare import compare, report
 from diag.errors import DiagError
+from diag.storage import write_marker
 from diag.train import make_toy_dataset
 
 FAST = ["train.epochs=2", "train.batch_size=16", "train.warmup=0"]
@@ -57,7 +58,8 @@ def test_compare_restarts_a_run_that_died_in_its_first_epoch(toy, tmp_path):
     out = tmp_path / "cmp"
     dead = out / "scratch-all-s0"
     dead.mkdir(parents=True)
-    (dead / "config.json").write_text("{}")  # what a crash before the first checkpoint leaves
+    write_marker(dead, "train-run")  # what a crash before the first checkpoint leaves
+    (dead / "config.json").write_text("{}")
     compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST, quiet=True)
     assert (dead / "test_metrics.json").is_file()
 
