@@ -6,8 +6,8 @@ finished run under a folder and writes
 
 * ``runs.csv``: one row per run (init, freeze, budget, seed, selected epoch, validation and test scores)
 * ``summary.csv`` and ``summary.md``: mean ± std over seeds per (init, budget), test split named
-* ``comparison.png``: test macro-F1 against labels per class, one line per start (± std over seeds),
-  and the validation macro-F1 curves per start
+* ``comparison.png``: test macro-F1 per label budget, one bar per start (mean ± std over seeds, a dot
+  per seed), and the validation macro-F1 curves per start
 
 Test scores come from each run's ``test_metrics.json``, computed once with the checkpoint that the
 validation split selected; nothing here looks at test scores to choose anything.
@@ -26,9 +26,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from diag.storage import atomic_write_text
 from diag.errors import DiagError
-from diag.storage import check_writable, claim_output, write_marker
+from diag.storage import atomic_write_text, check_writable, claim_output, file_sha256, read_json, write_marker
 
 console = Console(stderr=True)
 INIT_ORDER = ("imagenet", "ssl", "scratch")
@@ -124,7 +123,7 @@ def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
     saved_path = rd / "config.json"
     if not saved_path.is_file() or not ((rd / "last.pt").is_file() or (rd / "test_metrics.json").is_file()):
         return  # nothing there, or a folder that died before its first checkpoint (restarted)
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    saved = read_json(saved_path, "the run's saved settings", "delete that run folder to run it again")
     # A finished run is reused whatever device made it; an interrupted one resumes with its saved settings.
     ignore = RUNTIME_ONLY if (rd / "test_metrics.json").is_file() else ()
     diff = changed_settings(cfg, saved.get("train", {}), ignore)
@@ -132,8 +131,6 @@ def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
         diff.insert(0, "the prepared dataset")
     start = saved.get("start", {})
     if start.get("weights_sha256") and Path(start.get("weights", "")).is_file():
-        from diag.models import file_sha256
-
         if file_sha256(start["weights"]) != start["weights_sha256"]:
             diff.append(f"the starting weights in {start['weights']} (changed since)")
     if diff:
@@ -277,7 +274,7 @@ def report(root: str | Path, skipped: dict[str, str] | None = None, quiet: bool 
 def plot_comparison(rows: list[dict[str, Any]], summary: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    from diag.evaluate import _save_figure
+    from diag.evaluate import save_figure
 
     fig = Figure(figsize=(11, 4.2))
     ax1, ax2 = fig.subplots(1, 2)
@@ -322,4 +319,4 @@ def plot_comparison(rows: list[dict[str, Any]], summary: list[dict[str, Any]], p
     ax2.set_title(f"Validation curves ({budget_name(full)} labels; band: seed range)")
     ax2.legend(title="start")
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)

@@ -10,7 +10,7 @@ from diag.cli import app
 from diag.compare import compare, report
 from diag.errors import DiagError
 from diag.storage import write_marker
-from diag.train import make_toy_dataset
+from helpers import make_toy_dataset
 
 FAST = ["train.epochs=2", "train.batch_size=16", "train.warmup=0"]
 
@@ -81,7 +81,7 @@ def test_report_cli_on_an_empty_folder(tmp_path):
 def test_compare_notices_changed_starting_weights(toy, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from diag.ssl import PretrainConfig, pretrain
+    from diag.pretrain import PretrainConfig, pretrain
 
     ssl = tmp_path / "ssl"
     pretrain(toy, ssl, PretrainConfig(epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
@@ -89,7 +89,9 @@ def test_compare_notices_changed_starting_weights(toy, tmp_path):
     compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
     start = json.loads((out / "ssl-all-s0" / "model.json").read_text())["start"]
     assert len(start["weights_sha256"]) == 64
-    compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)  # reused
+    stamp = (out / "ssl-all-s0" / "model.safetensors").stat().st_mtime_ns
+    compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
+    assert (out / "ssl-all-s0" / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
     w = load_file(str(ssl / "backbone.safetensors"))
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in w.items()}, str(ssl / "backbone.safetensors"))
     with pytest.raises(DiagError, match="the starting weights in .*backbone.safetensors \\(changed since\\)"):

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -204,3 +205,23 @@ def test_atomic_file_leaves_nothing_on_failure(tmp_path):
 def test_unwritable_places_are_refused_before_work(where):
     with pytest.raises(DiagError, match="cannot write there"):
         check_writable(where)
+
+
+def test_equal_weights_give_equal_files_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from diag.runtime import save_safetensors; "
+            "save_safetensors(sys.argv[1], {'w': torch.arange(6.0).reshape(2, 3), 'b': torch.ones(2)}, "
+            "metadata={'model': 'convnext_atto', 'format': 'pt', 'seed': '0'})")
+    hashes = set()
+    for i in range(4):  # safetensors' own header order varies between processes
+        out = tmp_path / f"w{i}.safetensors"
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        hashes.add(__import__("hashlib").sha256(out.read_bytes()).hexdigest())
+    assert len(hashes) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata() == {"model": "convnext_atto", "format": "pt", "seed": "0"}
+        assert f.get_tensor("w").tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
