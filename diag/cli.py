@@ -158,7 +158,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag train reads its train table."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: train.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
-    force: bool = typer.Option(False, "--force", help="Delete an existing run in --out and start over."),
+    force: bool = typer.Option(False, "--force", help="Replace a diag training run in --out and start over (never other files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Fine-tune a classifier (ConvNeXt by default) from ImageNet, SSL or scratch; select on val, score test once."""
@@ -190,7 +190,7 @@ def pretrain(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag pretrain reads its pretrain table."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: pretrain.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out with its saved settings."),
-    force: bool = typer.Option(False, "--force", help="Delete an existing output folder and start over."),
+    force: bool = typer.Option(False, "--force", help="Replace a diag pretraining in --out and start over (never other files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Self-supervised pretraining (SimCLR, or BYOL) on unlabelled training windows; logs a k-NN probe on val."""

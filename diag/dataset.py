@@ -2,8 +2,10 @@
 
 Layout of a prepared directory::
 
+    .diag-output         marker: a diag prepared dataset (only such a folder is ever replaced)
     manifest.json        config (whole), class names, sampling rate, image shape, split sizes,
-                         source checksums, package versions, fingerprint of the config
+                         source checksums, package versions, fingerprint of the config, and the
+                         size and sha256 of each image file (checked when the dataset is opened)
     train.npy val.npy test.npy
                          float16 images, shape [N, C, H, W] (np.load(..., mmap_mode="r"))
     train.csv val.csv test.csv

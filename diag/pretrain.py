@@ -33,8 +33,12 @@ neighbours (cosine similarity), before pretraining (random initialisation, epoch
 ``knn_every`` epochs. Pretraining itself only sees the *training* split (of ``--data`` and of every
 ``--extra`` prepared dataset), never validation or test windows.
 
+The loop shares its runtime (device, precision, schedule, step, checkpoints) with ``diag train``
+through :mod:`diag.runtime`; the probe's features come from :func:`diag.evaluate.predict_images`.
+
 Output folder::
 
+    .diag-output           marker: a diag pretraining (only such a folder is ever replaced, with --force)
     backbone.safetensors   the (online) backbone (timm keys, no classifier): create_backbone(init="ssl", weights=DIR)
     pretrain.json          model, in_chans, preprocessing of the dataset, pretrain config, history, k-NN probe
     metrics.jsonl / metrics.csv

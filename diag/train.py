@@ -1,7 +1,9 @@
 """``diag train``: fine-tune a timm backbone on a prepared dataset -- one readable loop.
 
 The loop reads top to bottom (nanoGPT style): config -> data -> model -> optimizer -> epochs
-(train steps, validation, selection, checkpoint) -> the selected model scored once on test.
+(train steps, validation, selection, checkpoint) -> the selected model scored once on test. What it
+shares with ``diag pretrain`` (device, precision, schedule, step, checkpoints) is in
+:mod:`diag.runtime`; scoring uses :func:`diag.evaluate.predict_images`.
 
 * Optimiser: AdamW, no weight decay on norms, biases and other 1-D parameters; linear warmup then
   cosine decay, set per step; label smoothing; gradient clipping.
@@ -22,6 +24,7 @@ The loop reads top to bottom (nanoGPT style): config -> data -> model -> optimiz
 
 Run directory::
 
+    .diag-output       marker: a diag training run (only such a folder is ever replaced, with --force)
     config.json        the training config, data path and dataset fingerprint
     labeled.json       which training windows were used with their labels
     model.safetensors  selected weights;  model.json: classes, preprocessing, config, versions, seed
