@@ -179,7 +179,7 @@ class TransformConfig:
     norm: str = "image"
     order_min: float = 0.5
     order_max: float = 12.0
-    env_mode: str = "bands"
+    env_mode: str = "sk"
     env_bandwidth: float = 1000.0
     env_band: list[float] = field(default_factory=list)
     ref_hz: float = 0.0

@@ -156,7 +156,8 @@ def prepare(
     transform = make_transform(cfg.transform, fs=fs, length=cfg.windows.length, device=dev)
     # order images (envorder / harmonics): every recording's reference rate, from its meta or the config
     refs = [reference_hz(r.meta, cfg.transform) for r in recordings]
-    if transform.needs_ref:
+    needs_ref = bool(getattr(transform, "needs_ref", False))
+    if needs_ref:
         for r, (pair, _) in zip(recordings, refs):
             if pair is None:
                 raise DiagError(
@@ -167,9 +168,9 @@ def prepare(
     ref_lo = np.array([p[0] if p else 0.0 for p, _ in refs])
     ref_hi = np.array([p[1] if p else 0.0 for p, _ in refs])
     rec_len = np.array([r.n_samples for r in recordings])
-    probe_ref = float(np.maximum(ref_lo, ref_hi).max()) if transform.needs_ref else None
-    probe = transform(np.zeros((1, recordings[0].n_channels, cfg.windows.length), np.float32) + 1e-3,
-                      ref_hz=probe_ref)
+    # the probe also checks the highest reference rate against the image's reach (order_max x ref_hz)
+    ref_kw = {"ref_hz": float(np.maximum(ref_lo, ref_hi).max())} if needs_ref else {}
+    probe = transform(np.zeros((1, recordings[0].n_channels, cfg.windows.length), np.float32) + 1e-3, **ref_kw)
     image_shape = tuple(int(s) for s in probe.shape[1:])
 
     sides = [s for s in SPLITS if (plan.windows.side == s).any()]
@@ -186,9 +187,11 @@ def prepare(
             for i in range(0, len(idx), BATCH):
                 rec, start = idx.rec[i : i + BATCH], idx.start[i : i + BATCH]
                 x = normalize(extract(recordings, rec, start, cfg.windows.length), cfg.windows.normalize)
-                ref = (window_reference_hz((ref_lo[rec], ref_hi[rec]), start, cfg.windows.length, rec_len[rec])
-                       if transform.needs_ref else None)
-                writer.add(side, transform(x, ref_hz=ref))
+                if needs_ref:
+                    ref = window_reference_hz((ref_lo[rec], ref_hi[rec]), start, cfg.windows.length, rec_len[rec])
+                    writer.add(side, transform(x, ref_hz=ref))
+                else:
+                    writer.add(side, transform(x))
                 progress.advance(task)
             metas[side] = {
                 "y": y_of_rec[idx.rec],
@@ -225,7 +228,7 @@ def prepare(
                 {"source": r.source, "label": r.label, "group": r.group, "condition": r.condition,
                  "fault_size": r.fault_size, "fs": r.fs, "fs_original": r.meta.get("fs_original", r.fs),
                  "samples": r.n_samples, "channels": list(r.channels),
-                 **({"ref_hz": list(pair), "ref_from": how} if transform.needs_ref else {})}
+                 **({"ref_hz": list(pair), "ref_from": how} if needs_ref else {})}
                 for r, (pair, how) in zip(recordings, refs)
             ],
             "source_checksums": checksums,
