@@ -32,7 +32,11 @@ from diag.errors import DiagError
 SOURCE_KINDS = ("cwru", "paderborn", "ottawa", "files", "bearing_sim", "inverter_sim")
 SPLIT_METHODS = ("time", "recording", "group", "condition", "fault-size", "random")
 NORMALIZATIONS = ("none", "zscore", "rms", "minmax")
-TRANSFORM_KINDS = ("cwt", "stft", "cwt+stft")
+#: single image representations; ``transform.kind`` joins one or more with "+" (e.g. "cwt+envorder")
+TRANSFORM_PARTS = ("cwt", "stft", "envorder", "harmonics")
+#: kinds whose rows are orders of a reference rate (shaft rate / electrical fundamental), not Hz
+ORDER_PARTS = ("envorder", "harmonics")
+ENV_MODES = ("bands", "sk", "fixed")
 ON_BAD_ACTIONS = ("error", "warn", "skip")
 
 
@@ -153,14 +157,26 @@ class SplitConfig:
 class TransformConfig:
     """Time-frequency image parameters.
 
-    ``kind``: ``cwt`` (analytic Morlet scalogram), ``stft`` (spectrogram) or ``cwt+stft`` (both,
-    stacked as channels). ``size`` = ``[H, W]`` of the output image: rows are frequencies in
+    ``kind``: ``cwt`` (analytic Morlet scalogram), ``stft`` (spectrogram), ``envorder`` or
+    ``harmonics`` (order images, below), or several joined by ``+`` (``cwt+stft``, ``cwt+envorder``:
+    stacked as channels, same H x W). ``size`` = ``[H, W]`` of the output image: rows are frequencies in
     ascending order (row 0 = lowest; plot with ``origin="lower"``), columns are time. CWT:
     ``n_scales`` log-spaced centre frequencies from ``fmin`` to ``fmax`` Hz (``fmax`` 0 means
     0.45 * fs), Morlet parameter ``w0`` (radians). A Morlet wavelet at f Hz lasts about
     ``w0 / f`` seconds: below roughly ``5.7 * fs / length`` Hz it is longer than the window and the
     row shows mostly the mirrored edges (the manifest records ``edge_free_fmin_hz``). STFT: ``nperseg`` samples per segment, ``noverlap``. ``log``: dB /
     log1p magnitude scaling. ``norm``: per-image standardisation (``image``) or none.
+
+    Order images (rows = orders of a reference rate ``r`` Hz, ``H`` equal cells from ``order_min`` to
+    ``order_max``; ``r`` is given per window, see :func:`diag.transforms.reference_hz`):
+    ``envorder`` is the squared-envelope spectrum of band-passed signal (bearing impacts repeat at
+    BPFO/BPFI/2xBSF x shaft rate whatever the resonance they ring), with ``env_mode``: ``bands``
+    (default; column ``j`` = demodulation band ``j`` of ``env_bandwidth`` Hz, centres spread evenly
+    over the spectrum: a band x order map), ``sk`` (the band of highest spectral kurtosis, per window,
+    its spectrum repeated in every column) or ``fixed`` (the band ``env_band = [lo, hi]`` Hz, repeated).
+    ``harmonics`` is the plain power spectrum in multiples of the fundamental (converter currents),
+    repeated in every column. ``ref_hz``: the reference rate to use when a recording does not carry
+    one (0 = none: then such a recording is an error).
     """
 
     kind: str = "cwt"
@@ -173,10 +189,42 @@ class TransformConfig:
     noverlap: int = 96
     log: bool = True
     norm: str = "image"
+    order_min: float = 0.5
+    order_max: float = 12.0
+    env_mode: str = "sk"
+    env_bandwidth: float = 1000.0
+    env_band: list[float] = field(default_factory=list)
+    ref_hz: float = 0.0
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The representations of ``kind`` in channel order, e.g. ``("cwt", "envorder")``."""
+        return tuple(self.kind.split("+"))
 
     def validate(self) -> None:
-        if self.kind not in TRANSFORM_KINDS:
-            raise DiagError(f"transform.kind: unknown '{self.kind}'; choose one of {', '.join(TRANSFORM_KINDS)}")
+        parts = self.parts
+        if not parts or any(p not in TRANSFORM_PARTS for p in parts) or len(set(parts)) != len(parts):
+            raise DiagError(f"transform.kind: unknown '{self.kind}'; choose one or more of "
+                            f"{', '.join(TRANSFORM_PARTS)} joined by '+' (each once), e.g. cwt+envorder")
+        if "envorder" in parts and "harmonics" in parts:
+            raise DiagError("transform.kind: envorder (shaft orders) and harmonics (orders of the electrical "
+                            "fundamental) need different reference rates; use one of them")
+        if not 0 <= self.order_min < self.order_max:
+            raise DiagError(f"transform.order_min/order_max: need 0 <= order_min < order_max, got "
+                            f"{self.order_min}..{self.order_max}")
+        if self.env_mode not in ENV_MODES:
+            raise DiagError(f"transform.env_mode: unknown '{self.env_mode}'; choose one of {', '.join(ENV_MODES)}")
+        if not self.env_bandwidth > 0:
+            raise DiagError(f"transform.env_bandwidth: must be > 0 Hz, got {self.env_bandwidth}")
+        if self.env_band and (len(self.env_band) != 2 or not 0 <= self.env_band[0] < self.env_band[1]):
+            raise DiagError(f"transform.env_band: expected [lo, hi] Hz with 0 <= lo < hi, got {self.env_band}")
+        if self.env_mode == "fixed" and not self.env_band:
+            raise DiagError("transform.env_band: env_mode = 'fixed' needs the band, e.g. env_band = [2000, 4000] (Hz)")
+        if self.env_band and self.env_mode != "fixed":
+            raise DiagError(f"transform.env_band: only used with env_mode = 'fixed' (env_mode is '{self.env_mode}'); "
+                            "set env_mode = 'fixed' or leave env_band empty")
+        if self.ref_hz < 0:
+            raise DiagError(f"transform.ref_hz: must be >= 0 Hz (0 = take it from each recording), got {self.ref_hz}")
         if len(self.size) != 2 or min(self.size) < 8:
             raise DiagError(f"transform.size: must be [H, W] with both >= 8, got {self.size}")
         if self.n_scales < 2:

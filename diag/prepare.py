@@ -100,7 +100,7 @@ def prepare(
     ``cpu`` (default; bit-reproducible), ``cuda[:N]`` or ``auto`` (CUDA when present). GPU images
     agree with CPU ones to float rounding; the device is recorded in the manifest, not the fingerprint.
     """
-    from diag.transforms import make_transform
+    from diag.transforms import make_transform, reference_hz, window_reference_hz
 
     t0 = time.perf_counter()
     dev = transform_device(device)
@@ -137,7 +137,23 @@ def prepare(
     classes = _classes(recordings)
     y_of_rec = np.array([classes.index(r.label) for r in recordings], dtype=np.int64)
     transform = make_transform(cfg.transform, fs=fs, length=cfg.windows.length, device=dev)
-    probe = transform(np.zeros((1, recordings[0].n_channels, cfg.windows.length), np.float32) + 1e-3)
+    # order images (envorder / harmonics): every recording's reference rate, from its meta or the config
+    refs = [reference_hz(r.meta, cfg.transform) for r in recordings]
+    needs_ref = bool(getattr(transform, "needs_ref", False))
+    if needs_ref:
+        for r, (pair, _) in zip(recordings, refs):
+            if pair is None:
+                raise DiagError(
+                    f"{r.source}: transform.kind '{cfg.transform.kind}' needs this recording's "
+                    f"{'shaft rate' if 'envorder' in transform.kinds else 'electrical fundamental'}, which it does "
+                    "not carry (no rpm / f1 in its meta); set transform.ref_hz=<Hz> (--set transform.ref_hz=29.5)"
+                )
+    ref_lo = np.array([p[0] if p else 0.0 for p, _ in refs])
+    ref_hi = np.array([p[1] if p else 0.0 for p, _ in refs])
+    rec_len = np.array([r.n_samples for r in recordings])
+    # the probe also checks the highest reference rate against the image's reach (order_max x ref_hz)
+    ref_kw = {"ref_hz": float(np.maximum(ref_lo, ref_hi).max())} if needs_ref else {}
+    probe = transform(np.zeros((1, recordings[0].n_channels, cfg.windows.length), np.float32) + 1e-3, **ref_kw)
     image_shape = tuple(int(s) for s in probe.shape[1:])
 
     sides = [s for s in SPLITS if (plan.windows.side == s).any()]
@@ -154,7 +170,11 @@ def prepare(
             for i in range(0, len(idx), BATCH):
                 rec, start = idx.rec[i : i + BATCH], idx.start[i : i + BATCH]
                 x = normalize(extract(recordings, rec, start, cfg.windows.length), cfg.windows.normalize)
-                writer.add(side, transform(x))
+                if needs_ref:
+                    ref = window_reference_hz((ref_lo[rec], ref_hi[rec]), start, cfg.windows.length, rec_len[rec])
+                    writer.add(side, transform(x, ref_hz=ref))
+                else:
+                    writer.add(side, transform(x))
                 progress.advance(task)
             metas[side] = {
                 "y": y_of_rec[idx.rec],
@@ -190,8 +210,9 @@ def prepare(
             "recordings": [
                 {"source": r.source, "label": r.label, "group": r.group, "condition": r.condition,
                  "fault_size": r.fault_size, "fs": r.fs, "fs_original": r.meta.get("fs_original", r.fs),
-                 "samples": r.n_samples, "channels": list(r.channels)}
-                for r in recordings
+                 "samples": r.n_samples, "channels": list(r.channels),
+                 **({"ref_hz": list(pair), "ref_from": how} if needs_ref else {})}
+                for r, (pair, how) in zip(recordings, refs)
             ],
             "source_checksums": checksums,
             "source_checks": [f.to_dict() for f in source_checks],

@@ -14,7 +14,10 @@ square root); diag's time is its whole ``Transform`` call (CWT, pooling, dB, per
 
 Methods are timed in interleaved rounds and the best round is reported (other jobs on the machine
 only ever slow a round down). The STFT path is timed against ``scipy.signal.stft`` + the same
-pooling, and, when a CUDA device is present, diag's GPU path too.
+pooling, and, when a CUDA device is present, diag's GPU path too. The order images (``envorder``:
+spectral-kurtosis band and the 64-band map; ``harmonics``) are timed next to a one-band envelope
+spectrum with ``scipy.signal`` (Butterworth band-pass ``sosfiltfilt`` + ``hilbert`` + ``rfft``, no
+order axis, no pooling), at a shaft rate of 29.5 Hz.
 
     python scripts/bench_transforms.py [--windows 256] [--length 2048] [--scales 64] [--size 64]
 """
@@ -119,6 +122,21 @@ def main() -> None:
         methods["pywt cwt"] = run_pywt
     methods |= {"diag stft": run_diag_stft, "scipy.signal.stft": run_scipy_stft}
 
+    ref_hz = np.full(a.windows, 29.5)  # shaft rate (Hz) of every window
+    tf_env = {mode: make_transform(TransformConfig(kind="envorder", env_mode=mode, size=[a.scales, a.size]),
+                                   fs=a.fs, length=a.length) for mode in ("sk", "bands")}
+    tf_harm = make_transform(TransformConfig(kind="harmonics", size=[a.scales, a.size]), fs=a.fs, length=a.length)
+    sos = scipy.signal.butter(4, [2000.0, 3000.0], btype="bandpass", fs=a.fs, output="sos")
+
+    def run_scipy_env():
+        e = np.abs(scipy.signal.hilbert(scipy.signal.sosfiltfilt(sos, x, axis=-1), axis=-1)) ** 2
+        return np.abs(np.fft.rfft((e - e.mean(-1, keepdims=True)) * np.hanning(a.length), axis=-1)) ** 2
+
+    methods |= {"diag envorder sk": lambda: tf_env["sk"](x[:, None], ref_hz=ref_hz),
+                "diag envorder bands": lambda: tf_env["bands"](x[:, None], ref_hz=ref_hz),
+                "diag harmonics": lambda: tf_harm(x[:, None], ref_hz=ref_hz),
+                "scipy envelope 1 band": run_scipy_env}
+
     # warm-up (plans, caches, numba compilation) and a check that the libraries agree
     outs = {name: fn() for name, fn in methods.items()}
     best = {name: float("inf") for name in methods}
@@ -133,7 +151,7 @@ def main() -> None:
                 if name in cwt_only:
                     best_cwt_only[name] = cwt_only[name]
 
-    threads = {"pywt cwt": 1, "scipy.signal.stft": 1}
+    threads = {"pywt cwt": 1, "scipy.signal.stft": 1, "scipy envelope 1 band": 1}
     print(f"{a.windows} windows x {a.length} samples at {a.fs:g} Hz, {a.scales} scales "
           f"{freqs[0]:g}..{freqs[-1]:g} Hz (w0 {w0:g}), images {a.scales}x{a.size}; "
           f"torch {torch.__version__}, {a.threads} thread(s); best of {a.rounds} rounds")
@@ -142,22 +160,28 @@ def main() -> None:
         note = ""
         if name in best_cwt_only:
             note = f"   (its CWT call alone: {a.windows / best_cwt_only[name]:.0f} windows/s; rest = pooling)"
-        elif name.startswith("scipy"):
+        elif name == "scipy.signal.stft":
             note = "   (complex STFT only: no pooling, dB or norm)"
+        elif name.startswith("scipy envelope"):
+            note = "   (one band, Hz axis: no order axis, pooling, dB or norm)"
+        elif name.startswith("diag envorder") or name == "diag harmonics":
+            note = "   (whole Transform: order axis, pooling, dB, per-image norm)"
         elif name == "diag cwt":
             note = "   (whole Transform: CWT, pooling, dB, per-image norm)"
         print(f"{name:<22}{threads.get(name, a.threads):>8}{best[name]:>10.3f}{a.windows / best[name]:>12.0f}{note}")
 
     gpu = {}
     if torch.cuda.is_available():
-        for name, t in (("diag cwt (cuda)", tf), ("diag stft (cuda)", tf_stft)):
+        for name, t in (("diag cwt (cuda)", tf), ("diag stft (cuda)", tf_stft),
+                        ("diag envorder sk (cuda)", tf_env["sk"])):
             xg = torch.from_numpy(x[:, None]).cuda()
-            t(xg)
+            kw = {"ref_hz": ref_hz} if t.needs_ref else {}
+            t(xg, **kw)
             torch.cuda.synchronize()
             reps = 20
             t0 = time.perf_counter()
             for _ in range(reps):
-                t(xg)
+                t(xg, **kw)
             torch.cuda.synchronize()
             gpu[name] = (time.perf_counter() - t0) / reps
             print(f"{name:<22}{'gpu':>8}{gpu[name]:>10.4f}{a.windows / gpu[name]:>12.0f}   "
