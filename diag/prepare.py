@@ -25,7 +25,14 @@ from diag.dataset import FORMAT_VERSION, MANIFEST, SPLITS, DatasetWriter
 from diag.errors import DiagError
 from diag.sources import load_recordings
 from diag.sources.base import Recording, list_files
-from diag.windows import check_no_shared_samples, extract, harmonise, normalize, plan_split
+from diag.windows import (
+    NormalizationStats,
+    apply_normalization,
+    check_no_shared_samples,
+    extract,
+    harmonise,
+    plan_split,
+)
 
 console = Console(stderr=True)
 BATCH = 256
@@ -148,8 +155,10 @@ def prepare(
     else:
         check_no_shared_samples(plan, cfg.windows.length)
     for note in plan.notes:
-        if not quiet:
+        if not quiet and note not in plan.warnings:
             console.print(f"[yellow]note:[/] {note}")
+    for warning in plan.warnings:  # printed even when quiet: it changes what the validation score means
+        console.print(f"[bold yellow]warning:[/] {warning}")
 
     classes = _classes(recordings)
     y_of_rec = np.array([classes.index(r.label) for r in recordings], dtype=np.int64)
@@ -159,6 +168,13 @@ def prepare(
 
     sides = [s for s in SPLITS if (plan.windows.side == s).any()]
     sizes = {s: int((plan.windows.side == s).sum()) for s in sides}
+    norm_stats = None
+    if cfg.windows.normalize == "dataset":  # one scale per channel group, from the training windows only
+        acc = NormalizationStats(recordings[0].channels, cfg.windows.channel_groups)
+        tr = plan.windows.select("train")
+        for i in range(0, len(tr), BATCH):
+            acc.update(extract(recordings, tr.rec[i : i + BATCH], tr.start[i : i + BATCH], cfg.windows.length))
+        norm_stats = acc.result()
     metas: dict[str, dict[str, np.ndarray]] = {}
     total_batches = sum((n + BATCH - 1) // BATCH for n in sizes.values())
     with DatasetWriter(out, sizes, image_shape) as writer, Progress(
@@ -170,7 +186,8 @@ def prepare(
             idx = plan.windows.select(side)
             for i in range(0, len(idx), BATCH):
                 rec, start = idx.rec[i : i + BATCH], idx.start[i : i + BATCH]
-                x = normalize(extract(recordings, rec, start, cfg.windows.length), cfg.windows.normalize)
+                x = apply_normalization(extract(recordings, rec, start, cfg.windows.length), cfg.windows.normalize,
+                                        norm_stats)
                 writer.add(side, transform(x))
                 progress.advance(task)
             metas[side] = {
@@ -195,13 +212,15 @@ def prepare(
             "classes": classes,
             "fs": fs,
             "window": {"length": cfg.windows.length, "hop": cfg.windows.hop, "normalize": cfg.windows.normalize,
-                       "channels": list(recordings[0].channels)},
+                       "channels": list(recordings[0].channels), "band": list(cfg.windows.band),
+                       "normalization_stats": norm_stats},
             "transform": transform.to_dict(),
             "transform_device": str(dev),
             "image_shape": list(image_shape),
             "sizes": sizes,
             "counts": counts,
-            "split": {"method": cfg.split.method, "guard_samples": plan.guard, "leaky": plan.leaky,
+            "split": {"method": cfg.split.method, "val_method": cfg.split.val_method, "val_by": plan.val_by,
+                      "guard_samples": plan.guard, "leaky": plan.leaky,
                       "notes": plan.notes,
                       "blocks": [[b.rec, b.start, b.stop, b.side] for b in plan.blocks]},
             "recordings": [
