@@ -159,6 +159,12 @@ def prepare(
             console.print(f"[yellow]note:[/] {note}")
     for warning in plan.warnings:  # printed even when quiet: it changes what the validation score means
         console.print(f"[bold yellow]warning:[/] {warning}")
+    n_ch = recordings[0].n_channels
+    if n_ch > 1 and not quiet and (cfg.windows.normalize in ("zscore", "rms", "minmax") or cfg.transform.norm == "image"):
+        console.print(f"[yellow]note:[/] windows.normalize={cfg.windows.normalize} / transform.norm={cfg.transform.norm} "
+                      f"scale each of the {n_ch} channels on its own, which divides away level differences between "
+                      "them; if they are phases of one machine, windows.normalize=rms-joint (or dataset) with "
+                      "transform.norm=image-joint keeps them")
 
     classes = _classes(recordings)
     y_of_rec = np.array([classes.index(r.label) for r in recordings], dtype=np.int64)
