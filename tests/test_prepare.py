@@ -139,6 +139,9 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert res.exit_code == 2 and "nowhere: no such file or folder" in res.output
     res = runner.invoke(app, ["prepare", "--split", "random", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "allow_leaky" in res.output
+    res = runner.invoke(app, ["prepare", "--set", "windows.band=[0, 7000]", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "windows.band: high edge 7000 Hz must be below the Nyquist" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) <= 2
     assert not (tmp_path / "o").exists()
 
 

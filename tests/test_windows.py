@@ -369,3 +369,29 @@ def test_issue_example_five_short_recordings_per_class():
     assert train and all((w.rec == i).sum() == 12 for i in train)  # all twelve windows of a training recording
     with pytest.raises(DiagError, match="val_method: 'group' holds out whole units"):
         SplitConfig(method="time", val_method="group").validate()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(band=[5000.0]), r"windows.band: expected \[low, high\]"),
+    (dict(band=[3000.0, 2000.0]), "low edge 3000 Hz must be below the high edge 2000 Hz"),
+    (dict(fs=12000.0, band=[0, 6000.0]), "must be below the Nyquist frequency 6000 Hz"),
+    (dict(normalize="joint"), "windows.normalize: unknown 'joint'"),
+    (dict(channel_groups=[["ia"]]), "channel_groups: only used by windows.normalize=dataset"),
+])
+def test_window_config_refuses_nonsense(kwargs, match):
+    with pytest.raises(DiagError, match=match):
+        WindowConfig(**kwargs).validate()
+
+
+def test_split_and_transform_config_refuse_unknown_values():
+    from diag.config import TransformConfig
+
+    with pytest.raises(DiagError, match="split.val_method: unknown 'holdout'"):
+        SplitConfig(method="group", val_method="holdout").validate()
+    with pytest.raises(DiagError, match="transform.norm: choose one of image, image-joint, none"):
+        TransformConfig(norm="joint").validate()
+    # an explicit kind that no class can hold out is an error, not a silent fallback
+    recs = [rec(3000, lab, f"{lab}0", seed=j) for j, lab in enumerate("AB")] + [rec(3000, "A", "A1", seed=5)]
+    with pytest.raises(DiagError, match="val_method=group: no class has two or more group units"):
+        plan_split(recs, WindowConfig(fs=1000, length=256, hop=128),
+                   SplitConfig(method="group", test_groups=["A1"], val_method="group"))
