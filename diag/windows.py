@@ -383,8 +383,8 @@ def _time_blocks(i: int, n: int, length: int, guard: int, test_fraction: float, 
     if short:
         raise DiagError(
             f"{source}: {n} samples is too short for a {what} time split: " + "; ".join(short) + ". Use shorter "
-            "windows or other fractions, hold out whole recordings for validation (split.val_method) "
-            "with a grouping split.method, or drop this recording"
+            "windows or other fractions, hold out whole recordings for validation instead "
+            "(split.val_method=recording, with a grouping split.method), or drop this recording"
         )
     blocks = [Block(i, 0, tr, "train")]
     pos = tr
