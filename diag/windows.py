@@ -457,8 +457,11 @@ def _val_assignment(recordings: list[Recording], sides: list[str], cfg: SplitCon
     key = _unit_key(kind)
     labels = [recordings[i].label for i in train]
     units = [key(recordings[i]) for i in train]
+    # a unit that also holds recordings split by time (or tested) is never a validation unit: it
+    # would share that unit with the training (or test) side
+    elsewhere = frozenset(key(r) for r, sd in zip(recordings, sides) if sd != "train")
     held = _stratified_holdout(labels, units, cfg.val_fraction, np.random.default_rng([cfg.seed, 1]),
-                               skip=frozenset({""}))
+                               skip=frozenset({""}) | elsewhere)
     assign = {i: ("val" if u in held else "train") for i, u in zip(train, units)}
     with_val = {recordings[i].label for i in train if assign[i] == "val"}
     notes: list[str] = []

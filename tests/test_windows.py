@@ -314,12 +314,17 @@ def many_groups(per_class=5, n=3000):
 @pytest.mark.parametrize("method", ["group", "recording"])
 def test_validation_holds_out_whole_groups_never_shared_with_train_or_test(seed, method):
     recs = many_groups()
-    # a shared rig run: group "X" holds recordings of two classes
-    recs += [rec(3000, "A", "X", seed=101), rec(3000, "B", "X", seed=102)]
+    # a shared rig run: group "X" holds recordings of two classes; class D has one group only (split by
+    # time), which it shares with a recording of class C: that group can be neither test nor validation
+    recs += [rec(3000, "A", "X", seed=101), rec(3000, "B", "X", seed=102),
+             rec(3000, "D", "Y", seed=103), rec(3000, "C", "Y", seed=104)]
     plan = plan_split(recs, WindowConfig(fs=1000, length=256, hop=128),
                       SplitConfig(method=method, test_fraction=0.2, val_fraction=0.2, seed=seed))
     key = (lambda r: r.group) if method == "group" else (lambda r: r.source)
     u = _units_by_side(recs, plan, key)
+    d = key(recs[-2])  # D's only unit (group Y / its recording) sits on every side (time split) ...
+    assert u["train"] & u["val"] & u["test"] == {d}
+    u = {k: v - {d} for k, v in u.items()}  # ... and nothing else may meet another side
     assert not u["train"] & u["val"] and not u["train"] & u["test"] and not u["val"] & u["test"], u
     assert plan.val_by == method and not plan.warnings
     check_no_shared_samples(plan, 256)
@@ -395,3 +400,14 @@ def test_split_and_transform_config_refuse_unknown_values():
     with pytest.raises(DiagError, match="val_method=group: no class has two or more group units"):
         plan_split(recs, WindowConfig(fs=1000, length=256, hop=128),
                    SplitConfig(method="group", test_groups=["A1"], val_method="group"))
+
+
+def test_a_group_that_is_split_by_time_is_never_a_validation_group():
+    # D has one group (Y), so D is split by time: Y is on every side. A also has a recording in Y.
+    recs = [rec(3000, "A", g, seed=k) for k, g in enumerate(["g1", "g2", "g3", "Y"])] + [rec(3000, "D", "Y", seed=9)]
+    for seed in range(10):
+        plan = plan_split(recs, WindowConfig(fs=1000, length=256, hop=128),
+                          SplitConfig(method="group", test_groups=["g1"], seed=seed))
+        w = plan.windows
+        val_groups = {recs[i].group for i in np.unique(w.rec[w.side == "val"]) if recs[i].label == "A"}
+        assert val_groups and "Y" not in val_groups, (seed, val_groups)
