@@ -36,6 +36,8 @@ from diag.windows import (
 
 console = Console(stderr=True)
 BATCH = 256
+
+
 def source_checksums(cfg: PrepareConfig) -> dict[str, str]:
     """sha256 of every file under ``source.path`` (relative names); empty for the simulators.
 

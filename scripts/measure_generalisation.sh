@@ -38,7 +38,7 @@ fit() {  # fit DATA CONFIG [train options...]: one run per seed
     local run="$OUT/runs/$data-s$seed"
     [ -f "$run/test_metrics.json" ] && continue
     local again=(--force)
-    [ -f "$run/checkpoint.pt" ] && again=(--resume)
+    [ -f "$run/last.pt" ] && again=(--resume)
     echo "train $data seed $seed"
     $PY -m diag train --data "$OUT/data/$data" --out "$run" --config "$config" --epochs "$EPOCHS" --seed "$seed" \
       --device "$DEVICE" -q "${again[@]}" "$@" >"$run.log" 2>&1 || echo "train $data seed $seed failed: see $run.log"
