@@ -31,7 +31,9 @@ from diag.errors import DiagError
 
 SOURCE_KINDS = ("cwru", "paderborn", "ottawa", "files", "bearing_sim", "inverter_sim")
 SPLIT_METHODS = ("time", "recording", "group", "condition", "fault-size", "random")
-NORMALIZATIONS = ("none", "zscore", "rms", "minmax")
+NORMALIZATIONS = ("none", "zscore", "rms", "minmax", "zscore-joint", "rms-joint", "dataset")
+VAL_METHODS = ("auto", "time", "recording", "group", "condition", "fault-size")
+IMAGE_NORMS = ("image", "image-joint", "none")
 #: single image representations; ``transform.kind`` joins one or more with "+" (e.g. "cwt+envorder")
 TRANSFORM_PARTS = ("cwt", "stft", "envorder", "harmonics")
 #: kinds whose rows are orders of a reference rate (shaft rate / electrical fundamental), not Hz
@@ -81,14 +83,22 @@ class WindowConfig:
 
     ``fs`` is the target sampling rate in Hz (every recording is polyphase-resampled to it; 0 keeps
     the recordings' own rate, which must then agree). ``length``/``hop`` are in samples at ``fs``.
-    ``normalize`` is applied per window and channel: ``zscore`` (zero mean, unit std), ``rms``
-    (divide by RMS, keep the mean), ``minmax`` (to [-1, 1]) or ``none``.
+    ``normalize``: per window and channel ``zscore`` (zero mean, unit std), ``rms`` (divide by RMS,
+    keep the mean) or ``minmax`` (to [-1, 1]); per window, one map for all channels, keeping the
+    ratios between them: ``zscore-joint``, ``rms-joint``; ``dataset``: one fixed mean and scale per
+    channel group, computed on the training split and stored in the manifest (groups from
+    ``channel_groups``, e.g. ``[["ia", "ib", "ic"], ["vab", "vbc", "vca"]]``; empty = all channels
+    one group); or ``none``.
+    ``band = [lo, hi]`` Hz: every recording is band-limited (zero-phase FFT brick wall) after
+    resampling and before windowing; ``lo = 0``: no high-pass, ``hi = 0``: no low-pass, empty: off.
     """
 
     fs: float = 12000.0
     length: int = 2048
     hop: int = 1024
     normalize: str = "zscore"
+    band: list[float] = field(default_factory=list)
+    channel_groups: list[list[str]] = field(default_factory=list)
 
     def validate(self) -> None:
         if self.fs < 0:
@@ -101,6 +111,17 @@ class WindowConfig:
             raise DiagError(
                 f"windows.normalize: unknown '{self.normalize}'; choose one of {', '.join(NORMALIZATIONS)}"
             )
+        if self.band:
+            if len(self.band) != 2 or min(self.band) < 0:
+                raise DiagError(f"windows.band: expected [low, high] in Hz, both >= 0 (0 = no edge), got {self.band}")
+            lo, hi = self.band
+            if hi and lo >= hi:
+                raise DiagError(f"windows.band: low edge {lo:g} Hz must be below the high edge {hi:g} Hz")
+            if self.fs and hi >= self.fs / 2:
+                raise DiagError(f"windows.band: high edge {hi:g} Hz must be below the Nyquist frequency "
+                                f"{self.fs / 2:g} Hz of windows.fs={self.fs:g}")
+        if self.channel_groups and self.normalize != "dataset":
+            raise DiagError("windows.channel_groups: only used by windows.normalize=dataset; remove it or set that")
 
 
 @dataclass
@@ -118,10 +139,16 @@ class SplitConfig:
     * ``random``: windows shuffled at random. Leaks (neighbouring windows overlap or correlate);
       needs ``allow_leaky = true`` and prints a warning.
 
-    Validation is always carved from the training side only, by time block with a guard.
+    Validation comes from the training side only. ``val_method``: ``auto`` (default) holds out
+    whole units of the same kind as the test side (recordings / groups / conditions / fault sizes)
+    for the classes whose training side has at least two of them, and carves the rest by time
+    (the reason goes to the plan's notes and is printed); ``time``: the last ``val_fraction`` of
+    every training recording after a guard gap; or a kind named explicitly (an error where no
+    class has two of them on the training side).
     """
 
     method: str = "time"
+    val_method: str = "auto"
     test_fraction: float = 0.2
     val_fraction: float = 0.15
     guard_windows: float = 1.0
@@ -134,6 +161,12 @@ class SplitConfig:
     def validate(self) -> None:
         if self.method not in SPLIT_METHODS:
             raise DiagError(f"split.method: unknown '{self.method}'; choose one of {', '.join(SPLIT_METHODS)}")
+        if self.val_method not in VAL_METHODS:
+            raise DiagError(f"split.val_method: unknown '{self.val_method}'; choose one of {', '.join(VAL_METHODS)}")
+        if self.method in ("time", "random") and self.val_method not in ("auto", "time"):
+            raise DiagError(f"split.val_method: '{self.val_method}' holds out whole units for validation, but "
+                            f"split.method={self.method} puts every recording on the training and the test side; "
+                            "use split.val_method=time (or a grouping split.method)")
         if not 0.0 < self.test_fraction < 1.0 and self.method in ("time", "random", "recording", "group"):
             raise DiagError(f"split.test_fraction: must be in (0, 1), got {self.test_fraction}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -237,8 +270,8 @@ class TransformConfig:
             raise DiagError(f"transform.w0: Morlet w0 below 3 is not admissible/analytic enough, got {self.w0}")
         if not 0 <= self.noverlap < self.nperseg:
             raise DiagError(f"transform.noverlap: must be in [0, nperseg={self.nperseg}), got {self.noverlap}")
-        if self.norm not in ("image", "none"):
-            raise DiagError(f"transform.norm: choose 'image' or 'none', got '{self.norm}'")
+        if self.norm not in IMAGE_NORMS:
+            raise DiagError(f"transform.norm: choose one of {', '.join(IMAGE_NORMS)}, got '{self.norm}'")
 
 
 @dataclass

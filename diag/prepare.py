@@ -26,10 +26,19 @@ from diag.runtime import pick_device
 from diag.storage import check_writable, claim_output, file_sha256
 from diag.sources import load_recordings
 from diag.sources.base import Recording, list_files
-from diag.windows import check_no_shared_samples, extract, harmonise, normalize, plan_split
+from diag.windows import (
+    NormalizationStats,
+    apply_normalization,
+    check_no_shared_samples,
+    extract,
+    harmonise,
+    plan_split,
+)
 
 console = Console(stderr=True)
 BATCH = 256
+
+
 def source_checksums(cfg: PrepareConfig) -> dict[str, str]:
     """sha256 of every file under ``source.path`` (relative names); empty for the simulators.
 
@@ -131,8 +140,16 @@ def prepare(
     else:
         check_no_shared_samples(plan, cfg.windows.length)
     for note in plan.notes:
-        if not quiet:
+        if not quiet and note not in plan.warnings:
             console.print(f"[yellow]note:[/] {note}")
+    for warning in plan.warnings:  # printed even when quiet: it changes what the validation score means
+        console.print(f"[bold yellow]warning:[/] {warning}")
+    n_ch = recordings[0].n_channels
+    if n_ch > 1 and not quiet and (cfg.windows.normalize in ("zscore", "rms", "minmax") or cfg.transform.norm == "image"):
+        console.print(f"[yellow]note:[/] windows.normalize={cfg.windows.normalize} / transform.norm={cfg.transform.norm} "
+                      f"scale each of the {n_ch} channels on its own, which divides away level differences between "
+                      "them; if they are phases of one machine, windows.normalize=rms-joint (or dataset) with "
+                      "transform.norm=image-joint keeps them")
 
     classes = _classes(recordings)
     y_of_rec = np.array([classes.index(r.label) for r in recordings], dtype=np.int64)
@@ -158,6 +175,13 @@ def prepare(
 
     sides = [s for s in SPLITS if (plan.windows.side == s).any()]
     sizes = {s: int((plan.windows.side == s).sum()) for s in sides}
+    norm_stats = None
+    if cfg.windows.normalize == "dataset":  # one scale per channel group, from the training windows only
+        acc = NormalizationStats(recordings[0].channels, cfg.windows.channel_groups)
+        tr = plan.windows.select("train")
+        for i in range(0, len(tr), BATCH):
+            acc.update(extract(recordings, tr.rec[i : i + BATCH], tr.start[i : i + BATCH], cfg.windows.length))
+        norm_stats = acc.result()
     metas: dict[str, dict[str, np.ndarray]] = {}
     total_batches = sum((n + BATCH - 1) // BATCH for n in sizes.values())
     with DatasetWriter(out, sizes, image_shape) as writer, Progress(
@@ -169,7 +193,8 @@ def prepare(
             idx = plan.windows.select(side)
             for i in range(0, len(idx), BATCH):
                 rec, start = idx.rec[i : i + BATCH], idx.start[i : i + BATCH]
-                x = normalize(extract(recordings, rec, start, cfg.windows.length), cfg.windows.normalize)
+                x = apply_normalization(extract(recordings, rec, start, cfg.windows.length), cfg.windows.normalize,
+                                        norm_stats)
                 if needs_ref:
                     ref = window_reference_hz((ref_lo[rec], ref_hi[rec]), start, cfg.windows.length, rec_len[rec])
                     writer.add(side, transform(x, ref_hz=ref))
@@ -198,13 +223,15 @@ def prepare(
             "classes": classes,
             "fs": fs,
             "window": {"length": cfg.windows.length, "hop": cfg.windows.hop, "normalize": cfg.windows.normalize,
-                       "channels": list(recordings[0].channels)},
+                       "channels": list(recordings[0].channels), "band": list(cfg.windows.band),
+                       "normalization_stats": norm_stats},
             "transform": transform.to_dict(),
             "transform_device": str(dev),
             "image_shape": list(image_shape),
             "sizes": sizes,
             "counts": counts,
-            "split": {"method": cfg.split.method, "guard_samples": plan.guard, "leaky": plan.leaky,
+            "split": {"method": cfg.split.method, "val_method": cfg.split.val_method, "val_by": plan.val_by,
+                      "guard_samples": plan.guard, "leaky": plan.leaky,
                       "notes": plan.notes,
                       "blocks": [[b.rec, b.start, b.stop, b.side] for b in plan.blocks]},
             "recordings": [

@@ -20,7 +20,9 @@ Pixel values
    channel (and an absolute floor ``AMIN_POWER``), so silence gives a flat image, not ``-inf``.
    ``log = false``: the RMS magnitude ``sqrt(mean power)`` in units of x.
 3. ``norm = "image"``: each image and channel to zero mean, unit standard deviation (a constant image
-   becomes all zeros). ``"none"`` keeps dB (or linear) values.
+   becomes all zeros). ``"image-joint"``: one mean and standard deviation over all channels of a
+   window's image (per transform kind), so a channel that is 3 dB above another stays 3 dB above
+   it. ``"none"`` keeps dB (or linear) values.
 
 CWT
 ---
@@ -941,7 +943,7 @@ class Transform:
                         p = resize_area(p, (self.height,), axes=(-2,))
                         p = p @ self._mat("stft_time", self._stft_time.T, s.device)
                     p = power_to_db(p) if self.cfg.log else p.sqrt()
-                    out[a : a + chunk, j] = standardize_images(p) if self.cfg.norm == "image" else p
+                    out[a : a + chunk, j] = standardize_images(p) if self.cfg.norm == "image" else p  # joint: below
 
         workers = min(threads, len(starts))
         if workers <= 1:
@@ -980,6 +982,11 @@ class Transform:
             ref = torch.as_tensor(np.repeat(r, c), dtype=torch.float32, device=t.device)
         with torch.inference_mode():
             img = self._images(t.reshape(b * c, n), ref).reshape(b, c * len(self.kinds), self.height, self.width)
+            if self.cfg.norm == "image-joint":  # one mean/std over all channels of a window, per kind
+                k = len(self.kinds)
+                img = standardize_images(img.reshape(b, c, k, self.height, self.width).transpose(1, 2)
+                                         .reshape(b, k, c * self.height, self.width))
+                img = img.reshape(b, k, c, self.height, self.width).transpose(1, 2).reshape(b, c * k, self.height, self.width)
         if is_tensor:
             return img.clone()  # a normal tensor (not an inference tensor) for autograd users downstream
         return img.cpu().numpy()

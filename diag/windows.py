@@ -23,8 +23,16 @@ Splits (``SplitConfig.method``):
 
 For the grouping splits, a class that would end up on only one side (e.g. CWRU's only healthy
 recording, or healthy data under ``fault-size``) is split by time instead, and the fact is recorded
-in the plan's ``notes``. Validation always comes from the training side only: the last
+in the plan's ``notes``. Validation always comes from the training side only. ``split.val_method``
+``auto`` (default) mirrors the test side: whole recordings / groups / conditions / fault sizes of
+the training side are held out for validation (about ``val_fraction`` of each class's units, at
+least one, for the classes with two or more), so the validation score measures the same kind of
+shift as the test score; the other classes, and ``val_method = "time"``, take the last
 ``val_fraction`` of each training recording (after a guard gap) or of its training block.
+
+Before windowing, every recording may be band-limited (``windows.band``, :func:`band_limit`);
+windows are normalised by :func:`apply_normalization` (per window and channel, per window jointly,
+or with fixed training-split statistics per channel group).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
+from scipy import fft as sfft
 from scipy.signal import resample_poly
 
 from diag.config import SplitConfig, WindowConfig
@@ -82,11 +91,54 @@ def resample(rec: Recording, fs: float) -> Recording:
     )
 
 
+def band_limit(rec: Recording, band: list[float] | tuple[float, ...]) -> Recording:
+    """Remove everything outside ``band = [lo, hi]`` Hz from the whole recording (zero phase).
+
+    An FFT brick wall over the whole recording, mirrored at both ends (even extension, so the
+    circular FFT sees no jump at the edges): bins below ``lo`` and above ``hi`` are set to zero,
+    the rest is kept exactly. ``lo = 0`` keeps DC (no high-pass); ``hi = 0`` means no low-pass.
+    Chosen over a Butterworth ``sosfiltfilt`` because the confound it removes (CWRU: two
+    acquisition chains whose anti-alias edges differ around 5.0-5.6 kHz) sits right at the limit,
+    where a Butterworth's transition band would let part of it through; on recordings of many
+    thousand samples the brick wall's ringing (a sinc in time) is immaterial. Every recording gets
+    the same operation, so a cue that differs only outside the band is gone from all of them.
+    """
+    lo, hi = (float(band[0]), float(band[1])) if band else (0.0, 0.0)
+    if lo <= 0 and hi <= 0:
+        return rec
+    nyq = rec.fs / 2
+    if hi and hi >= nyq:
+        raise DiagError(f"windows.band: upper edge {hi:g} Hz is at or above the Nyquist frequency {nyq:g} Hz of "
+                        f"{rec.source} ({rec.fs:g} Hz); choose a lower edge or 0 for none")
+    if lo >= (hi or nyq):
+        raise DiagError(f"windows.band: lower edge {lo:g} Hz must be below the upper edge {(hi or nyq):g} Hz")
+    x = rec.signal.astype(np.float64, copy=False)
+    n = x.shape[-1]
+    ext = np.concatenate([x, x[..., ::-1]], axis=-1)  # even extension: continuous at both ends
+    spec = sfft.rfft(ext, axis=-1)
+    f = sfft.rfftfreq(2 * n, 1.0 / rec.fs)
+    keep = (f >= lo) & ((f <= hi) if hi else True)
+    spec[..., ~keep] = 0
+    y = sfft.irfft(spec, n=2 * n, axis=-1)[..., :n]
+    return Recording(
+        signal=y.astype(np.float32),
+        fs=rec.fs,
+        label=rec.label,
+        group=rec.group,
+        condition=rec.condition,
+        source=rec.source,
+        fault_size=rec.fault_size,
+        channels=rec.channels,
+        meta=dict(rec.meta, band=[lo, hi]),
+    )
+
+
 def harmonise(recordings: list[Recording], cfg: WindowConfig) -> list[Recording]:
-    """Validate, check channel counts agree, and bring every recording to the target rate.
+    """Validate, check channel counts agree, bring every recording to the target rate, band-limit.
 
     With ``cfg.fs == 0`` the recordings must already share one rate: mixing rates without
     resampling plants a trivial cue (CWRU's 48 kHz healthy baseline among 12 kHz faults).
+    ``cfg.band`` (when set) is applied to every recording after resampling (:func:`band_limit`).
     """
     if not recordings:
         raise DiagError("no recordings were read; check source.path and the reader options")
@@ -106,7 +158,7 @@ def harmonise(recordings: list[Recording], cfg: WindowConfig) -> list[Recording]
                     f"inconsistent sampling rates: {first.source} is {first.fs:g} Hz, {r.source} is {r.fs:g} Hz; "
                     "set windows.fs to resample them all to one rate"
                 )
-        return list(recordings)
+        return [band_limit(r, cfg.band) for r in recordings]
     out = []
     for r in recordings:
         if r.fs < cfg.fs:
@@ -117,7 +169,7 @@ def harmonise(recordings: list[Recording], cfg: WindowConfig) -> list[Recording]
                     f"{r.source}: sampled at {r.fs:g} Hz, far below the target windows.fs={cfg.fs:g} Hz; "
                     "lower windows.fs"
                 )
-        out.append(resample(r, cfg.fs))
+        out.append(band_limit(resample(r, cfg.fs), cfg.band))
     return out
 
 
@@ -132,13 +184,29 @@ def window_starts(start: int, stop: int, length: int, hop: int) -> np.ndarray:
     return np.arange(start, stop - length + 1, hop, dtype=np.int64)
 
 
+PER_WINDOW = ("none", "zscore", "rms", "minmax", "zscore-joint", "rms-joint")
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.where(den > 0, num / np.where(den > 0, den, 1), 0).astype(np.float32)
+
+
 def normalize(x: np.ndarray, method: str) -> np.ndarray:
-    """Per-window, per-channel normalisation of ``x`` with shape ``[..., W]`` (windows on the last axis).
+    """Per-window normalisation of ``x`` with shape ``[..., C, W]`` (windows on the last axis).
+
+    Per channel (each channel of each window on its own; ratios between channels are lost):
 
     * ``zscore``: ``(x - mean) / std``
     * ``rms``: ``x / sqrt(mean(x**2))`` (keeps the DC level)
     * ``minmax``: affine map of ``[min, max]`` to ``[-1, 1]``
-    * ``none``: unchanged
+
+    Joint (one map per window for all its channels; amplitude ratios, offsets and phase relations
+    between channels are kept):
+
+    * ``zscore-joint``: ``(x - m) / s`` with ``m``, ``s`` the mean and std over all channels and samples
+    * ``rms-joint``: ``x / sqrt(mean over channels and samples of x**2)``
+
+    * ``none``: unchanged. (``dataset`` needs statistics: see :func:`apply_normalization`.)
 
     Constant windows (std, rms or range 0) are left at zero rather than divided by zero.
     """
@@ -146,18 +214,111 @@ def normalize(x: np.ndarray, method: str) -> np.ndarray:
     if method == "none":
         return x
     if method == "zscore":
-        mu = x.mean(axis=-1, keepdims=True)
-        sd = x.std(axis=-1, keepdims=True)
-        return np.where(sd > 0, (x - mu) / np.where(sd > 0, sd, 1), 0).astype(np.float32)
+        return _safe_div(x - x.mean(axis=-1, keepdims=True), x.std(axis=-1, keepdims=True))
     if method == "rms":
-        rms = np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True))
-        return np.where(rms > 0, x / np.where(rms > 0, rms, 1), 0).astype(np.float32)
+        return _safe_div(x, np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True)))
     if method == "minmax":
         lo = x.min(axis=-1, keepdims=True)
         hi = x.max(axis=-1, keepdims=True)
         rng = hi - lo
         return np.where(rng > 0, 2 * (x - lo) / np.where(rng > 0, rng, 1) - 1, 0).astype(np.float32)
+    if method in ("zscore-joint", "rms-joint"):
+        if x.ndim < 2:
+            raise DiagError(f"windows.normalize={method}: needs windows shaped [..., channels, samples]")
+        axes = (-2, -1)
+        if method == "zscore-joint":
+            return _safe_div(x - x.mean(axis=axes, keepdims=True), x.std(axis=axes, keepdims=True))
+        return _safe_div(x, np.sqrt(np.mean(np.square(x), axis=axes, keepdims=True)))
+    if method == "dataset":
+        raise DiagError("windows.normalize=dataset needs the training-split statistics; "
+                        "call apply_normalization(windows, 'dataset', stats)")
     raise DiagError(f"windows.normalize: unknown '{method}'")
+
+
+def channel_groups(channels: list[str] | tuple[str, ...], groups: list[list[str]]) -> list[list[int]]:
+    """Channel indices of each group of ``windows.channel_groups`` (empty: all channels form one group).
+
+    Every channel must be in exactly one group; a name that is not a channel is an error.
+    """
+    channels = list(channels)
+    if not groups:
+        return [list(range(len(channels)))]
+    seen: dict[str, int] = {}
+    out = []
+    for g in groups:
+        idx = []
+        for name in g:
+            if name not in channels:
+                raise DiagError(f"windows.channel_groups: '{name}' is not a channel; the channels are {channels}")
+            if name in seen:
+                raise DiagError(f"windows.channel_groups: channel '{name}' is in two groups")
+            seen[name] = len(out)
+            idx.append(channels.index(name))
+        out.append(idx)
+    missing = [c for c in channels if c not in seen]
+    if missing:
+        raise DiagError(f"windows.channel_groups: channel(s) {missing} are in no group; list every channel once")
+    return out
+
+
+class NormalizationStats:
+    """Running sums for the ``dataset`` normalisation: one mean and one std per channel group.
+
+    Feed it the *training* windows (``update``), then ``result()`` gives the JSON-able statistics
+    that :func:`apply_normalization` needs and the manifest stores (so predict applies the same).
+    """
+
+    def __init__(self, channels: list[str] | tuple[str, ...], groups: list[list[str]]):
+        self.channels = list(channels)
+        self.groups = channel_groups(self.channels, groups)
+        self.n = np.zeros(len(self.channels))
+        self.s1 = np.zeros(len(self.channels))
+        self.s2 = np.zeros(len(self.channels))
+
+    def update(self, x: np.ndarray) -> None:
+        """Add windows ``[B, C, W]``."""
+        x = np.asarray(x, dtype=np.float64)
+        self.n += x.shape[0] * x.shape[-1]
+        self.s1 += x.sum(axis=(0, 2))
+        self.s2 += np.square(x).sum(axis=(0, 2))
+
+    def result(self) -> dict:
+        c = len(self.channels)
+        center, scale = np.zeros(c), np.ones(c)
+        for idx in self.groups:
+            n = self.n[idx].sum()
+            if n == 0:
+                raise DiagError("windows.normalize=dataset: no training windows to compute the scale from")
+            mean = self.s1[idx].sum() / n
+            var = max(self.s2[idx].sum() / n - mean**2, 0.0)
+            sd = float(np.sqrt(var))
+            center[idx] = mean
+            scale[idx] = sd if sd > 0 else 1.0
+        return {"channels": self.channels, "groups": [[self.channels[i] for i in g] for g in self.groups],
+                "center": [float(v) for v in center], "scale": [float(v) for v in scale]}
+
+
+def apply_normalization(windows: np.ndarray, method: str, stats: dict | None = None) -> np.ndarray:
+    """Normalise windows ``[B, C, W]`` the way a prepared dataset (and so its model) expects.
+
+    Per-window methods (see :func:`normalize`) need no ``stats``. ``dataset``: one fixed affine map
+    per channel group, ``(x - center) / scale`` with the mean and standard deviation of the group's
+    channels over the training windows (``stats`` as stored in the manifest under
+    ``window.normalization_stats``; :class:`NormalizationStats` computes them). It keeps the
+    absolute level as well as the ratios between the channels of a group.
+    """
+    if method != "dataset":
+        return normalize(windows, method)
+    if not stats or "center" not in stats or "scale" not in stats:
+        raise DiagError("windows.normalize=dataset: the training-split statistics are missing "
+                        "(a dataset or checkpoint prepared without them); prepare the dataset again")
+    x = np.asarray(windows, dtype=np.float32)
+    center = np.asarray(stats["center"], dtype=np.float32)
+    scale = np.asarray(stats["scale"], dtype=np.float32)
+    if x.ndim < 2 or x.shape[-2] != len(center):
+        raise DiagError(f"windows.normalize=dataset: the statistics are for {len(center)} channel(s) "
+                        f"({stats.get('channels')}), the windows have shape {x.shape}")
+    return ((x - center[:, None]) / scale[:, None]).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,6 +358,8 @@ class SplitPlan:
     guard: int
     notes: list[str] = field(default_factory=list)
     leaky: bool = False
+    val_by: str = "time"  # how validation was chosen: time | recording | group | condition | fault-size (+time)
+    warnings: list[str] = field(default_factory=list)  # also in notes; printed by prepare
 
 
 def _time_blocks(i: int, n: int, length: int, guard: int, test_fraction: float, val_fraction: float,
@@ -206,13 +369,22 @@ def _time_blocks(i: int, n: int, length: int, guard: int, test_fraction: float, 
     v = int(round(n * val_fraction))
     gaps = (guard if t else 0) + (guard if v else 0)
     tr = n - t - v - gaps
-    need = length * (1 + (1 if t else 0) + (1 if v else 0)) + gaps
-    if n < need or tr < length or (t and t < length) or (v and v < length):
-        what = "train | val | test" if with_test else "train | val"
+    what = "train | val | test" if with_test else "train | val"
+    short = []
+    if v and v < length:
+        short.append(f"its validation block (split.val_fraction={val_fraction:g} of {n} = {v} samples) is shorter "
+                     f"than one {length}-sample window (val_fraction >= {length / n:.3f} needed)")
+    if t and t < length:
+        short.append(f"its test block (split.test_fraction={test_fraction:g} of {n} = {t} samples) is shorter "
+                     f"than one {length}-sample window (test_fraction >= {length / n:.3f} needed)")
+    if tr < length:
+        short.append(f"after the validation ({v}) and test ({t}) blocks and {gaps} guard samples, {max(tr, 0)} "
+                     f"samples remain for training, fewer than one {length}-sample window")
+    if short:
         raise DiagError(
-            f"{source}: {n} samples is too short for a {what} time split of {length}-sample windows "
-            f"with a {guard}-sample guard (needs at least {need}); use shorter windows, smaller "
-            "fractions, or drop this recording"
+            f"{source}: {n} samples is too short for a {what} time split: " + "; ".join(short) + ". Use shorter "
+            "windows or other fractions, hold out whole recordings for validation instead "
+            "(split.val_method=recording, with a grouping split.method), or drop this recording"
         )
     blocks = [Block(i, 0, tr, "train")]
     pos = tr
@@ -224,6 +396,94 @@ def _time_blocks(i: int, n: int, length: int, guard: int, test_fraction: float, 
         pos += guard
         blocks.append(Block(i, pos, n, "test"))
     return blocks
+
+
+def _unit_key(kind: str):
+    """The unit a grouping split holds out whole: recording, group, condition or fault size."""
+    return {"recording": lambda r: r.source, "group": lambda r: r.group or r.source,
+            "condition": lambda r: r.condition, "fault-size": lambda r: r.fault_size}[kind]
+
+
+def _stratified_holdout(labels: list[str], units: list[str], fraction: float, rng: np.random.Generator,
+                        skip: frozenset[str] = frozenset()) -> set[str]:
+    """Seeded, stratified choice of units to hold out (``labels[i]``, ``units[i]``: one per recording).
+
+    Per class, hold out about ``fraction`` of its units (at least one when the class has two or
+    more). A unit is held out for every class it holds, so a unit is never drawn if that would
+    leave some class without a remaining unit, or if a class with this one unit only needs it.
+    Units in ``skip`` (e.g. the empty fault size of healthy data) are never drawn.
+    """
+    held: set[str] = set()
+    by_label: dict[str, list[str]] = {}
+    for lab, g in zip(labels, units):
+        by_label.setdefault(lab, [])
+        if g not in by_label[lab]:
+            by_label[lab].append(g)
+    by_label = {k: sorted(v) for k, v in by_label.items()}
+    single = {gs[0] for gs in by_label.values() if len(gs) == 1}
+
+    def can_hold_out(g: str) -> bool:
+        return g not in single and g not in skip and all(any(x not in held and x != g for x in gs)
+                                                         for gs in by_label.values() if g in gs)
+
+    for label in sorted(by_label):
+        gs = by_label[label]
+        if len(gs) < 2:
+            continue
+        k = min(len(gs) - 1, max(1, int(round(len(gs) * fraction))))
+        for _ in range(k - sum(g in held for g in gs)):
+            candidates = [g for g in gs if g not in held and can_hold_out(g)]
+            if not candidates:
+                break
+            held.add(str(rng.choice(candidates)))
+    return held
+
+
+def _val_assignment(recordings: list[Recording], sides: list[str], cfg: SplitConfig
+                    ) -> tuple[dict[int, str], str, list[str], list[str]]:
+    """Validation for the training-side recordings of a grouping split.
+
+    Returns ``({recording: "val" | "train" | "carve"}, val_by, notes, warnings)``: whole units of
+    the ``val_method`` kind (``auto``: the test side's kind) are held out for validation for the
+    classes that have at least two such units on the training side; the training recordings of
+    the other classes are carved by time (``"carve"``: ``train | guard | val``).
+    """
+    train = [i for i, sd in enumerate(sides) if sd == "train"]
+    if cfg.val_fraction == 0 or not train:
+        return {i: "train" if cfg.val_fraction == 0 else "carve" for i in train}, "none", [], []
+    kind = cfg.method if cfg.val_method == "auto" else cfg.val_method
+    if kind == "time":
+        return {i: "carve" for i in train}, "time", [], []
+    key = _unit_key(kind)
+    labels = [recordings[i].label for i in train]
+    units = [key(recordings[i]) for i in train]
+    # a unit that also holds recordings split by time (or tested) is never a validation unit: it
+    # would share that unit with the training (or test) side
+    elsewhere = frozenset(key(r) for r, sd in zip(recordings, sides) if sd != "train")
+    held = _stratified_holdout(labels, units, cfg.val_fraction, np.random.default_rng([cfg.seed, 1]),
+                               skip=frozenset({""}) | elsewhere)
+    assign = {i: ("val" if u in held else "train") for i, u in zip(train, units)}
+    with_val = {recordings[i].label for i in train if assign[i] == "val"}
+    notes: list[str] = []
+    warnings: list[str] = []
+    fallback = sorted({recordings[i].label for i in train} - with_val)
+    if not with_val:
+        if cfg.val_method != "auto":
+            raise DiagError(f"split.val_method={kind}: no class has two or more {kind} units on the training side "
+                            "to hold one out for validation; use split.val_method=time or auto")
+        msg = (f"validation by time blocks of the training recordings: no class has two or more {kind} units on "
+               "the training side to hold one out; validation scores measure memory of known recordings")
+        return {i: "carve" for i in train}, "time", [msg], [msg]
+    for i in train:
+        if recordings[i].label in fallback:
+            assign[i] = "carve"
+    notes.append(f"validation holds out whole {kind} units of the training side: {sorted(held)}")
+    if fallback:
+        msg = (f"class(es) {fallback} have fewer than two {kind} units on the training side; their validation "
+               "windows are time blocks of their training recordings")
+        notes.append(msg)
+        warnings.append(msg)
+    return assign, kind if not fallback else f"{kind}+time", notes, warnings
 
 
 def _holdout_sides(recordings: list[Recording], cfg: SplitConfig) -> tuple[list[str], list[str]]:
@@ -255,34 +515,8 @@ def _holdout_sides(recordings: list[Recording], cfg: SplitConfig) -> tuple[list[
             raise DiagError(f"split.test_groups: {unknown[:3]} not found among the {len(set(groups))} groups")
         test = set(cfg.test_groups)
     else:
-        # Seeded, stratified: per class, hold out about test_fraction of its groups (at least one
-        # when the class has two or more). A group is held out for every class it holds, so a
-        # group is never drawn if that would leave some class without a training group, or if a
-        # class with this one group only needs it (that class is split by time, on both sides).
-        rng = np.random.default_rng(cfg.seed)
-        test: set[str] = set()
-        by_label: dict[str, list[str]] = {}
-        for r, g in zip(recordings, groups):
-            by_label.setdefault(r.label, [])
-            if g not in by_label[r.label]:
-                by_label[r.label].append(g)
-        by_label = {k: sorted(v) for k, v in by_label.items()}
-        single = {gs[0] for gs in by_label.values() if len(gs) == 1}
-
-        def can_hold_out(g: str) -> bool:
-            return g not in single and all(any(x not in test and x != g for x in gs)
-                                           for gs in by_label.values() if g in gs)
-
-        for label in sorted(by_label):
-            gs = by_label[label]
-            if len(gs) < 2:
-                continue
-            k = min(len(gs) - 1, max(1, int(round(len(gs) * cfg.test_fraction))))
-            for _ in range(k - sum(g in test for g in gs)):
-                candidates = [g for g in gs if g not in test and can_hold_out(g)]
-                if not candidates:
-                    break
-                test.add(str(rng.choice(candidates)))
+        test = _stratified_holdout([r.label for r in recordings], groups, cfg.test_fraction,
+                                   np.random.default_rng(cfg.seed))
     return ["test" if g in test else "train" for g in groups], notes
 
 
@@ -315,6 +549,7 @@ def plan_split(recordings: list[Recording], wcfg: WindowConfig, scfg: SplitConfi
         notes.append("random window split: overlapping/neighbouring windows sit on both sides; accuracy is optimistic")
         return SplitPlan(blocks, WindowIndex(rec, start, side.astype("<U5")), 0, notes, leaky=True)
 
+    val_by, warnings = ("time" if scfg.val_fraction else "none"), []
     if scfg.method == "time":
         for i, r in enumerate(recordings):
             blocks += _time_blocks(i, r.n_samples, length, guard, scfg.test_fraction, scfg.val_fraction, r.source)
@@ -340,14 +575,19 @@ def plan_split(recordings: list[Recording], wcfg: WindowConfig, scfg: SplitConfi
             raise DiagError(f"split.{scfg.method}: nothing is held out for any class; use split.method=time or "
                             f"other {what}")
         # (A held-out group is held out for every class it holds, and a class moved to the time
-        # split had all its recordings on the training side, so no group ends up on both sides.)
+        # split had all its recordings on the training side, so no group ends up on both sides.
+        # The same holds for the units held out for validation, drawn from the training side.)
+        val_assign, val_by, vnotes, warnings = _val_assignment(recordings, sides, scfg)
+        notes += vnotes
         for i, (r, sd) in enumerate(zip(recordings, sides)):
             if sd == "time":
                 blocks += _time_blocks(i, r.n_samples, length, guard, scfg.test_fraction, scfg.val_fraction, r.source)
             elif sd == "test":
                 blocks.append(Block(i, 0, r.n_samples, "test"))
-            else:
+            elif val_assign[i] == "carve":
                 blocks += _time_blocks(i, r.n_samples, length, guard, 0.0, scfg.val_fraction, r.source, with_test=False)
+            else:
+                blocks.append(Block(i, 0, r.n_samples, val_assign[i]))
 
     recs, starts, sides_w = [], [], []
     for b in blocks:
@@ -366,7 +606,7 @@ def plan_split(recordings: list[Recording], wcfg: WindowConfig, scfg: SplitConfi
         if missing:
             raise DiagError(f"split.{scfg.method}: class(es) {missing[:3]} have no windows on the {side} side "
                             "(recordings too short for a window there?); adjust windows.length/hop or the fractions")
-    return SplitPlan(blocks, idx, guard, notes)
+    return SplitPlan(blocks, idx, guard, notes, val_by=val_by, warnings=warnings)
 
 
 def check_no_shared_samples(plan: SplitPlan, length: int) -> None:

@@ -139,6 +139,9 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert res.exit_code == 2 and "nowhere: no such file or folder" in res.output
     res = runner.invoke(app, ["prepare", "--split", "random", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "allow_leaky" in res.output
+    res = runner.invoke(app, ["prepare", "--set", "windows.band=[0, 7000]", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "windows.band: high edge 7000 Hz must be below the Nyquist" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) <= 2
     assert not (tmp_path / "o").exists()
 
 
@@ -160,3 +163,41 @@ def test_outputs_are_readable_by_others_under_the_umask(tmp_path, fake_source):
         os.umask(old)
     assert (out.stat().st_mode & 0o777) == 0o755
     assert ((out / "manifest.json").stat().st_mode & 0o777) == 0o644
+
+
+def test_manifest_records_validation_band_and_dataset_scale(tmp_path, fake_source):
+    out = prep.prepare(None, tmp_path / "ds", SMALL + ["split.method=condition", 'split.test_conditions=["1HP"]',
+                                                      "windows.band=[0, 400]", "windows.normalize=dataset"],
+                       quiet=True)
+    m = PreparedDataset(out).manifest
+    assert m["split"]["val_method"] == "auto" and m["split"]["val_by"] == "time"  # one training condition per class
+    assert m["window"]["band"] == [0, 400]
+    st = m["window"]["normalization_stats"]
+    assert st["groups"] == [["accel"]] and st["scale"][0] > 0
+    # the stored scale is the training windows' (0HP only), not the test side's
+    from diag.windows import extract, harmonise, plan_split
+    from diag.config import load_prepare_config
+
+    cfg = load_prepare_config(None, SMALL + ["split.method=condition", 'split.test_conditions=["1HP"]',
+                                             "windows.band=[0, 400]"])
+    recs = harmonise(tone_recordings(), cfg.windows)
+    tr = plan_split(recs, cfg.windows, cfg.split).windows.select("train")
+    x = extract(recs, tr.rec, tr.start, 256).astype(np.float64)
+    assert st["scale"][0] == pytest.approx(x.std(), rel=1e-6) and st["center"][0] == pytest.approx(x.mean(), abs=1e-6)
+
+
+def test_image_joint_keeps_the_level_difference_between_channels(tmp_path):
+    from diag.config import TransformConfig
+    from diag.transforms import make_transform
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((2, 1, 256)).astype(np.float32)
+    x = np.concatenate([base, 2.0 * base], axis=1)  # channel 1 is 6 dB above channel 0
+    cfg = dict(size=[32, 32], n_scales=32, fmin=10.0)
+    per = make_transform(TransformConfig(**cfg, norm="image"), fs=1000.0, length=256)(x)
+    joint = make_transform(TransformConfig(**cfg, norm="image-joint"), fs=1000.0, length=256)(x)
+    np.testing.assert_allclose(per[:, 0], per[:, 1], atol=1e-4)  # the 6 dB are divided away
+    gap = (joint[:, 1] - joint[:, 0]).mean(axis=(-2, -1))
+    assert (gap > 0.1).all()  # kept: channel 1 stays above channel 0
+    np.testing.assert_allclose(joint.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(joint.std(axis=(1, 2, 3)), 1, atol=1e-3)

@@ -247,3 +247,46 @@ def test_dataset_recording_keeps_its_draws_when_classes_are_added():
     for x, y in zip(a, b[4:]):
         assert x.meta == y.meta
         assert np.abs(x.signal - y.signal).max() < 0.02 * x.meta["steady_current"]
+
+
+# --------------------------------------------------------------------------------------------
+# Motor-side inter-turn short circuit (issue 11)
+
+
+@pytest.mark.parametrize("phase", [0, 1, 2])
+def test_turn_short_raises_that_phase_current_by_a_few_percent_and_nothing_else(healthy, phase):
+    xh, _ = healthy
+    fault = ("itsc_a", "itsc_b", "itsc_c")[phase]
+    x, info = simulate_inverter(fault=fault, m=0.8, f1=F1, duration=0.4, fs=FS, snr_db=None, seed=0,
+                                short_fraction=0.05)
+    assert info["short_fraction"] == 0.05 and info["open_switches"] == ()
+    skip = int(0.2 * FS)  # past the start-up from the balanced steady state
+    fund, thd = phasors(x[:, skip:], FS, F1)
+    mags = np.abs(fund) / np.abs(fund).mean()
+    others = [k for k in range(3) if k != phase]
+    # fewer turns -> lower impedance in that phase: its current rises by a few percent, the others fall
+    assert 1.02 < mags[phase] < 1.06 and np.all(mags[others] < 0.99)
+    assert np.all(thd < 0.05)  # still sinusoidal: the waveform shape is healthy
+    assert np.abs(x.sum(axis=0)).max() < 1e-4 * info["steady_current"]  # star point floats: sum stays zero
+    # a shorted fraction of 2 % gives a smaller imbalance than 5 %
+    x2, _ = simulate_inverter(fault=fault, m=0.8, f1=F1, duration=0.4, fs=FS, snr_db=None, seed=0,
+                              short_fraction=0.02)
+    mags2 = np.abs(phasors(x2[:, skip:], FS, F1)[0])
+    assert 1.005 < mags2[phase] / mags2.mean() < mags[phase]
+    fh = np.abs(phasors(xh[:, skip:], FS, F1)[0])
+    assert np.allclose(fh, fh.mean(), rtol=0.005)
+
+
+def test_turn_short_dataset_classes_and_draws():
+    recs = simulate_inverter_recordings(classes="motor", recordings_per_class=2, duration=0.2, snr_db=40.0)
+    assert [r.label for r in recs[::2]] == ["normal", "itsc_a", "itsc_b", "itsc_c"]
+    for r in recs:
+        mu = r.meta.get("short_fraction")
+        assert (mu is None) == (r.label == "normal") and (mu is None or 0.02 <= mu <= 0.05)
+    # adding the motor classes does not move the draws of the switch classes' recordings
+    a = simulate_inverter_recordings(classes=["normal", "S1"], recordings_per_class=1, duration=0.1)
+    b = simulate_inverter_recordings(classes="single+motor", recordings_per_class=1, duration=0.1)
+    assert a[1].meta == b[1].meta
+    np.testing.assert_allclose(a[1].signal, b[1].signal, atol=0.02 * a[1].meta["steady_current"])
+    with pytest.raises(DiagError, match="short_fraction"):
+        simulate_inverter_recordings(classes="motor", short_fraction=[0.0, 0.6], duration=0.1)

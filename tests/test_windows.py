@@ -157,8 +157,9 @@ def test_recording_split_keeps_each_recording_on_one_side():
     w = plan.windows
     for i, r in enumerate(recs):
         sides = set(w.side[w.rec == i])
-        if r.label != "normal":
-            assert sides in ({"test"}, {"train", "val"}, {"train"})
+        if r.label != "normal":  # validation holds out whole recordings too (val_method auto)
+            assert sides in ({"test"}, {"val"}, {"train"})
+    assert plan.val_by == "recording"
     # Deterministic from the seed.
     plan2 = plan_split(recs, WindowConfig(fs=1000, length=256, hop=128), SplitConfig(method="recording", seed=0))
     assert (plan2.windows.side == w.side).all()
@@ -225,3 +226,188 @@ def test_a_class_missing_from_a_side_is_an_error_not_a_silent_gap():
 def test_random_split_needs_the_explicit_flag_even_through_the_api():
     with pytest.raises(DiagError, match="allow_leaky"):
         plan_split(cwru_like()[:3], WindowConfig(fs=1000, length=256, hop=64), SplitConfig(method="random"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Band limit, relation-keeping normalisation, validation that mirrors the test side (issue 11)
+
+
+def test_band_limit_keeps_the_band_and_removes_the_rest_identically():
+    from diag.windows import band_limit
+
+    fs, n = 12000.0, 24000
+    t = np.arange(n) / fs
+    x = np.sin(2 * np.pi * 1000.0 * t) + 0.5 * np.sin(2 * np.pi * 5600.0 * t) + 0.2 * np.sin(2 * np.pi * 30.0 * t)
+    r = Recording(x[None].astype(np.float32), fs, "a", source="tones.npy")
+    y = band_limit(r, [100.0, 5000.0]).signal[0].astype(np.float64)
+    spec = np.abs(np.fft.rfft(y * np.hanning(n))) / (np.hanning(n).sum() / 2)
+    f = np.fft.rfftfreq(n, 1 / fs)
+    amp = lambda f0: spec[np.argmin(np.abs(f - f0))]  # noqa: E731
+    assert amp(1000.0) == pytest.approx(1.0, rel=1e-3)  # passband untouched
+    assert amp(5600.0) < 1e-4 and amp(30.0) < 1e-4  # above hi and below lo removed
+    # zero phase: the kept tone is not shifted in time (interior samples agree with the input tone)
+    np.testing.assert_allclose(y[2000:-2000], np.sin(2 * np.pi * 1000.0 * t)[2000:-2000], atol=2e-3)
+    assert band_limit(r, []) is r and band_limit(r, [0, 0]) is r
+    with pytest.raises(DiagError, match="windows.band: upper edge 6000 Hz is at or above the Nyquist"):
+        band_limit(r, [0, 6000.0])
+
+
+def test_harmonise_applies_the_band_after_resampling():
+    a = rec(4000, fs=1000.0, source="a.npy")
+    b = rec(8000, fs=2000.0, source="b.npy")
+    out = harmonise([a, b], WindowConfig(fs=1000.0, length=64, hop=32, band=[0, 200.0]))
+    for r in out:
+        p = np.abs(np.fft.rfft(r.signal[0].astype(np.float64) * np.hanning(r.n_samples))) ** 2
+        f = np.fft.rfftfreq(r.n_samples, 1 / 1000.0)
+        assert p[f > 205].sum() < 1e-8 * p.sum()  # white noise before: 60 % of the power was above 200 Hz
+
+
+@pytest.mark.parametrize("method", ["zscore-joint", "rms-joint"])
+def test_joint_normalisation_keeps_the_ratio_between_channels(method):
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((1, 1, 512)).astype(np.float32)  # one waveform at four levels
+    x = np.concatenate([base, 1.05 * base, 0.9 * base], axis=1) * np.array([1, 10, 0.1, 3], np.float32)[:, None, None]
+    y = normalize(x, method)
+    # one map per window: the amplitude ratios survive and the window's overall level is gone
+    np.testing.assert_allclose(y[:, 1].std(-1) / y[:, 0].std(-1), 1.05, rtol=1e-4)
+    np.testing.assert_allclose(y[:, 2].std(-1) / y[:, 0].std(-1), 0.9, rtol=1e-4)
+    np.testing.assert_allclose(y[0], y[1], rtol=1e-4, atol=1e-5)
+    # per-channel z-score divides the ratio away
+    z = normalize(x, "zscore")
+    np.testing.assert_allclose(z[:, 1].std(-1) / z[:, 0].std(-1), 1.0, rtol=1e-4)
+    assert (normalize(np.zeros((2, 3, 64), np.float32), method) == 0).all()
+
+
+def test_dataset_normalisation_uses_stored_training_statistics_per_group():
+    from diag.windows import NormalizationStats, apply_normalization
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 4, 128)) * np.array([2.0, 2.2, 100.0, 90.0])[:, None] + 5.0
+    acc = NormalizationStats(["ia", "ib", "vab", "vbc"], [["ia", "ib"], ["vab", "vbc"]])
+    acc.update(x[:30])
+    acc.update(x[30:])
+    st = acc.result()
+    assert st["center"][0] == st["center"][1] and st["scale"][2] == st["scale"][3]  # one map per group
+    assert st["scale"][0] == pytest.approx(np.std(x[:, :2]), rel=1e-9)
+    y = apply_normalization(x[:3].astype(np.float32), "dataset", st)
+    assert y[:, 1].std() / y[:, 0].std() == pytest.approx(x[:3, 1].std() / x[:3, 0].std(), rel=1e-5)
+    # the same stored statistics give the same numbers later (predict): a fixed map, not per window
+    np.testing.assert_array_equal(apply_normalization(x[:3].astype(np.float32), "dataset", st), y)
+    with pytest.raises(DiagError, match="training-split statistics are missing"):
+        apply_normalization(x[:3], "dataset", None)
+    with pytest.raises(DiagError, match="channel_groups: channel\\(s\\) \\['vbc'\\] are in no group"):
+        NormalizationStats(["ia", "ib", "vab", "vbc"], [["ia", "ib"], ["vab"]])
+    assert apply_normalization(x[:2], "zscore") == pytest.approx(normalize(x[:2], "zscore"))
+
+
+def _units_by_side(recs, plan, key):
+    w = plan.windows
+    return {side: {key(recs[i]) for i in np.unique(w.rec[w.side == side])} for side in ("train", "val", "test")}
+
+
+def many_groups(per_class=5, n=3000):
+    return [rec(n, label, f"{label}{k}", f"c{k % 3}", seed=10 * j + k)
+            for j, label in enumerate(("A", "B", "C")) for k in range(per_class)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("method", ["group", "recording"])
+def test_validation_holds_out_whole_groups_never_shared_with_train_or_test(seed, method):
+    recs = many_groups()
+    # a shared rig run: group "X" holds recordings of two classes; class D has one group only (split by
+    # time), which it shares with a recording of class C: that group can be neither test nor validation
+    recs += [rec(3000, "A", "X", seed=101), rec(3000, "B", "X", seed=102),
+             rec(3000, "D", "Y", seed=103), rec(3000, "C", "Y", seed=104)]
+    plan = plan_split(recs, WindowConfig(fs=1000, length=256, hop=128),
+                      SplitConfig(method=method, test_fraction=0.2, val_fraction=0.2, seed=seed))
+    key = (lambda r: r.group) if method == "group" else (lambda r: r.source)
+    u = _units_by_side(recs, plan, key)
+    d = key(recs[-2])  # D's only unit (group Y / its recording) sits on every side (time split) ...
+    assert u["train"] & u["val"] & u["test"] == {d}
+    u = {k: v - {d} for k, v in u.items()}  # ... and nothing else may meet another side
+    assert not u["train"] & u["val"] and not u["train"] & u["test"] and not u["val"] & u["test"], u
+    assert plan.val_by == method and not plan.warnings
+    check_no_shared_samples(plan, 256)
+    # every class is validated and tested on units it was not trained on
+    w = plan.windows
+    for label in "ABC":
+        for side in ("train", "val", "test"):
+            assert any(recs[i].label == label for i in np.unique(w.rec[w.side == side]))
+
+
+def test_condition_and_fault_size_splits_validate_on_held_out_conditions_and_sizes():
+    recs = cwru_like()
+    wcfg = WindowConfig(fs=1000, length=256, hop=128)
+    plan = plan_split(recs, wcfg, SplitConfig(method="condition", test_conditions=["3HP"]))
+    faulty = lambda side: {recs[i].condition for i in np.unique(plan.windows.rec[plan.windows.side == side])  # noqa: E731
+                           if recs[i].label != "normal"}
+    assert plan.val_by == "condition" and faulty("val") and not faulty("val") & faulty("train")
+    assert "3HP" not in faulty("val") | faulty("train")
+    plan = plan_split([r for r in recs if r.fault_size != "0.007"] + [rec(6000, lab, f"{lab}0.021", c, "0.021", seed=50 + k)
+                                                                     for k, (lab, c) in enumerate([("IR", "0HP"), ("OR", "1HP"), ("B", "2HP")])],
+                      wcfg, SplitConfig(method="fault-size", test_fault_sizes=["0.014"], val_fraction=0.3))
+    # each faulty class has one training size left (0.021): too few to hold one out -> time, with a warning
+    assert plan.val_by == "time" and plan.warnings and "time blocks" in plan.warnings[0]
+    allrecs = recs + [rec(6000, lab, f"{lab}0.021", "0HP", "0.021", seed=60 + k) for k, lab in enumerate(["IR", "OR", "B"])]
+    plan = plan_split(allrecs, wcfg, SplitConfig(method="fault-size", test_fault_sizes=["0.014"]))
+    w = plan.windows
+    side_sizes = {s: {allrecs[i].fault_size for i in np.unique(w.rec[w.side == s]) if allrecs[i].fault_size}
+                  for s in ("train", "val", "test")}
+    assert plan.val_by.startswith("fault-size") and side_sizes["test"] == {"0.014"}
+    assert len(side_sizes["val"]) == 1 and not side_sizes["val"] & side_sizes["train"]
+    # the healthy class has no size: it is split by time (validation included), and the plan says so
+    assert any("'normal'" in n and "split by time" in n for n in plan.notes)
+
+
+def test_issue_example_five_short_recordings_per_class():
+    # five 1000-sample recordings per class, 256-sample windows, val_fraction 0.2 (issue 11)
+    recs = [rec(1000, lab, f"{lab}{k}", seed=10 * j + k) for j, lab in enumerate("AB") for k in range(5)]
+    wcfg = WindowConfig(fs=1000, length=256, hop=64)
+    with pytest.raises(DiagError, match=r"its validation block \(split.val_fraction=0.2 of 1000 = 200 samples\) "
+                                        r"is shorter than one 256-sample window"):
+        plan_split(recs, wcfg, SplitConfig(method="recording", val_fraction=0.2, val_method="time", seed=0))
+    plan = plan_split(recs, wcfg, SplitConfig(method="recording", val_fraction=0.2, seed=0))
+    w = plan.windows
+    per_rec = {i: set(w.side[w.rec == i]) for i in range(len(recs))}
+    assert all(len(s) == 1 for s in per_rec.values())  # whole recordings on one side each
+    train = [i for i, s in per_rec.items() if s == {"train"}]
+    assert train and all((w.rec == i).sum() == 12 for i in train)  # all twelve windows of a training recording
+    with pytest.raises(DiagError, match="val_method: 'group' holds out whole units"):
+        SplitConfig(method="time", val_method="group").validate()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(band=[5000.0]), r"windows.band: expected \[low, high\]"),
+    (dict(band=[3000.0, 2000.0]), "low edge 3000 Hz must be below the high edge 2000 Hz"),
+    (dict(fs=12000.0, band=[0, 6000.0]), "must be below the Nyquist frequency 6000 Hz"),
+    (dict(normalize="joint"), "windows.normalize: unknown 'joint'"),
+    (dict(channel_groups=[["ia"]]), "channel_groups: only used by windows.normalize=dataset"),
+])
+def test_window_config_refuses_nonsense(kwargs, match):
+    with pytest.raises(DiagError, match=match):
+        WindowConfig(**kwargs).validate()
+
+
+def test_split_and_transform_config_refuse_unknown_values():
+    from diag.config import TransformConfig
+
+    with pytest.raises(DiagError, match="split.val_method: unknown 'holdout'"):
+        SplitConfig(method="group", val_method="holdout").validate()
+    with pytest.raises(DiagError, match="transform.norm: choose one of image, image-joint, none"):
+        TransformConfig(norm="joint").validate()
+    # an explicit kind that no class can hold out is an error, not a silent fallback
+    recs = [rec(3000, lab, f"{lab}0", seed=j) for j, lab in enumerate("AB")] + [rec(3000, "A", "A1", seed=5)]
+    with pytest.raises(DiagError, match="val_method=group: no class has two or more group units"):
+        plan_split(recs, WindowConfig(fs=1000, length=256, hop=128),
+                   SplitConfig(method="group", test_groups=["A1"], val_method="group"))
+
+
+def test_a_group_that_is_split_by_time_is_never_a_validation_group():
+    # D has one group (Y), so D is split by time: Y is on every side. A also has a recording in Y.
+    recs = [rec(3000, "A", g, seed=k) for k, g in enumerate(["g1", "g2", "g3", "Y"])] + [rec(3000, "D", "Y", seed=9)]
+    for seed in range(10):
+        plan = plan_split(recs, WindowConfig(fs=1000, length=256, hop=128),
+                          SplitConfig(method="group", test_groups=["g1"], seed=seed))
+        w = plan.windows
+        val_groups = {recs[i].group for i in np.unique(w.rec[w.side == "val"]) if recs[i].label == "A"}
+        assert val_groups and "Y" not in val_groups, (seed, val_groups)

@@ -53,6 +53,18 @@ conduction (double faults, currents near zero) the pulse-by-pulse detail depends
 quarter output period (integrate-and-dump at ``4 fs``) and then decimated by 4 with a Kaiser FIR
 (``scipy.signal.resample_poly``): proper anti-aliasing of the switching ripple.
 
+Motor-side inter-turn short circuit (classes ``itsc_a``, ``itsc_b``, ``itsc_c``): a fraction ``mu``
+(``short_fraction``, a few percent) of one phase winding's turns is shorted. Those turns no longer
+link the phase circuit, so that phase keeps ``(1 - mu)`` of its turns: resistance ``(1 - mu) R``,
+inductance ``(1 - mu)^2 L`` (flux linkage goes with turns squared) and back-EMF ``(1 - mu) e_x``;
+the circulating current in the shorted loop and its coupling to the other turns are neglected
+(a first-order model of a low-resistance short of a small fraction). The star point then floats
+to keep the three currents summing to zero: with per-phase exact steps
+``i_x' = a_x i_x + b_x (v_xN - v_nN - e_x)``, ``v_nN = (sum a_x i_x + sum b_x (v_xN - e_x)) / sum b_x``
+(which reduces to the mean pole voltage for a balanced load). The only signature is a few percent
+of imbalance between the phase currents (amplitude and angle); their waveform shape, spectrum and
+every switch stay healthy. Not combined with open switches.
+
 Measurement: the three phase currents (``ia, ib, ic`` in A) and, optionally, the line voltages
 (``vab, vbc, vca`` in V, averaged the same way), with white sensor noise at ``snr_db`` relative to
 the healthy current RMS (the same noise floor whatever the fault) and small sensor offsets.
@@ -89,10 +101,14 @@ DOUBLE_FAULTS = tuple(f"{a}+{b}" for a, b in itertools.combinations(SWITCHES, 2)
 INVERTER_CLASSES = ("normal",) + SINGLE_FAULTS + DOUBLE_FAULTS
 #: optional current-sensor faults on phase A (not in the presets)
 SENSOR_FAULTS = ("ia_gain", "ia_offset")
+#: motor-side inter-turn short circuit of phase A / B / C (preset "motor", or by name)
+ITSC_FAULTS = ("itsc_a", "itsc_b", "itsc_c")
 CLASS_PRESETS = {
     "single": ("normal",) + SINGLE_FAULTS,
     "double": ("normal",) + DOUBLE_FAULTS,
     "all": INVERTER_CLASSES,
+    "motor": ("normal",) + ITSC_FAULTS,
+    "single+motor": ("normal",) + SINGLE_FAULTS + ITSC_FAULTS,
 }
 PWM_KINDS = ("spwm", "svpwm")
 M_MAX = 1.15
@@ -100,11 +116,12 @@ M_MAX = 1.15
 
 def open_switches(fault: str) -> tuple[str, ...]:
     """The switches a class name opens: ``"S1+S4"`` -> ``("S1", "S4")``, ``"normal"`` -> ``()``."""
-    if fault == "normal" or fault in SENSOR_FAULTS:
+    if fault == "normal" or fault in SENSOR_FAULTS or fault in ITSC_FAULTS:
         return ()
     if fault not in INVERTER_CLASSES:
         raise DiagError(
-            f"fault: unknown '{fault}'; use 'normal', a switch S1..S6, a pair like 'S1+S4', or {', '.join(SENSOR_FAULTS)}"
+            f"fault: unknown '{fault}'; use 'normal', a switch S1..S6, a pair like 'S1+S4', "
+            f"or {', '.join(SENSOR_FAULTS + ITSC_FAULTS)}"
         )
     return tuple(fault.split("+"))
 
@@ -116,6 +133,14 @@ def _switch_masks(fault: str) -> tuple[np.ndarray, np.ndarray]:
         leg, upper = SWITCH_POSITION[s]
         (ok_u if upper else ok_l)[leg] = 0.0
     return ok_u, ok_l
+
+
+def _turns(fault: str, mu: float) -> np.ndarray:
+    """Fraction of each phase winding's turns still in circuit: 1 - mu in the shorted phase (itsc_x)."""
+    t = np.ones(3)
+    if fault in ITSC_FAULTS:
+        t[ITSC_FAULTS.index(fault)] = 1.0 - mu
+    return t
 
 
 def _steady_current(m, f1, vdc, r, l, emf, load_angle):
@@ -146,12 +171,19 @@ def _simulate_batch(
     n_warm: int,
     chunk: int,
     voltages: bool,
+    turns: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Noise-free currents ``[B, 3, n_samples]`` (and line voltages) of B inverters, all at ``fs``.
 
-    Per-recording arrays have shape ``[B]`` (``ok_u``/``ok_l``: ``[B, 3]``). See the module
-    docstring for the method.
+    Per-recording arrays have shape ``[B]`` (``ok_u``/``ok_l``: ``[B, 3]``). ``turns`` ``[B, 3]``:
+    fraction of each phase winding in circuit (inter-turn short; None: all 1, the balanced path).
+    See the module docstring for the method.
     """
+    unbalanced = turns is not None and bool(np.any(np.asarray(turns) != 1.0))
+    if unbalanced:
+        shorted = np.any(np.asarray(turns) != 1.0, axis=1)
+        if np.any(shorted & (np.any(np.asarray(ok_u) != 1, axis=1) | np.any(np.asarray(ok_l) != 1, axis=1))):
+            raise DiagError("an inter-turn short circuit is not simulated together with open switches")
     B = m.shape[0]
     pad = 16  # output samples simulated on both sides, for the decimation filter
     n_tot = n_samples + 2 * pad
@@ -177,6 +209,14 @@ def _simulate_batch(
     A = np.tile(a.astype(f32), (3, 1))  # exact R-L step: i' = A i + BC (v - v_nN - e)
     BC = np.tile(((1.0 - a) / R).astype(f32), (3, 1))
     BC3 = BC[0] / f32(3.0)
+    TT = np.ones((3, M), f32)
+    if unbalanced:  # per-phase R (1-mu), L (1-mu)^2, back-EMF (1-mu); v_nN from sum(i) = 0
+        tt = np.asarray(turns, float)[b_of].T  # [3, M]
+        R3, L3 = R[None] * tt, L[None] * tt**2
+        a3 = np.exp(-h * R3 / L3)
+        A, BC = a3.astype(f32), ((1.0 - a3) / R3).astype(f32)
+        SBC = BC[0] + BC[1] + BC[2]
+        TT = tt.astype(f32)
     vd32 = vd.astype(f32)
     VD = np.tile(vd32, (3, 1))
     cos_k = np.cos(2 * np.pi / 3 * np.arange(3))[None, :, None]
@@ -251,6 +291,8 @@ def _simulate_batch(
         s_d = s_t * cos_dl - c_t * sin_dl  # sin(theta - d)
         c_d = c_t * cos_dl + s_t * sin_dl
         EB = E32 * (s_d * cos_k - c_d * sin_k)  # back-EMF, [G, 3, M]
+        if unbalanced:
+            EB = EB * TT
         BE = BC * EB
         E15 = f32(1.5) * EB
         for s in range(S):
@@ -276,7 +318,11 @@ def _simulate_batch(
                     vf = np.minimum(np.maximum(vf_raw, 0), VD)
                     np.putmask(v, z, VP[s] + PHI[s] * vf)
                     hold = z & PHI1[s] & (vf == vf_raw)
-            i_new = A * i + BC * v - BC3 * (v[0] + v[1] + v[2]) - BE[g]
+            if unbalanced:
+                i_new = A * i + BC * v - BE[g]
+                i_new -= BC * ((i_new[0] + i_new[1] + i_new[2]) / SBC)
+            else:
+                i_new = A * i + BC * v - BC3 * (v[0] + v[1] + v[2]) - BE[g]
             zero = (i_new * i < 0) & PHIPOS[s]
             if hold is not None:
                 zero |= hold
@@ -341,6 +387,10 @@ def _validate_point(where: str, *, m, f1, vdc, r, l, emf_ratio, fsw, fs, pwm) ->
         raise DiagError(f"{where}pwm: choose one of {', '.join(PWM_KINDS)}, got {pwm!r}")
 
 
+def _check_short_fraction(value: Any) -> tuple[float, float]:
+    return _as_range("short_fraction", value, 0.0, 0.5, lo_open=True)
+
+
 def _check_fsw(fsw_hi: float, fs: float, steps_per_carrier: int) -> None:
     if isinstance(steps_per_carrier, bool) or not isinstance(steps_per_carrier, int) or not 8 <= steps_per_carrier <= 500:
         raise DiagError(f"steps_per_carrier: expected an integer in [8, 500], got {steps_per_carrier!r}")
@@ -391,13 +441,15 @@ def simulate_inverter(
     voltages: bool = False,
     steps_per_carrier: int = 20,
     chunk: float | None = None,
+    short_fraction: float = 0.03,
     seed: int | np.random.SeedSequence | None = 0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Simulate one inverter recording (see the module docstring for the model).
 
     Parameters
     ----------
-    fault : "normal", "S1".."S6", "Si+Sj" (open switches), "ia_gain" or "ia_offset"
+    fault : "normal", "S1".."S6", "Si+Sj" (open switches), "ia_gain", "ia_offset", or "itsc_a/b/c"
+        (inter-turn short circuit of that phase's winding, see the module docstring)
     m : modulation index in (0, 1.15]; fundamental phase-voltage amplitude ``m Vdc / 2``
         (linear up to 1 for ``spwm``, 1.15 for ``svpwm``; above, the reference is clipped).
     f1 : fundamental frequency, Hz.
@@ -415,6 +467,7 @@ def simulate_inverter(
     steps_per_carrier : integration steps per carrier period (at least).
     chunk : length (s) of the time chunks simulated side by side; None: the warm-up length
         (6 L/R) or 10 ms, whichever is longer, which minimises the number of sequential steps.
+    short_fraction : fraction of the phase winding shorted by an ``itsc_*`` fault, in (0, 0.5].
     seed : phases and noise.
 
     Returns
@@ -443,6 +496,7 @@ def simulate_inverter(
     ss = _seed_sequence(seed)
     rng_p, rng_m = (np.random.default_rng(s) for s in ss.spawn(2))
     ok_u, ok_l = _switch_masks(fault)
+    mu = _check_short_fraction(short_fraction)[0]
     r_sub = _sub_steps(fs, float(fsw), steps_per_carrier)
     emf = emf_ratio * m * vdc / 2.0
     p = dict(m=m, f1=f1, vdc=vdc, r=r, l=l, emf=emf, load_angle=math.radians(load_angle), fsw=fsw)
@@ -450,7 +504,7 @@ def simulate_inverter(
         ok_u=ok_u[None], ok_l=ok_l[None], **{k: np.array([float(v)]) for k, v in p.items()},
         phase0=np.array([rng_p.uniform(0, 2 * np.pi)]), carrier_phase=np.array([rng_p.uniform()]),
         svpwm=np.array([pwm == "svpwm"]), fs=fs, n_samples=n, r_sub=r_sub,
-        n_warm=n_warm, chunk=max(16, chunk_n), voltages=voltages,
+        n_warm=n_warm, chunk=max(16, chunk_n), voltages=voltages, turns=_turns(fault, mu)[None],
     )
     I1 = _steady_current(m, f1, vdc, r, l, emf, math.radians(load_angle))
     i_pk = float(abs(I1))
@@ -464,6 +518,8 @@ def simulate_inverter(
         emf_ratio=emf_ratio, emf=emf, load_angle=load_angle, fsw=fsw, pwm=pwm, fs=fs, duration=duration,
         snr_db=snr_db, steady_current=i_pk, dt=1.0 / (fs * r_sub), **sensor,
     )
+    if fault in ITSC_FAULTS:
+        info["short_fraction"] = mu
     return x, info
 
 
@@ -489,6 +545,7 @@ def simulate_inverter_recordings(
     voltages: bool = False,
     steps_per_carrier: int = 20,
     chunk: float = 0.1,
+    short_fraction: float | Sequence[float] = (0.02, 0.05),
     seed: int = 0,
 ) -> list[Recording]:
     """A labelled set of simulated inverter recordings (``source.kind = "inverter_sim"``).
@@ -503,7 +560,8 @@ def simulate_inverter_recordings(
     ----------
     path : unused.
     classes : "single" (normal + S1..S6, default, 7 classes), "double" (normal + 15 pairs), "all"
-        (the 22 switch classes), or a list of names from those and "ia_gain", "ia_offset".
+        (the 22 switch classes), "motor" (normal + inter-turn shorts itsc_a/b/c), "single+motor"
+        (10), or a list of names from those and "ia_gain", "ia_offset".
     recordings_per_class : int >= 1.
     duration, fs : seconds and Hz of every recording.
     f1 : fundamental-frequency levels (Hz), the conditions.
@@ -514,6 +572,7 @@ def simulate_inverter_recordings(
     sensor_offset : std of the sensor offsets (fraction of the healthy peak current).
     voltages : add line-voltage channels vab, vbc, vca.
     steps_per_carrier, chunk : integration resolution and time-chunk length (s).
+    short_fraction : range of the shorted fraction of the winding for the ``itsc_*`` classes.
     seed : recording ``j`` of class ``c`` uses ``SeedSequence(seed, spawn_key=(crc32(c), j))``: the
         same call gives the same recordings; with other classes in the batch a recording keeps its
         draws, and its waveform agrees to within the integration error (float rounding in a wider
@@ -521,7 +580,8 @@ def simulate_inverter_recordings(
         discontinuous-conduction episodes of double faults).
     """
     del path
-    classes = _class_list("classes", classes, INVERTER_CLASSES + SENSOR_FAULTS, CLASS_PRESETS)
+    classes = _class_list("classes", classes, INVERTER_CLASSES + SENSOR_FAULTS + ITSC_FAULTS, CLASS_PRESETS)
+    mu_r = _check_short_fraction(short_fraction)
     if isinstance(recordings_per_class, bool) or not isinstance(recordings_per_class, int) or recordings_per_class < 1:
         raise DiagError(f"recordings_per_class: expected an integer >= 1, got {recordings_per_class!r}")
     fs = _check_positive("fs", fs)
@@ -572,6 +632,8 @@ def simulate_inverter_recordings(
             p["snr_db"] = float(rng.uniform(*snr_r))
             p["phase0"] = float(rng.uniform(0, 2 * np.pi))
             p["carrier_phase"] = float(rng.uniform())
+            if label in ITSC_FAULTS:  # drawn last: the other draws of a recording do not move
+                p["short_fraction"] = float(rng.uniform(*mu_r))
             _validate_point(f"recording {label}#{j}: ", m=p["m"], f1=p["f1"], vdc=p["vdc"], r=p["r"], l=p["l"],
                             emf_ratio=p["emf_ratio"], fsw=p["fsw"], fs=fs, pwm=p["pwm"])
             draws.append((label, j, level, ss, ss_meas, p))
@@ -588,6 +650,7 @@ def simulate_inverter_recordings(
         svpwm=np.array([d[5]["pwm"] == "svpwm" for d in draws]), fs=fs, n_samples=n,
         r_sub=_sub_steps(fs, ranges["fsw"][1], steps_per_carrier), n_warm=max(1, math.ceil(6 * tau_max * fs)),
         chunk=max(16, int(round(chunk * fs))), voltages=voltages,
+        turns=np.array([_turns(d[0], d[5].get("short_fraction", 0.0)) for d in draws]),
     )
 
     recs: list[Recording] = []
