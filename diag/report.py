@@ -11,6 +11,7 @@ prepared dataset; old ``<init>-<budget>-s<seed>`` folders too: everything is rea
   label-efficiency plot, warmup vs none (learning-rate schedule and validation curves), freeze
   modes, a confusion matrix per start, example images of each class, and the exact commands, the
   training config and package versions.
+* ``answer.txt``: the answer paragraph alone (what ``scripts/demo.sh`` prints).
 * ``runs.csv`` (one row per run), ``summary.csv`` / ``summary.md`` (the main table) and
   ``comparison.png``, as before.
 
@@ -648,6 +649,7 @@ def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
             f"<style>{CSS}</style></head><body>" + "\n".join(doc.html) + "</body></html>\n")
     atomic_write_text(root / "report.html", page)
     atomic_write_text(root / "report.md", "\n".join(doc.md))
+    atomic_write_text(root / "answer.txt", answer + "\n")
     if not quiet:
         _print(root, summary, answer, skipped)
     return {"runs": rows, "summary": summary, "stats": stats, "answer": answer, "skipped": skipped,
