@@ -114,7 +114,6 @@ def compare(
         _check_same_run(rd, cfg, fingerprint)  # before anything trains: a misfit is found at once
         plans.append((rd, init, weights, cfg))
     todo = [p for p in plans if not (p[0] / "test_metrics.json").is_file()]
-    done = []
     with _overall_progress(not quiet, len(plans), len(plans) - len(todo)) as (advance, say):
         if len(todo) < len(plans):
             say(f"{len(plans) - len(todo)} of {len(plans)} runs finished earlier: reused")
@@ -139,7 +138,6 @@ def compare(
             say(f"{rd.name}{' (resumed)' if resume else ''}: selected epoch {res['selected_epoch']}, "
                 f"val macro-F1 {res['val']['val_macro_f1']:.3f}, test macro-F1 {t.get('macro_f1', float('nan')):.3f} "
                 f"({time.perf_counter() - t0:.0f} s)")
-            done.append(rd)
             advance()
     record["skipped"] = skipped
     atomic_write_json(out / COMPARE_RECORD, record)

@@ -5,7 +5,6 @@ import csv
 import io
 import json
 import math
-import re
 from html.parser import HTMLParser
 
 import numpy as np
