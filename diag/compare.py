@@ -72,7 +72,7 @@ def compare(
     (:func:`diag.report.write_report`) for the tables, statistics and report.
     """
     from diag.dataset import PreparedDataset
-    from diag.models import parse_freeze
+    from diag.models import create_backbone, parse_freeze
     from diag.train import load_train_config, train
 
     out = Path(out)
@@ -92,8 +92,9 @@ def compare(
     base = load_train_config(config, overrides)
     freezes = list(freezes) if freezes else [base.freeze]
     warmups = [float(w) for w in warmups] if warmups else [float(base.warmup)]
-    for f in freezes:
+    for f in freezes:  # checked on the model itself (stages:K needs K stages), before anything trains
         parse_freeze(f)
+        create_backbone(base.model, "scratch", in_chans=1, num_classes=2, freeze=f)
     for w in warmups:
         if w < 0 or (w >= 1 and not float(w).is_integer()):
             raise DiagError(f"--warmup: a fraction in [0, 1) or a whole number of steps, got {w:g}")

@@ -145,3 +145,15 @@ def test_compare_notices_changed_starting_weights(toy, tmp_path):
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in w.items()}, str(ssl / "backbone.safetensors"))
     with pytest.raises(DiagError, match="the starting weights in .*backbone.safetensors \\(changed since\\)"):
         compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
+
+
+def test_compare_cli_axes_are_checked_with_one_line_errors(toy, tmp_path):
+    runner = CliRunner()
+    base = ["compare", "--data", str(toy), "--out", str(tmp_path / "c"), "--inits", "scratch", "--seeds", "0"]
+    res = runner.invoke(app, base + ["--warmup", "0.1,x"])
+    assert res.exit_code == 2 and "--warmup: expected comma-separated numbers, got '0.1,x'" in res.output
+    res = runner.invoke(app, base + ["--freeze", "none,stages:9"])
+    assert res.exit_code == 2 and "freeze=stages:9: convnext_atto has 4 stages" in res.output
+    res = runner.invoke(app, base + ["--freeze", "none,half"])
+    assert res.exit_code == 2 and "freeze: unknown 'half'" in res.output
+    assert not any((tmp_path / "c").glob("scratch-*"))  # nothing trained
