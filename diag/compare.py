@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
-from diag.dataset import atomic_write_json
 from diag.errors import DiagError
+from diag.storage import atomic_write_json, check_writable, claim_output, file_sha256, read_json, write_marker
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 INIT_ORDER = ("imagenet", "ssl", "scratch")
@@ -101,7 +101,10 @@ def compare(
     if "ssl" in inits:
         _check_ssl_model(ssl_weights, base.model)
 
+    claim_output(out, "compare", inputs=[data, ssl_weights, imagenet_weights])
+    check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "compare")
     record = _record(out, data, fingerprint, base.model, command)
     skipped: dict[str, str] = {}
     jobs = [(b, i, f, w, s) for b in budgets for f in freezes for w in warmups for i in inits for s in seeds]
@@ -215,7 +218,7 @@ def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
     saved_path = rd / "config.json"
     if not saved_path.is_file() or not ((rd / "last.pt").is_file() or (rd / "test_metrics.json").is_file()):
         return  # nothing there, or a folder that died before its first checkpoint (restarted)
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    saved = read_json(saved_path, "the run's saved settings", "delete that run folder to run it again")
     # A finished run is reused whatever device made it; an interrupted one resumes with its saved settings.
     ignore = RUNTIME_ONLY if (rd / "test_metrics.json").is_file() else ()
     diff = changed_settings(cfg, saved.get("train", {}), ignore)
@@ -223,8 +226,6 @@ def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
         diff.insert(0, "the prepared dataset")
     start = saved.get("start", {})
     if start.get("weights_sha256") and Path(start.get("weights", "")).is_file():
-        from diag.models import file_sha256
-
         if file_sha256(start["weights"]) != start["weights_sha256"]:
             diff.append(f"the starting weights in {start['weights']} (changed since)")
     if diff:

@@ -39,8 +39,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from diag.dataset import atomic_write_text
 from diag.errors import DiagError
+from diag.storage import atomic_write_bytes, atomic_write_text
 
 INIT_ORDER = ("imagenet", "ssl", "scratch")
 INIT_LABEL = {"imagenet": "ImageNet", "ssl": "SSL", "scratch": "scratch"}
@@ -367,7 +367,7 @@ def fig_warmup(rows: list[dict[str, Any]], budget: int, freeze: str) -> bytes:
         styles[w] = ["-", "--", ":", "-."][k % 4]
     from matplotlib.ticker import MaxNLocator
 
-    from diag.train import lr_at, warmup_steps
+    from diag.runtime import lr_at, warmup_steps
 
     for w, ls in styles.items():  # the schedule each run followed, step by step (recomputed from its config)
         r = next((x for x in sel if x["warmup"] == w and x["steps"]), None)
@@ -654,24 +654,6 @@ def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
         _print(root, summary, answer, skipped)
     return {"runs": rows, "summary": summary, "stats": stats, "answer": answer, "skipped": skipped,
             "html": root / "report.html", "md": root / "report.md"}
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    import os
-    import tempfile
-
-    from diag.dataset import publish_mode
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        publish_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:

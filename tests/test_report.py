@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from diag.errors import DiagError
 from diag.report import answer_paragraph, compare_starts, paired_difference, verdict, write_report
-from diag.train import make_toy_dataset
+from helpers import make_toy_dataset
 
 CLASSES = ["class0", "class1", "class2"]
 
