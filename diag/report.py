@@ -113,7 +113,8 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
             "label_fraction": float(tr.get("label_fraction", 0.0) or 0.0),
             "labeled": model.get("labeled", {}).get("n"),
             "seed": int(tr.get("seed", 0)),
-            "epochs": int(tr.get("epochs", 0)),
+            "epochs": int(model.get("schedule", {}).get("epochs") or tr.get("epochs", 0)),
+            "min_steps": int(tr.get("min_steps", 0) or 0),
             "epochs_run": len(history),
             "steps": history[-1].get("step") if history else None,
             "selected_epoch": model.get("selected", {}).get("epoch"),
@@ -258,6 +259,7 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
             else:
                 where = [budget_words(s["labels_per_class"]) for s in against if s["verdict"].startswith("better")]
                 parts.append(f"{INIT_LABEL[start]} helped measurably with {', '.join(where)}.")
+    parts.append(training_budget(rows))
     spread = [s for s in summarise(rows) if s["seeds"] > 1 and (s["freeze"], s["warmup"]) == (freeze, warmup)]
     if spread:
         worst = max(spread, key=lambda s: s["test_macro_f1_std"])
@@ -267,6 +269,19 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
     else:
         parts.append("Only one seed per setting: no interval and no seed spread; differences are not tested.")
     return " ".join(parts)
+
+
+def training_budget(rows: list[dict[str, Any]]) -> str:
+    """One sentence on how long the runs trained (the step budget, or its absence)."""
+    mins = sorted({r["min_steps"] for r in rows})
+    steps = [r["steps"] for r in rows if r["steps"]]
+    span = f" ({min(steps)}-{max(steps)} optimiser steps per run)" if steps else ""
+    if mins == [0]:
+        eps = sorted({int(r["train"].get("epochs", 0)) for r in rows})
+        return (f"Training: a fixed {', '.join(map(str, eps))} epoch(s) with no step budget{span}, so small label "
+                "budgets had fewer optimiser steps; selection on validation.")
+    return (f"Training: at least {', '.join(map(str, mins))} optimiser steps per run (train.min_steps: small label "
+            f"budgets get more epochs){span}; the epoch selected on validation.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -629,6 +644,7 @@ def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
     doc.h(2, "How this was made")
     cmds = record.get("commands", [])
     doc.pre("\n".join(cmds) if cmds else "(no compare.json: runs made by `diag train` directly)")
+    doc.p(training_budget(rows))
     doc.p(f"diag report {root}")
     base = rows[0]["train"]
     varying = sorted({k for r in rows for k in r["train"] if r["train"].get(k) != base.get(k)})
@@ -666,7 +682,8 @@ def _csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _write_tables(root: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]], skipped: dict[str, str]) -> None:
-    run_cols = ["run", "init", "freeze", "warmup", "model", "labels_per_class", "labeled", "seed", "epochs", "steps",
+    run_cols = ["run", "init", "freeze", "warmup", "model", "labels_per_class", "labeled", "seed", "epochs", "min_steps",
+                "steps",
                 "selected_epoch", "val_macro_f1", "test_accuracy", "test_macro_f1", "test_n"]
     atomic_write_text(root / "runs.csv", _csv(rows, run_cols))
     sum_cols = ["init", "freeze", "warmup", "budget", "labeled", "steps", "seeds", "val_macro_f1", "val_macro_f1_std",

@@ -51,12 +51,13 @@ fi
 echo "== 3/3 compare: fine-tune $MODEL from imagenet, ssl and scratch; select on validation, score test once"
 $DIAG compare --config "$CONFIG" --data "$OUT/prepared" --out "$OUT/compare" \
   --inits imagenet,ssl,scratch --seeds "$SEEDS" --ssl-weights "$OUT/ssl" \
-  --set "train.model=\"$MODEL\"" --set "train.epochs=$EPOCHS" --set "train.device=\"$DEVICE\""
+  --set "train.model=\"$MODEL\"" --set "train.epochs=$EPOCHS" --set "train.device=\"$DEVICE\"" \
+  --set train.min_steps=0   # the demo's time limit: 8 epochs (80 steps), not the config's 300-step budget
 if [ -n "${DIAG_IMAGENET_WEIGHTS:-}" ]; then
   echo "== ConvNeXt with its ImageNet weights ($DIAG_IMAGENET_WEIGHTS): imagenet vs scratch"
   $DIAG compare --config "$CONFIG" --data "$OUT/prepared" --out "$OUT/compare-convnext" -q \
     --inits imagenet,scratch --seeds "$SEEDS" --set 'train.model="convnext_atto"' --set "train.epochs=$EPOCHS" \
-    --set "train.device=\"$DEVICE\""
+    --set "train.device=\"$DEVICE\"" --set train.min_steps=0
 fi
 
 echo "== done in $(( $(date +%s) - start )) s"

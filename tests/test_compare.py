@@ -162,3 +162,20 @@ def test_compare_cli_axes_are_checked_with_one_line_errors(toy, tmp_path):
     res = runner.invoke(app, base + ["--freeze", "none,half"])
     assert res.exit_code == 2 and "freeze: unknown 'half'" in res.output
     assert not any((tmp_path / "c").glob("scratch-*"))  # nothing trained
+
+
+def test_small_label_budgets_are_raised_to_the_step_budget(toy, tmp_path):
+    """train.min_steps: 2 labels/class = 6 windows = 1 step per epoch; 1 epoch is raised to 3 (3 steps)."""
+    out = tmp_path / "cmp"
+    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[2], warmups=[0],
+            overrides=["train.epochs=1", "train.batch_size=16", "train.min_steps=3"], quiet=True)
+    rd = run_dir(out, "scratch", 2, 0, "none", 0)
+    mj = json.loads((rd / "model.json").read_text())
+    assert mj["schedule"] == {"epochs": 3, "steps_per_epoch": 1, "steps": 3, "warmup_steps": 0, "min_steps": 3}
+    hist = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hist] == [1, 2, 3]
+    rep = write_report(out, quiet=True)
+    assert "at least 3 optimiser steps per run (train.min_steps" in rep["answer"]
+    assert "at least 3 optimiser steps" in (out / "report.html").read_text()
+    with pytest.raises(DiagError, match="train.min_steps: must be >= 0"):
+        compare(toy, out, inits=["scratch"], seeds=[0], overrides=["train.min_steps=-1"], quiet=True)

@@ -216,3 +216,11 @@ def test_report_refuses_mixed_datasets_and_empty_folders(tmp_path):
         write_report(empty, quiet=True)
     with pytest.raises(DiagError, match="no such folder"):
         write_report(tmp_path / "missing", quiet=True)
+
+
+def test_the_report_states_the_training_budget(tmp_path):
+    from diag.report import collect_runs, training_budget
+
+    fake_run(tmp_path, "a", "scratch", 0, 0.5, epochs=3)
+    assert training_budget(collect_runs(tmp_path)).startswith("Training: a fixed 3 epoch(s) with no step budget "
+                                                              "(15-15 optimiser steps per run)")
