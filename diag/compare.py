@@ -2,7 +2,8 @@
 
 One run per (label budget, start, freeze, warmup, seed) is trained with :func:`diag.train.train` into
 ``OUT/<init>-<budget>-<freeze>-w<warmup>-s<seed>/`` (e.g. ``imagenet-5pc-stages1-w0.1-s0``); a
-finished run is reused, an interrupted one resumed, one that differs in any setting refused. One
+finished run is reused, an interrupted one resumed, one that differs in any setting refused (a run
+in an older diag's ``<init>-<budget>-s<seed>`` folder with the same settings is reused too). One
 overall progress bar (with ETA) covers the matrix. ``OUT/compare.json`` records the commands and
 any start that had to be skipped; ``diag report OUT`` (which the CLI runs afterwards) reads it.
 
@@ -115,6 +116,8 @@ def compare(
         cfg = load_train_config(config, list(overrides) + [
             f"train.init={json.dumps(init)}", f"train.seed={seed}", f"train.labels_per_class={budget}",
             f"train.weights={json.dumps(weights)}", f"train.freeze={json.dumps(freeze)}", f"train.warmup={warmup}"])
+        if not rd.exists():
+            rd = _older_layout(out, init, budget, seed, cfg) or rd
         _check_same_run(rd, cfg, fingerprint)  # before anything trains: a misfit is found at once
         plans.append((rd, init, weights, cfg))
     todo = [p for p in plans if not (p[0] / "test_metrics.json").is_file()]
@@ -205,6 +208,19 @@ class _overall_progress:
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def _older_layout(out: Path, init: str, budget: int, seed: int, cfg: Any) -> Path | None:
+    """A run folder of an older diag (``<init>-<budget>-s<seed>``, no freeze/warmup in the name) that
+    holds this very run (same settings): reused or resumed in place instead of trained again."""
+    from diag.config import changed_settings
+
+    old = out / f"{init}-{budget_name(budget)}-s{seed}"
+    if not (old / "config.json").is_file():
+        return None
+    saved = read_json(old / "config.json", "the run's saved settings", "delete that run folder to run it again")
+    ignore = RUNTIME_ONLY if (old / "test_metrics.json").is_file() else ()
+    return None if changed_settings(cfg, saved.get("train", {}), ignore) else old
 
 
 # Settings that change where or how fast a run goes, not what it computes.
