@@ -225,6 +225,13 @@ def _ints(text: str, what: str, budget: bool = False) -> list[int]:
     return values
 
 
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DiagError(f"{what}: expected comma-separated numbers, got '{text}'") from None
+
+
 @app.command()
 @friendly
 def compare(
@@ -233,27 +240,36 @@ def compare(
     inits: str = typer.Option("scratch,ssl,imagenet", "--inits", help="Starts to compare, comma-separated."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds, comma-separated."),
     labels_per_class: str = typer.Option("all", "--labels-per-class", help="Label budgets, e.g. 5,20,all."),
+    freeze: Optional[str] = typer.Option(None, "--freeze", help="Freeze modes, e.g. none,stages:1,backbone (default: the config's)."),
+    warmup: Optional[str] = typer.Option(None, "--warmup", help="Warmup settings, e.g. 0.1,0 (default: the config's)."),
     ssl_weights: Optional[str] = typer.Option(None, "--ssl-weights", help="diag pretrain output folder (for --inits ssl)."),
-    imagenet_weights: Optional[str] = typer.Option(None, "--imagenet-weights", help="Local ImageNet checkpoint (else $DIAG_IMAGENET_WEIGHTS or timm's hub)."),
+    imagenet_weights: Optional[str] = typer.Option(None, "--imagenet-weights", help="Local ImageNet checkpoint (else $DIAG_IMAGENET_WEIGHTS, packaged weights, or timm's hub)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag train reads its train table."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a training setting: train.key=value."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Train each start (imagenet | ssl | scratch) over seeds and label budgets; write tables and a plot."""
-    from diag.compare import compare as run_compare
+    """Train each start (imagenet | ssl | scratch) over seeds, label budgets, freeze modes and warmup; then report."""
+    import shlex
 
-    run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
-                budgets=_ints(labels_per_class, "--labels-per-class", budget=True), ssl_weights=ssl_weights,
-                imagenet_weights=imagenet_weights, config=config, overrides=list(set_), quiet=quiet)
+    from diag.compare import compare as run_compare
+    from diag.report import write_report
+
+    freezes = [f.strip() for f in freeze.split(",") if f.strip()] if freeze else None
+    res = run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
+                      budgets=_ints(labels_per_class, "--labels-per-class", budget=True), freezes=freezes,
+                      warmups=_floats(warmup, "--warmup") if warmup else None, ssl_weights=ssl_weights,
+                      imagenet_weights=imagenet_weights, config=config, overrides=list(set_),
+                      command="diag " + " ".join(shlex.quote(a) for a in sys.argv[1:]), quiet=quiet)
+    write_report(res["out"], quiet=quiet)
 
 
 @app.command()
 @friendly
 def report(runs: Path = typer.Argument(..., help="Folder holding finished diag train runs (e.g. a compare --out).")) -> None:
-    """Summarise finished runs: runs.csv, summary.md/csv and comparison.png (test split, mean ± std over seeds)."""
-    from diag.compare import report as run_report
+    """Write report.html + report.md (the answer, tables, paired statistics, figures) and runs.csv/summary.csv."""
+    from diag.report import write_report
 
-    run_report(runs)
+    write_report(runs)
 
 
 def main() -> None:

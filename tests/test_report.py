@@ -1,0 +1,226 @@
+"""diag report: paired statistics over seeds (known difference / none), and report.html + report.md contents."""
+
+import base64
+import csv
+import io
+import json
+import math
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from diag.errors import DiagError
+from diag.report import answer_paragraph, compare_starts, paired_difference, verdict, write_report
+from helpers import make_toy_dataset
+
+CLASSES = ["class0", "class1", "class2"]
+
+
+def fake_run(root, name, init, seed, f1, budget=0, freeze="none", warmup=0.1, acc=None, val=None, dataset=None,
+             epochs=3):
+    """A finished run as diag train leaves it (only the files the report reads)."""
+    rd = root / name
+    rd.mkdir(parents=True)
+    acc = f1 if acc is None else acc
+    val = f1 - 0.01 if val is None else val
+    n = 12
+    correct = round(acc * n)
+    confusion = [[4, 0, 0], [0, 4, 0], [0, 0, 4]]
+    confusion[0][0] -= n - correct
+    confusion[0][1] += n - correct
+    train = {"model": "tf_efficientnet_lite0", "init": init, "seed": seed, "labels_per_class": budget, "freeze": freeze,
+             "warmup": warmup, "epochs": epochs, "lr": 0.002, "batch_size": 16}
+    (rd / "model.json").write_text(json.dumps({
+        "model": "tf_efficientnet_lite0", "classes": CLASSES, "train": train,
+        "dataset": {"path": str(dataset) if dataset else "/nonexistent/ds", "fingerprint": "fp"},
+        "selected": {"epoch": 2, "val_macro_f1": val, "val_accuracy": val},
+        "labeled": {"n": 3 * budget if budget else 72, "of": 72},
+        "start": {"weights": f"/w/{init}.pth", "weights_sha256": "ab" * 32} if init != "scratch" else {},
+        "versions": {"python": "3.11", "torch": "x"}, "runtime": {"device": "cpu"}}))
+    (rd / "test_metrics.json").write_text(json.dumps({"split": "test", "accuracy": acc, "macro_f1": f1, "n": n,
+                                                      "confusion": confusion}))
+    hist = [{"epoch": e, "step": 5 * e, "lr": 0.002 * (e / epochs if warmup else 1), "val_macro_f1": val * e / epochs}
+            for e in range(1, epochs + 1)]
+    (rd / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in hist))
+    return rd
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def test_paired_difference_matches_a_t_interval_and_finds_a_known_difference():
+    a = {0: 0.90, 1: 0.85, 2: 0.88, 3: 0.91}
+    b = {0: 0.70, 1: 0.68, 2: 0.71, 3: 0.69, 9: 0.1}  # seed 9 has no partner: ignored
+    res = paired_difference(a, b)
+    d = np.array([0.20, 0.17, 0.17, 0.22])
+    half = sps.t.ppf(0.975, 3) * d.std(ddof=1) / math.sqrt(4)
+    assert res["n"] == 4 and res["seeds"] == [0, 1, 2, 3]
+    assert res["mean"] == pytest.approx(d.mean()) and res["low"] == pytest.approx(d.mean() - half)
+    assert res["high"] == pytest.approx(d.mean() + half)
+    assert res["verdict"] == f"better by {d.mean():.3f} (interval excludes 0)"
+    assert paired_difference(b, a)["verdict"] == f"worse by {d.mean():.3f} (interval excludes 0)"
+
+
+def test_no_measurable_difference_when_the_interval_holds_zero():
+    a = {0: 0.80, 1: 0.70, 2: 0.75}
+    b = {0: 0.72, 1: 0.79, 2: 0.74}  # differences +0.08, -0.09, +0.01
+    res = paired_difference(a, b)
+    assert res["low"] < 0 < res["high"]
+    assert res["verdict"] == "no measurable difference"
+
+
+def test_one_seed_gives_no_interval_and_says_so():
+    res = paired_difference({0: 0.9}, {0: 0.5})
+    assert math.isnan(res["low"]) and res["n"] == 1
+    assert res["verdict"] == "one seed: no interval (difference +0.400, not tested)"
+    assert verdict(0.1, 0.05, 0.2, 3).startswith("better by 0.100")
+
+
+def test_compare_starts_pairs_by_cell_and_the_answer_follows_the_verdicts(tmp_path):
+    for s in range(3):
+        fake_run(tmp_path, f"imagenet-all-s{s}", "imagenet", s, [0.95, 0.93, 0.96][s])
+        fake_run(tmp_path, f"ssl-all-s{s}", "ssl", s, [0.71, 0.80, 0.75][s])
+        fake_run(tmp_path, f"scratch-all-s{s}", "scratch", s, [0.74, 0.77, 0.76][s])
+        fake_run(tmp_path, f"imagenet-5pc-s{s}", "imagenet", s, [0.50, 0.61, 0.40][s], budget=5)
+        fake_run(tmp_path, f"scratch-5pc-s{s}", "scratch", s, [0.52, 0.48, 0.47][s], budget=5)
+    from diag.report import collect_runs
+
+    rows = collect_runs(tmp_path)
+    st = {(s["budget"], s["a"], s["b"]): s for s in compare_starts(rows)}
+    assert set(st) == {("5pc", "imagenet", "scratch"), ("all", "imagenet", "scratch"), ("all", "ssl", "scratch"),
+                       ("all", "imagenet", "ssl")}
+    assert st[("all", "imagenet", "scratch")]["verdict"].startswith("better by 0.190")
+    assert st[("all", "ssl", "scratch")]["verdict"] == "no measurable difference"
+    assert st[("5pc", "imagenet", "scratch")]["verdict"] == "no measurable difference"
+    text = answer_paragraph(rows, compare_starts(rows), {"name": "toy", "split_tests": "later blocks"})
+    assert "With all labels: ImageNet vs scratch: better by 0.190 (interval excludes 0)" in text
+    assert "SSL vs scratch: no measurable difference" in text
+    assert "SSL did not help here" in text and "ImageNet helped measurably with all labels" in text
+
+
+# ------------------------------------------------------------------------------------------------
+# The report
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.tables, self._cell, self._row, self._table = [], [], None, None, None
+        self.text = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a["src"])
+        elif tag == "table":
+            self._table = {"class": a.get("class"), "rows": []}
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._row.append(self._cell)
+            self._cell = None
+        elif tag == "tr":
+            self._table["rows"].append(self._row)
+        elif tag == "table":
+            self.tables.append(self._table)
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+        self.text.append(data)
+
+
+def test_report_html_parses_images_decode_and_numbers_equal_the_runs(tmp_path):
+    from PIL import Image
+
+    ds = make_toy_dataset(tmp_path / "ds", n_train=4, n_val=2, n_test=2, classes=3, size=16)
+    root = tmp_path / "runs"
+    f1s = {"imagenet": [0.9, 0.8], "scratch": [0.6, 0.55]}
+    for init, vals in f1s.items():
+        for s, v in enumerate(vals):
+            fake_run(root, f"{init}-all-none-w0.1-s{s}", init, s, v, dataset=ds, acc=v + 0.02)
+            fake_run(root, f"{init}-all-none-w0-s{s}", init, s, v - 0.1, warmup=0.0, dataset=ds)
+            fake_run(root, f"{init}-all-backbone-w0.1-s{s}", init, s, v - 0.2, freeze="backbone", dataset=ds)
+    fake_run(root, "scratch-5pc-s0", "scratch", 0, 0.3, budget=5, dataset=ds)  # an old-layout folder name
+    (root / "compare.json").write_text(json.dumps({"commands": ["diag compare --data X --out Y"], "skipped": {}}))
+    res = write_report(root, quiet=True)
+    page = (root / "report.html").read_text()
+    p = _Collect()
+    p.feed(page)
+    p.close()
+    # every embedded image decodes
+    assert len(p.imgs) >= 5  # label efficiency, warmup, 2 confusion matrices, examples
+    for src in p.imgs:
+        assert src.startswith("data:image/png;base64,")
+        img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        img.load()
+        assert img.size[0] > 50
+    assert "http://" not in page and "https://" not in page  # nothing fetched from the network
+    # the answer comes before the tables and is generated from the verdicts
+    text = " ".join(p.text)
+    assert text.index("The answer") < text.index("Main table")
+    assert "ImageNet vs scratch: no measurable difference" in res["answer"] or "better by" in res["answer"]
+    # every number in the main table equals the runs' JSON (mean ± std over seeds)
+    main = next(t for t in p.tables if t["class"] == "main")
+    header, body = main["rows"][0], main["rows"][1:]
+    col = {h: i for i, h in enumerate(header)}
+    runs = [json.loads((d / "test_metrics.json").read_text()) | {"train": json.loads((d / "model.json").read_text())["train"],
+            "sel": json.loads((d / "model.json").read_text())["selected"]} for d in root.iterdir() if d.is_dir()]
+    assert len(body) == 7
+    for r in body:
+        same = [x for x in runs if x["train"]["init"] == r[col["start"]] and x["train"]["freeze"] == r[col["freeze"]]
+                and f"{x['train']['warmup']:g}" == r[col["warmup"]]
+                and (f"{x['train']['labels_per_class']}pc" if x["train"]["labels_per_class"] else "all") == r[col["labels/class"]]]
+        assert len(same) == int(r[col["seeds"]])
+        for name, key in (("test macro-F1", "macro_f1"), ("test accuracy", "accuracy")):
+            vals = np.array([x[key] for x in same])
+            want = f"{vals.mean():.3f}" + (f" ± {vals.std(ddof=1):.3f}" if len(vals) > 1 else "")
+            assert r[col[name]] == want, (r, name)
+        vals = np.array([x["sel"]["val_macro_f1"] for x in same])
+        assert r[col["val macro-F1"]].split(" ")[0] == f"{vals.mean():.3f}"
+    # the paired table: the numbers recomputed from the runs
+    st = next(t for t in p.tables if t["class"] == "stats")
+    row = next(r for r in st["rows"][1:] if r[:5] == ["all", "none", "0.1", "imagenet", "scratch"])
+    assert row[6] == f"{np.mean([0.9 - 0.6, 0.8 - 0.55]):.3f}"
+    # class counts come from the prepared dataset's manifest
+    counts = next(t for t in p.tables if t["class"] == "counts")
+    assert counts["rows"][1] == ["class0", "4", "2", "2"]
+    # freeze modes and the commands are there; the markdown twin holds the same answer and images
+    assert any(t["class"] == "freeze" for t in p.tables)
+    assert "diag compare --data X --out Y" in page
+    md = (root / "report.md").read_text()
+    assert res["answer"] in md and md.count("data:image/png;base64,") == len(p.imgs)
+    assert not list(root.glob(".*.tmp"))  # atomic writes left no temporaries
+    rows = list(csv.DictReader(open(root / "runs.csv")))
+    assert len(rows) == 13 and {r["run"] for r in rows} >= {"scratch-5pc-s0"}
+
+
+def test_report_refuses_mixed_datasets_and_empty_folders(tmp_path):
+    fake_run(tmp_path, "a", "scratch", 0, 0.5)
+    rd = fake_run(tmp_path, "b", "scratch", 1, 0.5)
+    mj = json.loads((rd / "model.json").read_text())
+    mj["dataset"]["fingerprint"] = "other"
+    (rd / "model.json").write_text(json.dumps(mj))
+    with pytest.raises(DiagError, match="2 different prepared datasets"):
+        write_report(tmp_path, quiet=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DiagError, match="no finished runs"):
+        write_report(empty, quiet=True)
+    with pytest.raises(DiagError, match="no such folder"):
+        write_report(tmp_path / "missing", quiet=True)
+
+
+def test_the_report_states_the_training_budget(tmp_path):
+    from diag.report import collect_runs, training_budget
+
+    fake_run(tmp_path, "a", "scratch", 0, 0.5, epochs=3)
+    assert training_budget(collect_runs(tmp_path)).startswith("Training: a fixed 3 epoch(s) with no step budget "
+                                                              "(15-15 optimiser steps per run)")
