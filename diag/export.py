@@ -9,10 +9,13 @@ normalisation, transform config and description with row frequencies) and the un
 embedded consumer needs to turn a waveform into the model's input; and, when the run's unknown method
 uses fitted statistics, ``FILE`` with ``.unknown.safetensors``.
 
-The window -> CWT image transform is not put inside the graph (see the README): ONNX has a DFT
-operator, but torch's ONNX exporter does not translate the complex FFT calls the batched filter bank
-uses (``torch.fft.rfft`` / ``ifft`` on complex tensors, ``view_as_real``), and writing the CWT as dense real
-matrices instead costs a 2N x (bins) matrix per window length (over 60 MB for 2048 samples).
+The window -> CWT image transform is not put inside the graph (tried with torch 2.14, opset 17): the
+TorchScript exporter has no translation for ``aten::fft_rfft`` ("not supported"), and the dynamo
+exporter (onnxscript) translates the FFT but not the complex-valued ``pad`` / ``unfold`` / multiply of
+the banded filter bank ("No decompositions registered for the complex-valued input"). Rewriting the
+bank in real arithmetic, or as dense real DFT matrices (2N x (N+1) complex, about 67 MB in float32 for 2048-sample
+windows), would be a second implementation of the transform to keep in step with the first; the
+.json instead describes the transform exactly (config, row frequencies) for the consumer.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
             "check": check,
             "run": str(run),
             "transform_in_graph": False,
-            "transform_in_graph_why": "torch's ONNX exporter does not translate the complex FFTs of diag's CWT filter bank",
+            "transform_in_graph_why": ("torch's ONNX exporters do not translate the CWT filter bank: aten::fft_rfft "
+                                       "(TorchScript exporter) and complex-valued pad/unfold (dynamo exporter)"),
         }
         os.chmod(tmp, 0o644)
         os.replace(tmp, onnx_path)
@@ -154,8 +158,9 @@ def run_export(run: str | Path, onnx_path: str | Path, with_transform: bool = Fa
     from rich.console import Console
 
     if with_transform:
-        raise DiagError("--with-transform: the CWT cannot be exported inside the ONNX graph (torch's exporter does "
-                        "not translate its complex FFTs); export without it and compute the images as the .json says")
+        raise DiagError("--with-transform: the CWT cannot be exported inside the ONNX graph (torch's ONNX exporters "
+                        "do not translate its complex FFT filter bank, see the README); export without it and compute "
+                        "the images as the .json describes")
     check = export_onnx(run, onnx_path, force=force)
     Console().print(f"{onnx_path}: ONNX Runtime vs PyTorch on {check['images']}: max |diff| logits "
                     f"{check['max_abs_diff_logits']:.2e}, features {check['max_abs_diff_features']:.2e} "
