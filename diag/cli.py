@@ -265,6 +265,8 @@ def predict(
     fs: Optional[float] = typer.Option(None, "--fs", help="Sampling rate in Hz for formats that carry none (CSV, NPY, NPZ, MAT)."),
     hop: Optional[int] = typer.Option(None, "--hop", help="Samples between windows (default: the training hop)."),
     channels: Optional[str] = typer.Option(None, "--channels", help="Channels to use, by name, comma-separated."),
+    key: Optional[str] = typer.Option(None, "--key", help="Array to read from .npz files holding several."),
+    variable: Optional[str] = typer.Option(None, "--variable", help="Variable to read from .mat files holding several."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON (schema in the README)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per file (per window with --windows)."),
     windows: bool = typer.Option(False, "--windows", help="Per-window rows in --csv and a windows list per file in --json."),
@@ -277,7 +279,7 @@ def predict(
     from diag.predict import run_predict
 
     run_predict(run, paths, fs=fs, hop=hop, channels=_names(channels), json_path=json_out, csv_path=csv_out,
-                windows=windows, plot_dir=plot, device=device, force=force, quiet=quiet)
+                windows=windows, plot_dir=plot, device=device, force=force, quiet=quiet, key=key, variable=variable)
 
 
 @app.command()

@@ -218,17 +218,30 @@ def _is_number(cell: str) -> bool:
         return False
 
 
-def _open_with_reader(p: Path, fs: float | None) -> Signal:
-    """Any format of :func:`diag.sources.files.read_files`, read whole (label: the folder name, unused)."""
+def _open_with_reader(p: Path, fs: float | None, key: str | None = None, variable: str | None = None,
+                      cwru_channels: Sequence[str] | None = None) -> Signal:
+    """Any format of :func:`diag.sources.files.read_files`, read whole (label: the folder name, unused);
+    a CWRU record (``.mat`` with a known record number) through :func:`diag.sources.cwru.read_cwru`."""
     from diag.sources.files import read_files
 
-    recs = read_files(p, label_from="folder", fs=fs)
+    if cwru_channels is not None and p.suffix.lower() == ".mat":
+        from diag.sources.cwru import read_cwru
+
+        recs = read_cwru(p, channels=list(cwru_channels))
+    else:
+        recs = read_files(p, label_from="folder", fs=fs, key=key, variable=variable)
     r = recs[0]
     return Signal(str(p), r.fs, r.n_samples, r.channels, lambda a, b: r.signal[:, a:b], streamed=False)
 
 
-def open_signal(path: str | Path, fs: float | None = None) -> Signal:
-    """Open one recording file for scoring (see the module docstring for which formats stream)."""
+def open_signal(path: str | Path, fs: float | None = None, key: str | None = None, variable: str | None = None,
+                cwru_channels: Sequence[str] | None = None) -> Signal:
+    """Open one recording file for scoring (see the module docstring for which formats stream).
+
+    ``key`` / ``variable``: the array of an ``.npz`` / ``.mat`` file holding several. ``cwru_channels``:
+    read ``.mat`` files as CWRU records (by record number; rate from the record table), keeping these
+    accelerometers (``DE``, ``FE``, ``BA``) -- what a run trained on ``source.kind = "cwru"`` uses.
+    """
     p = Path(path).expanduser()
     if not p.exists():
         raise DiagError(f"{p}: no such file; check the path")
@@ -249,9 +262,11 @@ def open_signal(path: str | Path, fs: float | None = None) -> Signal:
         if len(names) != chunks.n_channels:
             raise DiagError(f"{p}: header names {len(names)} columns but the rows have {chunks.n_channels}")
         return Signal(str(p), _check_fs(fs, str(p)), chunks.n, names, chunks.read, streamed=True)
-    if ext not in (".wav", ".mat") and fs is None:
+    if ext == ".mat" and cwru_channels is not None:
+        return _open_with_reader(p, fs, cwru_channels=cwru_channels)
+    if ext != ".wav" and fs is None:
         raise DiagError(f"{p}: sampling rate unknown; pass --fs HZ")
-    return _open_with_reader(p, fs)
+    return _open_with_reader(p, fs, key, variable)
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -306,6 +321,7 @@ class FileResult:
     verdict_span: list[float] | None
     notes: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)  # the channels chosen with --channels, if any
 
     def to_dict(self, windows: bool = False, length: int = 0) -> dict[str, Any]:
         d = {"path": self.path, "verdict": self.verdict, "confidence": round(self.confidence, 4),
@@ -444,6 +460,11 @@ class Predictor:
             if key in stored and stored[key] != now[key]:
                 raise DiagError(f"{self.run}: this diag builds different images than the run was trained on "
                                 f"(transform {key} differs); score it with the diag version that trained it")
+        src = cfg.get("source") or {}
+        self.cwru_channels = (list((src.get("options") or {}).get("channels") or ["DE"])
+                              if src.get("kind") == "cwru" else None)
+        if isinstance(self.cwru_channels, list) and len(self.cwru_channels) == 1 and "," in self.cwru_channels[0]:
+            self.cwru_channels = [c.strip() for c in self.cwru_channels[0].split(",")]
         self.notes: list[str] = []
         self.unknown = UnknownDetector.for_run(self.run, self.net, self.meta, device=self.device,
                                                calibrate=calibrate, quiet=quiet)
@@ -468,7 +489,7 @@ class Predictor:
                      else torch.zeros(len(t), device=t.device))
         return probs.cpu().numpy(), score.float().cpu().numpy()
 
-    def _select_channels(self, sig: Signal, channels: Sequence[str] | None) -> list[int]:
+    def select_channels(self, sig: Signal, channels: Sequence[str] | None) -> list[int]:
         need = len(self.channels) or int(self.meta.get("in_chans", 1))
         if channels:
             missing = [c for c in channels if c not in sig.channels]
@@ -509,7 +530,7 @@ class Predictor:
     def predict_signal(self, sig: Signal, channels: Sequence[str] | None = None,
                        progress: Callable[[int, int], None] | None = None) -> FileResult:
         """Score one opened recording (see :func:`open_signal`)."""
-        idx = self._select_channels(sig, channels)
+        idx = self.select_channels(sig, channels)
         fs_original = sig.fs
         if abs(sig.fs - self.fs) > 1e-9 * self.fs:
             sig = self._resampled(sig, idx)
@@ -539,7 +560,7 @@ class Predictor:
         ws = WindowScores(starts, P, S, U)
         v = file_verdict(ws, self.classes, self.fs, self.length)
         return FileResult(path=sig.path, fs=self.fs, fs_original=fs_original, duration_s=n / self.fs, windows=ws,
-                          notes=list(sig.notes), **v)
+                          notes=list(sig.notes), channels=list(channels or []), **v)
 
     def predict(self, signal: Any, fs: float, channels: Sequence[str] | None = None,
                 name: str = "array") -> FileResult:
@@ -550,9 +571,15 @@ class Predictor:
         """
         return self.predict_signal(Signal.from_array(signal, fs, name, channels), channels)
 
+    def open(self, path: str | Path, fs: float | None = None, key: str | None = None,
+             variable: str | None = None) -> Signal:
+        """:func:`open_signal` with this run's reader hints (CWRU records for a CWRU-trained run)."""
+        return open_signal(path, fs, key, variable, cwru_channels=self.cwru_channels)
+
     def predict_file(self, path: str | Path, fs: float | None = None, channels: Sequence[str] | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> FileResult:
-        return self.predict_signal(open_signal(path, fs), channels, progress)
+                     progress: Callable[[int, int], None] | None = None, key: str | None = None,
+                     variable: str | None = None) -> FileResult:
+        return self.predict_signal(self.open(path, fs, key, variable), channels, progress)
 
     def describe(self) -> dict[str, Any]:
         return {"run": str(self.run), "model": self.meta.get("model"), "classes": self.classes, "fs": self.fs,
@@ -608,7 +635,8 @@ def load_model(run: str | Path, device: str = "cpu", hop: int | None = None) -> 
 
 def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None = None, hop: int | None = None,
                   channels: Sequence[str] | None = None, device: str = "cpu", quiet: bool = False,
-                  console: Any = None) -> tuple[Predictor, list[FileResult]]:
+                  console: Any = None, key: str | None = None,
+                  variable: str | None = None) -> tuple[Predictor, list[FileResult]]:
     """Score every file (folders expanded); prints notes and progress on ``console`` unless quiet."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -620,7 +648,7 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None
         if show:
             console.print(f"[yellow]note:[/] {note}")
     for f in files:
-        sig = open_signal(f, fs)
+        sig = pred.open(f, fs, key, variable)
         n_win = max(0, (sig.n_samples - pred.length) // pred.hop + 1)
         if show and n_win > PROGRESS_WINDOWS:
             with Progress(TextColumn(f"[bold]predict[/] {Path(sig.path).name}"), BarColumn(), MofNCompleteColumn(),
@@ -720,7 +748,7 @@ def print_table(pred: Predictor, results: Sequence[FileResult], console: Any) ->
 def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None = None, hop: int | None = None,
                 channels: Sequence[str] | None = None, json_path: Path | None = None, csv_path: Path | None = None,
                 windows: bool = False, plot_dir: Path | None = None, device: str = "cpu", force: bool = False,
-                quiet: bool = False) -> list[FileResult]:
+                quiet: bool = False, key: str | None = None, variable: str | None = None) -> list[FileResult]:
     """What ``diag predict`` does: check outputs, score, print the table, write outputs."""
     from rich.console import Console
 
@@ -729,7 +757,7 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
         raise DiagError(f"--plot {plot_dir}: exists and is not a folder")
     err = Console(stderr=True)
     t0 = time.perf_counter()
-    pred, results = predict_files(run, paths, fs, hop, channels, device, quiet, err)
+    pred, results = predict_files(run, paths, fs, hop, channels, device, quiet, err, key, variable)
     if not quiet:
         print_table(pred, results, Console())
         n = sum(len(r.windows.start) for r in results)

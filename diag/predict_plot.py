@@ -36,17 +36,21 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
     """
     from matplotlib.figure import Figure
 
-    from diag.predict import open_signal
+    from diag.errors import DiagError
     from diag.windows import normalize
 
     path = Path(path)
-    sig = open_signal(res.path, res.fs_original) if Path(res.path).is_file() else None
+    try:
+        sig = pred.open(res.path, res.fs_original)
+        ch = pred.select_channels(sig, res.channels or None)[0]
+    except DiagError:  # e.g. an array given to the API, or a file that needed --key / --variable
+        sig, ch = None, 0
     fig = Figure(figsize=(11, 7.5), layout="constrained")
     ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True, height_ratios=[1, 1.3, 1.3])
     L, fs = pred.length, res.fs
     if sig is not None:
         n = min(sig.n_samples, 2_000_000)
-        x = np.asarray(sig.read(0, n), dtype=np.float64)[0]
+        x = np.asarray(sig.read(0, n), dtype=np.float64)[ch]
         t_end = n / sig.fs
         if len(x) > MAX_POINTS:
             k = len(x) // (MAX_POINTS // 2)
@@ -57,15 +61,15 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
         else:
             ax1.plot(np.arange(len(x)) / sig.fs, x, lw=0.5)
         ax1.set_xlim(0, max(t_end, res.duration_s))
-        ax1.set_ylabel(f"{sig.channels[0]}")
+        ax1.set_ylabel(f"{sig.channels[ch]}")
         # scalogram strip: the model's images of windows spaced one window apart
         if abs(sig.fs - fs) <= 1e-9 * fs:
             starts = np.arange(0, sig.n_samples - L + 1, L)[:MAX_IMAGES]
             if len(starts):
-                chunk = np.asarray(sig.read(0, int(starts[-1]) + L), dtype=np.float32)[:1]
+                idx = pred.select_channels(sig, res.channels or None)
+                chunk = np.asarray(sig.read(0, int(starts[-1]) + L), dtype=np.float32)[idx]
                 xs = np.stack([chunk[:, s : s + L] for s in starts])
-                xs = np.repeat(xs, max(1, len(pred.channels) or 1), axis=1)[:, : max(1, len(pred.channels) or 1)]
-                img = pred.transform(normalize(xs, pred.normalize))[:, 0]  # [n, H, W]
+                img = pred.transform(normalize(xs, pred.normalize))[:, 0]  # [n, H, W]: first channel's image
                 strip = np.concatenate(list(img), axis=1)
                 fr = pred.transform.frequencies
                 ax2.imshow(strip, aspect="auto", origin="lower", cmap="magma",

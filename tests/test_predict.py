@@ -310,3 +310,18 @@ def test_evaluate_reports_foreign_classes_and_refuses_other_preprocessing(run, t
 def test_predict_evaluate_export_are_in_help():
     code, out = _cli("--help")
     assert code == 0 and all(c in out for c in ("predict", "evaluate", "export"))
+
+
+def test_cwru_records_and_npz_keys_are_read_with_the_existing_readers(tmp_path):
+    from pathlib import Path
+
+    np.savez(tmp_path / "two.npz", a=np.zeros(600), b=np.ones(700))
+    assert dp.open_signal(tmp_path / "two.npz", FS, key="b").n_samples == 700
+    with pytest.raises(DiagError, match="choose one with the key option"):
+        dp.open_signal(tmp_path / "two.npz", FS)
+    cwru = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cwru12k"
+    files = sorted(cwru.rglob("*_105.mat")) if cwru.is_dir() else []
+    if not files:
+        pytest.skip("no ../shared/data/cwru12k")
+    sig = dp.open_signal(files[0], cwru_channels=["DE"])
+    assert sig.fs == 12000.0 and sig.channels == ("DE",) and sig.n_samples > 100_000
