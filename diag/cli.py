@@ -271,6 +271,7 @@ def predict(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per file (per window with --windows)."),
     windows: bool = typer.Option(False, "--windows", help="Per-window rows in --csv and a windows list per file in --json."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for one PNG per file: waveform, scalogram, probabilities."),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Set the run's unknown threshold on this prepared dataset (the run's own, e.g. moved) first."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
     force: bool = typer.Option(False, "--force", help="Replace existing --json / --csv files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table, notes or progress."),
@@ -279,7 +280,7 @@ def predict(
     from diag.predict import run_predict
 
     run_predict(run, paths, fs=fs, hop=hop, channels=_names(channels), json_path=json_out, csv_path=csv_out,
-                windows=windows, plot_dir=plot, device=device, force=force, quiet=quiet, key=key, variable=variable)
+                windows=windows, plot_dir=plot, device=device, force=force, quiet=quiet, key=key, variable=variable, calibrate=calibrate)
 
 
 @app.command()

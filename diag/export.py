@@ -46,7 +46,7 @@ def _need_onnx() -> tuple[Any, Any]:
 def _wrapper(net: Any) -> Any:
     import torch
 
-    from diag.predict import forward_parts
+    from diag.unknown import forward_parts
 
     class Wrapped(torch.nn.Module):
         def __init__(self, m):
@@ -65,7 +65,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
     import torch
 
     from diag.dataset import PreparedDataset, atomic_write_json
-    from diag.predict import Predictor
+    from diag.scoring import Predictor
 
     onnx, ort = _need_onnx()
     onnx_path = Path(onnx_path)

@@ -47,7 +47,7 @@ def evaluate_dataset(run: str | Path, data: str | Path, split: str = "test", dev
 
     from diag.dataset import PreparedDataset
     from diag.evaluate import classification_metrics
-    from diag.predict import Predictor
+    from diag.scoring import Predictor
     from diag.unknown import dataset_outputs, scores_from
 
     pred = Predictor(run, device=device)

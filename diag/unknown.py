@@ -109,11 +109,15 @@ def fit_stats(method: str, train_feats: np.ndarray, train_y: np.ndarray, n_class
     return {}
 
 
+def forward_parts(net: Any, x: Any) -> tuple[Any, Any]:
+    """(pooled pre-classifier features ``[B, D]``, logits ``[B, K]``) of a timm classifier in one pass."""
+    feats = net.forward_head(net.forward_features(x), pre_logits=True)
+    return feats, net.get_classifier()(feats)
+
+
 def dataset_outputs(net: Any, images: np.ndarray, device: Any, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(features ``[N, D]``, logits ``[N, K]``) of prepared images (float16 memmap ok), in order."""
     import torch
-
-    from diag.predict import forward_parts
 
     feats, logits = [], []
     with torch.inference_mode():

@@ -28,7 +28,7 @@ import torch
 
 from diag.config import load_prepare_config
 from diag.models import create_backbone
-from diag.predict import Predictor, forward_parts
+from diag.scoring import Predictor, forward_parts
 from diag.transforms import make_transform
 from diag.unknown import DEFAULT_METHOD, UNKNOWN_JSON, UNKNOWN_STATS, fit_stats, save_tensors
 

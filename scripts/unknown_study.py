@@ -6,7 +6,7 @@ RUN was trained on a prepared simulated set without the held-out class. Every me
 diag.unknown is fitted on RUN's training split and thresholded on its validation split (1 % / 5 %
 false alarms there); then scored on the known classes' *test* windows (the run's prepared test split)
 and on freshly simulated recordings of the held-out class (another seed), windowed and transformed
-by diag.predict's Predictor exactly as `diag predict` does. Prints AUROC and the rates per method.
+by diag.scoring's Predictor exactly as `diag predict` does. Prints AUROC and the rates per method.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from diag.dataset import PreparedDataset
-from diag.predict import Predictor, forward_parts
+from diag.scoring import Predictor, forward_parts
 from diag.unknown import FARS, METHODS, auroc, dataset_outputs, fit_stats, scores_from
 from diag.windows import normalize, resample, window_starts
 

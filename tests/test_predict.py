@@ -11,10 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 import diag
-import diag.predict as dp
+import diag.scoring as dp
 from diag.cli import app
 from diag.errors import DiagError
-from test_predict_fixtures import CLASSES, FS, prepared, recordings, tone, trained_run
+from test_predict_fixtures import CLASSES, FS, recordings, tone, trained_run
 
 runner = CliRunner()
 
@@ -245,6 +245,7 @@ def _bad_inputs(run, tmp):
         "unknown format": ((run, tmp / "x.xyz", "--fs", FS), "unsupported file type"),
         "missing file": ((run, tmp / "gone.npy", "--fs", FS), "no such file"),
         "bad rate": ((run, tmp / "ok.npy", "--fs", -5), "positive number of Hz"),
+        "bad device": ((run, tmp / "ok.npy", "--fs", FS, "--device", "tpu"), "--device: 'tpu'"),
     }
 
 
@@ -325,3 +326,31 @@ def test_cwru_records_and_npz_keys_are_read_with_the_existing_readers(tmp_path):
         pytest.skip("no ../shared/data/cwru12k")
     sig = dp.open_signal(files[0], cwru_channels=["DE"])
     assert sig.fs == 12000.0 and sig.channels == ("DE",) and sig.n_samples > 100_000
+
+
+def test_older_runs_calibrate_on_demand_or_say_why_not(run, tmp_path):
+    old = shutil.copytree(run, tmp_path / "old")
+    for f in ("unknown.json", "unknown.safetensors"):
+        (old / f).unlink(missing_ok=True)
+    data = json.loads((old / "model.json").read_text())["dataset"]["path"]
+    np.save(tmp_path / "a.npy", tone("alien", 1.0, seed=5))
+    # its prepared dataset is still there: calibrated on first use and stored
+    code, out = _cli("predict", old, tmp_path / "a.npy", "--fs", FS, "--json", tmp_path / "a.json")
+    assert code == 0, out
+    assert "calibrating it on the validation split" in out and (old / "unknown.json").is_file()
+    assert json.loads((tmp_path / "a.json").read_text())["files"][0]["verdict"] == "unknown"
+    # gone: a clear note, and nothing is called unknown
+    gone = shutil.copytree(run, tmp_path / "gone")
+    for f in ("unknown.json", "unknown.safetensors"):
+        (gone / f).unlink(missing_ok=True)
+    meta = json.loads((gone / "model.json").read_text())
+    meta["dataset"]["path"] = str(tmp_path / "deleted")
+    (gone / "model.json").write_text(json.dumps(meta))
+    code, out = _cli("predict", gone, tmp_path / "a.npy", "--fs", FS, "--json", tmp_path / "g.json")
+    assert code == 0 and "no unknown threshold" in out
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["model"]["unknown"] is None and doc["files"][0]["verdict"] in CLASSES
+    # ... until the dataset is given
+    code, out = _cli("predict", gone, tmp_path / "a.npy", "--fs", FS, "--calibrate", data, "--quiet")
+    assert code == 0, out
+    assert json.loads((gone / "unknown.json").read_text())["calibrated_on"]["dataset"] == data
