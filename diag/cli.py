@@ -66,9 +66,10 @@ def prepare(
     split: Optional[str] = typer.Option(None, "--split", help="Split method: time|recording|group|condition|fault-size|random."),
     transform: Optional[str] = typer.Option(None, "--transform", help="cwt|stft|cwt+stft."),
     allow_leaky: bool = typer.Option(False, "--allow-leaky", help="Permit the leaky 'random' split (prints a warning)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output prepared with a different config."),
+    force: bool = typer.Option(False, "--force", help="Replace a prepared dataset at --out made with a different config (never other files)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any setting: section.key=value (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="Where the CWT/STFT runs: cpu (bit-reproducible) | cuda[:N] | auto."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output or summary table."),
 ) -> None:
     """Read recordings, resample, window, split without leakage, and write time-frequency images."""
     from diag.prepare import prepare as run_prepare
@@ -84,7 +85,7 @@ def prepare(
         overrides.append(f"transform.kind={_toml_str(transform)}")
     if allow_leaky:
         overrides.append("split.allow_leaky=true")
-    run_prepare(config, out, overrides=overrides, force=force, device=device)
+    run_prepare(config, out, overrides=overrides, force=force, device=device, quiet=quiet)
 
 
 def _toml_str(s: str) -> str:
@@ -113,10 +114,6 @@ def fetch(
     recs = [r.strip() for r in records.split(",") if r.strip()] if records else None
     files = run_fetch(dataset, target, records=recs, timeout=timeout)
     console.print(f"{len(files)} files in {target}")
-
-
-# ------------------------------------------------------------------------------------------------
-# Further commands (simulate, fetch, pretrain, train) are added below, one section each.
 
 
 # ------------------------------------------------------------------------------------------------
@@ -155,21 +152,25 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 1e-3)."),
     warmup: Optional[float] = typer.Option(None, "--warmup", help="Warmup: fraction of steps (<1) or steps (>=1)."),
-    labels_per_class: Optional[int] = typer.Option(None, "--labels-per-class", help="Use only N labelled windows per class."),
+    labels_per_class: Optional[str] = typer.Option(None, "--labels-per-class", help="Use only N (>= 1) labelled windows per class, or all (default)."),
     label_fraction: Optional[float] = typer.Option(None, "--label-fraction", help="Use only this stratified fraction of labels."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:N] | mps."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag train reads its train table."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: train.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
-    force: bool = typer.Option(False, "--force", help="Delete an existing run in --out and start over."),
+    force: bool = typer.Option(False, "--force", help="Replace a diag training run in --out and start over (never other files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Fine-tune a classifier (ConvNeXt by default) from ImageNet, SSL or scratch; select on val, score test once."""
     from diag.train import run
 
+    budget = None if labels_per_class is None else _ints(labels_per_class, "--labels-per-class", budget=True)
+    if budget is not None and len(budget) != 1:
+        raise DiagError(f"--labels-per-class: one number (or all) for diag train, got '{labels_per_class}'")
     flags = {"init": init, "weights": weights, "model": model, "freeze": freeze, "epochs": epochs,
-             "batch_size": batch_size, "lr": lr, "warmup": warmup, "labels_per_class": labels_per_class,
+             "batch_size": batch_size, "lr": lr, "warmup": warmup,
+             "labels_per_class": budget[0] if budget else None,
              "label_fraction": label_fraction, "seed": seed, "device": device}
     overrides = list(set_) + [f"train.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
     run(data, out, config, overrides, resume=resume, force=force, quiet=quiet)
@@ -190,12 +191,12 @@ def pretrain(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag pretrain reads its pretrain table."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: pretrain.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out with its saved settings."),
-    force: bool = typer.Option(False, "--force", help="Delete an existing output folder and start over."),
+    force: bool = typer.Option(False, "--force", help="Replace a diag pretraining in --out and start over (never other files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Self-supervised pretraining (SimCLR, or BYOL) on unlabelled training windows; logs a k-NN probe on val."""
-    from diag.ssl import load_pretrain_config
-    from diag.ssl import pretrain as run_pretrain
+    from diag.pretrain import load_pretrain_config
+    from diag.pretrain import pretrain as run_pretrain
 
     flags = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
     overrides = list(set_) + [f"pretrain.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
@@ -211,11 +212,18 @@ def _toml_value(v: object) -> str:
 # diag compare / diag report
 
 
-def _ints(text: str, what: str) -> list[int]:
+def _ints(text: str, what: str, budget: bool = False) -> list[int]:
+    """Comma-separated whole numbers; for a label budget, ``all`` (every label) or N >= 1 labels per class."""
     try:
-        return [0 if v.strip() == "all" else int(v) for v in text.split(",") if v.strip()]
+        values = [0 if budget and v.strip() == "all" else int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise DiagError(f"{what}: expected comma-separated whole numbers (or 'all'), got '{text}'") from None
+        raise DiagError(f"{what}: expected comma-separated whole numbers{' (or all)' if budget else ''}, "
+                        f"got '{text}'") from None
+    if not values:
+        raise DiagError(f"{what}: empty; give at least one value")
+    if budget and any(v < 1 for v, t in zip(values, [t for t in text.split(",") if t.strip()]) if t.strip() != "all"):
+        raise DiagError(f"{what} {text}: labels per class must be >= 1; every label is spelled 'all'")
+    return values
 
 
 @app.command()
@@ -236,7 +244,7 @@ def compare(
     from diag.compare import compare as run_compare
 
     run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
-                budgets=_ints(labels_per_class, "--labels-per-class"), ssl_weights=ssl_weights,
+                budgets=_ints(labels_per_class, "--labels-per-class", budget=True), ssl_weights=ssl_weights,
                 imagenet_weights=imagenet_weights, config=config, overrides=list(set_), quiet=quiet)
 
 

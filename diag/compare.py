@@ -6,8 +6,8 @@ finished run under a folder and writes
 
 * ``runs.csv``: one row per run (init, freeze, budget, seed, selected epoch, validation and test scores)
 * ``summary.csv`` and ``summary.md``: mean ± std over seeds per (init, budget), test split named
-* ``comparison.png``: test macro-F1 against labels per class, one line per start (± std over seeds),
-  and the validation macro-F1 curves per start
+* ``comparison.png``: test macro-F1 per label budget, one bar per start (mean ± std over seeds, a dot
+  per seed), and the validation macro-F1 curves per start
 
 Test scores come from each run's ``test_metrics.json``, computed once with the checkpoint that the
 validation split selected; nothing here looks at test scores to choose anything.
@@ -26,8 +26,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from diag.dataset import atomic_write_text
 from diag.errors import DiagError
+from diag.storage import atomic_write_text, check_writable, claim_output, file_sha256, read_json, write_marker
 
 console = Console(stderr=True)
 INIT_ORDER = ("imagenet", "ssl", "scratch")
@@ -66,7 +66,6 @@ def compare(
 
     out = Path(out)
     fingerprint = PreparedDataset(data).manifest.get("fingerprint")
-    out.mkdir(parents=True, exist_ok=True)
     for init in inits:
         if init not in INIT_ORDER:
             raise DiagError(f"--inits: unknown '{init}'; choose from {', '.join(INIT_ORDER)}")
@@ -76,6 +75,11 @@ def compare(
         key = text.split("=", 1)[0].strip()
         if key in ("train.init", "train.seed", "train.labels_per_class", "train.label_fraction", "train.weights"):
             raise DiagError(f"--set {text}: compare sets {key} itself; use --inits/--seeds/--labels-per-class")
+    load_train_config(config, overrides)  # a bad setting is refused before anything is written
+    claim_output(out, "compare", inputs=[data, ssl_weights, imagenet_weights])
+    check_writable(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "compare")
     skipped: dict[str, str] = {}
     jobs = [(b, i, s) for b in budgets for i in inits for s in seeds]
     for n, (budget, init, seed) in enumerate(jobs, 1):
@@ -119,7 +123,7 @@ def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
     saved_path = rd / "config.json"
     if not saved_path.is_file() or not ((rd / "last.pt").is_file() or (rd / "test_metrics.json").is_file()):
         return  # nothing there, or a folder that died before its first checkpoint (restarted)
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    saved = read_json(saved_path, "the run's saved settings", "delete that run folder to run it again")
     # A finished run is reused whatever device made it; an interrupted one resumes with its saved settings.
     ignore = RUNTIME_ONLY if (rd / "test_metrics.json").is_file() else ()
     diff = changed_settings(cfg, saved.get("train", {}), ignore)
@@ -127,8 +131,6 @@ def _check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
         diff.insert(0, "the prepared dataset")
     start = saved.get("start", {})
     if start.get("weights_sha256") and Path(start.get("weights", "")).is_file():
-        from diag.models import file_sha256
-
         if file_sha256(start["weights"]) != start["weights_sha256"]:
             diff.append(f"the starting weights in {start['weights']} (changed since)")
     if diff:
@@ -272,7 +274,7 @@ def report(root: str | Path, skipped: dict[str, str] | None = None, quiet: bool 
 def plot_comparison(rows: list[dict[str, Any]], summary: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    from diag.evaluate import _save_figure
+    from diag.evaluate import save_figure
 
     fig = Figure(figsize=(11, 4.2))
     ax1, ax2 = fig.subplots(1, 2)
@@ -317,4 +319,4 @@ def plot_comparison(rows: list[dict[str, Any]], summary: list[dict[str, Any]], p
     ax2.set_title(f"Validation curves ({budget_name(full)} labels; band: seed range)")
     ax2.legend(title="start")
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)

@@ -6,8 +6,8 @@ A config file has one table per stage::
     [windows]     # target sampling rate, window length/hop, normalisation
     [split]       # leakage-free split method and its parameters
     [transform]   # CWT / STFT image parameters
-    [train]       # fine-tuning (read by diag.train)
-    [pretrain]    # self-supervised pretraining (read by diag.ssl)
+    [train]       # fine-tuning (read by diag.train, and by diag.compare for each run)
+    [pretrain]    # self-supervised pretraining (read by diag.pretrain)
 
 Every value is validated when loaded; an unknown key is an error (a flag that is parsed and then
 ignored is worse than no flag).
@@ -20,7 +20,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Sequence, get_type_hints
 
 try:  # Python 3.11+
     import tomllib
@@ -318,6 +318,23 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise DiagError(f"{p}: not valid TOML ({exc})") from None
+
+
+def load_section(cls: type, section: str, path: str | Path | None = None, overrides: Sequence[str] = (),
+                 base: dict[str, Any] | None = None, example: str = "") -> Any:
+    """Dataclass ``cls`` (with a ``validate()`` method) from one table of a config file: ``base``
+    (e.g. a run's saved settings), then the ``[section]`` table of ``path``, then
+    ``section.key=value`` overrides, in that order; validated. The one loader of the
+    ``[train]`` and ``[pretrain]`` tables (``diag train``, ``diag pretrain``, ``diag compare``)."""
+    data = read_toml(path) if path else {}
+    table = dict(base or {})
+    table.update(data.get(section, {}))
+    for text in overrides:
+        if not text.split("=", 1)[0].strip().startswith(f"{section}."):
+            raise DiagError(f"--set {text}: diag {section} reads only {section}.* settings"
+                            + (f" (e.g. {example})" if example else ""))
+    tree = apply_overrides({section: table}, list(overrides))
+    return from_dict(cls, tree[section], section).validate()
 
 
 def load_prepare_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PrepareConfig:

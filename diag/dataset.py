@@ -1,9 +1,11 @@
-"""A prepared dataset on disk: written atomically, read memory-mapped.
+"""A prepared dataset on disk: written atomically, read memory-mapped, served to the loops as image batches.
 
 Layout of a prepared directory::
 
+    .diag-output         marker: a diag prepared dataset (only such a folder is ever replaced)
     manifest.json        config (whole), class names, sampling rate, image shape, split sizes,
-                         source checksums, package versions, fingerprint of the config
+                         source checksums, package versions, fingerprint of the config, and the
+                         size and sha256 of each image file (checked when the dataset is opened)
     train.npy val.npy test.npy
                          float16 images, shape [N, C, H, W] (np.load(..., mmap_mode="r"))
     train.csv val.csv test.csv
@@ -22,60 +24,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+import torch
 
 from diag.errors import DiagError
+from diag.storage import atomic_write_json, clean_stale, file_sha256, output_kind, publish_mode, write_marker
 
 SPLITS = ("train", "val", "test")
 META_COLUMNS = ("y", "label", "group", "condition", "fault_size", "source", "start", "rec")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def publish_mode(path: str | Path, directory: bool = False) -> None:
-    """Give a file made by ``tempfile`` (0600, or 0700 for folders) the usual mode under the umask."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        publish_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def write_meta_csv(path: Path, meta: dict[str, np.ndarray]) -> None:
@@ -112,7 +72,8 @@ class DatasetWriter:
     def __init__(self, out: str | Path, sizes: dict[str, int], image_shape: tuple[int, int, int]):
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.partial-"))
+        clean_stale(self.out)  # what a killed earlier run of this output left beside it
+        self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.partial-{os.getpid()}-"))
         publish_mode(self.tmp, directory=True)
         self.sizes = dict(sizes)
         self.image_shape = tuple(int(s) for s in image_shape)
@@ -151,11 +112,20 @@ class DatasetWriter:
             a.flush()
             write_meta_csv(self.tmp / f"{s}.csv", metas[s])
         self._arrays.clear()
+        # Cheap to check when the dataset is opened (size; shape from the header); sha256 for a full check.
+        manifest = {**manifest, "files": {f"{s}.npy": {"bytes": (self.tmp / f"{s}.npy").stat().st_size,
+                                                       "sha256": file_sha256(self.tmp / f"{s}.npy")}
+                                          for s in self._filled}}
         atomic_write_json(self.tmp / MANIFEST, manifest)
+        write_marker(self.tmp, "prepared")
         backup = None
-        if self.out.exists():
+        if self.out.is_dir() and not self.out.is_symlink() and not any(self.out.iterdir()):
+            self.out.rmdir()  # an empty folder (made by the user for it) is simply taken
+        if self.out.exists() or self.out.is_symlink():
             if not replace:
                 raise DiagError(f"{self.out}: already exists; choose another --out or pass --force")
+            if self.out.is_symlink() or not self.out.is_dir() or output_kind(self.out) != "prepared":
+                raise DiagError(f"{self.out}: not a prepared dataset folder of diag; not replaced")
             backup = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
             os.replace(self.out, backup)
         os.replace(self.tmp, self.out)
@@ -185,12 +155,31 @@ class PreparedDataset:
             self.manifest = json.loads(mf.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DiagError(f"{mf}: corrupt manifest ({exc}); prepare the dataset again") from None
+        if not isinstance(self.manifest, dict):
+            raise DiagError(f"{mf}: not a diag manifest; prepare the dataset again")
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise DiagError(
                 f"{mf}: format version {self.manifest.get('format_version')} is not {FORMAT_VERSION}; "
                 "prepare the dataset again with this diag"
             )
+        missing = [k for k in ("classes", "image_shape", "sizes") if k not in self.manifest]
+        if missing:
+            raise DiagError(f"{mf}: damaged (no {', '.join(missing)}); prepare the dataset again")
         self._meta: dict[str, dict[str, np.ndarray]] = {}
+        self._check_files()
+
+    def _check_files(self) -> None:
+        """Cheap checks when opened: every split's files are there, image files of the recorded size."""
+        for split in self.splits:
+            for ext in ("npy", "csv"):
+                p = self.path / f"{split}.{ext}"
+                if not p.is_file():
+                    raise DiagError(f"{p}: missing from the prepared dataset; prepare the dataset again")
+            record = self.manifest.get("files", {}).get(f"{split}.npy")
+            size = (self.path / f"{split}.npy").stat().st_size
+            if record and size != record.get("bytes"):
+                raise DiagError(f"{self.path / f'{split}.npy'}: {size} bytes, but the manifest says "
+                                f"{record.get('bytes')} (truncated or replaced); prepare the dataset again")
 
     @property
     def classes(self) -> list[str]:
@@ -214,13 +203,48 @@ class PreparedDataset:
             raise DiagError(f"{self.path}: no split '{split}'; it has {', '.join(self.splits)}")
 
     def images(self, split: str) -> np.ndarray:
+        """float16 ``[N, C, H, W]`` images of ``split``, memory-mapped; checked against the manifest
+        (shape, dtype, file size) -- a truncated or swapped file is a one-line error, not a crash later."""
         self._check_split(split)
-        return np.load(self.path / f"{split}.npy", mmap_mode="r")
+        path = self.path / f"{split}.npy"
+        fix = "prepare the dataset again (diag prepare --force)"
+        record = self.manifest.get("files", {}).get(path.name)
+        try:
+            if record and path.stat().st_size != record["bytes"]:
+                raise DiagError(f"{path}: {path.stat().st_size} bytes, but the manifest says {record['bytes']} "
+                                f"(truncated or replaced); {fix}")
+            arr = np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise DiagError(f"{path}: missing from the prepared dataset; {fix}") from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise DiagError(f"{path}: damaged ({exc}); {fix}") from None
+        want = (int(self.manifest["sizes"][split]), *map(int, self.image_shape))
+        if tuple(arr.shape) != want or arr.dtype != np.float16:
+            raise DiagError(f"{path}: holds {arr.dtype} {tuple(arr.shape)}, the manifest says float16 {want}; {fix}")
+        return arr
+
+    def verify(self) -> None:
+        """Full check: every image file against the sha256 recorded when it was prepared."""
+        for name, record in self.manifest.get("files", {}).items():
+            if file_sha256(self.path / name) != record["sha256"]:
+                raise DiagError(f"{self.path / name}: content differs from when it was prepared (sha256); "
+                                "prepare the dataset again")
 
     def meta(self, split: str) -> dict[str, np.ndarray]:
         self._check_split(split)
         if split not in self._meta:
-            self._meta[split] = read_meta_csv(self.path / f"{split}.csv")
+            path = self.path / f"{split}.csv"
+            try:
+                meta = read_meta_csv(path)
+            except FileNotFoundError:
+                raise DiagError(f"{path}: missing from the prepared dataset; prepare the dataset again") from None
+            except (KeyError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+                raise DiagError(f"{path}: damaged ({type(exc).__name__}: {exc}); prepare the dataset again") from None
+            n, k = int(self.manifest["sizes"][split]), len(self.classes)
+            if len(meta["y"]) != n or (n and (meta["y"].min() < 0 or meta["y"].max() >= k)):
+                raise DiagError(f"{path}: {len(meta['y'])} rows or labels outside 0..{k - 1}, the manifest says "
+                                f"{n} windows of {k} classes; prepare the dataset again")
+            self._meta[split] = meta
         return self._meta[split]
 
     def labels(self, split: str) -> np.ndarray:
@@ -230,6 +254,65 @@ class PreparedDataset:
         return sum(self.manifest["sizes"].values())
 
 
-def iter_batches(n: int, batch: int) -> Iterable[slice]:
-    for i in range(0, n, batch):
-        yield slice(i, min(n, i + batch))
+# ------------------------------------------------------------------------------------------------
+# Image batches for the training loops
+
+
+class SplitImages:
+    """The images of one split (optionally a subset), served as float32 batches on ``device``.
+
+    Held as one float16 tensor (moved to the GPU when training there) if it fits in ``budget_gb``;
+    otherwise read batch by batch from the memory-mapped ``.npy`` by ``num_workers`` processes.
+    """
+
+    def __init__(self, ds: "PreparedDataset", split: str, indices: np.ndarray | None, device: torch.device,
+                 budget_gb: float = 4.0, num_workers: int = 0):
+        arr = ds.images(split)
+        self.path = ds.path / f"{split}.npy"
+        self.indices = np.arange(len(arr)) if indices is None else np.asarray(indices)
+        self.device = device
+        self.num_workers = num_workers
+        self.shape = tuple(arr.shape[1:])
+        nbytes = len(self.indices) * int(np.prod(self.shape)) * 2
+        self.memory: torch.Tensor | None = None
+        if nbytes <= budget_gb * 2**30:
+            full = len(self.indices) == len(arr) and np.array_equal(self.indices, np.arange(len(arr)))
+            t = torch.from_numpy(np.array(arr) if full else arr[self.indices])
+            self.memory = t.to(device) if device.type == "cuda" else t
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def iterate(self, batches: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Yield float32 ``[b, C, H, W]`` batches on the device for the given position batches."""
+        if self.memory is not None:
+            if not batches:
+                return
+            sizes = [len(b) for b in batches]
+            for b in torch.cat(list(batches)).to(self.memory.device).split(sizes):  # one index transfer
+                yield self.memory[b].to(self.device, non_blocking=True).float()
+            return
+        loader = torch.utils.data.DataLoader(
+            MemmapBatches(self.path, self.indices), batch_size=None, sampler=[b.numpy() for b in batches],
+            num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+        for x in loader:
+            yield x.to(self.device, non_blocking=True).float()
+
+
+class MemmapBatches(torch.utils.data.Dataset):
+    """Whole batches from a memory-mapped ``.npy`` (opened lazily in each worker, read in sorted order)."""
+
+    def __init__(self, path: Path, indices: np.ndarray):
+        self.path, self.indices, self._arr = path, indices, None
+
+    def __getitem__(self, positions: np.ndarray) -> torch.Tensor:
+        if self._arr is None:
+            self._arr = np.load(self.path, mmap_mode="r")
+        rows = self.indices[positions]
+        order = np.argsort(rows, kind="stable")
+        batch = np.empty((len(rows), *self._arr.shape[1:]), dtype=np.float16)
+        batch[order] = self._arr[rows[order]]
+        return torch.from_numpy(batch)
+
+    def __len__(self) -> int:
+        return len(self.indices)

@@ -17,7 +17,9 @@ class DiagError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
-def require(condition: bool, message: str) -> None:
-    """Raise :class:`DiagError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise DiagError(message)
+def describe(exc: BaseException, limit: int = 160) -> str:
+    """``Type: message`` of an exception on one line, cut at a word boundary (never mid-word)."""
+    text = " ".join(str(exc).split()) or "no details"
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {text}"

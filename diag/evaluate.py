@@ -1,19 +1,54 @@
-"""Metrics and figures for classification runs.
+"""Inference and scores: the one batched inference function, metrics and figures.
 
-Every function takes plain arrays; every reported number names its split. Figures are drawn with
-matplotlib's object API (no global pyplot state) and written atomically.
+:func:`predict_images` runs a model over images in batches (logits, or pooled features) -- used by
+validation and test scoring in ``diag train``, by the k-NN probe of ``diag pretrain``, and by
+anything else that scores images. Metrics take plain arrays; every reported number names its split.
+Figures are drawn with matplotlib's object API (no global pyplot state) and written atomically.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
-from diag.dataset import publish_mode
+from diag.dataset import SplitImages
+from diag.models import features as pooled_features
+from diag.runtime import autocast, batch_plan
+from diag.storage import atomic_file
+
+
+@torch.no_grad()
+def predict_images(model: nn.Module, images: SplitImages | torch.Tensor | np.ndarray, *, batch_size: int,
+                   device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                   channels_last: bool = False, features: bool = False) -> torch.Tensor:
+    """Logits ``[N, K]`` (or, with ``features=True``, pooled backbone features ``[N, D]``) of ``images``
+    ``[N, C, H, W]``, in order, as float32 on ``device``.
+
+    ``images``: a :class:`~diag.dataset.SplitImages` (served on its own device) or an array/tensor
+    of any float dtype on any device (moved batch by batch). ``dtype``: the autocast dtype (None =
+    full precision). The model runs in eval mode; its train/eval mode is restored afterwards.
+    """
+    if isinstance(images, SplitImages):
+        device = images.device
+        batches = images.iterate(batch_plan(len(images), batch_size, None, min_last=1))
+    else:
+        device = torch.device(device or "cpu")
+        x = torch.from_numpy(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
+        batches = (x[i:i + batch_size].to(device).float() for i in range(0, len(x), batch_size))
+    was_training = model.training
+    model.eval()
+    out = []
+    for x in batches:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            out.append((pooled_features(model, x) if features else model(x)).float())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 0, device=device)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], split: str) -> dict[str, Any]:
@@ -58,22 +93,13 @@ def accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
     return acc, f1
 
 
-def _save_figure(fig, path: str | Path) -> None:
-    """Render ``fig`` to ``path`` (PNG) through a temporary file and an atomic rename."""
+def save_figure(fig, path: str | Path) -> None:
+    """Render ``fig`` to ``path`` (PNG) atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_file(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        publish_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str) -> None:
@@ -99,7 +125,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], p
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
                         color="white" if frac[i, j] > 0.5 else "black", fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
@@ -131,4 +157,4 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path, title: str = ""
             ax.axvline(selected[-1], color="grey", ls=":", lw=1)
     if title:
         fig.suptitle(title)
-    _save_figure(fig, path)
+    save_figure(fig, path)

@@ -41,7 +41,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from diag.errors import DiagError
+from diag.errors import DiagError, describe
+from diag.storage import file_sha256
 
 INITS = ("scratch", "imagenet", "ssl")
 IMAGENET_ENV = "DIAG_IMAGENET_WEIGHTS"
@@ -131,17 +132,6 @@ def create_backbone(
     if source is not None:
         model.diag_info["weights_sha256"] = file_sha256(source)  # type: ignore[attr-defined]
     return model
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file (the identity of a starting checkpoint, recorded with every run)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_model_name(name: str) -> None:
@@ -262,7 +252,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DiagError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise DiagError(f"{path}: not a readable checkpoint ({_reason(exc, path)}); not loaded; give a timm/PyTorch "
+                        ".pth/.pt or a .safetensors file") from None
     if isinstance(obj, dict):
         for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
             if isinstance(obj.get(key), dict):
@@ -271,6 +262,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise DiagError(f"{path}: not a state dict of tensors (nor one nested under 'model' / 'state_dict')")
     return {_strip_wrappers(k): v for k, v in obj.items()}
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    """Why a checkpoint could not be read, in words (never a bare ``KeyError: 101``), cut at a word boundary."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if path.suffix != ".safetensors" and not head.startswith((b"PK\x03\x04", b"\x80")):
+        return "neither a PyTorch zip/pickle file nor safetensors; is it a text or other file?"
+    return describe(exc)
 
 
 def _strip_wrappers(key: str) -> str:

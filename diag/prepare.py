@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,34 +20,15 @@ import diag
 from diag.config import PrepareConfig, load_prepare_config
 from diag.dataset import FORMAT_VERSION, MANIFEST, SPLITS, DatasetWriter
 from diag.errors import DiagError
+from diag.provenance import package_versions
+from diag.runtime import pick_device
+from diag.storage import check_writable, claim_output, file_sha256
 from diag.sources import load_recordings
 from diag.sources.base import Recording, list_files
 from diag.windows import check_no_shared_samples, extract, harmonise, normalize, plan_split
 
 console = Console(stderr=True)
 BATCH = 256
-VERSIONED_PACKAGES = ("numpy", "scipy", "PyWavelets", "scikit-learn", "torch", "timm")
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python, diag and the numerical packages, for manifests and checkpoints."""
-    out = {"python": platform.python_version(), "diag": diag.__version__}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def source_checksums(cfg: PrepareConfig) -> dict[str, str]:
     """sha256 of every file under ``source.path`` (relative names); empty for the simulators.
 
@@ -98,8 +76,6 @@ def transform_device(spec: str) -> torch.device:
     """The device ``diag prepare`` computes images on: ``cpu``, ``cuda[:N]`` or ``auto``."""
     import torch
 
-    from diag.train import pick_device
-
     if spec == "auto":  # not pick_device's auto: the transform is not tested on Apple MPS
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.split(":")[0] not in ("cpu", "cuda"):
@@ -129,8 +105,10 @@ def prepare(
     dev = transform_device(device)
     cfg = load_prepare_config(config, overrides)
     out = Path(out)
+    existing = claim_output(out, "prepared", force=force, inputs=[cfg.source.path])
+    check_writable(out)
     checksums = source_checksums(cfg)
-    if out.exists():
+    if existing:
         ok, why = _reusable(out, cfg, checksums)
         if ok:
             if not quiet:

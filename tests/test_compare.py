@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from diag.cli import app
 from diag.compare import compare, report
 from diag.errors import DiagError
-from diag.train import make_toy_dataset
+from diag.storage import write_marker
+from helpers import make_toy_dataset
 
 FAST = ["train.epochs=2", "train.batch_size=16", "train.warmup=0"]
 
@@ -57,7 +58,8 @@ def test_compare_restarts_a_run_that_died_in_its_first_epoch(toy, tmp_path):
     out = tmp_path / "cmp"
     dead = out / "scratch-all-s0"
     dead.mkdir(parents=True)
-    (dead / "config.json").write_text("{}")  # what a crash before the first checkpoint leaves
+    write_marker(dead, "train-run")  # what a crash before the first checkpoint leaves
+    (dead / "config.json").write_text("{}")
     compare(toy, out, inits=["scratch"], seeds=[0], budgets=[0], overrides=FAST, quiet=True)
     assert (dead / "test_metrics.json").is_file()
 
@@ -79,7 +81,7 @@ def test_report_cli_on_an_empty_folder(tmp_path):
 def test_compare_notices_changed_starting_weights(toy, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from diag.ssl import PretrainConfig, pretrain
+    from diag.pretrain import PretrainConfig, pretrain
 
     ssl = tmp_path / "ssl"
     pretrain(toy, ssl, PretrainConfig(epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
@@ -87,7 +89,9 @@ def test_compare_notices_changed_starting_weights(toy, tmp_path):
     compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
     start = json.loads((out / "ssl-all-s0" / "model.json").read_text())["start"]
     assert len(start["weights_sha256"]) == 64
-    compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)  # reused
+    stamp = (out / "ssl-all-s0" / "model.safetensors").stat().st_mtime_ns
+    compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
+    assert (out / "ssl-all-s0" / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
     w = load_file(str(ssl / "backbone.safetensors"))
     save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in w.items()}, str(ssl / "backbone.safetensors"))
     with pytest.raises(DiagError, match="the starting weights in .*backbone.safetensors \\(changed since\\)"):

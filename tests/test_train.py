@@ -10,12 +10,13 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import diag.train as dt
+from diag.runtime import batch_plan, lr_at, param_groups, warmup_steps
 from diag.cli import app
 from diag.dataset import PreparedDataset
 from diag.errors import DiagError
 from diag.models import create_backbone, load_trained
-from diag.train import (TrainConfig, batch_plan, load_train_config, lr_at, make_toy_dataset, param_groups,
-                        select_labeled, train, warmup_steps)
+from diag.train import TrainConfig, load_train_config, select_labeled, train
+from helpers import make_toy_dataset
 
 FAST = dict(epochs=2, batch_size=16, lr=2e-3, warmup=0.1)
 TIMING = ("seconds", "train_seconds", "images_per_s")
@@ -147,7 +148,7 @@ def test_a_run_writes_everything_and_scores_test_once(toy, tmp_path, monkeypatch
     stranger = tmp_path / "photos"
     stranger.mkdir()
     (stranger / "cat.jpg").write_bytes(b"x")
-    with pytest.raises(DiagError, match="not a diag run folder"):
+    with pytest.raises(DiagError, match="not a run folder of diag"):
         train(toy, stranger, TrainConfig(**FAST), force=True, quiet=True)
     assert (stranger / "cat.jpg").is_file()
 
@@ -156,17 +157,17 @@ def test_resume_reaches_the_same_result_as_an_uninterrupted_run(toy, tmp_path, m
     cfg = TrainConfig(epochs=3, batch_size=16, lr=2e-3, warmup=3, drop_path=0.1, seed=1)
     train(toy, tmp_path / "straight", cfg, quiet=True)
 
-    real_save = dt._save_last
+    real_save = dt.save_checkpoint
 
     def crash_after_epoch_2(path, state):
         real_save(path, state)
         if state["state"]["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(dt, "_save_last", crash_after_epoch_2)
+    monkeypatch.setattr(dt, "save_checkpoint", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train(toy, tmp_path / "cut", cfg, quiet=True)
-    monkeypatch.setattr(dt, "_save_last", real_save)
+    monkeypatch.setattr(dt, "save_checkpoint", real_save)
     assert not (tmp_path / "cut" / "test_metrics.json").exists()
     with pytest.raises(DiagError, match="these differ: epochs"):
         train(toy, tmp_path / "cut", dataclasses.replace(cfg, epochs=4), resume=True, quiet=True)
@@ -277,9 +278,10 @@ def test_torchrun_with_two_processes_matches_one_process(toy, tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     one, two = _numbers(tmp_path / "one"), _numbers(tmp_path / "two")
+    assert len(one) == len(two) == 1
     for a, b in zip(one, two):
         assert a["step"] == b["step"]
         for k in ("train_loss", "val_loss", "val_accuracy"):
             assert b[k] == pytest.approx(a[k], rel=2e-3, abs=2e-3), k
     assert json.loads((tmp_path / "two" / "model.json").read_text())["world_size"] == 2
-    assert not [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]  # no stray temp files
+    assert not [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".") and p.name != ".diag-output"]  # no stray temp files

@@ -9,10 +9,11 @@ from safetensors.torch import load_file
 
 from diag.errors import DiagError
 from diag.models import create_backbone, features
-from diag.ssl import (BYOL, PredictionHead, PretrainConfig, ProjectionHead, SimCLR, TimeFrequencyAugment, byol_loss,
-                      knn_predict, load_pretrain_config, momentum_at, neighbour_table, nt_xent_loss, pretrain,
-                      sample_partners)
-from diag.train import make_toy_dataset
+from diag.augment import TimeFrequencyAugment
+from diag.pretrain import PretrainConfig, load_pretrain_config, neighbour_table, pretrain, sample_partners
+from diag.selfsup import (BYOL, PredictionHead, ProjectionHead, SimCLR, byol_loss, knn_predict, momentum_at,
+                          nt_xent_loss)
+from helpers import make_toy_dataset
 
 
 def test_views_never_move_energy_across_frequency_rows():
@@ -201,24 +202,23 @@ def test_pretrain_config_and_cli(tmp_path, hard_toy):
 
 
 def test_resumed_pretraining_reaches_the_same_weights(hard_toy, tmp_path, monkeypatch):
-    import diag.ssl as ds_ssl
-    import diag.train as dt
+    import diag.pretrain as dp
 
     cfg = PretrainConfig(epochs=3, batch_size=32, lr=2e-3, knn_every=1, knn_k=5, seed=4, shift=0.2,
                          positives="recording", neighbours=2)
     pretrain(hard_toy, tmp_path / "straight", cfg, quiet=True)
 
-    real_save = dt._save_last
+    real_save = dp.save_checkpoint
 
     def crash_after_epoch_2(path, state):
         real_save(path, state)
         if state["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(dt, "_save_last", crash_after_epoch_2)
+    monkeypatch.setattr(dp, "save_checkpoint", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         pretrain(hard_toy, tmp_path / "cut", cfg, quiet=True)
-    monkeypatch.setattr(dt, "_save_last", real_save)
+    monkeypatch.setattr(dp, "save_checkpoint", real_save)
     assert not json.loads((tmp_path / "cut" / "pretrain.json").read_text())["finished"]
     with pytest.raises(DiagError, match="already exists; pass --resume"):
         pretrain(hard_toy, tmp_path / "cut", cfg, quiet=True)
@@ -251,4 +251,5 @@ def test_resumed_pretraining_reaches_the_same_weights(hard_toy, tmp_path, monkey
         pretrain(None, tmp_path / "cut", resume=True, quiet=True)
     with pytest.raises(DiagError, match="nothing to resume"):
         pretrain(None, tmp_path / "empty", resume=True, quiet=True)
-    assert ds_ssl.POSITIVES == ("window", "recording")
+    with pytest.raises(DiagError, match="pretrain.positives: choose one of window, recording"):
+        PretrainConfig(positives="label").validate()

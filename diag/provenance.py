@@ -1,0 +1,66 @@
+"""Where an output came from: package versions, the preprocessing record a model carries, and the
+checks that decide whether a run folder may be started, resumed or replaced.
+
+Bottom layer: imports only :mod:`diag.errors` and :mod:`diag.storage`.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import diag
+from diag.errors import DiagError
+from diag.storage import check_writable, claim_output, remove_output, write_marker
+
+VERSIONED_PACKAGES = ("numpy", "scipy", "PyWavelets", "scikit-learn", "torch", "timm")
+PREPROCESSING_KEYS = ("config", "fingerprint", "fs", "window", "transform", "image_shape", "classes")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, diag and the numerical packages, for manifests and checkpoints."""
+    out = {"python": platform.python_version(), "diag": diag.__version__}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def preprocessing_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    """From a prepared dataset's manifest: everything needed to turn a waveform into this model's images."""
+    return {key: manifest.get(key) for key in PREPROCESSING_KEYS}
+
+
+def check_run_dir(out: str | Path, kind: str, *, resume: bool, force: bool,
+                  inputs: Iterable[str | Path | None] = ()) -> None:
+    """May a run of ``kind`` (``train-run`` | ``pretrain``) start (or resume) in ``out``? One-line refusals.
+
+    A finished or interrupted diag run there needs ``--resume`` or ``--force``; ``--force`` replaces
+    only a diag run of the same kind (:func:`diag.storage.claim_output`); the folder must be writable.
+    """
+    out = Path(out)
+    if resume:
+        if force:
+            raise DiagError("--resume and --force contradict each other: resume continues a run, force starts over")
+        check_writable(out)
+        return
+    existing = claim_output(out, kind, force=force, inputs=inputs)
+    if existing and not force:
+        raise DiagError(f"{out}: already exists; pass --resume to continue that run or --force to start over")
+    check_writable(out)
+
+
+def start_run_dir(out: str | Path, kind: str, *, force: bool, inputs: Iterable[str | Path | None] = ()) -> None:
+    """Create the run folder ``out`` with its marker (with ``force``, an old diag run of ``kind`` there
+    is deleted first; nothing else ever is)."""
+    out = Path(out)
+    inputs = list(inputs)
+    check_run_dir(out, kind, resume=False, force=force, inputs=inputs)
+    if force and out.is_dir() and any(out.iterdir()):
+        remove_output(out, kind)
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, kind)

@@ -1,0 +1,311 @@
+"""Files on disk: the one atomic write, hashes, JSON, metrics history, and the output-folder guard.
+
+Bottom layer (imports only :mod:`diag.errors`). Every file diag writes goes through
+:func:`atomic_file` (a temporary name in the same folder, fsync, then an atomic rename), so a reader
+never sees a half-written file and a killed run leaves at most a ``.NAME.tmp-PID-*`` temporary,
+which the next run of the same output removes.
+
+Every output folder diag writes holds a marker, ``.diag-output`` (``{"kind": ..., "version": 1}``).
+:func:`claim_output` is the one rule for replacing a folder (``--force``): only a folder that diag
+itself wrote (its marker, or the marker file of an older diag: ``manifest.json`` of a prepared
+dataset, ``config.json`` of a training run, ``pretrain.json`` of a pretraining) is ever replaced;
+never a plain file, never a folder that holds the command's inputs or lies above them, never a
+folder of someone else's files. A user's file is never deleted.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from diag.errors import DiagError
+
+MARKER = ".diag-output"
+MARKER_VERSION = 1
+KINDS = ("prepared", "train-run", "pretrain", "compare")
+# The marker files of outputs written before ``.diag-output`` existed, and a check of their content.
+LEGACY_MARKERS = {"prepared": "manifest.json", "train-run": "config.json", "pretrain": "pretrain.json"}
+NAMES = {"prepared": "prepared dataset", "train-run": "run", "pretrain": "pretraining", "compare": "comparison"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def publish_mode(path: str | Path, directory: bool = False) -> None:
+    """Give a file made by ``tempfile`` (0600, or 0700 for folders) the usual mode under the umask."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-{os.getpid()}-"
+
+
+@contextmanager
+def atomic_file(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; when the block ends without error the file written
+    there is flushed to disk and renamed over ``path`` in one step (else it is removed).
+
+    >>> with atomic_file(out / "model.safetensors") as tmp:
+    ...     save_file(tensors, str(tmp))
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=suffix or ".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        publish_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays and paths."""
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
+
+
+def read_json(path: str | Path, what: str = "file", fix: str = "") -> Any:
+    """A JSON file, or a one-line :class:`DiagError` naming it when it is missing or not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DiagError(f"{path}: missing ({what}){'; ' + fix if fix else ''}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DiagError(f"{path}: not valid JSON ({what}: {exc}){'; ' + fix if fix else ''}") from None
+
+
+def write_history(out: str | Path, history: list[dict[str, Any]]) -> None:
+    """``metrics.jsonl`` and ``metrics.csv`` in ``out``: one row per epoch."""
+    out = Path(out)
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    buf = io.StringIO()
+    if history:
+        w = csv.DictWriter(buf, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    atomic_write_text(out / "metrics.csv", buf.getvalue())
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# Output folders: the marker, the guard, stale leftovers
+
+
+def write_marker(folder: str | Path, kind: str) -> None:
+    """Mark ``folder`` as a diag output of ``kind``."""
+    assert kind in KINDS, kind
+    atomic_write_json(Path(folder) / MARKER, {"kind": kind, "version": MARKER_VERSION})
+
+
+def output_kind(folder: str | Path) -> str | None:
+    """The kind of diag output ``folder`` holds (its marker, or an older diag's marker file), else None."""
+    folder = Path(folder)
+    try:
+        m = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        if isinstance(m, dict) and m.get("kind") in KINDS:
+            return m["kind"]
+    except (OSError, ValueError):
+        pass
+    if not folder.is_dir():
+        return None
+    if (folder / "runs.csv").is_file() or (folder / "summary.md").is_file() or any(
+            output_kind(p) == "train-run" for p in folder.iterdir() if p.is_dir() and p.name.split("-")[0] in
+            ("scratch", "ssl", "imagenet")):
+        return "compare"  # written by an older diag compare / report: its runs are named INIT-BUDGET-sSEED
+    for kind, name in LEGACY_MARKERS.items():
+        try:
+            m = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(m, dict):
+            continue
+        if (kind == "prepared" and "format_version" in m and "fingerprint" in m) or \
+                (kind == "train-run" and "train" in m and "dataset_fingerprint" in m) or \
+                (kind == "pretrain" and str(m.get("format", "")).startswith("diag-ssl")):
+            return kind
+    return None
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    try:
+        inner.relative_to(outer)
+        return True
+    except ValueError:
+        return False
+
+
+def _listing(folder: Path, n: int = 3) -> str:
+    names = sorted(p.name for p in folder.iterdir())
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def claim_output(out: str | Path, kind: str, *, force: bool = False, inputs: Iterable[str | Path | None] = (),
+                 option: str = "--out") -> bool:
+    """Check that a command of ``kind`` may write the folder ``out``; returns whether ``out`` already
+    holds a diag output of this kind (the caller reuses, resumes or, with ``force``, replaces it).
+
+    Refused with a one-line :class:`DiagError`, ``force`` or not: a plain file at ``out``; a folder
+    that is or contains one of ``inputs`` (e.g. ``--out`` equal to ``--data``); a non-empty folder
+    that diag did not write, or that holds another kind of diag output. Stale temporaries of a
+    killed earlier run of the same output are removed (:func:`clean_stale`).
+    """
+    out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise DiagError(f"{option} {out}: is a broken symbolic link; choose another {option}")
+    if out.exists() and not out.is_dir():
+        raise DiagError(f"{option} {out}: is a file, not a folder; diag never replaces a file; choose another {option}")
+    here = out.resolve()
+    for inp in inputs:
+        if inp is None or str(inp) == "":
+            continue
+        p = Path(inp).resolve()
+        if _is_within(p, here):
+            what = "is" if p == here else "holds"
+            raise DiagError(f"{option} {out}: {what} the input {inp}; diag never writes over its inputs; "
+                            f"choose another {option}")
+    clean_stale(out)
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    found = output_kind(out)
+    if found is None:
+        raise DiagError(f"{option} {out}: not a {NAMES[kind]} folder of diag: it holds files diag did not write "
+                        f"({_listing(out)}), and diag never deletes them; choose another {option} (a new or empty folder)")
+    if found != kind:
+        raise DiagError(f"{option} {out}: holds a diag {NAMES[found]} output, not a {NAMES[kind]}; "
+                        f"choose another {option}")
+    return True
+
+
+def remove_output(out: str | Path, kind: str) -> None:
+    """Delete the diag output ``out`` of ``kind`` (checked again here), renaming it aside first so a
+    crash midway never leaves a half-deleted folder under its name."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if out.is_symlink() or not out.is_dir() or output_kind(out) != kind:
+        raise DiagError(f"{out}: not a {NAMES[kind]} folder of diag; not deleted")
+    aside = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.replace(out, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(name: str, stem: str) -> bool:
+    """``name`` is ``.STEM.partial-PID-*``, ``.STEM.old-PID`` or ``.STEM.tmp-PID-*`` of a dead process."""
+    for kind in ("partial", "old", "tmp"):
+        prefix = f".{stem}.{kind}-"
+        if name.startswith(prefix):
+            pid = name[len(prefix):].split("-", 1)[0]
+            return pid.isdigit() and not _pid_alive(int(pid))
+    return False
+
+
+def clean_stale(out: str | Path) -> list[Path]:
+    """Remove what a killed run writing ``out`` left behind: ``.OUT.partial-*`` / ``.OUT.old-*``
+    folders next to it and ``.FILE.tmp-*`` temporaries inside it (only those of dead processes)."""
+    out = Path(out)
+    removed: list[Path] = []
+    places = []
+    if out.parent.is_dir():
+        places.append((out.parent, lambda n: _stale(n, out.name)))
+    if out.is_dir() and not out.is_symlink():
+        places.append((out, lambda n: n.startswith(".") and ".tmp-" in n and _stale(n, n[1:].split(".tmp-")[0])))
+    for folder, test in places:
+        try:
+            names = [p.name for p in folder.iterdir()]
+        except OSError:
+            continue
+        for name in names:
+            if test(name):
+                p = folder / name
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def check_writable(out: str | Path, option: str = "--out") -> None:
+    """Refuse (one line) an ``out`` whose folder cannot be created or written, before any work starts.
+
+    Tries it: a temporary folder is made (and removed) in ``out`` or its nearest existing parent.
+    """
+    out = Path(out)
+    probe_in = out if out.is_dir() else out.parent
+    while not probe_in.exists() and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
+    try:
+        if not probe_in.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(probe_in))
+        tmp = tempfile.mkdtemp(dir=probe_in, prefix=f".{out.name}.probe-")
+        os.rmdir(tmp)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise DiagError(f"{option} {out}: cannot write there ({why} in {probe_in}); choose a folder you can write "
+                        "to") from None
