@@ -20,8 +20,6 @@ windows), would be a second implementation of the transform to keep in step with
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +62,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
     """Write ``onnx_path`` (+ ``.json``, + ``.unknown.safetensors``); return the agreement check's numbers."""
     import torch
 
-    from diag.dataset import PreparedDataset, atomic_write_json
+    from diag.dataset import PreparedDataset
+    from diag.storage import atomic_file, atomic_write_json
     from diag.scoring import Predictor
 
     onnx, ort = _need_onnx()
@@ -97,9 +96,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         images = pred.transform(normalize(x, pred.normalize))
         source = "64 images of random noise windows (the run's prepared dataset is gone)"
     model = _wrapper(pred.net)
-    fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
+        tmp = str(tmp_path)
         with torch.no_grad():
             torch.onnx.export(model, (torch.zeros(2, c, h, w),), tmp, dynamo=False, opset_version=OPSET,
                               input_names=["images"], output_names=["logits", "features"],
@@ -145,12 +143,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
             "transform_in_graph_why": ("torch's ONNX exporters do not translate the CWT filter bank: aten::fft_rfft "
                                        "(TorchScript exporter) and complex-valued pad/unfold (dynamo exporter)"),
         }
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, onnx_path)
-        atomic_write_json(json_path, info)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # the ONNX file is in place (renamed when the block ended); its description next
+    atomic_write_json(json_path, info)
     return check
 
 

@@ -92,7 +92,7 @@ def check_outputs(paths: Sequence[Path | None], force: bool = False) -> None:
 def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Path | None, csv_path: Path | None,
                   windows: bool, plot_dir: Path | None) -> list[Path]:
     """Write the requested outputs atomically (each file appears whole or not at all)."""
-    from diag.dataset import atomic_write_json, atomic_write_text
+    from diag.storage import atomic_write_json, atomic_write_text
 
     written = []
     if plot_dir is not None:

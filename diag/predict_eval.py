@@ -117,7 +117,7 @@ def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: st
     from rich.console import Console
     from rich.table import Table
 
-    from diag.dataset import atomic_write_json
+    from diag.storage import atomic_write_json
     from diag.evaluate import plot_confusion
 
     out = Path(out)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,21 +9,6 @@ import numpy as np
 
 MAX_POINTS = 20_000  # waveform points drawn (min/max envelope beyond that)
 MAX_IMAGES = 400  # windows whose images make up the scalogram strip
-
-
-def _save(fig: Any, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_result(pred: Any, res: Any, path: str | Path) -> None:
@@ -37,6 +20,7 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
     from matplotlib.figure import Figure
 
     from diag.errors import DiagError
+    from diag.evaluate import save_figure
     from diag.windows import normalize
 
     path = Path(path)
@@ -94,4 +78,4 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
     ax3.set_xlabel("time (s)")
     ax3.legend(loc="upper right", fontsize=8, ncol=min(len(pred.classes), 5),
                title="grey: unknown windows" if res.windows.unknown.any() else None)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -140,8 +140,6 @@ def _open_wav(p: Path, fs: float | None) -> Signal | None:
         return None  # e.g. 24-bit PCM cannot be memory-mapped: the files reader reads it whole
     except Exception as exc:  # noqa: BLE001
         raise DiagError(f"{p}: not a readable WAV file ({str(exc)[:100]}); re-export it as PCM or float WAV") from None
-    if fs is not None and abs(float(fs) - rate) > 1e-6 * rate:
-        raise DiagError(f"{p}: WAV header says {rate:g} Hz but --fs says {float(fs):g} Hz; drop --fs or fix it")
     view = data[None, :] if data.ndim == 1 else data.T
     kind, size = data.dtype.kind, data.dtype.itemsize
 
@@ -153,8 +151,11 @@ def _open_wav(p: Path, fs: float | None) -> Signal | None:
             return (x.astype(np.float64) - 128.0) / 128.0
         return x.astype(np.float64) / float(2 ** (8 * size - 1))
 
-    return Signal(str(p), float(rate), view.shape[1], tuple(f"ch{i}" for i in range(view.shape[0])), read,
-                  streamed=True)
+    sig = Signal(str(p), float(rate), view.shape[1], tuple(f"ch{i}" for i in range(view.shape[0])), read,
+                 streamed=True)
+    if fs is not None and abs(float(fs) - rate) > 1e-6 * rate:
+        sig.notes.append(f"the WAV header's {rate:g} Hz is used; --fs {float(fs):g} applies to formats without a rate")
+    return sig
 
 
 class _CsvChunks:

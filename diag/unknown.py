@@ -10,15 +10,18 @@ Scores (higher = less like the training data), computed from one forward pass:
 
 The threshold is the ``1 - far`` quantile of the score on the *validation* windows (known classes,
 never trained on), so about ``far`` of in-distribution windows are flagged ``unknown`` (the stated
-false-alarm rate, default 5 %). :func:`calibrate` writes ``unknown.json`` (method, thresholds at 1 %
-and 5 %, the validation numbers, the sha256 of the weights it was computed for) and
-``unknown.safetensors`` (class means and precision matrix, or training features) into the run.
-The default method was chosen by measurement (README, "Scoring new recordings").
+false-alarm rate, default 5 %). :func:`calibrate_run` (called at the end of ``diag train``) writes
+``unknown.json`` (method, thresholds at 1 % and 5 %, the validation numbers, the sha256 of the weights
+it was computed for) and, for the feature-space methods, ``unknown.safetensors`` (class means and
+precision matrix, or training features) into the run.
+
+The default, ``energy``, was chosen by measurement (README, "Scoring new recordings"): on the
+simulated bearing set with the ball fault held out it had the best AUROC (0.68; msp 0.65,
+mahalanobis 0.53, knn 0.49); on the tone set of the tests all four exceed 0.95.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,9 +30,11 @@ from typing import Any
 import numpy as np
 
 from diag.errors import DiagError
+from diag.storage import atomic_file, atomic_write_json, file_sha256
 
-METHODS = ("mahalanobis", "knn", "energy", "msp")
-DEFAULT_METHOD = "mahalanobis"
+METHODS = ("energy", "msp", "mahalanobis", "knn")
+#: chosen by measurement (README): best AUROC on the simulated bearing set with a held-out fault class
+DEFAULT_METHOD = "energy"
 DEFAULT_FAR = 0.05
 FARS = (0.01, 0.05)
 KNN_K = 10
@@ -38,30 +43,12 @@ UNKNOWN_JSON = "unknown.json"
 UNKNOWN_STATS = "unknown.safetensors"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
-    """safetensors file written atomically (temporary file in the same folder + rename)."""
-    import os
-    import tempfile
-
+    """A safetensors file written atomically (:func:`diag.storage.atomic_file`)."""
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, suffix=".safetensors") as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
 
 def scores_from(method: str, logits: Any, feats: Any, stats: dict[str, Any]) -> Any:
@@ -116,18 +103,22 @@ def forward_parts(net: Any, x: Any) -> tuple[Any, Any]:
 
 
 def dataset_outputs(net: Any, images: np.ndarray, device: Any, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(features ``[N, D]``, logits ``[N, K]``) of prepared images (float16 memmap ok), in order."""
+    """(features ``[N, D]``, logits ``[N, K]``) of prepared images (float16 memmap ok), in order: the
+    batched inference of :func:`diag.evaluate.predict_images` for the features, then the classifier."""
     import torch
 
-    feats, logits = [], []
-    with torch.inference_mode():
-        for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.asarray(images[i : i + batch], dtype=np.float32)).to(device)
-            f, lg = forward_parts(net, x)
-            feats.append(f.float().cpu().numpy())
-            logits.append(lg.float().cpu().numpy())
-    if not feats:
+    from diag.evaluate import predict_images
+
+    if len(images) == 0:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    feats, logits = [], []
+    for i in range(0, len(images), batch):
+        # one call per batch: predict_images (core, at the merge) returns only the first batch of a
+        # longer array -- its batch generator reads a name the loop rebinds
+        f = predict_images(net, np.array(images[i : i + batch], dtype=np.float32), batch_size=batch, device=device, features=True)
+        with torch.inference_mode():
+            logits.append(net.get_classifier()(f).float().cpu().numpy())
+        feats.append(f.float().cpu().numpy())
     return np.concatenate(feats), np.concatenate(logits)
 
 
@@ -170,7 +161,7 @@ class UnknownDetector:
                 info = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
                 info = {}
-            if info.get("weights_sha256") == _sha256(run / "model.safetensors"):
+            if info.get("weights_sha256") == file_sha256(run / "model.safetensors"):
                 return cls.load(run)
         if not calibrate:
             return None
@@ -202,7 +193,7 @@ def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = 
     ``data``: the run's prepared dataset (default: the one ``model.json`` names); its fingerprint must be
     the run's. Returns the written ``unknown.json`` content.
     """
-    from diag.dataset import PreparedDataset, atomic_write_json
+    from diag.dataset import PreparedDataset
     from diag.models import load_trained
 
     run = Path(run)
@@ -223,10 +214,11 @@ def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = 
     if "val" not in ds.splits or len(ds.labels("val")) == 0:
         raise DiagError(f"{data}: no validation windows to calibrate the unknown threshold on")
     classes = list(meta["classes"])
-    tr_f, tr_l = dataset_outputs(net, ds.images("train"), device)
     va_f, va_l = dataset_outputs(net, ds.images("val"), device)
-    tr_y = ds.labels("train")
-    stats = fit_stats(method, tr_f, tr_y, len(classes))
+    stats: dict[str, Any] = {}
+    if method in ("mahalanobis", "knn"):  # fitted on the training split's features
+        tr_f, _ = dataset_outputs(net, ds.images("train"), device)
+        stats = fit_stats(method, tr_f, ds.labels("train"), len(classes))
     import torch
 
     s_val = scores_from(method, torch.from_numpy(va_l), torch.from_numpy(va_f), stats).numpy()
@@ -243,7 +235,7 @@ def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = 
                           "n": int(len(s_val))},
         "val_flagged": {k: float((s_val > t).mean()) for k, t in thresholds.items()},
         "val_accuracy_of_kept": float((va_pred == ds.labels("val"))[s_val <= thresholds[f"{far:g}"]].mean()),
-        "weights_sha256": _sha256(run / "model.safetensors"),
+        "weights_sha256": file_sha256(run / "model.safetensors"),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if stats:
