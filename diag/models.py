@@ -252,7 +252,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DiagError(f"{path}: not a readable checkpoint ({_reason(exc, path)}); not loaded; give a timm/PyTorch "
+        raise DiagError(f"{path}: cannot read checkpoint ({_reason(exc, path)}); not loaded; give a timm/PyTorch "
                         ".pth/.pt or a .safetensors file") from None
     if isinstance(obj, dict):
         for key in ("state_dict_ema", "model_ema", "state_dict", "model"):

@@ -31,10 +31,11 @@ from diag.errors import DiagError
 
 MARKER = ".diag-output"
 MARKER_VERSION = 1
-KINDS = ("prepared", "train-run", "pretrain", "compare")
+KINDS = ("prepared", "train-run", "pretrain", "compare", "predict", "evaluate", "export")
 # The marker files of outputs written before ``.diag-output`` existed, and a check of their content.
 LEGACY_MARKERS = {"prepared": "manifest.json", "train-run": "config.json", "pretrain": "pretrain.json"}
-NAMES = {"prepared": "prepared dataset", "train-run": "run", "pretrain": "pretraining", "compare": "comparison"}
+NAMES = {"prepared": "prepared dataset", "train-run": "run", "pretrain": "pretraining", "compare": "comparison",
+         "predict": "predictions", "evaluate": "evaluation", "export": "export"}
 
 
 # ------------------------------------------------------------------------------------------------

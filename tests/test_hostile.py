@@ -244,5 +244,5 @@ def test_a_non_checkpoint_given_as_weights_says_so(base, tmp_path, content):
     w.write_bytes(content)
     line = _one_line(CliRunner().invoke(app, ["train", "--data", str(base), "--out", str(tmp_path / "r"), "-q",
                                               "--init", "imagenet", "--weights", str(w)]))
-    assert "not a readable checkpoint" in line and "KeyError: 101" not in line
+    assert "cannot read checkpoint" in line and "KeyError: 101" not in line
     assert line.rstrip().endswith("file")  # the message is whole, not cut mid-word
