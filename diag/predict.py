@@ -97,8 +97,10 @@ def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Pat
     written = []
     if plot_dir is not None:
         from diag.predict_plot import plot_result
+        from diag.storage import write_marker
 
         plot_dir.mkdir(parents=True, exist_ok=True)
+        write_marker(plot_dir, "predict")
         for k, r in enumerate(results):
             out = plot_dir / f"{k:03d}_{Path(r.path).stem}.png"
             plot_result(pred, r, out)
@@ -140,6 +142,12 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
     from rich.console import Console
 
     check_outputs([json_path, csv_path], force)
+    if plot_dir is not None:
+        from diag.storage import claim_output
+
+        if claim_output(plot_dir, "predict", force=force, inputs=[run, *paths], option="--plot") and not force:
+            raise DiagError(f"--plot {plot_dir}: already holds plots of diag predict; choose another folder or "
+                            "pass --force to replace them")
     if calibrate is not None:
         from diag.unknown import calibrate_run
 

@@ -120,11 +120,12 @@ def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: st
     from diag.storage import atomic_write_json
     from diag.evaluate import plot_confusion
 
+    from diag.storage import check_writable, claim_output, write_marker
+
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DiagError(f"--out {out}: exists and is not a folder")
-    if not force and any((out / f).exists() for f in (METRICS, CONFUSION)):
-        raise DiagError(f"--out {out}: already holds {METRICS}; choose another folder or pass --force")
+    if claim_output(out, "evaluate", force=force, inputs=[run, data]) and not force:
+        raise DiagError(f"--out {out}: already holds an evaluation; choose another folder or pass --force to replace it")
+    check_writable(out)
     res = evaluate_dataset(run, data, split, device)
     con = Console()
     k = res["known"]
@@ -147,6 +148,7 @@ def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: st
         con.print(f"accuracy {k['accuracy']:.3f}, macro-F1 {k['macro_f1']:.3f} on the model's classes "
                   f"({k['n']} windows); {100 * k['flagged_unknown']:.1f} % flagged unknown")
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "evaluate")
     atomic_write_json(out / METRICS, res)
     title = (f"{split}: accuracy {k['accuracy']:.3f}, macro-F1 {k['macro_f1']:.3f}" if k else f"{split}: no known class")
     plot_confusion(res["confusion"]["matrix"], res["confusion"]["labels"], out / CONFUSION, title)

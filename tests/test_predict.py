@@ -283,6 +283,11 @@ def test_evaluate_matches_the_runs_test_score(run, tmp_path):
     assert (tmp_path / "ev" / "confusion.png").is_file()
     code, out = _cli("evaluate", run, data, "--out", tmp_path / "ev")
     assert code == 2 and "already holds" in _one_error_line(out)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    code, out = _cli("evaluate", run, data, "--out", tmp_path / "mine", "--force")
+    assert code == 2 and "diag never deletes them" in _one_error_line(out)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
 
 
 def test_evaluate_reports_foreign_classes_and_refuses_other_preprocessing(run, tmp_path):
