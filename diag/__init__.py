@@ -6,3 +6,21 @@ from self-supervised pretraining on the user's own signals, or from scratch.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "load_model"]
+
+
+def load_model(run, device: str = "cpu", hop=None):
+    """A trained run (``diag train --out``) ready to score waveforms: ``predict(signal, fs)``, ``classes``.
+
+    The same code path as ``diag predict`` (see :class:`diag.scoring.Predictor`)::
+
+        from diag import load_model
+        model = load_model("runs/bearing")
+        result = model.predict(signal, fs=12000)   # signal: [samples] or [channels, samples]
+        print(result.verdict, result.confidence, result.spans)
+        result.windows.probs                       # [windows, classes], columns in model.classes order
+    """
+    from diag.scoring import load_model as _load
+
+    return _load(run, device=device, hop=hop)

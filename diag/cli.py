@@ -30,7 +30,8 @@ def _root() -> None:
     """Diagnose faults in machines and power converters from raw waveforms.
 
     Pipeline: simulate or fetch recordings -> prepare (windows, leakage-free split, CWT/STFT images)
-    -> pretrain (self-supervised, optional) -> train --init imagenet|ssl|scratch.
+    -> pretrain (self-supervised, optional) -> train --init imagenet|ssl|scratch
+    -> predict (new recordings) | evaluate (another prepared set) | export (ONNX).
     """
 
 
@@ -270,6 +271,70 @@ def report(runs: Path = typer.Argument(..., help="Folder holding finished diag t
     from diag.report import write_report
 
     write_report(runs)
+
+
+# ------------------------------------------------------------------------------------------------
+# diag predict / diag evaluate / diag export
+
+
+def _names(text: Optional[str]) -> Optional[list[str]]:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
+@app.command()
+@friendly
+def predict(
+    run: Path = typer.Argument(..., help="A diag train run folder (or a diag compare cell)."),
+    paths: List[Path] = typer.Argument(..., help="Recordings: files (CSV, NPY, NPZ, WAV, MAT) or folders of them."),
+    fs: Optional[float] = typer.Option(None, "--fs", help="Sampling rate in Hz for formats that carry none (CSV, NPY, NPZ, MAT)."),
+    hop: Optional[int] = typer.Option(None, "--hop", help="Samples between windows (default: the training hop)."),
+    channels: Optional[str] = typer.Option(None, "--channels", help="Channels to use, by name, comma-separated."),
+    key: Optional[str] = typer.Option(None, "--key", help="Array to read from .npz files holding several."),
+    variable: Optional[str] = typer.Option(None, "--variable", help="Variable to read from .mat files holding several."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON (schema in the README)."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per file (per window with --windows)."),
+    windows: bool = typer.Option(False, "--windows", help="Per-window rows in --csv and a windows list per file in --json."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for one PNG per file: waveform, scalogram, probabilities."),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Set the run's unknown threshold on this prepared dataset (the run's own, e.g. moved) first."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
+    force: bool = typer.Option(False, "--force", help="Replace existing --json / --csv files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table, notes or progress."),
+) -> None:
+    """Score recordings with a trained run: verdict per file, confidence, top 3, time spans, and unknown."""
+    from diag.predict import run_predict
+
+    run_predict(run, paths, fs=fs, hop=hop, channels=_names(channels), json_path=json_out, csv_path=csv_out,
+                windows=windows, plot_dir=plot, device=device, force=force, quiet=quiet, key=key, variable=variable, calibrate=calibrate)
+
+
+@app.command()
+@friendly
+def evaluate(
+    run: Path = typer.Argument(..., help="A diag train run folder."),
+    data: Path = typer.Argument(..., help="A prepared dataset (diag prepare) made with the run's preprocessing."),
+    split: str = typer.Option("test", "--split", help="train | val | test."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json and confusion.png."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out folder's results."),
+) -> None:
+    """Score a trained model on a prepared dataset: accuracy, macro-F1, per-class recall, unknown detection."""
+    from diag.predict_eval import run_evaluate
+
+    run_evaluate(run, data, split=split, out=out, device=device, force=force)
+
+
+@app.command()
+@friendly
+def export(
+    run: Path = typer.Argument(..., help="A diag train run folder."),
+    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (a .json with the preprocessing goes beside it)."),
+    with_transform: bool = typer.Option(False, "--with-transform", help="Also try the window -> image transform inside the graph."),
+    force: bool = typer.Option(False, "--force", help="Replace existing files."),
+) -> None:
+    """Export the classifier to ONNX (dynamic batch) and check it against PyTorch on the validation images."""
+    from diag.export import run_export
+
+    run_export(run, onnx, with_transform=with_transform, force=force)
 
 
 def main() -> None:

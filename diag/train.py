@@ -58,6 +58,7 @@ from diag.runtime import (AMP_MODES, Dist, Runtime, all_reduce_sum, batch_plan, 
                           optimizer_step, progress, rng_state, save_checkpoint, save_safetensors, set_lr,
                           set_rng_state, warmup_steps)
 from diag.storage import atomic_write_json, read_json, write_history
+from diag.unknown import calibrate_run
 
 SELECT_BY = ("f1", "loss")
 
@@ -411,6 +412,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
             atomic_write_json(out / "test_metrics.json", {"split": "test", "n": 0, "note": "the dataset has no test windows"})
             summary["test"] = None
         plot_curves(state["history"], out / "curves.png", title=f"{cfg.model} ({cfg.init}) - {ds.path.name}")
+        if "val" in ds.splits and len(ds.labels("val")):  # the unknown threshold for diag predict (unknown.json)
+            summary["unknown"] = calibrate_run(out, ds.path, net=model, meta=read_json(out / "model.json"), device=device)
         if show:
             t = summary["test"]
             console.print(f"selected epoch {summary['selected_epoch']} by {summary['selected_by']}; "

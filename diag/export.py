@@ -1,0 +1,163 @@
+"""``diag export RUN --onnx FILE``: the classifier as ONNX, checked against PyTorch, plus its preprocessing.
+
+The graph takes images ``float32 [batch, C, H, W]`` (dynamic batch) and returns ``logits [batch, K]``
+and ``features [batch, D]`` (the pooled pre-classifier features the ``unknown`` score may need).
+After writing, ONNX Runtime runs the run's validation images (up to ``CHECK_IMAGES``) and the largest
+absolute difference to PyTorch's logits must stay within ``TOLERANCE`` (printed), else nothing is left
+behind. Beside ``FILE`` goes ``FILE`` with ``.json``: class names, the preprocessing (sampling rate, window,
+normalisation, transform config and description with row frequencies) and the unknown rule, which an
+embedded consumer needs to turn a waveform into the model's input; and, when the run's unknown method
+uses fitted statistics, ``FILE`` with ``.unknown.safetensors``.
+
+The window -> CWT image transform is not put inside the graph (tried with torch 2.14, opset 17): the
+TorchScript exporter has no translation for ``aten::fft_rfft`` ("not supported"), and the dynamo
+exporter (onnxscript) translates the FFT but not the complex-valued ``pad`` / ``unfold`` / multiply of
+the banded filter bank ("No decompositions registered for the complex-valued input"). Rewriting the
+bank in real arithmetic, or as dense real DFT matrices (2N x (N+1) complex, about 67 MB in float32 for 2048-sample
+windows), would be a second implementation of the transform to keep in step with the first; the
+.json instead describes the transform exactly (config, row frequencies) for the consumer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diag.errors import DiagError
+
+TOLERANCE = 1e-4
+CHECK_IMAGES = 256
+OPSET = 17
+
+
+def _need_onnx() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise DiagError("diag export needs onnx and onnxruntime; install them with `pip install 'diag[onnx]'`") from None
+    return onnx, onnxruntime
+
+
+def _wrapper(net: Any) -> Any:
+    import torch
+
+    from diag.unknown import forward_parts
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            feats, logits = forward_parts(self.m, x)
+            return logits, feats
+
+    return Wrapped(net).eval()
+
+
+def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Write ``onnx_path`` (+ ``.json``, + ``.unknown.safetensors``); return the agreement check's numbers."""
+    import torch
+
+    from diag.dataset import PreparedDataset
+    from diag.storage import atomic_file, atomic_write_json
+    from diag.scoring import Predictor
+
+    onnx, ort = _need_onnx()
+    onnx_path = Path(onnx_path)
+    json_path = onnx_path.with_suffix(".json")
+    stats_path = onnx_path.with_suffix(".unknown.safetensors")
+    if onnx_path.suffix.lower() != ".onnx":
+        raise DiagError(f"--onnx {onnx_path}: name the file with the .onnx suffix")
+    if not onnx_path.parent.is_dir():
+        raise DiagError(f"--onnx {onnx_path}: folder {onnx_path.parent} does not exist; create it first")
+    for p in (onnx_path, json_path):
+        if p.exists() and not force:
+            raise DiagError(f"{p}: already exists; choose another --onnx name or pass --force")
+    pred = Predictor(run, device="cpu", quiet=quiet)
+    pre = pred.meta["preprocessing"]
+    c, h, w = (int(v) for v in pre["image_shape"])
+    # validation images of the run's dataset, else images of a synthetic signal through the real transform
+    images, source = None, ""
+    data = Path((pred.meta.get("dataset") or {}).get("path") or "")
+    if data.name and (data / "manifest.json").is_file():
+        ds = PreparedDataset(data)
+        if "val" in ds.splits and len(ds.labels("val")):
+            images = np.asarray(ds.images("val")[:CHECK_IMAGES], dtype=np.float32)
+            source = f"{len(images)} validation images of {data}"
+    if images is None:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((64, len(pred.channels) or 1, pred.length)).astype(np.float32)
+        from diag.windows import normalize
+
+        images = pred.transform(normalize(x, pred.normalize))
+        source = "64 images of random noise windows (the run's prepared dataset is gone)"
+    model = _wrapper(pred.net)
+    with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
+        tmp = str(tmp_path)
+        with torch.no_grad():
+            torch.onnx.export(model, (torch.zeros(2, c, h, w),), tmp, dynamo=False, opset_version=OPSET,
+                              input_names=["images"], output_names=["logits", "features"],
+                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}})
+        onnx.checker.check_model(tmp)
+        sess = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+        got_l, got_f = sess.run(["logits", "features"], {"images": images})
+        with torch.no_grad():
+            ref_l, ref_f = (t.numpy() for t in model(torch.from_numpy(images)))
+        diff = float(np.abs(got_l - ref_l).max())
+        diff_f = float(np.abs(got_f - ref_f).max())
+        ok = diff <= TOLERANCE and diff_f <= TOLERANCE
+        check = {"images": source, "n": int(len(images)), "max_abs_diff_logits": diff,
+                 "max_abs_diff_features": diff_f, "tolerance": TOLERANCE,
+                 "same_argmax": float((got_l.argmax(1) == ref_l.argmax(1)).mean())}
+        if not ok:
+            raise DiagError(f"{onnx_path}: ONNX Runtime differs from PyTorch by {max(diff, diff_f):.2e} "
+                            f"(> {TOLERANCE:g}) on {source}; not written")
+        unknown = pred.unknown.describe() if pred.unknown is not None else None
+        if pred.unknown is not None and pred.unknown.stats:
+            from diag.unknown import save_tensors
+
+            save_tensors(stats_path, pred.unknown.stats)
+            unknown["stats_file"] = stats_path.name
+        info = {
+            "format": "diag-onnx/1",
+            "onnx": onnx_path.name,
+            "input": {"name": "images", "shape": ["batch", c, h, w], "dtype": "float32"},
+            "outputs": {"logits": ["batch", len(pred.classes)], "features": ["batch", "D"]},
+            "classes": pred.classes,
+            "preprocessing": {
+                "steps": ["select channels (window.channels)", "polyphase-resample to fs",
+                          f"windows of window.length samples (hop {pred.hop})", "normalize each window and channel",
+                          "transform (config below) to images", "softmax(logits) = class probabilities"],
+                "fs": pred.fs, "window": {"length": pred.length, "hop": pred.hop, "normalize": pred.normalize,
+                                          "channels": list(pred.channels)},
+                "transform_config": pre["config"]["transform"], "transform": pre.get("transform"),
+            },
+            "unknown": unknown,
+            "check": check,
+            "run": str(run),
+            "transform_in_graph": False,
+            "transform_in_graph_why": ("torch's ONNX exporters do not translate the CWT filter bank: aten::fft_rfft "
+                                       "(TorchScript exporter) and complex-valued pad/unfold (dynamo exporter)"),
+        }
+    # the ONNX file is in place (renamed when the block ended); its description next
+    atomic_write_json(json_path, info)
+    return check
+
+
+def run_export(run: str | Path, onnx_path: str | Path, with_transform: bool = False, force: bool = False) -> dict[str, Any]:
+    from rich.console import Console
+
+    if with_transform:
+        raise DiagError("--with-transform: the CWT cannot be exported inside the ONNX graph (torch's ONNX exporters "
+                        "do not translate its complex FFT filter bank, see the README); export without it and compute "
+                        "the images as the .json describes")
+    check = export_onnx(run, onnx_path, force=force)
+    Console().print(f"{onnx_path}: ONNX Runtime vs PyTorch on {check['images']}: max |diff| logits "
+                    f"{check['max_abs_diff_logits']:.2e}, features {check['max_abs_diff_features']:.2e} "
+                    f"(tolerance {check['tolerance']:g}); same class {100 * check['same_argmax']:.1f} %")
+    Console().print(f"preprocessing and classes: {Path(onnx_path).with_suffix('.json')}")
+    return check

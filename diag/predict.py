@@ -1,0 +1,170 @@
+"""``diag predict RUN PATH...``: score recordings, print a table, write JSON / CSV / plots.
+
+The scoring itself (reading, the run's preprocessing, windows -> probabilities -> verdict, spans,
+unknown) is :mod:`diag.scoring`; this module is the command around it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from diag.errors import DiagError
+from diag.scoring import PROGRESS_WINDOWS, VERDICT_RULE, FileResult, Predictor, expand_paths
+
+# ================================================================================================
+# Batch scoring of files, outputs
+
+
+def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None = None, hop: int | None = None,
+                  channels: Sequence[str] | None = None, device: str = "cpu", quiet: bool = False,
+                  console: Any = None, key: str | None = None,
+                  variable: str | None = None) -> tuple[Predictor, list[FileResult]]:
+    """Score every file (folders expanded); prints notes and progress on ``console`` unless quiet."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    files = expand_paths(paths)
+    pred = Predictor(run, device=device, hop=hop, quiet=quiet)
+    results = []
+    show = console is not None and not quiet
+    for note in pred.notes:
+        if show:
+            console.print(f"[yellow]note:[/] {note}")
+    for f in files:
+        sig = pred.open(f, fs, key, variable)
+        n_win = max(0, (sig.n_samples - pred.length) // pred.hop + 1)
+        if show and n_win > PROGRESS_WINDOWS:
+            with Progress(TextColumn(f"[bold]predict[/] {Path(sig.path).name}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=console, transient=True) as bar:
+                task = bar.add_task("windows", total=n_win)
+                res = pred.predict_signal(sig, channels, lambda i, n: bar.update(task, completed=i, total=n))
+        else:
+            res = pred.predict_signal(sig, channels)
+        if show:
+            for note in res.notes:
+                console.print(f"[yellow]note:[/] {res.path}: {note}")
+        results.append(res)
+    return pred, results
+
+
+def results_json(pred: Predictor, results: Sequence[FileResult], windows: bool = False) -> dict[str, Any]:
+    return {"model": pred.describe(), "files": [r.to_dict(windows, pred.length) for r in results]}
+
+
+def results_csv(pred: Predictor, results: Sequence[FileResult], windows: bool = False) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if windows:
+        w.writerow(["path", "window", "start_s", "end_s", "label", "unknown", "score"] + [f"p_{c}" for c in pred.classes])
+        for r in results:
+            for i, (s, lab, u, sc, p) in enumerate(zip(r.windows.start, r.labels, r.windows.unknown, r.windows.score,
+                                                       r.windows.probs)):
+                w.writerow([r.path, i, f"{s / r.fs:.6f}", f"{(s + pred.length) / r.fs:.6f}", lab, int(u),
+                            f"{sc:.5f}"] + [f"{v:.5f}" for v in p])
+    else:
+        w.writerow(["path", "verdict", "confidence", "unknown", "unknown_share", "top1", "p1", "top2", "p2", "top3",
+                    "p3", "verdict_start_s", "verdict_end_s", "n_windows", "spans"])
+        for r in results:
+            top = [x for t in r.top for x in (t["class"], f"{t['p']:.4f}")] + [""] * (6 - 2 * len(r.top))
+            vs = r.verdict_span or ["", ""]
+            spans = "; ".join(f"{s['label']} {s['start_s']:g}-{s['end_s']:g}s" for s in r.spans)
+            w.writerow([r.path, r.verdict, f"{r.confidence:.4f}", int(r.is_unknown), f"{r.unknown_share:.4f}", *top,
+                        vs[0], vs[1], len(r.windows.start), spans])
+    return buf.getvalue()
+
+
+def check_outputs(paths: Sequence[Path | None], force: bool = False) -> None:
+    """Refuse to overwrite a user's file unless ``force``; fail before any scoring starts."""
+    for p in paths:
+        if p is None:
+            continue
+        if p.is_dir():
+            raise DiagError(f"{p}: is a folder; give a file name")
+        if p.exists() and not force:
+            raise DiagError(f"{p}: already exists; choose another name or pass --force to replace it")
+        if not p.parent.exists():
+            raise DiagError(f"{p.parent}: no such folder for {p.name}; create it first")
+
+
+def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Path | None, csv_path: Path | None,
+                  windows: bool, plot_dir: Path | None) -> list[Path]:
+    """Write the requested outputs atomically (each file appears whole or not at all)."""
+    from diag.storage import atomic_write_json, atomic_write_text
+
+    written = []
+    if plot_dir is not None:
+        from diag.predict_plot import plot_result
+        from diag.storage import write_marker
+
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        write_marker(plot_dir, "predict")
+        for k, r in enumerate(results):
+            out = plot_dir / f"{k:03d}_{Path(r.path).stem}.png"
+            plot_result(pred, r, out)
+            written.append(out)
+    if json_path is not None:
+        atomic_write_json(json_path, results_json(pred, results, windows))
+        written.append(json_path)
+    if csv_path is not None:
+        atomic_write_text(csv_path, results_csv(pred, results, windows))
+        written.append(csv_path)
+    return written
+
+
+def print_table(pred: Predictor, results: Sequence[FileResult], console: Any) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{pred.run} ({pred.meta.get('model')}, {len(pred.classes)} classes, "
+                    f"unknown: {pred.unknown.describe()['method'] if pred.unknown else 'off'})")
+    for col, just in (("file", "left"), ("verdict", "left"), ("conf.", "right"), ("top 3", "left"),
+                      ("unknown", "right"), ("windows", "right"), ("where (s)", "left")):
+        t.add_column(col, justify=just)
+    for r in results:
+        style = "bold yellow" if r.is_unknown else "bold"
+        where = ", ".join(f"{s['label']} {s['start_s']:.1f}-{s['end_s']:.1f}" for s in r.spans[:3])
+        if len(r.spans) > 3:
+            where += f", +{len(r.spans) - 3} more"
+        t.add_row(Path(r.path).name, f"[{style}]{r.verdict}[/]", f"{r.confidence:.2f}",
+                  " ".join(f"{x['class']} {x['p']:.2f}" for x in r.top), f"{100 * r.unknown_share:.0f} %",
+                  str(len(r.windows.start)), where)
+    console.print(t)
+
+
+def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None = None, hop: int | None = None,
+                channels: Sequence[str] | None = None, json_path: Path | None = None, csv_path: Path | None = None,
+                windows: bool = False, plot_dir: Path | None = None, device: str = "cpu", force: bool = False,
+                quiet: bool = False, key: str | None = None, variable: str | None = None,
+                calibrate: str | Path | None = None) -> list[FileResult]:
+    """What ``diag predict`` does: check outputs, (re)calibrate unknown if asked, score, print, write outputs."""
+    from rich.console import Console
+
+    check_outputs([json_path, csv_path], force)
+    if plot_dir is not None:
+        from diag.storage import claim_output
+
+        if claim_output(plot_dir, "predict", force=force, inputs=[run, *paths], option="--plot") and not force:
+            raise DiagError(f"--plot {plot_dir}: already holds plots of diag predict; choose another folder or "
+                            "pass --force to replace them")
+    if calibrate is not None:
+        from diag.unknown import calibrate_run
+
+        info = calibrate_run(run, calibrate)
+        th = info["thresholds"][f"{info['far']:g}"]
+        if not quiet:
+            Console(stderr=True).print(f"unknown: {info['method']} threshold {th:.4g} "
+                                       f"for {100 * info['far']:g} % false alarms on {info['calibrated_on']['n']} "
+                                       f"validation windows of {calibrate} -> {Path(run) / 'unknown.json'}")
+    if plot_dir is not None and plot_dir.exists() and not plot_dir.is_dir():
+        raise DiagError(f"--plot {plot_dir}: exists and is not a folder")
+    err = Console(stderr=True)
+    t0 = time.perf_counter()
+    pred, results = predict_files(run, paths, fs, hop, channels, device, quiet, err, key, variable)
+    if not quiet:
+        print_table(pred, results, Console())
+        n = sum(len(r.windows.start) for r in results)
+        err.print(f"{len(results)} file(s), {n} windows in {time.perf_counter() - t0:.1f} s; verdict rule: {VERDICT_RULE}")
+    write_outputs(pred, results, json_path, csv_path, windows, plot_dir)
+    return results

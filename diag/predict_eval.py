@@ -1,0 +1,156 @@
+"""``diag evaluate RUN DATA``: score a trained model on another prepared dataset with the same preprocessing.
+
+This is how an engineer checks a model trained at one load or machine on another. The dataset's
+preprocessing must be the run's (sampling rate, window length, normalisation, channels, transform);
+otherwise the first setting that differs is named. Classes the model does not know are reported
+as such -- counted as unknown-detection cases (share flagged ``unknown`` and what they were called) --
+never remapped onto a known class.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diag.errors import DiagError
+
+METRICS = "metrics.json"
+CONFUSION = "confusion.png"
+
+
+def preprocessing_difference(pre: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """The first setting in which a prepared dataset's manifest differs from a run's preprocessing, or None."""
+    win_r, win_d = pre.get("window") or {}, manifest.get("window") or {}
+    tr_r, tr_d = pre.get("transform") or {}, manifest.get("transform") or {}
+    checks = [
+        ("windows.fs (Hz)", pre.get("fs"), manifest.get("fs")),
+        ("windows.length", win_r.get("length"), win_d.get("length")),
+        ("windows.normalize", win_r.get("normalize"), win_d.get("normalize")),
+        ("number of channels", len(win_r.get("channels") or []), len(win_d.get("channels") or [])),
+        ("image shape", pre.get("image_shape"), manifest.get("image_shape")),
+    ]
+    for key in ("kind", "size", "norm", "log", "frequencies_hz", "cwt", "stft"):
+        checks.append((f"transform.{key}", tr_r.get(key), tr_d.get(key)))
+    for name, a, b in checks:
+        if a != b:
+            short = (lambda v: (str(v)[:40] + "...") if len(str(v)) > 40 else str(v))
+            return f"{name}: run {short(a)}, dataset {short(b)}"
+    return None
+
+
+def evaluate_dataset(run: str | Path, data: str | Path, split: str = "test", device: str = "cpu") -> dict[str, Any]:
+    """Metrics of ``run`` on ``split`` of prepared dataset ``data`` (see the module docstring)."""
+    import torch
+
+    from diag.dataset import PreparedDataset
+    from diag.evaluate import classification_metrics
+    from diag.scoring import Predictor
+    from diag.unknown import dataset_outputs, scores_from
+
+    pred = Predictor(run, device=device)
+    ds = PreparedDataset(data)
+    if split not in ds.splits:
+        raise DiagError(f"--split {split}: {data} has no such split; it has {', '.join(ds.splits)}")
+    diff = preprocessing_difference(pred.meta["preprocessing"], ds.manifest)
+    if diff:
+        raise DiagError(f"{data}: prepared with other preprocessing than {run} ({diff}); prepare it with the "
+                        "run's config (model.json, preprocessing.config)")
+    classes = pred.classes
+    ds_classes = ds.classes
+    foreign = [c for c in ds_classes if c not in classes]
+    y_ds = ds.labels(split)
+    if len(y_ds) == 0:
+        raise DiagError(f"--split {split}: {data} has no windows in it")
+    t0 = time.perf_counter()
+    feats, logits = dataset_outputs(pred.net, ds.images(split), pred.device)
+    seconds = time.perf_counter() - t0
+    lg, ft = torch.from_numpy(logits), torch.from_numpy(feats)
+    p = logits.argmax(1)
+    if pred.unknown is not None:
+        s = scores_from(pred.unknown.method, lg, ft, pred.unknown.stats).numpy()
+        flagged = s > pred.unknown.threshold
+    else:
+        flagged = np.zeros(len(p), bool)
+    names = np.array(ds_classes, dtype=object)[y_ds]
+    known = np.array([n in classes for n in names])
+    y_model = np.array([classes.index(n) if n in classes else -1 for n in names])
+    out: dict[str, Any] = {"run": str(run), "data": str(data), "split": split, "n": int(len(y_ds)),
+                           "seconds": round(seconds, 2),
+                           "unknown": pred.unknown.describe() if pred.unknown is not None else None}
+    if known.any():
+        m = classification_metrics(y_model[known], p[known], classes, split)
+        out["known"] = {"note": "windows of classes the model knows; closed-set (argmax, unknown ignored)", **m}
+        out["known"]["flagged_unknown"] = float(flagged[known].mean())
+        keep = known & ~flagged
+        out["known"]["accuracy_of_kept"] = float((p[keep] == y_model[keep]).mean()) if keep.any() else None
+    else:
+        out["known"] = None
+    out["foreign"] = {}
+    for c in foreign:
+        m = names == c
+        if not m.any():
+            continue
+        called = {classes[k]: int(((p == k) & m & ~flagged).sum()) for k in range(len(classes))}
+        out["foreign"][c] = {"n": int(m.sum()), "detected_unknown": float(flagged[m].mean()),
+                             "called": {k: v for k, v in called.items() if v}}
+    if foreign and known.any():
+        from diag.unknown import auroc
+
+        if pred.unknown is not None:
+            out["unknown_auroc"] = auroc(s[known], s[~known])
+    # confusion over dataset classes (rows) x model classes + unknown (columns), as a square matrix
+    labels = list(classes) + [c for c in foreign] + ["unknown"]
+    conf = np.zeros((len(labels), len(labels)), dtype=int)
+    for name, k, f in zip(names, p, flagged):
+        conf[labels.index(name), labels.index("unknown") if f else int(k)] += 1
+    out["confusion"] = {"labels": labels, "matrix": conf.tolist(),
+                        "note": "rows: true class of the dataset; columns: the model's call (unknown when flagged)"}
+    return out
+
+
+def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: str | Path = "eval",
+                 device: str = "cpu", force: bool = False) -> dict[str, Any]:
+    """What ``diag evaluate`` does: check --out, score, print a table, write metrics.json and confusion.png."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from diag.storage import atomic_write_json
+    from diag.evaluate import plot_confusion
+
+    from diag.storage import check_writable, claim_output, write_marker
+
+    out = Path(out)
+    if claim_output(out, "evaluate", force=force, inputs=[run, data]) and not force:
+        raise DiagError(f"--out {out}: already holds an evaluation; choose another folder or pass --force to replace it")
+    check_writable(out)
+    res = evaluate_dataset(run, data, split, device)
+    con = Console()
+    k = res["known"]
+    t = Table(title=f"{run} on {data} ({split}, {res['n']} windows)")
+    t.add_column("class")
+    t.add_column("windows", justify="right")
+    t.add_column("recall", justify="right")
+    t.add_column("flagged unknown", justify="right")
+    if k:
+        conf = np.array(res["confusion"]["matrix"])
+        labels = res["confusion"]["labels"]
+        for c, v in k["per_class"].items():
+            if v["support"]:
+                row = conf[labels.index(c)]
+                t.add_row(c, str(v["support"]), f"{v['recall']:.3f}", f"{row[-1] / max(1, row.sum()):.3f}")
+    for c, v in res["foreign"].items():
+        t.add_row(f"{c} [yellow](not a model class)[/]", str(v["n"]), "-", f"{v['detected_unknown']:.3f}")
+    con.print(t)
+    if k:
+        con.print(f"accuracy {k['accuracy']:.3f}, macro-F1 {k['macro_f1']:.3f} on the model's classes "
+                  f"({k['n']} windows); {100 * k['flagged_unknown']:.1f} % flagged unknown")
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "evaluate")
+    atomic_write_json(out / METRICS, res)
+    title = (f"{split}: accuracy {k['accuracy']:.3f}, macro-F1 {k['macro_f1']:.3f}" if k else f"{split}: no known class")
+    plot_confusion(res["confusion"]["matrix"], res["confusion"]["labels"], out / CONFUSION, title)
+    Console(stderr=True).print(f"-> {out / METRICS}, {out / CONFUSION}")
+    return res

@@ -1,0 +1,643 @@
+"""Scoring waveforms with a trained run -- windows -> probabilities -> file verdict (shared by the
+``diag predict``, ``diag evaluate`` and ``diag export`` commands and :func:`diag.load_model`).
+
+A run folder (``diag train --out``) carries its own preprocessing in ``model.json``; :class:`Predictor`
+rebuilds it with the same public functions ``diag prepare`` uses -- :func:`diag.windows.resample`
+(polyphase, with a note), :func:`diag.windows.window_starts`, :func:`diag.windows.normalize` and
+:func:`diag.transforms.make_transform` -- and checks that the rebuilt transform describes itself
+exactly as the stored one did (a different diag version that changed the images is refused).
+
+Per window: class probabilities and an out-of-distribution score (see :mod:`diag.unknown`); a window
+whose score exceeds the run's calibrated threshold is ``unknown``. Per file (:func:`file_verdict`):
+
+* **verdict rule** ``mean-probability``: if at least half of the windows are unknown the file is
+  ``unknown``; otherwise the class with the highest mean probability over the known windows.
+  Averaging probabilities (rather than counting argmax votes) keeps the model's confidence and is
+  robust to a few noisy windows; the unknown share decides first, so an unfamiliar recording is
+  never forced into a confident wrong class.
+* **confidence**: the verdict's mean probability over the known windows (for ``unknown``: the share
+  of unknown windows).
+* **top**: the three classes with the highest mean probability; **shares**: the fraction of windows
+  whose label (argmax or ``unknown``) is each class.
+* **spans**: the window labels smoothed by a 3-window majority vote, then cut into runs of equal
+  label (a run of fewer than 3 windows is folded into its longer neighbour: flicker is not a span;
+  ``--windows`` keeps every window's own label), each with its start and end in seconds (a window stands for the stretch half-way to its
+  neighbours' centres, so spans tile the recording) -- a recording that turns faulty halfway shows
+  ``normal 0-5 s, inner 5-10 s``. ``verdict_span`` is the first to last second the verdict holds.
+
+Reading: files are read with the readers of :mod:`diag.sources`, except the formats that can be
+read in parts -- ``.npy`` (memory map), ``.wav`` (memory map) and large ``.csv`` (row chunks) --
+which are scored in batches of windows, so memory stays bounded by the batch whatever the file
+length (when the file's rate is the model's; a file that must be resampled is read whole).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from diag.errors import DiagError
+from diag.unknown import forward_parts
+
+__all__ = ["Predictor", "load_model", "FileResult", "WindowScores", "Signal", "open_signal", "expand_paths",
+           "file_verdict", "forward_parts", "UNKNOWN", "VERDICT_RULE"]
+
+UNKNOWN = "unknown"
+BATCH = 256
+#: CSV files larger than this (bytes) are read in row chunks instead of whole
+CSV_STREAM_BYTES = 64 * 2**20
+CSV_CHUNK_ROWS = 200_000
+#: recordings with more windows than this show a progress bar
+PROGRESS_WINDOWS = 2000
+VERDICT_RULE = ("mean-probability: unknown if at least half of the windows are unknown, else the class with "
+                "the highest mean probability over the known windows")
+SMOOTH = 3
+SUPPORTED = (".csv", ".txt", ".tsv", ".npy", ".npz", ".wav", ".mat")
+
+
+# ================================================================================================
+# Signals that can be read in parts
+
+
+class Signal:
+    """A recording opened for scoring: ``fs``, ``n_samples``, ``channels`` and ``read(a, b) -> [C, b-a]``.
+
+    ``read`` is called with non-decreasing ranges; implementations may forget what lies before ``a``.
+    """
+
+    def __init__(self, path: str, fs: float, n_samples: int, channels: tuple[str, ...],
+                 reader: Callable[[int, int], np.ndarray], streamed: bool):
+        self.path, self.fs, self.n_samples, self.channels = path, float(fs), int(n_samples), tuple(channels)
+        self._reader = reader
+        self.streamed = streamed
+        self.notes: list[str] = []
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        return self._reader(a, b)
+
+    @classmethod
+    def from_array(cls, signal: np.ndarray, fs: float, name: str = "array",
+                   channels: Sequence[str] | None = None) -> "Signal":
+        try:
+            x = np.asarray(signal)
+        except Exception:  # noqa: BLE001
+            raise DiagError(f"{name}: not an array of samples") from None
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+            raise DiagError(f"{name}: expected real samples shaped [channels, samples] or [samples], "
+                            f"got {x.dtype} {x.shape}")
+        names = tuple(channels) if channels else tuple(f"ch{i}" for i in range(x.shape[0]))
+        return cls(name, _check_fs(fs, name), x.shape[1], names, lambda a, b: x[:, a:b], streamed=False)
+
+
+def _check_fs(fs: Any, where: str) -> float:
+    if fs is None:
+        raise DiagError(f"{where}: sampling rate unknown; pass --fs HZ (fs= in the API)")
+    try:
+        v = float(fs)
+    except (TypeError, ValueError):
+        raise DiagError(f"{where}: sampling rate {fs!r} is not a number of Hz") from None
+    if not math.isfinite(v) or v <= 0:
+        raise DiagError(f"{where}: sampling rate must be a positive number of Hz, got {fs!r}")
+    return v
+
+
+def _open_npy(p: Path, fs: float | None) -> Signal:
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise DiagError(f"{p}: not a readable .npy array ({str(exc)[:100]}); re-export it with numpy.save") from None
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise DiagError(f"{p}: expected a real 1-D or 2-D array of samples, got {arr.dtype} {arr.shape}")
+    # the shorter axis holds the channels, as in diag.sources.files
+    view = arr if arr.shape[0] <= arr.shape[1] else arr.T
+    rate = _check_fs(fs, str(p))
+    return Signal(str(p), rate, view.shape[1], tuple(f"ch{i}" for i in range(view.shape[0])),
+                  lambda a, b: np.asarray(view[:, a:b], dtype=np.float64), streamed=True)
+
+
+def _open_wav(p: Path, fs: float | None) -> Signal | None:
+    import scipy.io.wavfile
+
+    try:
+        rate, data = scipy.io.wavfile.read(p, mmap=True)
+    except ValueError:
+        return None  # e.g. 24-bit PCM cannot be memory-mapped: the files reader reads it whole
+    except Exception as exc:  # noqa: BLE001
+        raise DiagError(f"{p}: not a readable WAV file ({str(exc)[:100]}); re-export it as PCM or float WAV") from None
+    view = data[None, :] if data.ndim == 1 else data.T
+    kind, size = data.dtype.kind, data.dtype.itemsize
+
+    def read(a: int, b: int) -> np.ndarray:
+        x = np.asarray(view[:, a:b])
+        if kind == "f":
+            return x.astype(np.float64)
+        if data.dtype == np.uint8:
+            return (x.astype(np.float64) - 128.0) / 128.0
+        return x.astype(np.float64) / float(2 ** (8 * size - 1))
+
+    sig = Signal(str(p), float(rate), view.shape[1], tuple(f"ch{i}" for i in range(view.shape[0])), read,
+                 streamed=True)
+    if fs is not None and abs(float(fs) - rate) > 1e-6 * rate:
+        sig.notes.append(f"the WAV header's {rate:g} Hz is used; --fs {float(fs):g} applies to formats without a rate")
+    return sig
+
+
+class _CsvChunks:
+    """Row chunks of a large CSV recording (one column per channel, optional header row)."""
+
+    def __init__(self, p: Path):
+        self.p = p
+        with open(p, encoding="utf-8-sig", errors="replace") as fh:
+            first = ""
+            self.skip = 0
+            for line in fh:
+                self.skip += 1
+                if line.strip():
+                    first = line
+                    break
+            if not first:
+                raise DiagError(f"{p}: empty file; remove it or re-export it")
+            self.n = sum(1 for line in fh if line.strip())
+        self.delim = next((d for d in (",", ";", "\t") if d in first), None)
+        head = [c.strip() for c in (first.split(self.delim) if self.delim else first.split())]
+        numeric = all(_is_number(c) for c in head if c)
+        self.names = None if numeric else tuple(c.strip("\"'") for c in head)
+        if numeric:
+            self.skip -= 1
+            self.n += 1
+        self.n_channels = len(head)
+        self._fh = None
+        self._row = 0
+        self._buf = np.zeros((self.n_channels, 0))
+        self._buf_start = 0
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        if self._fh is None:
+            self._fh = open(self.p, encoding="utf-8-sig", errors="replace")
+            for _ in range(self.skip):
+                self._fh.readline()
+        keep = max(0, a - self._buf_start)
+        self._buf, self._buf_start = self._buf[:, keep:], self._buf_start + keep
+        while self._buf_start + self._buf.shape[1] < b:
+            lines = []
+            while len(lines) < max(CSV_CHUNK_ROWS, b - self._buf_start - self._buf.shape[1]):
+                line = self._fh.readline()
+                if not line:
+                    break
+                if line.strip():
+                    lines.append(line)
+            if not lines:
+                break
+            try:
+                chunk = np.loadtxt(lines, delimiter=self.delim, ndmin=2, dtype=np.float64)
+            except ValueError:
+                raise DiagError(f"{self.p}: a cell between data rows {self._row + 1} and {self._row + len(lines)} "
+                                "is not a number; a CSV recording holds numbers only") from None
+            if chunk.shape[1] != self.n_channels:
+                raise DiagError(f"{self.p}: rows have different numbers of columns; every row needs one value per channel")
+            self._row += len(lines)
+            self._buf = np.concatenate([self._buf, chunk.T], axis=1)
+        return self._buf[:, a - self._buf_start : b - self._buf_start]
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _open_with_reader(p: Path, fs: float | None, key: str | None = None, variable: str | None = None,
+                      cwru_channels: Sequence[str] | None = None) -> Signal:
+    """Any format of :func:`diag.sources.files.read_files`, read whole (label: the folder name, unused);
+    a CWRU record (``.mat`` with a known record number) through :func:`diag.sources.cwru.read_cwru`."""
+    from diag.sources.files import read_files
+
+    if cwru_channels is not None and p.suffix.lower() == ".mat":
+        from diag.sources.cwru import read_cwru
+
+        recs = read_cwru(p, channels=list(cwru_channels))
+    else:
+        recs = read_files(p, label_from="folder", fs=fs, key=key, variable=variable)
+    r = recs[0]
+    return Signal(str(p), r.fs, r.n_samples, r.channels, lambda a, b: r.signal[:, a:b], streamed=False)
+
+
+def open_signal(path: str | Path, fs: float | None = None, key: str | None = None, variable: str | None = None,
+                cwru_channels: Sequence[str] | None = None) -> Signal:
+    """Open one recording file for scoring (see the module docstring for which formats stream).
+
+    ``key`` / ``variable``: the array of an ``.npz`` / ``.mat`` file holding several. ``cwru_channels``:
+    read ``.mat`` files as CWRU records (by record number; rate from the record table), keeping these
+    accelerometers (``DE``, ``FE``, ``BA``) -- what a run trained on ``source.kind = "cwru"`` uses.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DiagError(f"{p}: no such file; check the path")
+    if not p.is_file():
+        raise DiagError(f"{p}: not a file")
+    ext = p.suffix.lower()
+    if ext not in SUPPORTED:
+        raise DiagError(f"{p}: unsupported file type '{p.suffix}'; convert it to one of {', '.join(SUPPORTED)}")
+    if ext == ".npy":
+        return _open_npy(p, fs)
+    if ext == ".wav":
+        sig = _open_wav(p, fs)
+        if sig is not None:
+            return sig
+    if ext in (".csv", ".txt", ".tsv") and p.stat().st_size > CSV_STREAM_BYTES:
+        chunks = _CsvChunks(p)
+        names = chunks.names or tuple(f"ch{i}" for i in range(chunks.n_channels))
+        if len(names) != chunks.n_channels:
+            raise DiagError(f"{p}: header names {len(names)} columns but the rows have {chunks.n_channels}")
+        return Signal(str(p), _check_fs(fs, str(p)), chunks.n, names, chunks.read, streamed=True)
+    if ext == ".mat" and cwru_channels is not None:
+        return _open_with_reader(p, fs, cwru_channels=cwru_channels)
+    if ext != ".wav" and fs is None:
+        raise DiagError(f"{p}: sampling rate unknown; pass --fs HZ")
+    return _open_with_reader(p, fs, key, variable)
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files named, and the supported files below folders named (sorted); DiagError if none."""
+    from diag.sources.base import list_files
+
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            found = [f for f in list_files(p) if f.suffix.lower() in SUPPORTED and f.name != "labels.csv"]
+            if not found:
+                raise DiagError(f"{p}: no recordings ({', '.join(SUPPORTED)}) below the folder")
+            out += found
+        elif p.exists():
+            out.append(p)
+        else:
+            raise DiagError(f"{p}: no such file or folder; check the path")
+    if not out:
+        raise DiagError("no recordings given; pass one or more files or folders")
+    return out
+
+
+# ================================================================================================
+# The predictor
+
+
+@dataclass
+class WindowScores:
+    """Per-window results of one recording: starts (samples at the model's rate), probabilities, scores."""
+
+    start: np.ndarray  # int64 [N]
+    probs: np.ndarray  # float32 [N, K]
+    score: np.ndarray  # float32 [N], higher = less like the training data
+    unknown: np.ndarray  # bool [N]
+
+
+@dataclass
+class FileResult:
+    path: str
+    fs: float
+    fs_original: float
+    duration_s: float
+    windows: WindowScores
+    verdict: str
+    confidence: float
+    is_unknown: bool
+    unknown_share: float
+    top: list[dict[str, Any]]
+    shares: dict[str, float]
+    spans: list[dict[str, Any]]
+    verdict_span: list[float] | None
+    notes: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)  # the channels chosen with --channels, if any
+
+    def to_dict(self, windows: bool = False, length: int = 0) -> dict[str, Any]:
+        d = {"path": self.path, "verdict": self.verdict, "confidence": round(self.confidence, 4),
+             "unknown": self.is_unknown, "unknown_share": round(self.unknown_share, 4),
+             "top": self.top, "shares": self.shares, "spans": self.spans, "verdict_span": self.verdict_span,
+             "n_windows": int(len(self.windows.start)), "duration_s": round(self.duration_s, 4),
+             "fs": self.fs, "fs_original": self.fs_original, "notes": self.notes}
+        if windows:
+            d["windows"] = [
+                {"start_s": round(float(s) / self.fs, 6), "end_s": round(float(s + length) / self.fs, 6),
+                 "label": lab, "score": round(float(sc), 5), "unknown": bool(u),
+                 "probs": [round(float(v), 5) for v in p]}
+                for s, lab, sc, u, p in zip(self.windows.start, self.labels, self.windows.score,
+                                            self.windows.unknown, self.windows.probs)
+            ]
+        return d
+
+
+def _smooth(labels: list[str], width: int = SMOOTH) -> list[str]:
+    """Majority vote over ``width`` neighbouring windows (ties keep the window's own label)."""
+    if width < 2 or len(labels) < width:
+        return list(labels)
+    h = width // 2
+    out = []
+    for i, own in enumerate(labels):
+        near = labels[max(0, i - h) : i + h + 1]
+        best = max(set(near), key=lambda c: (near.count(c), c == own))
+        out.append(best)
+    return out
+
+
+def _merge_short(spans: list[dict[str, Any]], min_windows: int) -> list[dict[str, Any]]:
+    """Fold runs shorter than ``min_windows`` into their longer neighbour (flicker is not a span)."""
+    spans = [dict(s) for s in spans]
+    while len(spans) > 1:
+        short = [i for i, s in enumerate(spans) if s["windows"] < min_windows]
+        if not short:
+            break
+        i = min(short, key=lambda j: (spans[j]["windows"], j))
+        left = spans[i - 1] if i > 0 else None
+        right = spans[i + 1] if i + 1 < len(spans) else None
+        into = left if right is None or (left is not None and left["windows"] >= right["windows"]) else right
+        if into is left:
+            left["end_s"], left["windows"] = spans[i]["end_s"], left["windows"] + spans[i]["windows"]
+        else:
+            right["start_s"], right["windows"] = spans[i]["start_s"], right["windows"] + spans[i]["windows"]
+        del spans[i]
+        # neighbours that now carry the same label become one span
+        j = 0
+        while j + 1 < len(spans):
+            if spans[j]["label"] == spans[j + 1]["label"]:
+                spans[j]["end_s"], spans[j]["windows"] = spans[j + 1]["end_s"], spans[j]["windows"] + spans[j + 1]["windows"]
+                del spans[j + 1]
+            else:
+                j += 1
+    return spans
+
+
+def file_verdict(ws: WindowScores, classes: Sequence[str], fs: float, length: int) -> dict[str, Any]:
+    """Verdict, confidence, top 3, shares and spans of one file's windows (rule: module docstring)."""
+    n = len(ws.start)
+    k = len(classes)
+    labels = [UNKNOWN if u else classes[int(j)] for u, j in zip(ws.unknown, ws.probs.argmax(1))]
+    unk_share = float(ws.unknown.mean()) if n else 0.0
+    known = ~ws.unknown
+    mean_p = ws.probs[known].mean(0) if known.any() else ws.probs.mean(0)
+    order = np.argsort(-mean_p, kind="stable")
+    top = [{"class": classes[int(i)], "p": round(float(mean_p[i]), 4)} for i in order[: min(3, k)]]
+    if unk_share >= 0.5:
+        verdict, conf = UNKNOWN, unk_share
+    else:
+        verdict, conf = classes[int(order[0])], float(mean_p[order[0]])
+    shares = {c: round(labels.count(c) / n, 4) for c in list(classes) + [UNKNOWN] if labels.count(c)}
+    smooth = _smooth(labels)
+    spans: list[dict[str, Any]] = []
+    # each window stands for the stretch around its centre, half-way to its neighbours' centres, so
+    # spans tile the recording without overlapping (the first and last reach its ends)
+    centre = (ws.start + length / 2) / fs
+    edges = np.r_[0.0, (centre[1:] + centre[:-1]) / 2, (ws.start[-1] + length) / fs] if n else np.zeros(1)
+    for i, lab in enumerate(smooth):
+        s, e = float(edges[i]), float(edges[i + 1])
+        if spans and spans[-1]["label"] == lab:
+            spans[-1]["end_s"] = round(e, 4)
+            spans[-1]["windows"] += 1
+        else:
+            spans.append({"label": lab, "start_s": round(s, 4), "end_s": round(e, 4), "windows": 1})
+    spans = _merge_short(spans, SMOOTH)
+    hold = [i for i, lab in enumerate(smooth) if lab == verdict]
+    vspan = [round(float(edges[hold[0]]), 4), round(float(edges[hold[-1] + 1]), 4)] if hold else None
+    return {"verdict": verdict, "confidence": conf, "is_unknown": verdict == UNKNOWN, "unknown_share": unk_share,
+            "top": top, "shares": shares, "spans": spans, "verdict_span": vspan, "labels": labels}
+
+
+class Predictor:
+    """A trained run ready to score waveforms: ``predict(signal, fs)`` and ``classes``.
+
+    Built by :func:`diag.load_model` / :func:`load_model`. ``unknown`` is the run's calibrated
+    out-of-distribution threshold (:mod:`diag.unknown`), or None when the run has none and its
+    prepared dataset is gone (then no window is ever reported unknown, and ``notes`` says so).
+    """
+
+    def __init__(self, run: str | Path, device: str = "cpu", hop: int | None = None, calibrate: bool = True,
+                 quiet: bool = True, batch_size: int = BATCH):
+        import torch
+
+        from diag.config import TransformConfig, from_dict
+        from diag.models import load_trained
+        from diag.transforms import make_transform
+        from diag.unknown import UnknownDetector
+
+        self.run = Path(run).expanduser()
+        if not self.run.is_dir():
+            raise DiagError(f"{self.run}: no such run folder; pass the --out folder of `diag train`")
+        self.device = _device(device)
+        self.net, self.meta = _load(self.run, self.device, load_trained)
+        pre = self.meta.get("preprocessing") or {}
+        cfg = pre.get("config") or {}
+        win = pre.get("window") or {}
+        if not cfg.get("transform") or not win.get("length") or not pre.get("fs"):
+            raise DiagError(f"{self.run}/model.json: records no waveform preprocessing (trained on images made "
+                            "outside `diag prepare`?); it cannot score recordings")
+        self.classes: list[str] = list(self.meta["classes"])
+        self.fs = float(pre["fs"])
+        self.length = int(win["length"])
+        self.hop = int(hop) if hop is not None else int(win.get("hop") or self.length)
+        if self.hop < 1:
+            raise DiagError(f"--hop: must be >= 1 sample, got {self.hop}")
+        self.normalize = str(win.get("normalize", "zscore"))
+        self.channels = tuple(win.get("channels") or ())
+        self.batch_size = int(batch_size)
+        tcfg = from_dict(TransformConfig, cfg["transform"], "transform")
+        self.transform = make_transform(tcfg, self.fs, self.length, device=self.device)
+        stored = pre.get("transform") or {}
+        now = self.transform.to_dict()
+        for key in ("kind", "size", "frequencies_hz", "norm", "log"):
+            if key in stored and stored[key] != now[key]:
+                raise DiagError(f"{self.run}: this diag builds different images than the run was trained on "
+                                f"(transform {key} differs); score it with the diag version that trained it")
+        src = cfg.get("source") or {}
+        self.cwru_channels = (list((src.get("options") or {}).get("channels") or ["DE"])
+                              if src.get("kind") == "cwru" else None)
+        if isinstance(self.cwru_channels, list) and len(self.cwru_channels) == 1 and "," in self.cwru_channels[0]:
+            self.cwru_channels = [c.strip() for c in self.cwru_channels[0].split(",")]
+        self.notes: list[str] = []
+        self.unknown = UnknownDetector.for_run(self.run, self.net, self.meta, device=self.device,
+                                               calibrate=calibrate, quiet=quiet)
+        if self.unknown is None:
+            self.notes.append("no unknown threshold: the run has no unknown.json and its prepared dataset is "
+                              "gone; every window gets a class (pass that dataset with `diag predict --calibrate DATA`)")
+
+    # -- windows -> scores --------------------------------------------------------------------------
+
+    def score_windows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw windows ``[B, C, L]`` -> (probabilities ``[B, K]``, unknown scores ``[B]``)."""
+        import torch
+
+        from diag.windows import normalize
+
+        img = self.transform(normalize(x, self.normalize))
+        with torch.inference_mode():
+            t = torch.from_numpy(img).to(self.device)
+            feats, logits = forward_parts(self.net, t)
+            probs = torch.softmax(logits.float(), 1)
+            score = (self.unknown.score(logits, feats) if self.unknown is not None
+                     else torch.zeros(len(t), device=t.device))
+        return probs.cpu().numpy(), score.float().cpu().numpy()
+
+    def select_channels(self, sig: Signal, channels: Sequence[str] | None) -> list[int]:
+        need = len(self.channels) or int(self.meta.get("in_chans", 1))
+        if channels:
+            missing = [c for c in channels if c not in sig.channels]
+            if missing:
+                raise DiagError(f"{sig.path}: no channel(s) {', '.join(missing)} (--channels); it has "
+                                f"{', '.join(sig.channels)}")
+            idx = [sig.channels.index(c) for c in channels]
+        elif self.channels and all(c in sig.channels for c in self.channels):
+            idx = [sig.channels.index(c) for c in self.channels]
+        elif sig.n_channels == need:
+            idx = list(range(need))
+        elif sig.n_channels < need:
+            raise DiagError(f"{sig.path}: {sig.n_channels} channel(s) but the model needs {need} "
+                            f"({', '.join(self.channels)}); score a recording of the same channels")
+        else:
+            raise DiagError(f"{sig.path}: {sig.n_channels} channels ({', '.join(sig.channels)}) but the model "
+                            f"takes {need} ({', '.join(self.channels)}); choose them with --channels")
+        if len(idx) != need:
+            raise DiagError(f"{sig.path}: --channels selects {len(idx)} channel(s) but the model needs {need}")
+        return idx
+
+    def _resampled(self, sig: Signal, idx: list[int]) -> Signal:
+        """Whole-signal polyphase resampling to the model's rate (diag.windows.resample), with a note."""
+        from diag.sources.base import Recording
+        from diag.windows import resample
+
+        if sig.fs < self.fs and self.fs / sig.fs > 4:
+            raise DiagError(f"{sig.path}: sampled at {sig.fs:g} Hz, far below the model's {self.fs:g} Hz "
+                            "(more than 4x upsampling); record at a higher rate")
+        x = np.asarray(sig.read(0, sig.n_samples), dtype=np.float64)[idx]
+        _check_finite(x, sig.path, 0)
+        rec = resample(Recording(signal=x, fs=sig.fs, label="?", source=sig.path), self.fs)
+        out = Signal(sig.path, self.fs, rec.n_samples, tuple(sig.channels[i] for i in idx),
+                     lambda a, b: rec.signal[:, a:b], streamed=False)
+        out.notes = sig.notes + [f"resampled {sig.fs:g} Hz -> {self.fs:g} Hz (polyphase) to match the model"]
+        return out
+
+    def predict_signal(self, sig: Signal, channels: Sequence[str] | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> FileResult:
+        """Score one opened recording (see :func:`open_signal`)."""
+        idx = self.select_channels(sig, channels)
+        fs_original = sig.fs
+        if abs(sig.fs - self.fs) > 1e-9 * self.fs:
+            sig = self._resampled(sig, idx)
+            idx = list(range(len(idx)))
+        n = sig.n_samples
+        if n < self.length:
+            raise DiagError(f"{sig.path}: {n} samples at {sig.fs:g} Hz ({n / sig.fs:.3g} s) is shorter than one "
+                            f"{self.length}-sample window ({self.length / self.fs:.3g} s); record longer")
+        from diag.windows import window_starts
+
+        starts = window_starts(0, n, self.length, self.hop)
+        probs, scores = [], []
+        offs = np.arange(self.length)
+        for i in range(0, len(starts), self.batch_size):
+            st = starts[i : i + self.batch_size]
+            a, b = int(st[0]), int(st[-1]) + self.length
+            chunk = np.asarray(sig.read(a, b))[idx]
+            _check_finite(chunk, sig.path, a)
+            x = chunk[:, (st - a)[:, None] + offs].transpose(1, 0, 2).astype(np.float32)
+            p, s = self.score_windows(x)
+            probs.append(p)
+            scores.append(s)
+            if progress is not None:
+                progress(min(i + self.batch_size, len(starts)), len(starts))
+        P, S = np.concatenate(probs), np.concatenate(scores)
+        U = (S > self.unknown.threshold) if self.unknown is not None else np.zeros(len(S), bool)
+        ws = WindowScores(starts, P, S, U)
+        v = file_verdict(ws, self.classes, self.fs, self.length)
+        return FileResult(path=sig.path, fs=self.fs, fs_original=fs_original, duration_s=n / self.fs, windows=ws,
+                          notes=list(sig.notes), channels=list(channels or []), **v)
+
+    def predict(self, signal: Any, fs: float, channels: Sequence[str] | None = None,
+                name: str = "array") -> FileResult:
+        """Score a waveform array ``[samples]`` or ``[channels, samples]`` sampled at ``fs`` Hz.
+
+        Returns a :class:`FileResult`: ``.windows.probs`` (per-window probabilities ``[N, K]``, columns in
+        ``classes`` order), ``.windows.unknown``, ``.verdict``, ``.confidence``, ``.top``, ``.spans``.
+        """
+        return self.predict_signal(Signal.from_array(signal, fs, name, channels), channels)
+
+    def open(self, path: str | Path, fs: float | None = None, key: str | None = None,
+             variable: str | None = None) -> Signal:
+        """:func:`open_signal` with this run's reader hints (CWRU records for a CWRU-trained run)."""
+        return open_signal(path, fs, key, variable, cwru_channels=self.cwru_channels)
+
+    def predict_file(self, path: str | Path, fs: float | None = None, channels: Sequence[str] | None = None,
+                     progress: Callable[[int, int], None] | None = None, key: str | None = None,
+                     variable: str | None = None) -> FileResult:
+        return self.predict_signal(self.open(path, fs, key, variable), channels, progress)
+
+    def describe(self) -> dict[str, Any]:
+        return {"run": str(self.run), "model": self.meta.get("model"), "classes": self.classes, "fs": self.fs,
+                "window": {"length": self.length, "hop": self.hop, "normalize": self.normalize,
+                           "channels": list(self.channels)},
+                "transform": (self.meta["preprocessing"]["config"]["transform"]),
+                "unknown": self.unknown.describe() if self.unknown is not None else None,
+                "rule": VERDICT_RULE}
+
+
+def _device(spec: Any) -> Any:
+    import torch
+
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise DiagError(f"--device: '{spec}' is not one of cpu, cuda, cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise DiagError(f"--device: '{spec}' is not one of cpu, cuda, cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DiagError("--device cuda: no CUDA GPU is available here; use --device cpu")
+    return dev
+
+
+def _load(run: Path, device: Any, load_trained: Callable) -> tuple[Any, dict[str, Any]]:
+    meta_path = run / "model.json"
+    if meta_path.is_file():
+        try:
+            json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise DiagError(f"{meta_path}: corrupt; train the run again") from None
+    try:
+        return load_trained(run, device)
+    except DiagError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- safetensors / timm errors on a damaged run
+        raise DiagError(f"{run}/model.safetensors: weights do not load ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); train the run again") from None
+
+
+def _check_finite(x: np.ndarray, path: str, offset: int) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = offset + int(np.argmax(bad.any(axis=0)))
+        raise DiagError(f"{path}: NaN/Inf samples (first at sample {first}); clean or interpolate the recording")
+
+
+def load_model(run: str | Path, device: str = "cpu", hop: int | None = None) -> Predictor:
+    """A trained run as an object with ``predict(signal, fs)`` and ``classes`` (the CLI's code path).
+
+    >>> m = load_model("runs/bearing")
+    >>> r = m.predict(x, fs=12000)          # x: [samples] or [channels, samples]
+    >>> r.verdict, r.confidence, r.windows.probs.shape
+    """
+    return Predictor(run, device=device, hop=hop)
