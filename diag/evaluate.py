@@ -37,8 +37,8 @@ def predict_images(model: nn.Module, images: SplitImages | torch.Tensor | np.nda
         batches = images.iterate(batch_plan(len(images), batch_size, None, min_last=1))
     else:
         device = torch.device(device or "cpu")
-        x = torch.from_numpy(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
-        batches = (x[i:i + batch_size].to(device).float() for i in range(0, len(x), batch_size))
+        data = torch.from_numpy(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
+        batches = (data[i:i + batch_size].to(device).float() for i in range(0, len(data), batch_size))
     was_training = model.training
     model.eval()
     out = []

@@ -113,8 +113,7 @@ def dataset_outputs(net: Any, images: np.ndarray, device: Any, batch: int = 256)
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
     feats, logits = [], []
     for i in range(0, len(images), batch):
-        # one call per batch: predict_images (core, at the merge) returns only the first batch of a
-        # longer array -- its batch generator reads a name the loop rebinds
+        # one call per batch: only one batch of a (float16, memory-mapped) split is in float32 at a time
         f = predict_images(net, np.array(images[i : i + batch], dtype=np.float32), batch_size=batch, device=device, features=True)
         with torch.inference_mode():
             logits.append(net.get_classifier()(f).float().cpu().numpy())
