@@ -232,14 +232,13 @@ def test_bad_input_gives_one_line_errors(toy, tmp_path):
     src = PreparedDataset(toy)
     keep = src.labels("train") != 2
     sizes = {s: (int(keep.sum()) if s == "train" else len(src.labels(s))) for s in src.splits}
-    manifest = {**src.manifest, "sizes": sizes}  # a consistent dataset that simply lacks the class
     with DatasetWriter(holes, sizes, src.image_shape) as w:
         metas = {}
         for s in src.splits:
             sel = keep if s == "train" else np.ones(len(src.labels(s)), bool)
             w.add(s, np.asarray(src.images(s))[sel])
             metas[s] = {k: v[sel] for k, v in src.meta(s).items()}
-        w.commit(metas, manifest)
+        w.commit(metas, {**src.manifest, "sizes": sizes})  # a consistent manifest (opening checks it)
     with pytest.raises(DiagError, match="train split has no windows of class 'class2'"):
         train(holes, tmp_path / "r5", TrainConfig(**FAST), quiet=True)
 
