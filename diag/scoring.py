@@ -45,6 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from diag.errors import DiagError
+from diag.sources.files import is_number
 from diag.unknown import forward_parts
 
 __all__ = ["Predictor", "load_model", "FileResult", "WindowScores", "Signal", "open_signal", "expand_paths",
@@ -176,7 +177,7 @@ class _CsvChunks:
             self.n = sum(1 for line in fh if line.strip())
         self.delim = next((d for d in (",", ";", "\t") if d in first), None)
         head = [c.strip() for c in (first.split(self.delim) if self.delim else first.split())]
-        numeric = all(_is_number(c) for c in head if c)
+        numeric = all(is_number(c) for c in head if c)
         self.names = None if numeric else tuple(c.strip("\"'") for c in head)
         if numeric:
             self.skip -= 1
@@ -214,14 +215,6 @@ class _CsvChunks:
             self._row += len(lines)
             self._buf = np.concatenate([self._buf, chunk.T], axis=1)
         return self._buf[:, a - self._buf_start : b - self._buf_start]
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
 
 
 def _open_with_reader(p: Path, fs: float | None, key: str | None = None, variable: str | None = None,

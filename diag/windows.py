@@ -37,6 +37,8 @@ or with fixed training-split statistics per channel group).
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -78,17 +80,7 @@ def resample(rec: Recording, fs: float) -> Recording:
     up, down = rational_ratio(rec.fs, fs)
     y = resample_poly(rec.signal.astype(np.float64, copy=False), up, down, axis=-1)
     meta = dict(rec.meta, fs_original=rec.fs)
-    return Recording(
-        signal=y.astype(np.float32),
-        fs=fs,
-        label=rec.label,
-        group=rec.group,
-        condition=rec.condition,
-        source=rec.source,
-        fault_size=rec.fault_size,
-        channels=rec.channels,
-        meta=meta,
-    )
+    return dataclasses.replace(rec, signal=y.astype(np.float32), fs=fs, meta=meta)
 
 
 def band_limit(rec: Recording, band: list[float] | tuple[float, ...]) -> Recording:
@@ -120,17 +112,7 @@ def band_limit(rec: Recording, band: list[float] | tuple[float, ...]) -> Recordi
     keep = (f >= lo) & ((f <= hi) if hi else True)
     spec[..., ~keep] = 0
     y = sfft.irfft(spec, n=2 * n, axis=-1)[..., :n]
-    return Recording(
-        signal=y.astype(np.float32),
-        fs=rec.fs,
-        label=rec.label,
-        group=rec.group,
-        condition=rec.condition,
-        source=rec.source,
-        fault_size=rec.fault_size,
-        channels=rec.channels,
-        meta=dict(rec.meta, band=[lo, hi]),
-    )
+    return dataclasses.replace(rec, signal=y.astype(np.float32), meta=dict(rec.meta, band=[lo, hi]))
 
 
 def harmonise(recordings: list[Recording], cfg: WindowConfig) -> list[Recording]:

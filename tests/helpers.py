@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,14 @@ def make_toy_dataset(out: str | Path, n_train: int = 40, n_val: int = 12, n_test
                     "transform": {"kind": "toy"}, "image_shape": [channels, size, size], "sizes": sizes}
         w.commit(metas, manifest)
     return Path(out)
+
+
+def shared_cwru() -> Path | None:
+    """The CWRU 12 kHz folder of ../shared/data (or $DIAG_SHARED_DATA), None when absent."""
+    env = os.environ.get("DIAG_SHARED_DATA")
+    root = Path(__file__).resolve().parents[1]
+    for base in ([Path(env)] if env else []) + [root.parent / "shared" / "data"]:
+        for cand in (base / "cwru12k", base):
+            if (cand / "0HP").is_dir():
+                return cand
+    return None

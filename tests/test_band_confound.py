@@ -4,7 +4,6 @@ anti-alias edge (~5.4 kHz); ``windows.band`` in configs/cwru.toml removes it fro
 Skipped when ../shared/data/cwru12k is absent (set DIAG_SHARED_DATA).
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +15,9 @@ from diag.sources import load_recordings
 from diag.transforms import TOP_DB
 from diag.windows import extract, harmonise, normalize, window_starts
 
+from helpers import shared_cwru
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_cwru() -> Path | None:
-    env = os.environ.get("DIAG_SHARED_DATA")
-    for base in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data"]:
-        for cand in (base / "cwru12k", base):
-            if (cand / "0HP").is_dir():
-                return cand
-    return None
 
 
 CWRU = shared_cwru()

@@ -1,6 +1,5 @@
 """diag prepare on the real CWRU 12 kHz drive-end files in ../shared/data (skipped when absent)."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +9,9 @@ from typer.testing import CliRunner
 from diag.cli import app
 from diag.dataset import PreparedDataset
 
+from helpers import shared_cwru
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_cwru() -> Path | None:
-    env = os.environ.get("DIAG_SHARED_DATA")
-    for base in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data"]:
-        for cand in (base / "cwru12k", base):
-            if (cand / "0HP").is_dir():
-                return cand
-    return None
 
 
 CWRU = shared_cwru()

@@ -350,7 +350,8 @@ def _as_channels_first(arr: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _is_number(cell: str) -> bool:
+def is_number(cell: str) -> bool:
+    """Whether a CSV cell parses as a number (header detection)."""
     try:
         float(cell)
         return True
@@ -370,7 +371,7 @@ def _read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
         return [c.strip() for c in (line.split(delim) if delim else line.split())]
 
     head = cells(first)
-    has_header = not all(_is_number(c) for c in head if c)
+    has_header = not all(is_number(c) for c in head if c)
     names = tuple(c.strip("\"'") for c in head) if has_header else None
     skip = lines.index(first) + (1 if has_header else 0)
     if not any(ln.strip() for ln in lines[skip:]):  # before np.loadtxt, which would warn "no data"
@@ -383,7 +384,7 @@ def _read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
             if not line.strip():
                 continue
             for col, c in enumerate(cells(line), start=1):
-                if not _is_number(c):
+                if not is_number(c):
                     shown = repr(c) if c else "an empty cell"
                     raise DiagError(
                         f"{p}: line {lineno}, column {col}: {shown} is not a number; "
