@@ -64,7 +64,7 @@ def prepare(
     data: Optional[str] = typer.Option(None, "--data", help="Override source.path (file or folder)."),
     source: Optional[str] = typer.Option(None, "--source", help="Override source.kind."),
     split: Optional[str] = typer.Option(None, "--split", help="Split method: time|recording|group|condition|fault-size|random."),
-    transform: Optional[str] = typer.Option(None, "--transform", help="cwt|stft|cwt+stft."),
+    transform: Optional[str] = typer.Option(None, "--transform", help="Image kinds joined by +: cwt, stft, envorder (envelope spectrum on a shaft-order axis), harmonics (multiples of the fundamental), e.g. cwt+envorder."),
     allow_leaky: bool = typer.Option(False, "--allow-leaky", help="Permit the leaky 'random' split (prints a warning)."),
     force: bool = typer.Option(False, "--force", help="Replace a prepared dataset at --out made with a different config (never other files)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any setting: section.key=value (repeatable)."),
@@ -127,7 +127,7 @@ def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write: one file per recording + labels.csv."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Simulator option key=value, e.g. recordings_per_class=4 (repeatable)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an --out folder that diag simulate wrote (never other files)."),
 ) -> None:
     """Simulate labelled recordings (bearing vibration or inverter currents) in the format `diag prepare` reads."""
     from diag.simulate import simulate_to_folder

@@ -9,7 +9,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "diag"
 # Commands: the top of the package; none may import another.
-COMMANDS = {"diag.prepare", "diag.train", "diag.pretrain", "diag.compare"}
+COMMANDS = {"diag.prepare", "diag.train", "diag.pretrain", "diag.compare", "diag.predict", "diag.predict_eval",
+            "diag.export", "diag.report"}
 # Known, owned elsewhere: diag/simulate/__init__ imports its two simulators, which import its private
 # helpers (_as_range, _child_seed, ...) back -- a cycle inside one package. To be removed when the
 # helpers move to a module of their own (diag/simulate/ belongs to the simulator work); nothing else
