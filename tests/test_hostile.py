@@ -246,3 +246,52 @@ def test_a_non_checkpoint_given_as_weights_says_so(base, tmp_path, content):
                                               "--init", "imagenet", "--weights", str(w)]))
     assert "cannot read checkpoint" in line and "KeyError: 101" not in line
     assert line.rstrip().endswith("file")  # the message is whole, not cut mid-word
+
+
+# ---- the scoring commands on a damaged trained run (predict, evaluate, export) ------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(base, tmp_path_factory):
+    from diag.train import train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train(base, out, TrainConfig(epochs=1, batch_size=4, device="cpu"), quiet=True)
+    return out
+
+
+def model_truncated(run):
+    p = run / "model.safetensors"
+    p.write_bytes(p.read_bytes()[:100])
+
+
+def model_text(run):
+    (run / "model.safetensors").write_text("not weights\n")
+
+
+def model_json_broken(run):
+    (run / "model.json").write_text("{ broken")
+
+
+def model_missing(run):
+    (run / "model.safetensors").unlink()
+
+
+SCORED_RUN_DAMAGE = [model_truncated, model_text, model_json_broken, model_missing]
+
+
+@pytest.mark.parametrize("damage", SCORED_RUN_DAMAGE, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+def test_scoring_a_damaged_run_is_one_line_and_writes_nothing(base, trained, tmp_path, damage, command):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    damage(run)
+    sig = tmp_path / "sig.npy"
+    np.save(sig, np.random.default_rng(0).standard_normal(4096).astype(np.float32))
+    args = {"predict": ["predict", str(run), str(sig), "--fs", "12000", "--json", str(tmp_path / "out.json")],
+            "evaluate": ["evaluate", str(run), str(base), "--out", str(tmp_path / "eval")],
+            "export": ["export", str(run), "--onnx", str(tmp_path / "m.onnx")]}[command]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    line = _one_line(CliRunner().invoke(app, args))
+    assert str(run) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial output of any kind
