@@ -52,15 +52,15 @@ import numpy as np
 from scipy import signal as sps
 
 from diag.errors import DiagError
-from diag.simulate import (
-    _as_levels,
-    _as_range,
-    _check_positive,
-    _check_snr,
-    _child_seed,
-    _class_list,
-    _jsonable,
-    _seed_sequence,
+from diag.simulate.params import (
+    as_levels,
+    as_range,
+    check_positive,
+    check_snr,
+    child_seed,
+    class_list,
+    jsonable,
+    seed_sequence,
 )
 from diag.sources.base import Recording
 
@@ -87,8 +87,8 @@ class BearingGeometry:
     def validate(self) -> "BearingGeometry":
         if isinstance(self.n_balls, bool) or not isinstance(self.n_balls, (int, np.integer)) or self.n_balls < 3:
             raise DiagError(f"n_balls: a bearing needs an integer number of balls >= 3, got {self.n_balls!r}")
-        d = _check_positive("ball_diameter", self.ball_diameter)
-        D = _check_positive("pitch_diameter", self.pitch_diameter)
+        d = check_positive("ball_diameter", self.ball_diameter)
+        D = check_positive("pitch_diameter", self.pitch_diameter)
         if d >= D:
             raise DiagError(
                 f"ball_diameter: must be smaller than the pitch diameter ({D:g}), got {d:g}; impossible geometry"
@@ -245,20 +245,20 @@ def simulate_bearing(
     """
     if fault not in BEARING_FAULTS:
         raise DiagError(f"fault: unknown '{fault}'; choose one of {', '.join(BEARING_FAULTS)}")
-    fs = _check_positive("fs", fs)
-    duration = _check_positive("duration", duration)
+    fs = check_positive("fs", fs)
+    duration = check_positive("duration", duration)
     n = int(round(duration * fs))
     if n < 16:
         raise DiagError(f"duration: {duration:g} s at {fs:g} Hz gives only {n} samples; need at least 16")
     geometry = (geometry or BearingGeometry()).validate()
     f0, f1 = _speed(rpm)
-    _check_snr("snr_db", snr_db)
+    check_snr("snr_db", snr_db)
     if snr_reference not in ("signal", "healthy"):
         raise DiagError(f"snr_reference: choose 'signal' or 'healthy', got {snr_reference!r}")
     res = _resonances(resonances, fs)
     if fault != "normal":
-        severity = _check_positive("severity", severity)
-    slip = _check_positive("slip", slip, strict=False)
+        severity = check_positive("severity", severity)
+    slip = check_positive("slip", slip, strict=False)
     if slip > 0.1:
         raise DiagError(f"slip: must be in [0, 0.1] (relative spacing jitter), got {slip}")
     if not 0.0 <= float(am_depth) <= 1.0:
@@ -267,10 +267,10 @@ def simulate_bearing(
         raise DiagError(f"amplitude_jitter: must be in [0, 0.5], got {amplitude_jitter!r}")
     if not isinstance(shaft_amplitudes, (list, tuple)):
         raise DiagError(f"shaft_amplitudes: expected a list of amplitudes (g), got {shaft_amplitudes!r}")
-    amps_h = [_check_positive("shaft_amplitudes", a, strict=False) for a in shaft_amplitudes]
-    roughness = _check_positive("roughness", roughness, strict=False)
+    amps_h = [check_positive("shaft_amplitudes", a, strict=False) for a in shaft_amplitudes]
+    roughness = check_positive("roughness", roughness, strict=False)
 
-    ss = _seed_sequence(seed)
+    ss = seed_sequence(seed)
     rng_phase, rng_imp, rng_rough, rng_noise = (np.random.default_rng(s) for s in ss.spawn(4))
 
     t = np.arange(n) / fs
@@ -408,24 +408,24 @@ def simulate_bearing_recordings(
     seed : recording ``j`` of class ``c`` uses ``SeedSequence(seed, spawn_key=(crc32(c), j))``.
     """
     del path  # simulated: nothing to read
-    classes = _class_list("classes", classes, BEARING_FAULTS, {"all": BEARING_FAULTS})
+    classes = class_list("classes", classes, BEARING_FAULTS, {"all": BEARING_FAULTS})
     if isinstance(recordings_per_class, bool) or not isinstance(recordings_per_class, int) or recordings_per_class < 1:
         raise DiagError(f"recordings_per_class: expected an integer >= 1, got {recordings_per_class!r}")
-    fs = _check_positive("fs", fs)
-    duration = _check_positive("duration", duration)
-    rpm_levels = _as_levels("rpm", rpm, lo=0.0)
+    fs = check_positive("fs", fs)
+    duration = check_positive("duration", duration)
+    rpm_levels = as_levels("rpm", rpm, lo=0.0)
     for r in rpm_levels:
         _speed(r)
-    sev_levels = _as_levels("severities", severities, lo=0.0)
-    snr_lo, snr_hi = _as_range("snr_db", snr_db, -20.0, 60.0)
+    sev_levels = as_levels("severities", severities, lo=0.0)
+    snr_lo, snr_hi = as_range("snr_db", snr_db, -20.0, 60.0)
     if snr_reference not in ("signal", "healthy"):
         raise DiagError(f"snr_reference: choose 'signal' or 'healthy', got {snr_reference!r}")
-    ramp = _check_positive("ramp", ramp, strict=False)
+    ramp = check_positive("ramp", ramp, strict=False)
     if ramp >= 1.0:
         raise DiagError(f"ramp: relative speed change must be in [0, 1), got {ramp}")
-    slip_r = _as_range("slip", slip, 0.0, 0.1)
-    am_r = _as_range("am_depth", am_depth, 0.0, 1.0)
-    jit = _check_positive("resonance_jitter", resonance_jitter, strict=False)
+    slip_r = as_range("slip", slip, 0.0, 0.1)
+    am_r = as_range("am_depth", am_depth, 0.0, 1.0)
+    jit = check_positive("resonance_jitter", resonance_jitter, strict=False)
     if jit >= 0.5:
         raise DiagError(f"resonance_jitter: must be in [0, 0.5), got {jit}")
     nominal = _resonances(resonances, fs)
@@ -435,8 +435,8 @@ def simulate_bearing_recordings(
             f"fs: {fs:g} Hz is too low for resonances up to {top:g} Hz (nominal x (1 + resonance_jitter)); "
             f"use fs > {2 * top:g} Hz or lower resonances"
         )
-    a1_r = _as_range("shaft_amplitude", shaft_amplitude, 0.0, lo_open=True)
-    rough_r = _as_range("roughness", roughness, 0.0)
+    a1_r = as_range("shaft_amplitude", shaft_amplitude, 0.0, lo_open=True)
+    rough_r = as_range("roughness", roughness, 0.0)
     geometry = BearingGeometry(n_balls, ball_diameter, pitch_diameter, contact_angle).validate()
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DiagError(f"seed: expected a non-negative integer, got {seed!r}")
@@ -444,7 +444,7 @@ def simulate_bearing_recordings(
     recs: list[Recording] = []
     for label in classes:
         for j in range(recordings_per_class):
-            ss = _child_seed(seed, label, j)
+            ss = child_seed(seed, label, j)
             ss_machine, ss_signal = ss.spawn(2)
             rng = np.random.default_rng(ss_machine)
             level = rpm_levels[j % len(rpm_levels)]
@@ -494,7 +494,7 @@ def simulate_bearing_recordings(
                     source=f"simulate:bearing#{idx}",
                     fault_size="" if label == "normal" else f"{sev_level:g}",
                     channels=("accel",),
-                    meta=_jsonable(meta),
+                    meta=jsonable(meta),
                 )
             )
     return recs

@@ -80,15 +80,15 @@ import numpy as np
 from scipy import signal as sps
 
 from diag.errors import DiagError
-from diag.simulate import (
-    _as_levels,
-    _as_range,
-    _check_positive,
-    _check_snr,
-    _child_seed,
-    _class_list,
-    _jsonable,
-    _seed_sequence,
+from diag.simulate.params import (
+    as_levels,
+    as_range,
+    check_positive,
+    check_snr,
+    child_seed,
+    class_list,
+    jsonable,
+    seed_sequence,
 )
 from diag.sources.base import Recording
 
@@ -388,7 +388,7 @@ def _validate_point(where: str, *, m, f1, vdc, r, l, emf_ratio, fsw, fs, pwm) ->
 
 
 def _check_short_fraction(value: Any) -> tuple[float, float]:
-    return _as_range("short_fraction", value, 0.0, 0.5, lo_open=True)
+    return as_range("short_fraction", value, 0.0, 0.5, lo_open=True)
 
 
 def _check_fsw(fsw_hi: float, fs: float, steps_per_carrier: int) -> None:
@@ -477,23 +477,23 @@ def simulate_inverter(
         (integration step, s) and the parameters.
     """
     switches = open_switches(fault)
-    fs = _check_positive("fs", fs)
-    duration = _check_positive("duration", duration)
+    fs = check_positive("fs", fs)
+    duration = check_positive("duration", duration)
     for name, v in (("m", m), ("f1", f1), ("vdc", vdc), ("r", r), ("l", l), ("fsw", fsw)):
-        _check_positive(name, v)
+        check_positive(name, v)
     _validate_point("", m=float(m), f1=float(f1), vdc=float(vdc), r=float(r), l=float(l),
                     emf_ratio=float(emf_ratio), fsw=float(fsw), fs=fs, pwm=pwm)
     _check_fsw(float(fsw), fs, steps_per_carrier)
-    _check_snr("snr_db", snr_db)
+    check_snr("snr_db", snr_db)
     if not 0.0 <= float(sensor_offset) <= 0.1:
         raise DiagError(f"sensor_offset: must be in [0, 0.1] (fraction of the peak current), got {sensor_offset!r}")
     n = int(round(duration * fs))
     if n < 16:
         raise DiagError(f"duration: {duration:g} s at {fs:g} Hz gives only {n} samples; need at least 16")
     n_warm = max(1, math.ceil(6 * l / r * fs))
-    chunk_n = max(n_warm, int(round(0.01 * fs))) if chunk is None else int(round(_check_positive("chunk", chunk) * fs))
+    chunk_n = max(n_warm, int(round(0.01 * fs))) if chunk is None else int(round(check_positive("chunk", chunk) * fs))
 
-    ss = _seed_sequence(seed)
+    ss = seed_sequence(seed)
     rng_p, rng_m = (np.random.default_rng(s) for s in ss.spawn(2))
     ok_u, ok_l = _switch_masks(fault)
     mu = _check_short_fraction(short_fraction)[0]
@@ -580,48 +580,48 @@ def simulate_inverter_recordings(
         discontinuous-conduction episodes of double faults).
     """
     del path
-    classes = _class_list("classes", classes, INVERTER_CLASSES + SENSOR_FAULTS + ITSC_FAULTS, CLASS_PRESETS)
+    classes = class_list("classes", classes, INVERTER_CLASSES + SENSOR_FAULTS + ITSC_FAULTS, CLASS_PRESETS)
     mu_r = _check_short_fraction(short_fraction)
     if isinstance(recordings_per_class, bool) or not isinstance(recordings_per_class, int) or recordings_per_class < 1:
         raise DiagError(f"recordings_per_class: expected an integer >= 1, got {recordings_per_class!r}")
-    fs = _check_positive("fs", fs)
-    duration = _check_positive("duration", duration)
+    fs = check_positive("fs", fs)
+    duration = check_positive("duration", duration)
     n = int(round(duration * fs))
     if n < 16:
         raise DiagError(f"duration: {duration:g} s at {fs:g} Hz gives only {n} samples; need at least 16")
-    f_levels = _as_levels("f1", f1, lo=0.0)
-    rated_f1 = _check_positive("rated_f1", rated_f1)
-    m_r = _as_range("m_rated", m_rated, 0.0, lo_open=True)
+    f_levels = as_levels("f1", f1, lo=0.0)
+    rated_f1 = check_positive("rated_f1", rated_f1)
+    m_r = as_range("m_rated", m_rated, 0.0, lo_open=True)
     if m_r[1] * max(f_levels) * 1.02 / rated_f1 > M_MAX:
         raise DiagError(
             f"m_rated: m = m_rated x f1 / rated_f1 reaches {m_r[1] * max(f_levels) * 1.02 / rated_f1:.3f} "
             f"at f1 = {max(f_levels):g} Hz; the modulation index must stay in (0, {M_MAX}]"
         )
     ranges = {
-        "vdc": _as_range("vdc", vdc, 0.0, lo_open=True),
-        "r": _as_range("r", r, 0.0, lo_open=True),
-        "l": _as_range("l", l, 0.0, lo_open=True),
-        "emf_ratio": _as_range("emf_ratio", emf_ratio, 0.0, 0.999),
-        "load_angle": _as_range("load_angle", load_angle, -90.0, 90.0),
-        "fsw": _as_range("fsw", fsw, 0.0, lo_open=True),
+        "vdc": as_range("vdc", vdc, 0.0, lo_open=True),
+        "r": as_range("r", r, 0.0, lo_open=True),
+        "l": as_range("l", l, 0.0, lo_open=True),
+        "emf_ratio": as_range("emf_ratio", emf_ratio, 0.0, 0.999),
+        "load_angle": as_range("load_angle", load_angle, -90.0, 90.0),
+        "fsw": as_range("fsw", fsw, 0.0, lo_open=True),
     }
     pwms = [pwm] if isinstance(pwm, str) else list(pwm) if isinstance(pwm, (list, tuple)) else None
     if not pwms or any(p not in PWM_KINDS for p in pwms):
         raise DiagError(f"pwm: choose from {', '.join(PWM_KINDS)} (a name or a list), got {pwm!r}")
-    snr_r = _as_range("snr_db", snr_db, -20.0, 60.0)
+    snr_r = as_range("snr_db", snr_db, -20.0, 60.0)
     if not 0.0 <= float(sensor_offset) <= 0.1:
         raise DiagError(f"sensor_offset: must be in [0, 0.1] (fraction of the peak current), got {sensor_offset!r}")
     if not isinstance(voltages, bool):
         raise DiagError(f"voltages: expected true/false, got {voltages!r}")
     _check_fsw(ranges["fsw"][1], fs, steps_per_carrier)
-    chunk = _check_positive("chunk", chunk)
+    chunk = check_positive("chunk", chunk)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DiagError(f"seed: expected a non-negative integer, got {seed!r}")
 
     draws = []
     for label in classes:
         for j in range(recordings_per_class):
-            ss = _child_seed(seed, label, j)
+            ss = child_seed(seed, label, j)
             ss_machine, ss_meas = ss.spawn(2)
             rng = np.random.default_rng(ss_machine)
             level = f_levels[j % len(f_levels)]
@@ -676,7 +676,7 @@ def simulate_inverter_recordings(
                 source=f"simulate:inverter#{idx}",
                 fault_size="",
                 channels=channels,
-                meta=_jsonable(meta),
+                meta=jsonable(meta),
             )
         )
     return recs
