@@ -3,7 +3,8 @@
 
 A run folder (``diag train --out``) carries its own preprocessing in ``model.json``; :class:`Predictor`
 rebuilds it with the same public functions ``diag prepare`` uses -- :func:`diag.windows.resample`
-(polyphase, with a note), :func:`diag.windows.window_starts`, :func:`diag.windows.normalize` and
+(polyphase, with a note), :func:`diag.windows.band_limit`, :func:`diag.windows.window_starts`,
+:func:`diag.windows.apply_normalization` and
 :func:`diag.transforms.make_transform` -- and checks that the rebuilt transform describes itself
 exactly as the stored one did (a different diag version that changed the images is refused).
 
@@ -449,10 +450,18 @@ class Predictor:
         if self.hop < 1:
             raise DiagError(f"--hop: must be >= 1 sample, got {self.hop}")
         self.normalize = str(win.get("normalize", "zscore"))
+        self.norm_stats = win.get("normalization_stats")  # windows.normalize = "dataset": the training split's
+        self.band = [float(v) for v in (win.get("band") or [])]  # windows.band, applied to the whole recording
         self.channels = tuple(win.get("channels") or ())
         self.batch_size = int(batch_size)
         tcfg = from_dict(TransformConfig, cfg["transform"], "transform")
         self.transform = make_transform(tcfg, self.fs, self.length, device=self.device)
+        self.ref_hz: float | None = None  # order images: the shaft rate / fundamental the run's config fixes
+        if getattr(self.transform, "needs_ref", False):
+            from diag.transforms import reference_hz
+
+            pair, _ = reference_hz({}, tcfg)
+            self.ref_hz = pair[0] if pair else None
         stored = pre.get("transform") or {}
         now = self.transform.to_dict()
         for key in ("kind", "size", "frequencies_hz", "norm", "log"):
@@ -473,13 +482,18 @@ class Predictor:
 
     # -- windows -> scores --------------------------------------------------------------------------
 
+    def images(self, x: np.ndarray) -> np.ndarray:
+        """Raw windows ``[B, C, L]`` at the model's rate -> the model's input images, exactly as prepared."""
+        from diag.windows import apply_normalization
+
+        x = apply_normalization(x, self.normalize, self.norm_stats)
+        return self.transform(x, ref_hz=self.ref_hz) if self.ref_hz is not None else self.transform(x)
+
     def score_windows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw windows ``[B, C, L]`` -> (probabilities ``[B, K]``, unknown scores ``[B]``)."""
         import torch
 
-        from diag.windows import normalize
-
-        img = self.transform(normalize(x, self.normalize))
+        img = self.images(x)
         with torch.inference_mode():
             t = torch.from_numpy(img).to(self.device)
             feats, logits = forward_parts(self.net, t)
@@ -510,30 +524,47 @@ class Predictor:
             raise DiagError(f"{sig.path}: --channels selects {len(idx)} channel(s) but the model needs {need}")
         return idx
 
-    def _resampled(self, sig: Signal, idx: list[int]) -> Signal:
-        """Whole-signal polyphase resampling to the model's rate (diag.windows.resample), with a note."""
+    def _whole(self, sig: Signal, idx: list[int]) -> Signal:
+        """The whole signal, polyphase-resampled to the model's rate (with a note) and band-limited as the
+        training recordings were (``windows.band``: an FFT over the whole recording, so not streamed)."""
         from diag.sources.base import Recording
-        from diag.windows import resample
+        from diag.windows import band_limit, resample
 
         if sig.fs < self.fs and self.fs / sig.fs > 4:
             raise DiagError(f"{sig.path}: sampled at {sig.fs:g} Hz, far below the model's {self.fs:g} Hz "
                             "(more than 4x upsampling); record at a higher rate")
         x = np.asarray(sig.read(0, sig.n_samples), dtype=np.float64)[idx]
         _check_finite(x, sig.path, 0)
-        rec = resample(Recording(signal=x, fs=sig.fs, label="?", source=sig.path), self.fs)
+        rec = Recording(signal=x, fs=sig.fs, label="?", source=sig.path)
+        notes = list(sig.notes)
+        if abs(sig.fs - self.fs) > 1e-9 * self.fs:
+            rec = resample(rec, self.fs)
+            notes.append(f"resampled {sig.fs:g} Hz -> {self.fs:g} Hz (polyphase) to match the model")
+        if self.band:
+            rec = band_limit(rec, self.band)
         out = Signal(sig.path, self.fs, rec.n_samples, tuple(sig.channels[i] for i in idx),
                      lambda a, b: rec.signal[:, a:b], streamed=False)
-        out.notes = sig.notes + [f"resampled {sig.fs:g} Hz -> {self.fs:g} Hz (polyphase) to match the model"]
+        out.notes = notes
         return out
+
+    def prepare_signal(self, sig: Signal, channels: Sequence[str] | None = None) -> tuple[Signal, list[int]]:
+        """The recording as the training recordings were before windowing: the model's channels (their
+        indices), at the model's rate, band-limited like them."""
+        idx = self.select_channels(sig, channels)
+        if getattr(self.transform, "needs_ref", False) and self.ref_hz is None:
+            raise DiagError(f"{sig.path}: the model's images sit on an order axis ({self.transform.cfg.kind}) and "
+                            "need each recording's shaft rate or fundamental, which diag predict cannot take yet; "
+                            "train with a fixed transform.ref_hz to score files with it")
+        if abs(sig.fs - self.fs) > 1e-9 * self.fs or self.band:
+            sig = self._whole(sig, idx)
+            idx = list(range(len(idx)))
+        return sig, idx
 
     def predict_signal(self, sig: Signal, channels: Sequence[str] | None = None,
                        progress: Callable[[int, int], None] | None = None) -> FileResult:
         """Score one opened recording (see :func:`open_signal`)."""
-        idx = self.select_channels(sig, channels)
         fs_original = sig.fs
-        if abs(sig.fs - self.fs) > 1e-9 * self.fs:
-            sig = self._resampled(sig, idx)
-            idx = list(range(len(idx)))
+        sig, idx = self.prepare_signal(sig, channels)
         n = sig.n_samples
         if n < self.length:
             raise DiagError(f"{sig.path}: {n} samples at {sig.fs:g} Hz ({n / sig.fs:.3g} s) is shorter than one "

@@ -1,6 +1,7 @@
 """diag predict / the Python API / diag evaluate on a tiny run trained once (tests/test_predict_fixtures.py)."""
 
 import csv
+from pathlib import Path
 import json
 import shutil
 
@@ -359,3 +360,40 @@ def test_older_runs_calibrate_on_demand_or_say_why_not(run, tmp_path):
     code, out = _cli("predict", gone, tmp_path / "a.npy", "--fs", FS, "--calibrate", data, "--quiet")
     assert code == 0, out
     assert json.loads((gone / "unknown.json").read_text())["calibrated_on"]["dataset"] == data
+
+
+def test_predict_rebuilds_the_prepared_images_with_band_and_dataset_scale(tmp_path):
+    """The stored preprocessing is what is applied: for a run prepared with ``windows.band`` and the
+    training split's ``dataset`` scale, scoring a training recording's file rebuilds exactly the
+    images ``diag prepare`` wrote for its test windows (float16 rounding aside)."""
+    from diag.dataset import PreparedDataset
+    from diag.prepare import prepare
+    from diag.sources.files import write_recordings
+    from diag.train import TrainConfig, train
+    from test_predict_fixtures import CONFIG
+
+    data = tmp_path / "recordings"
+    write_recordings(recordings(2, 1.5, seed=3), data)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(CONFIG.format(data=data, fs=FS).replace('normalize = "zscore"',
+                                                          'normalize = "dataset"\nband = [100.0, 2500.0]'))
+    ds_path = prepare(cfg, tmp_path / "prep", quiet=True)
+    train(ds_path, tmp_path / "run", TrainConfig(epochs=1, batch_size=16, device="cpu").validate(), quiet=True)
+    pred = diag.load_model(tmp_path / "run")
+    assert pred.band == [100.0, 2500.0] and pred.norm_stats  # taken from the run, not from defaults
+
+    ds = PreparedDataset(ds_path)
+    meta = ds.meta("test")
+    rec0 = meta["rec"] == meta["rec"][0]
+    source = str(meta["source"][rec0][0])
+    path = next(p for p in data.rglob("*") if p.is_file() and p.stem == Path(source).stem)
+    sig, idx = pred.prepare_signal(pred.open(path, fs=FS))
+    starts = meta["start"][rec0].astype(int)
+    x = np.stack([np.asarray(sig.read(s, s + pred.length))[idx] for s in starts]).astype(np.float32)
+    want = np.asarray(ds.images("test"))[rec0].astype(np.float32)
+    np.testing.assert_allclose(pred.images(x), want, atol=2e-2 * np.abs(want).max())
+    # and the steps matter: without the band limit the images differ
+    pred.band = []
+    sig2, idx2 = pred.prepare_signal(pred.open(path, fs=FS))
+    x2 = np.stack([np.asarray(sig2.read(s, s + pred.length))[idx2] for s in starts]).astype(np.float32)
+    assert np.abs(pred.images(x2) - want).max() > 5e-2 * np.abs(want).max()
