@@ -91,9 +91,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
     if images is None:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((64, len(pred.channels) or 1, pred.length)).astype(np.float32)
-        from diag.windows import normalize
-
-        images = pred.transform(normalize(x, pred.normalize))
+        images = pred.images(x)
         source = "64 images of random noise windows (the run's prepared dataset is gone)"
     model = _wrapper(pred.net)
     with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
@@ -130,10 +128,13 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
             "classes": pred.classes,
             "preprocessing": {
                 "steps": ["select channels (window.channels)", "polyphase-resample to fs",
-                          f"windows of window.length samples (hop {pred.hop})", "normalize each window and channel",
+                          "band-limit the whole recording to window.band (FFT brick wall; empty: none)",
+                          f"windows of window.length samples (hop {pred.hop})",
+                          "normalize (window.normalize; 'dataset' uses window.normalization_stats)",
                           "transform (config below) to images", "softmax(logits) = class probabilities"],
                 "fs": pred.fs, "window": {"length": pred.length, "hop": pred.hop, "normalize": pred.normalize,
-                                          "channels": list(pred.channels)},
+                                          "channels": list(pred.channels), "band": pred.band,
+                                          "normalization_stats": pred.norm_stats},
                 "transform_config": pre["config"]["transform"], "transform": pre.get("transform"),
             },
             "unknown": unknown,
