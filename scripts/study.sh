@@ -29,6 +29,9 @@ EPOCHS=${EPOCHS:-30}
 MIN_STEPS=${MIN_STEPS:-300}       # small label budgets get at least this many optimiser steps
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-50}
 CWRU=${CWRU:-../shared/data/cwru12k}
+# Extra prepare options for the simulated studies, e.g. a smaller data set for a CPU run:
+# SIM_DATA="--set source.recordings_per_class=4 --set source.duration=1.5 --set windows.hop=1024"
+read -r -a SIM_DATA <<< "${SIM_DATA:-}"
 STUDIES=("$@")
 [ ${#STUDIES[@]} -eq 0 ] && STUDIES=(converter bearings cwru)
 DIAG=($PY -m diag)
@@ -83,7 +86,7 @@ config_norm() { $PY -c "from diag.config import read_toml; print(read_toml('$1')
 for s in "${STUDIES[@]}"; do
   case $s in
     converter)
-      INV=(--set 'source.classes="all"' --split condition --set 'split.test_conditions=["50Hz"]')
+      INV=(--set 'source.classes="all"' --split condition --set 'split.test_conditions=["50Hz"]' "${SIM_DATA[@]}")
       study converter configs/inverter_sim.toml full "${INV[@]}"
       norm=$(config_norm configs/inverter_sim.toml)
       if [[ $norm != *joint* ]]; then
@@ -96,7 +99,7 @@ for s in "${STUDIES[@]}"; do
       fi
       ;;
     bearings)
-      study bearings configs/bearing_sim.toml full
+      study bearings configs/bearing_sim.toml full "${SIM_DATA[@]}"
       ;;
     cwru)
       if [ ! -d "$CWRU" ]; then echo "cwru: $CWRU not found; skipped"; continue; fi
