@@ -124,6 +124,9 @@ class WindowConfig:
             raise DiagError("windows.channel_groups: only used by windows.normalize=dataset; remove it or set that")
 
 
+SPLITS = ("train", "val", "test")  # the sides of every split, in this order (prepare, dataset, windows)
+
+
 @dataclass
 class SplitConfig:
     """Train / validation / test split that does not leak.

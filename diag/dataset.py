@@ -29,10 +29,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from diag.config import SPLITS
 from diag.errors import DiagError
 from diag.storage import atomic_write_json, clean_stale, file_sha256, output_kind, publish_mode, write_marker
 
-SPLITS = ("train", "val", "test")
 META_COLUMNS = ("y", "label", "group", "condition", "fault_size", "source", "start", "rec")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

