@@ -41,7 +41,9 @@ def _need_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
-def _wrapper(net: Any) -> Any:
+def _wrapper(net: Any, layers: bool = False) -> Any:
+    """The classifier with two outputs: logits and the features the run's unknown score reads
+    (pooled features; the stage statistics for the ``layers`` score)."""
     import torch
 
     from diag.unknown import forward_parts
@@ -52,7 +54,7 @@ def _wrapper(net: Any) -> Any:
             self.m = m
 
         def forward(self, x):
-            feats, logits = forward_parts(self.m, x)
+            feats, logits = forward_parts(self.m, x, layers=layers)
             return logits, feats
 
     return Wrapped(net).eval()
@@ -93,7 +95,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         x = rng.standard_normal((64, len(pred.channels) or 1, pred.length)).astype(np.float32)
         images = pred.images(x)
         source = "64 images of random noise windows (the run's prepared dataset is gone)"
-    model = _wrapper(pred.net)
+    model = _wrapper(pred.net, layers=pred.unknown is not None and pred.unknown.layers)
     with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
         tmp = str(tmp_path)
         with torch.no_grad():
@@ -125,6 +127,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
             "onnx": onnx_path.name,
             "input": {"name": "images", "shape": ["batch", c, h, w], "dtype": "float32"},
             "outputs": {"logits": ["batch", len(pred.classes)], "features": ["batch", "D"]},
+            "features": ("every stage's channel means and standard deviations, concatenated (unknown method layers)"
+                         if pred.unknown is not None and pred.unknown.layers else "pooled pre-classifier features"),
             "classes": pred.classes,
             "preprocessing": {
                 "steps": ["select channels (window.channels)", "polyphase-resample to fs",

@@ -496,7 +496,7 @@ class Predictor:
         img = self.images(x)
         with torch.inference_mode():
             t = torch.from_numpy(img).to(self.device)
-            feats, logits = forward_parts(self.net, t)
+            feats, logits = forward_parts(self.net, t, layers=self.unknown is not None and self.unknown.layers)
             probs = torch.softmax(logits.float(), 1)
             score = (self.unknown.score(logits, feats) if self.unknown is not None
                      else torch.zeros(len(t), device=t.device))

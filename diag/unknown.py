@@ -7,6 +7,14 @@ Scores (higher = less like the training data), computed from one forward pass:
 ``mahalanobis``  smallest Mahalanobis distance of the pooled pre-classifier features to a class mean,
                  with one shared covariance (Ledoit-Wolf shrinkage) estimated on the training split
 ``knn``          ``1 -`` cosine similarity to the ``KNN_K``-th nearest training feature vector
+``layers``       energy plus Mahalanobis distances inside the backbone: for every stage output (timm
+                 ``forward_intermediates``) three vectors -- its channel means, its channel standard
+                 deviations and its frequency profile (each channel's mean over time, per row) -- each
+                 with its own class means and shared Ledoit-Wolf covariance from the training split.
+                 Every part (energy and each distance) is standardised on the validation windows; the
+                 score is ``z(energy) + sum(z(distance_j)) / sqrt(J)``. Shallow stages keep what the
+                 classifier learnt to ignore (the band or modulation of a fault it never saw), so an
+                 unseen class shows there even when the last layer maps it onto a known one
 
 The threshold is the ``1 - far`` quantile of the score on the *validation* windows (known classes,
 never trained on), so about ``far`` of in-distribution windows are flagged ``unknown`` (the stated
@@ -15,9 +23,8 @@ false-alarm rate, default 5 %). :func:`calibrate_run` (called at the end of ``di
 it was computed for) and, for the feature-space methods, ``unknown.safetensors`` (class means and
 precision matrix, or training features) into the run.
 
-The default, ``energy``, was chosen by measurement (README, "Scoring new recordings"): on the
-simulated bearing set with the ball fault held out it had the best AUROC (0.68; msp 0.65,
-mahalanobis 0.53, knn 0.49); on the tone set of the tests all four exceed 0.95.
+The default is chosen by measurement (README, "Scoring new recordings", ``scripts/unknown_study.py``):
+``layers`` where the model has stage outputs (every timm CNN diag uses), else ``energy``.
 """
 
 from __future__ import annotations
@@ -32,13 +39,15 @@ import numpy as np
 from diag.errors import DiagError
 from diag.storage import atomic_file, atomic_write_json, file_sha256
 
-METHODS = ("energy", "msp", "mahalanobis", "knn")
+METHODS = ("energy", "msp", "mahalanobis", "knn", "layers")
 #: chosen by measurement (README): best AUROC on the simulated bearing set with a held-out fault class
-DEFAULT_METHOD = "energy"
+DEFAULT_METHOD = "layers"
+FALLBACK_METHOD = "energy"  # for models without stage outputs (no timm forward_intermediates)
 DEFAULT_FAR = 0.05
 FARS = (0.01, 0.05)
 KNN_K = 10
 KNN_MAX_TRAIN = 20_000
+LAYER_PART_MAX = 1024  # largest part of the ``layers`` feature vector (its covariance is part x part)
 UNKNOWN_JSON = "unknown.json"
 UNKNOWN_STATS = "unknown.safetensors"
 
@@ -72,21 +81,59 @@ def scores_from(method: str, logits: Any, feats: Any, stats: dict[str, Any]) -> 
         sim = q @ bank.T
         k = min(KNN_K, bank.shape[0])
         return 1.0 - sim.topk(k, dim=1).values[:, -1]
+    if method == "layers":
+        parts = layer_parts(logits, f, stats)
+        z = (parts - stats["z_mean"].to(f.device)) / stats["z_std"].to(f.device)
+        return z[:, 0] + z[:, 1:].sum(1) / (z.shape[1] - 1) ** 0.5
     raise DiagError(f"unknown method: '{method}'; choose one of {', '.join(METHODS)}")
 
 
-def fit_stats(method: str, train_feats: np.ndarray, train_y: np.ndarray, n_classes: int) -> dict[str, Any]:
-    """What ``method`` needs from the training features (empty for msp/energy)."""
+def layer_parts(logits: Any, feats: Any, stats: dict[str, Any]) -> Any:
+    """``[B, 1 + J]``: energy and the class-nearest Mahalanobis distance of each of the J stage-statistic
+    vectors (``feats`` from :func:`forward_parts` with ``layers=True``; J = ``len(stats["sizes"])``)."""
+    import torch
+
+    out = [-torch.logsumexp(logits.float(), 1)]
+    a = 0
+    for j, n in enumerate(stats["sizes"].tolist()):
+        part = {"means": stats[f"means.{j}"], "precision": stats[f"precision.{j}"]}
+        out.append(scores_from("mahalanobis", logits, feats[:, a : a + int(n)], part))
+        a += int(n)
+    return torch.stack(out, 1)
+
+
+def _class_gaussian(f: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
+    """Class means and the shared Ledoit-Wolf precision of features ``f`` (float64) with labels ``y``."""
+    import torch
+    from sklearn.covariance import LedoitWolf
+
+    means = np.stack([f[y == k].mean(0) if (y == k).any() else f.mean(0) for k in range(n_classes)])
+    prec = LedoitWolf(assume_centered=True).fit(f - means[y]).precision_
+    return {"means": torch.as_tensor(means, dtype=torch.float32), "precision": torch.as_tensor(prec, dtype=torch.float32)}
+
+
+def fit_stats(method: str, train_feats: np.ndarray, train_y: np.ndarray, n_classes: int,
+              sizes: list[int] | None = None, val_feats: np.ndarray | None = None,
+              val_logits: np.ndarray | None = None) -> dict[str, Any]:
+    """What ``method`` needs from the training features (empty for msp/energy). ``layers`` also needs
+    the part ``sizes`` of its feature vector and the validation outputs (to standardise each part)."""
     import torch
 
     if method == "mahalanobis":
-        from sklearn.covariance import LedoitWolf
-
-        f = train_feats.astype(np.float64)
-        means = np.stack([f[train_y == k].mean(0) if (train_y == k).any() else f.mean(0) for k in range(n_classes)])
-        centred = f - means[train_y]
-        prec = LedoitWolf(assume_centered=True).fit(centred).precision_
-        return {"means": torch.as_tensor(means, dtype=torch.float32), "precision": torch.as_tensor(prec, dtype=torch.float32)}
+        return _class_gaussian(train_feats.astype(np.float64), train_y, n_classes)
+    if method == "layers":
+        if sizes is None or val_feats is None or val_logits is None:
+            raise DiagError("unknown method 'layers': needs the stage sizes and the validation outputs")
+        stats: dict[str, Any] = {"sizes": torch.as_tensor(sizes, dtype=torch.int64)}
+        a = 0
+        for j, n in enumerate(sizes):
+            g = _class_gaussian(train_feats[:, a : a + n].astype(np.float64), train_y, n_classes)
+            stats[f"means.{j}"], stats[f"precision.{j}"] = g["means"], g["precision"]
+            a += n
+        parts = layer_parts(torch.from_numpy(val_logits), torch.from_numpy(val_feats), stats)
+        stats["z_mean"] = parts.mean(0)
+        stats["z_std"] = parts.std(0).clamp_min(1e-6)
+        return stats
     if method == "knn":
         f = torch.as_tensor(train_feats, dtype=torch.float32)
         if len(f) > KNN_MAX_TRAIN:
@@ -96,15 +143,62 @@ def fit_stats(method: str, train_feats: np.ndarray, train_y: np.ndarray, n_class
     return {}
 
 
-def forward_parts(net: Any, x: Any) -> tuple[Any, Any]:
-    """(pooled pre-classifier features ``[B, D]``, logits ``[B, K]``) of a timm classifier in one pass."""
-    feats = net.forward_head(net.forward_features(x), pre_logits=True)
-    return feats, net.get_classifier()(feats)
+def has_layers(net: Any) -> bool:
+    """Whether ``net`` gives its stage outputs (timm ``forward_intermediates``), as ``layers`` needs."""
+    return callable(getattr(net, "forward_intermediates", None))
 
 
-def dataset_outputs(net: Any, images: np.ndarray, device: Any, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def uses_layers(method: str | None) -> bool:
+    return method == "layers"
+
+
+def forward_parts(net: Any, x: Any, layers: bool = False) -> tuple[Any, Any]:
+    """(features, logits ``[B, K]``) of a timm classifier in one pass. Features: the pooled
+    pre-classifier features ``[B, D]``; with ``layers=True`` instead every stage output's channel
+    means and channel standard deviations over the image, concatenated (the ``layers`` score's input;
+    :func:`layer_sizes` gives the parts)."""
+    import torch
+
+    if not layers:
+        feats = net.forward_head(net.forward_features(x), pre_logits=True)
+        return feats, net.get_classifier()(feats)
+    final, stages = net.forward_intermediates(x)
+    logits = net.get_classifier()(net.forward_head(final, pre_logits=True))
+    return torch.cat(stage_statistics(stages), 1), logits
+
+
+def stage_statistics(stages: list[Any]) -> list[Any]:
+    """The ``layers`` parts of each stage output ``[B, C, H, W]`` (H = frequency rows, W = time):
+    the channel means and the channel standard deviations over the image (``[B, C]`` each), and the
+    frequency profile, the mean over time of every channel and row (``[B, C * H']``; rows averaged in
+    groups to H' <= 1024 / C so that no part exceeds 1024 numbers)."""
+    import torch.nn.functional as F
+
+    out = []
+    for s in stages:
+        s = s.float()
+        c, h = s.shape[1], s.shape[2]
+        rows = max(1, min(h, LAYER_PART_MAX // c))
+        prof = F.adaptive_avg_pool1d(s.mean(3), rows) if rows < h else s.mean(3)
+        out += [s.mean((2, 3)), s.std((2, 3)), prof.flatten(1)]
+    return out
+
+
+def layer_sizes(net: Any, image_shape: tuple[int, ...]) -> list[int]:
+    """Part sizes of the ``layers`` feature vector (:func:`stage_statistics` of each stage, in order)."""
+    import torch
+
+    p = next(net.parameters())
+    with torch.inference_mode():
+        _, stages = net.forward_intermediates(torch.zeros((1, *image_shape), device=p.device, dtype=p.dtype))
+    return [int(t.shape[1]) for t in stage_statistics(stages)]
+
+
+def dataset_outputs(net: Any, images: np.ndarray, device: Any, batch: int = 256,
+                    layers: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(features ``[N, D]``, logits ``[N, K]``) of prepared images (float16 memmap ok), in order: the
-    batched inference of :func:`diag.evaluate.predict_images` for the features, then the classifier."""
+    batched inference of :func:`diag.evaluate.predict_images` for the pooled features, then the
+    classifier; with ``layers=True`` the stage statistics of :func:`forward_parts`."""
     import torch
 
     from diag.evaluate import predict_images
@@ -112,12 +206,20 @@ def dataset_outputs(net: Any, images: np.ndarray, device: Any, batch: int = 256)
     if len(images) == 0:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
     feats, logits = [], []
+    was_training = net.training
+    net.eval()
     for i in range(0, len(images), batch):
         # one call per batch: only one batch of a (float16, memory-mapped) split is in float32 at a time
-        f = predict_images(net, np.array(images[i : i + batch], dtype=np.float32), batch_size=batch, device=device, features=True)
+        x = np.array(images[i : i + batch], dtype=np.float32)
         with torch.inference_mode():
-            logits.append(net.get_classifier()(f).float().cpu().numpy())
+            if layers:
+                f, lg = forward_parts(net, torch.from_numpy(x).to(device), layers=True)
+            else:
+                f = predict_images(net, x, batch_size=batch, device=device, features=True)
+                lg = net.get_classifier()(f)
+        logits.append(lg.float().cpu().numpy())
         feats.append(f.float().cpu().numpy())
+    net.train(was_training)
     return np.concatenate(feats), np.concatenate(logits)
 
 
@@ -126,6 +228,11 @@ class UnknownDetector:
 
     def __init__(self, method: str, threshold: float, stats: dict[str, Any], info: dict[str, Any]):
         self.method, self.threshold, self.stats, self.info = method, float(threshold), stats, info
+
+    @property
+    def layers(self) -> bool:
+        """Whether the score needs the stage statistics (``forward_parts(..., layers=True)``)."""
+        return uses_layers(self.method)
 
     def score(self, logits: Any, feats: Any) -> Any:
         return scores_from(self.method, logits, feats, self.stats)
@@ -146,7 +253,7 @@ class UnknownDetector:
             raise DiagError(f"{run / UNKNOWN_JSON}: no threshold for a false-alarm rate of {far:g} "
                             f"(has {', '.join(info['thresholds'])}); calibrate again")
         stats = load_file(str(run / UNKNOWN_STATS)) if (run / UNKNOWN_STATS).is_file() else {}
-        if method in ("mahalanobis", "knn") and not stats:
+        if method in ("mahalanobis", "knn", "layers") and not stats:
             raise DiagError(f"{run / UNKNOWN_STATS}: missing; calibrate the run again")
         return cls(method, th, stats, dict(info, far=far))
 
@@ -185,7 +292,7 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
 
 
 def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = DEFAULT_FAR,
-                  method: str = DEFAULT_METHOD, net: Any = None, meta: dict[str, Any] | None = None,
+                  method: str | None = None, net: Any = None, meta: dict[str, Any] | None = None,
                   device: Any = "cpu") -> dict[str, Any]:
     """Fit ``method`` on the training split, set thresholds on the validation split; write them into ``run``.
 
@@ -196,12 +303,17 @@ def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = 
     from diag.models import load_trained
 
     run = Path(run)
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise DiagError(f"unknown method: '{method}'; choose one of {', '.join(METHODS)}")
     if not 0 < far < 1:
         raise DiagError(f"false-alarm rate must be in (0, 1), got {far}")
     if net is None or meta is None:
         net, meta = load_trained(run, device)
+    if method is None:  # the default, where the model can give it
+        method = DEFAULT_METHOD if has_layers(net) else FALLBACK_METHOD
+    elif uses_layers(method) and not has_layers(net):
+        raise DiagError(f"unknown method 'layers': {meta.get('model')} gives no stage outputs "
+                        f"(timm forward_intermediates); choose {FALLBACK_METHOD}")
     data = Path(data) if data is not None else Path((meta.get("dataset") or {}).get("path") or "")
     if not data.name or not (data / "manifest.json").is_file():
         raise DiagError(f"{run}: its prepared dataset {data or '(none recorded)'} is gone; pass the dataset "
@@ -213,11 +325,13 @@ def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = 
     if "val" not in ds.splits or len(ds.labels("val")) == 0:
         raise DiagError(f"{data}: no validation windows to calibrate the unknown threshold on")
     classes = list(meta["classes"])
-    va_f, va_l = dataset_outputs(net, ds.images("val"), device)
+    layers = uses_layers(method)
+    va_f, va_l = dataset_outputs(net, ds.images("val"), device, layers=layers)
     stats: dict[str, Any] = {}
-    if method in ("mahalanobis", "knn"):  # fitted on the training split's features
-        tr_f, _ = dataset_outputs(net, ds.images("train"), device)
-        stats = fit_stats(method, tr_f, ds.labels("train"), len(classes))
+    if method in ("mahalanobis", "knn", "layers"):  # fitted on the training split's features
+        tr_f, _ = dataset_outputs(net, ds.images("train"), device, layers=layers)
+        sizes = layer_sizes(net, tuple(ds.image_shape)) if layers else None
+        stats = fit_stats(method, tr_f, ds.labels("train"), len(classes), sizes=sizes, val_feats=va_f, val_logits=va_l)
     import torch
 
     s_val = scores_from(method, torch.from_numpy(va_l), torch.from_numpy(va_f), stats).numpy()

@@ -10,7 +10,7 @@
 # on each dataset's training windows first); SEEDS seeds. Prints test accuracy / macro-F1 / per-class F1
 # (mean +- std over seeds) and the validation macro-F1 the epoch was selected on.
 # Resumable: finished runs are reused. CPU: ~1 min per run of 8 epochs; GPU: much less.
-# Usage: SEEDS="0 1 2" EPOCHS=8 INITS=scratch,ssl bash scripts/measure_envorder.sh
+# Usage: TRAIN_EXTRA="--set train.label_fraction=0.25" SEEDS="0 1 2" EPOCHS=8 INITS=scratch,ssl bash scripts/measure_envorder.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cwru12k}
@@ -21,6 +21,7 @@ INITS=${INITS:-scratch,ssl}
 SPLITS=${SPLITS:-fault-size condition time}
 KINDS=${KINDS:-cwt envorder cwt+envorder}
 SSL_EPOCHS=${SSL_EPOCHS:-20}
+TRAIN_EXTRA=${TRAIN_EXTRA:-}     # e.g. "--set train.label_fraction=0.25" for a shorter CPU run
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 PY=${PY:-python3}
 [ -x .venv/bin/python ] && PY=.venv/bin/python
@@ -46,7 +47,7 @@ for split in $SPLITS; do
     fi
     # shellcheck disable=SC2086
     $PY -m diag compare --data "$d" --out "$OUT/runs/$split/${kind/+/_}" --inits "$INITS" --seeds "${SEEDS// /,}" \
-      $ssl --set train.epochs="$EPOCHS" --set train.lr=2e-3 >/dev/null || exit 1
+      $ssl --set train.epochs="$EPOCHS" --set train.lr=2e-3 $TRAIN_EXTRA >/dev/null || exit 1
   done
 done
 $PY - "$OUT/runs" <<'PY'

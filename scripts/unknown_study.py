@@ -1,12 +1,14 @@
 """Measure the "unknown" scores on a class the model never saw (README, "Scoring new recordings").
 
-    python scripts/unknown_study.py RUN --held-out ball [--kind bearing_sim] [--seed 1]
+    python scripts/unknown_study.py RUN --held-out ball [--kind bearing_sim] [--seed 1] [--option k=json]
 
 RUN was trained on a prepared simulated set without the held-out class. Every method of
 diag.unknown is fitted on RUN's training split and thresholded on its validation split (1 % / 5 %
-false alarms there); then scored on the known classes' *test* windows (the run's prepared test split)
-and on freshly simulated recordings of the held-out class (another seed), windowed and transformed
-by diag.scoring's Predictor exactly as `diag predict` does. Prints AUROC and the rates per method.
+false alarms there), exactly as calibrate_run does at the end of `diag train`; then scored on the
+known classes' *test* windows (the run's prepared test split) and on freshly simulated recordings of
+the held-out class (another seed), windowed and turned into images by diag.scoring's Predictor, the
+code of `diag predict`. Prints, per method, the window AUROC, the rates at the two thresholds, and a
+per-recording AUROC (mean score of each recording's windows: known test recordings vs held-out ones).
 """
 
 from __future__ import annotations
@@ -19,26 +21,31 @@ import numpy as np
 import torch
 
 from diag.dataset import PreparedDataset
-from diag.scoring import Predictor, forward_parts
-from diag.unknown import FARS, METHODS, auroc, dataset_outputs, fit_stats, scores_from
-from diag.windows import normalize, resample, window_starts
+from diag.scoring import Predictor, Signal
+from diag.unknown import FARS, METHODS, auroc, dataset_outputs, fit_stats, forward_parts, layer_sizes, scores_from, uses_layers
+from diag.windows import window_starts
 
 
-def held_out_windows(pred: Predictor, kind: str, cls: str, seed: int, options: dict) -> tuple[np.ndarray, np.ndarray]:
+def held_out_outputs(pred: Predictor, kind: str, cls: str, seed: int, options: dict, layers: bool):
+    """(features, logits, recording index per window) of freshly simulated recordings of ``cls``."""
     from diag.sources import get_reader
 
-    recs = get_reader(kind)(None, classes=[cls], seed=seed, **options)
-    feats, logits = [], []
-    for r in recs:
-        r = resample(r, pred.fs)
-        st = window_starts(0, r.n_samples, pred.length, pred.hop)
-        x = r.signal[:, st[:, None] + np.arange(pred.length)].transpose(1, 0, 2).astype(np.float32)
-        img = pred.transform(normalize(x, pred.normalize))
+    feats, logits, rec = [], [], []
+    for i, r in enumerate(get_reader(kind)(None, classes=[cls], seed=seed, **options)):
+        sig, idx = pred.prepare_signal(Signal.from_array(r.signal, r.fs, name=f"{cls}-{i}"))
+        st = window_starts(0, sig.n_samples, pred.length, pred.hop)
+        x = np.asarray(sig.read(0, sig.n_samples))[idx]
+        x = x[:, st[:, None] + np.arange(pred.length)].transpose(1, 0, 2).astype(np.float32)
         with torch.inference_mode():
-            f, lg = forward_parts(pred.net, torch.from_numpy(img))
+            f, lg = forward_parts(pred.net, torch.from_numpy(pred.images(x)), layers=layers)
         feats.append(f.numpy())
         logits.append(lg.numpy())
-    return np.concatenate(feats), np.concatenate(logits)
+        rec.append(np.full(len(st), i))
+    return np.concatenate(feats), np.concatenate(logits), np.concatenate(rec)
+
+
+def per_recording(scores: np.ndarray, rec: np.ndarray) -> np.ndarray:
+    return np.array([scores[rec == r].mean() for r in np.unique(rec)])
 
 
 def main() -> None:
@@ -54,29 +61,42 @@ def main() -> None:
     torch.set_grad_enabled(False)
     pred = Predictor(a.run, calibrate=False)
     ds = PreparedDataset(pred.meta["dataset"]["path"])
-    tr_f, _ = dataset_outputs(pred.net, ds.images("train"), "cpu")
-    va_f, va_l = dataset_outputs(pred.net, ds.images("val"), "cpu")
-    te_f, te_l = dataset_outputs(pred.net, ds.images("test"), "cpu")
-    ho_f, ho_l = held_out_windows(pred, a.kind, a.held_out, a.seed, options)
     te_y = ds.labels("test")
-    print(f"run {a.run}: classes {pred.classes}; held-out class '{a.held_out}' ({len(ho_f)} windows, seed {a.seed}); "
-          f"known test windows {len(te_f)} (accuracy {float((te_l.argmax(1) == te_y).mean()):.3f}); val {len(va_f)}")
-    rows = {}
+    te_rec = np.asarray(ds.meta("test")["rec"])
+    out: dict[str, dict] = {}
+    cache: dict[bool, dict] = {}
+    for layers in (False, True):
+        o = {s: dataset_outputs(pred.net, ds.images(s), "cpu", layers=layers) for s in ("train", "val", "test")}
+        o["held"] = held_out_outputs(pred, a.kind, a.held_out, a.seed, options, layers)
+        cache[layers] = o
+    ho_rec = cache[False]["held"][2]
+    te_l = cache[False]["test"][1]
+    print(f"run {a.run}: classes {pred.classes}; held-out class '{a.held_out}' ({len(ho_rec)} windows of "
+          f"{len(np.unique(ho_rec))} recordings, seed {a.seed}); known test windows {len(te_y)} (accuracy "
+          f"{float((te_l.argmax(1) == te_y).mean()):.3f}); val {len(ds.labels('val'))}")
     for m in METHODS:
-        stats = fit_stats(m, tr_f, ds.labels("train"), len(pred.classes))
+        o = cache[uses_layers(m)]
+        (tr_f, _), (va_f, va_l), (te_f, te_lg) = o["train"], o["val"], o["test"]
+        ho_f, ho_l, _ = o["held"]
+        sizes = layer_sizes(pred.net, tuple(ds.image_shape)) if uses_layers(m) else None
+        stats = fit_stats(m, tr_f, ds.labels("train"), len(pred.classes), sizes=sizes, val_feats=va_f, val_logits=va_l)
         s = {k: scores_from(m, torch.from_numpy(lg), torch.from_numpy(f), stats).numpy()
-             for k, (f, lg) in {"val": (va_f, va_l), "test": (te_f, te_l), "held": (ho_f, ho_l)}.items()}
+             for k, (f, lg) in {"val": (va_f, va_l), "test": (te_f, te_lg), "held": (ho_f, ho_l)}.items()}
         row = {"auroc": auroc(s["test"], s["held"])}
+        if te_rec is not None:
+            row["auroc_recordings"] = auroc(per_recording(s["test"], te_rec), per_recording(s["held"], ho_rec))
+            row["recordings"] = {"known_test": int(len(np.unique(te_rec))), "held_out": int(len(np.unique(ho_rec)))}
         for far in FARS:
             th = float(np.quantile(s["val"], 1 - far))
             row[f"far{far:g}"] = {"known_test_flagged": float((s["test"] > th).mean()),
                                   "held_out_detected": float((s["held"] > th).mean())}
-        rows[m] = row
+        out[m] = row
+        rec = f"  | per recording AUROC {row['auroc_recordings']:.3f}" if "auroc_recordings" in row else ""
         print(f"{m:12s} AUROC {row['auroc']:.3f}  | 1 % val: known test flagged {row['far0.01']['known_test_flagged']:.3f}, "
               f"held-out detected {row['far0.01']['held_out_detected']:.3f}  | 5 % val: known test flagged "
-              f"{row['far0.05']['known_test_flagged']:.3f}, held-out detected {row['far0.05']['held_out_detected']:.3f}")
+              f"{row['far0.05']['known_test_flagged']:.3f}, held-out detected {row['far0.05']['held_out_detected']:.3f}{rec}")
     if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=2))
+        Path(a.json).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

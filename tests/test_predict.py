@@ -15,6 +15,7 @@ import diag
 import diag.scoring as dp
 from diag.cli import app
 from diag.errors import DiagError
+from diag.unknown import METHODS, calibrate_run
 from test_predict_fixtures import CLASSES, FS, recordings, tone, trained_run
 
 runner = CliRunner()
@@ -397,3 +398,28 @@ def test_predict_rebuilds_the_prepared_images_with_band_and_dataset_scale(tmp_pa
     sig2, idx2 = pred.prepare_signal(pred.open(path, fs=FS))
     x2 = np.stack([np.asarray(sig2.read(s, s + pred.length))[idx2] for s in starts]).astype(np.float32)
     assert np.abs(pred.images(x2) - want).max() > 5e-2 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_unknown_method_calibrates_and_flags_the_held_out_tone(run, tmp_path, method):
+    """Each score, calibrated on the run's validation split, flags a tone of a class never trained on
+    and leaves a known class's recording alone; about 5 % of the validation windows sit above it."""
+    r = shutil.copytree(run, tmp_path / "r")
+    info = calibrate_run(r, method=method)
+    assert info["method"] == method and info["val_flagged"]["0.05"] <= 0.08
+    pred = dp.Predictor(r, calibrate=False)
+    assert pred.unknown.method == method
+    alien = pred.predict(tone("alien", 2.0, seed=4), fs=FS)
+    known = pred.predict(tone("low", 2.0, seed=4), fs=FS)
+    assert alien.unknown_share >= 0.5 and known.unknown_share < 0.2, (alien.unknown_share, known.unknown_share)
+
+
+def test_default_unknown_method_falls_back_to_energy_without_stage_outputs(run, tmp_path, monkeypatch):
+    import diag.unknown as du
+
+    r = shutil.copytree(run, tmp_path / "r")
+    assert calibrate_run(r)["method"] == du.DEFAULT_METHOD == "layers"
+    monkeypatch.setattr(du, "has_layers", lambda net: False)
+    assert calibrate_run(r)["method"] == du.FALLBACK_METHOD
+    with pytest.raises(DiagError, match="forward_intermediates"):
+        calibrate_run(r, method="layers")
