@@ -29,7 +29,10 @@ whose score exceeds the run's calibrated threshold is ``unknown``. Per file (:fu
 Reading: files are read with the readers of :mod:`diag.sources`, except the formats that can be
 read in parts -- ``.npy`` (memory map), ``.wav`` (memory map) and large ``.csv`` (row chunks) --
 which are scored in batches of windows, so memory stays bounded by the batch whatever the file
-length (when the file's rate is the model's; a file that must be resampled is read whole).
+length. A file at another rate is resampled chunk by chunk (:func:`resample_signal`: each chunk
+through :func:`diag.windows.resample` with enough overlap that the result equals resampling the
+whole file). Only a run with ``windows.band`` reads every file whole: its band limit is an FFT over
+the whole recording, as at training.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ from diag.errors import DiagError
 from diag.sources.files import is_number
 from diag.unknown import forward_parts
 
-__all__ = ["Predictor", "load_model", "FileResult", "WindowScores", "Signal", "open_signal", "expand_paths",
-           "file_verdict", "forward_parts", "UNKNOWN", "VERDICT_RULE"]
+__all__ = ["Predictor", "load_model", "FileResult", "WindowScores", "Signal", "open_signal", "resample_signal",
+           "expand_paths", "file_verdict", "forward_parts", "UNKNOWN", "VERDICT_RULE"]
 
 UNKNOWN = "unknown"
 BATCH = 256
@@ -59,6 +62,11 @@ CSV_STREAM_BYTES = 64 * 2**20
 CSV_CHUNK_ROWS = 200_000
 #: recordings with more windows than this show a progress bar
 PROGRESS_WINDOWS = 2000
+#: output samples resampled per step when a file at another rate is streamed
+RESAMPLE_CHUNK = 1 << 16
+#: scipy.signal.resample_poly's default anti-alias FIR: 2 * half_len + 1 taps at the upsampled rate,
+#: half_len = 10 * max(up, down); an output sample depends on the inputs within half_len / up samples
+RESAMPLE_HALF_LEN = 10
 VERDICT_RULE = ("mean-probability: unknown if at least half of the windows are unknown, else the class with "
                 "the highest mean probability over the known windows")
 SMOOTH = 3
@@ -81,6 +89,7 @@ class Signal:
         self._reader = reader
         self.streamed = streamed
         self.notes: list[str] = []
+        self.fs_original = self.fs
 
     @property
     def n_channels(self) -> int:
@@ -216,6 +225,78 @@ class _CsvChunks:
             self._row += len(lines)
             self._buf = np.concatenate([self._buf, chunk.T], axis=1)
         return self._buf[:, a - self._buf_start : b - self._buf_start]
+
+
+class _ResampledReader:
+    """``read(a, b)`` of ``sig``'s channels ``idx`` polyphase-resampled to ``fs`` Hz, chunk by chunk.
+
+    Equal to :func:`diag.windows.resample` of the whole recording (to float32 rounding): every chunk
+    goes through it with ``margin`` input samples of overlap on both sides -- more than the FIR's
+    reach (``RESAMPLE_HALF_LEN * max(up, down) / up`` input samples) -- and starts at a multiple of
+    ``down``, so its output samples fall on the whole file's output grid; the overlap's outputs are
+    dropped. The file's own ends are zero-padded by ``resample_poly`` just as the whole file's are.
+    Memory: one chunk of about ``RESAMPLE_CHUNK`` output samples (plus what the last ``read`` asked for).
+    """
+
+    def __init__(self, sig: Signal, idx: list[int], fs: float):
+        from diag.windows import rational_ratio
+
+        self.sig, self.idx, self.fs = sig, list(idx), float(fs)
+        self.up, self.down = rational_ratio(sig.fs, fs)
+        up, down = self.up, self.down
+        self.n_out = -(-sig.n_samples * up // down)  # as resample_poly: ceil(n * up / down)
+        reach = -(-RESAMPLE_HALF_LEN * max(up, down) // up) + 1
+        self.margin = (-(-reach // down) + 1) * down  # input samples, a multiple of down
+        self.block = max(1, -(-RESAMPLE_CHUNK // up)) * up  # output samples, a multiple of up
+        self._buf = np.zeros((len(self.idx), 0), dtype=np.float32)
+        self._start = 0  # output index of _buf[:, 0]; _start + width is a multiple of up (or n_out)
+
+    def _chunk(self, m0: int, m1: int) -> np.ndarray:
+        """Output samples ``[m0, m1)`` (``m0`` a multiple of ``up``)."""
+        from diag.sources.base import Recording
+        from diag.windows import resample
+
+        up, down, n = self.up, self.down, self.sig.n_samples
+        a = max(0, m0 // up * down - self.margin)  # a multiple of down: its output grid is the file's
+        b = min(n, -(-m1 * down // up) + self.margin)
+        x = np.asarray(self.sig.read(a, b), dtype=np.float64)[self.idx]
+        _check_finite(x, self.sig.path, a)
+        y = resample(Recording(signal=x, fs=self.sig.fs, label="?", source=self.sig.path), self.fs).signal
+        off = a // down * up
+        return y[:, m0 - off : m1 - off]
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        b = min(b, self.n_out)
+        end = self._start + self._buf.shape[1]
+        if not self._start <= a < end:  # nothing kept is needed: restart on the grid at or before a
+            self._start = end = a // self.up * self.up
+            self._buf = self._buf[:, :0]
+        else:
+            self._buf, self._start = self._buf[:, a - self._start :], a
+        parts = [self._buf]
+        while end < b:  # each underlying read: one block of outputs plus the overlap
+            stop = min(self.n_out, end + self.block)
+            parts.append(self._chunk(end, stop))
+            end = stop
+        if len(parts) > 1:
+            self._buf = np.concatenate(parts, axis=1)
+        return self._buf[:, a - self._start : b - self._start]
+
+
+def resample_signal(sig: Signal, fs: float, idx: Sequence[int] | None = None) -> Signal:
+    """``sig`` (its channels ``idx``, default all) polyphase-resampled to ``fs`` Hz as it is read.
+
+    Equal to :func:`diag.windows.resample` of the whole recording, to float32 rounding, while reading
+    ``sig`` in chunks of about ``RESAMPLE_CHUNK`` output samples (see :class:`_ResampledReader`); reads
+    must come in non-decreasing ranges, as :meth:`Predictor.predict_signal` makes them. The result keeps
+    ``sig``'s notes and records the original rate in ``fs_original``.
+    """
+    idx = list(range(sig.n_channels)) if idx is None else list(idx)
+    reader = _ResampledReader(sig, idx, fs)
+    out = Signal(sig.path, fs, reader.n_out, tuple(sig.channels[i] for i in idx), reader.read,
+                 streamed=sig.streamed)
+    out.notes, out.fs_original = list(sig.notes), sig.fs
+    return out
 
 
 def _open_with_reader(p: Path, fs: float | None, key: str | None = None, variable: str | None = None,
@@ -524,15 +605,18 @@ class Predictor:
             raise DiagError(f"{sig.path}: --channels selects {len(idx)} channel(s) but the model needs {need}")
         return idx
 
+    def _check_upsampling(self, sig: Signal) -> None:
+        if sig.fs < self.fs and self.fs / sig.fs > 4:
+            raise DiagError(f"{sig.path}: sampled at {sig.fs:g} Hz, far below the model's {self.fs:g} Hz "
+                            "(more than 4x upsampling); record at a higher rate")
+
     def _whole(self, sig: Signal, idx: list[int]) -> Signal:
         """The whole signal, polyphase-resampled to the model's rate (with a note) and band-limited as the
         training recordings were (``windows.band``: an FFT over the whole recording, so not streamed)."""
         from diag.sources.base import Recording
         from diag.windows import band_limit, resample
 
-        if sig.fs < self.fs and self.fs / sig.fs > 4:
-            raise DiagError(f"{sig.path}: sampled at {sig.fs:g} Hz, far below the model's {self.fs:g} Hz "
-                            "(more than 4x upsampling); record at a higher rate")
+        self._check_upsampling(sig)
         x = np.asarray(sig.read(0, sig.n_samples), dtype=np.float64)[idx]
         _check_finite(x, sig.path, 0)
         rec = Recording(signal=x, fs=sig.fs, label="?", source=sig.path)
@@ -542,6 +626,8 @@ class Predictor:
             notes.append(f"resampled {sig.fs:g} Hz -> {self.fs:g} Hz (polyphase) to match the model")
         if self.band:
             rec = band_limit(rec, self.band)
+            if sig.streamed:
+                notes.append("band-limited as at training: read whole")
         out = Signal(sig.path, self.fs, rec.n_samples, tuple(sig.channels[i] for i in idx),
                      lambda a, b: rec.signal[:, a:b], streamed=False)
         out.notes = notes
@@ -555,8 +641,13 @@ class Predictor:
             raise DiagError(f"{sig.path}: the model's images sit on an order axis ({self.transform.cfg.kind}) and "
                             "need each recording's shaft rate or fundamental, which diag predict cannot take yet; "
                             "train with a fixed transform.ref_hz to score files with it")
-        if abs(sig.fs - self.fs) > 1e-9 * self.fs or self.band:
+        if self.band:  # an FFT brick wall over the whole recording, as at training
             sig = self._whole(sig, idx)
+            idx = list(range(len(idx)))
+        elif abs(sig.fs - self.fs) > 1e-9 * self.fs:
+            self._check_upsampling(sig)
+            sig = resample_signal(sig, self.fs, idx)
+            sig.notes.append(f"resampled {sig.fs_original:g} Hz -> {self.fs:g} Hz (polyphase) to match the model")
             idx = list(range(len(idx)))
         return sig, idx
 
