@@ -119,6 +119,8 @@ def test_a_file_at_another_rate_streams_through_the_resampler_as_if_resampled_wh
     np.testing.assert_allclose(r.windows.probs, want.windows.probs, atol=1e-5)
     assert r.fs_original == 48000.0 and "resampled 48000 Hz -> 8000 Hz (polyphase) to match the model" in r.notes
     assert len(widths) > 10 and max(widths) < 7000  # ~1000 outputs x 6 + overlap per read, never the file
+    assert r.ref_hz is None and r.ref_from == "" and r.to_dict()["ref_hz"] is None  # no order axis
+    assert "--ref-hz 30 Hz not used: the run's cwt images have no order axis" in model.predict(whole, FS, ref_hz=30).notes
 
 
 def test_a_run_prepared_at_another_rate_resamples_the_file(run, tmp_path):
@@ -268,6 +270,9 @@ def _bad_inputs(run, tmp):
         "missing file": ((run, tmp / "gone.npy", "--fs", FS), "no such file"),
         "bad rate": ((run, tmp / "ok.npy", "--fs", -5), "positive number of Hz"),
         "bad device": ((run, tmp / "ok.npy", "--fs", FS, "--device", "tpu"), "--device: 'tpu'"),
+        "bad reference rate": ((run, tmp / "ok.npy", "--fs", FS, "--ref-hz", -5), "--ref-hz must be a positive"),
+        "two reference rates": ((run, tmp / "ok.npy", "--fs", FS, "--ref-hz", 30, "--rpm", 1800),
+                                "--ref-hz and --rpm both given"),
     }
 
 
@@ -353,6 +358,7 @@ def test_cwru_records_and_npz_keys_are_read_with_the_existing_readers(tmp_path):
         pytest.skip("no ../shared/data/cwru12k")
     sig = dp.open_signal(files[0], cwru_channels=["DE"])
     assert sig.fs == 12000.0 and sig.channels == ("DE",) and sig.n_samples > 100_000
+    assert 1700 < sig.meta["rpm"] < 1800  # the record's X105RPM: an envorder run's shaft rate
 
 
 def test_older_runs_calibrate_on_demand_or_say_why_not(run, tmp_path):
