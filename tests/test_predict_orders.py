@@ -134,3 +134,11 @@ def test_bad_reference_rates_are_one_line_exit_2_and_write_nothing(orun, tmp_pat
         assert code == 2, (name, out)
         assert expect in _one_error_line(out), (name, out)
         assert not out_json.exists(), name
+
+
+def test_plot_of_an_order_run_draws_its_images_with_the_files_rate(orun, tmp_path):
+    run, data = orun
+    code, out = _cli("predict", run, data / "outer" / "outer0.npy", "--fs", FS, "--plot", tmp_path / "plots")
+    assert code == 0, out
+    pngs = list((tmp_path / "plots").glob("*.png"))
+    assert len(pngs) == 1 and pngs[0].read_bytes()[:4] == b"\x89PNG"
