@@ -291,6 +291,8 @@ def predict(
     channels: Optional[str] = typer.Option(None, "--channels", help="Channels to use, by name, comma-separated."),
     key: Optional[str] = typer.Option(None, "--key", help="Array to read from .npz files holding several."),
     variable: Optional[str] = typer.Option(None, "--variable", help="Variable to read from .mat files holding several."),
+    ref_hz: Optional[float] = typer.Option(None, "--ref-hz", help="Order-image runs (envorder / harmonics): the shaft rate / electrical fundamental in Hz of every file (default: each file's metadata, else the run's transform.ref_hz)."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", help="The shaft speed in rpm instead of --ref-hz (envorder: --ref-hz RPM/60)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON (schema in the README)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per file (per window with --windows)."),
     windows: bool = typer.Option(False, "--windows", help="Per-window rows in --csv and a windows list per file in --json."),
@@ -304,7 +306,8 @@ def predict(
     from diag.predict import run_predict
 
     run_predict(run, paths, fs=fs, hop=hop, channels=_names(channels), json_path=json_out, csv_path=csv_out,
-                windows=windows, plot_dir=plot, device=device, force=force, quiet=quiet, key=key, variable=variable, calibrate=calibrate)
+                windows=windows, plot_dir=plot, device=device, force=force, quiet=quiet, key=key, variable=variable,
+                calibrate=calibrate, ref_hz=ref_hz, rpm=rpm)
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,13 +22,22 @@ from diag.scoring import PROGRESS_WINDOWS, VERDICT_RULE, FileResult, Predictor, 
 
 def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None = None, hop: int | None = None,
                   channels: Sequence[str] | None = None, device: str = "cpu", quiet: bool = False,
-                  console: Any = None, key: str | None = None,
-                  variable: str | None = None) -> tuple[Predictor, list[FileResult]]:
-    """Score every file (folders expanded); prints notes and progress on ``console`` unless quiet."""
+                  console: Any = None, key: str | None = None, variable: str | None = None,
+                  ref_hz: float | None = None, rpm: float | None = None) -> tuple[Predictor, list[FileResult]]:
+    """Score every file (folders expanded); prints notes and progress on ``console`` unless quiet.
+
+    ``ref_hz`` / ``rpm`` (= 60 x Hz, a shaft speed): the reference rate of every file for a run on order
+    images (see :meth:`Predictor.reference`); without them each file's metadata, else the run's."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    check_ref_options(ref_hz, rpm)
     files = expand_paths(paths)
     pred = Predictor(run, device=device, hop=hop, quiet=quiet)
+    if rpm is not None:
+        if "harmonics" in pred.transform.kinds:
+            raise DiagError(f"--rpm: {pred.run} draws harmonics images, on orders of the electrical fundamental, "
+                            "not of the shaft speed; pass the fundamental as --ref-hz HZ")
+        ref_hz = rpm / 60.0
     results = []
     show = console is not None and not quiet
     for note in pred.notes:
@@ -40,14 +50,23 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None
             with Progress(TextColumn(f"[bold]predict[/] {Path(sig.path).name}"), BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), console=console, transient=True) as bar:
                 task = bar.add_task("windows", total=n_win)
-                res = pred.predict_signal(sig, channels, lambda i, n: bar.update(task, completed=i, total=n))
+                res = pred.predict_signal(sig, channels, lambda i, n: bar.update(task, completed=i, total=n),
+                                          ref_hz=ref_hz)
         else:
-            res = pred.predict_signal(sig, channels)
+            res = pred.predict_signal(sig, channels, ref_hz=ref_hz)
         if show:
             for note in res.notes:
                 console.print(f"[yellow]note:[/] {res.path}: {note}")
         results.append(res)
     return pred, results
+
+
+def check_ref_options(ref_hz: float | None, rpm: float | None) -> None:
+    """``--ref-hz`` and ``--rpm`` exclude each other; ``--rpm`` is a positive number (``--ref-hz``: per file)."""
+    if ref_hz is not None and rpm is not None:
+        raise DiagError("--ref-hz and --rpm both given; pass one of them (--rpm RPM is --ref-hz RPM/60)")
+    if rpm is not None and not (isinstance(rpm, (int, float)) and math.isfinite(rpm) and rpm > 0):
+        raise DiagError(f"--rpm: must be a positive shaft speed in revolutions per minute, got {rpm!r}")
 
 
 def results_json(pred: Predictor, results: Sequence[FileResult], windows: bool = False) -> dict[str, Any]:
@@ -137,11 +156,13 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
                 channels: Sequence[str] | None = None, json_path: Path | None = None, csv_path: Path | None = None,
                 windows: bool = False, plot_dir: Path | None = None, device: str = "cpu", force: bool = False,
                 quiet: bool = False, key: str | None = None, variable: str | None = None,
-                calibrate: str | Path | None = None) -> list[FileResult]:
+                calibrate: str | Path | None = None, ref_hz: float | None = None,
+                rpm: float | None = None) -> list[FileResult]:
     """What ``diag predict`` does: check outputs, (re)calibrate unknown if asked, score, print, write outputs."""
     from rich.console import Console
 
     check_outputs([json_path, csv_path], force)
+    check_ref_options(ref_hz, rpm)
     if plot_dir is not None:
         from diag.storage import claim_output
 
@@ -161,7 +182,7 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
         raise DiagError(f"--plot {plot_dir}: exists and is not a folder")
     err = Console(stderr=True)
     t0 = time.perf_counter()
-    pred, results = predict_files(run, paths, fs, hop, channels, device, quiet, err, key, variable)
+    pred, results = predict_files(run, paths, fs, hop, channels, device, quiet, err, key, variable, ref_hz, rpm)
     if not quiet:
         print_table(pred, results, Console())
         n = sum(len(r.windows.start) for r in results)

@@ -21,7 +21,7 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
 
     from diag.errors import DiagError
     from diag.evaluate import save_figure
-    from diag.windows import normalize
+    from diag.transforms import window_reference_hz
 
     path = Path(path)
     try:
@@ -53,17 +53,20 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
                 idx = pred.select_channels(sig, res.channels or None)
                 chunk = np.asarray(sig.read(0, int(starts[-1]) + L), dtype=np.float32)[idx]
                 xs = np.stack([chunk[:, s : s + L] for s in starts])
-                img = pred.transform(normalize(xs, pred.normalize))[:, 0]  # [n, H, W]: first channel's image
+                ref = (window_reference_hz(res.ref_hz, starts, L, int(round(res.duration_s * fs)))
+                       if res.ref_hz else None)  # order images: each window's reference rate, as scored
+                img = pred.images(xs, ref)[:, 0]  # [n, H, W]: first channel's image
                 strip = np.concatenate(list(img), axis=1)
                 fr = pred.transform.frequencies
                 ax2.imshow(strip, aspect="auto", origin="lower", cmap="magma",
                            extent=(0, (int(starts[-1]) + L) / fs, 0, len(fr)))
                 ticks = np.linspace(0, len(fr) - 1, 5).astype(int)
-                ax2.set_yticks(ticks + 0.5, labels=[f"{fr[i]:.0f}" for i in ticks])
+                ax2.set_yticks(ticks + 0.5, labels=[f"{fr[i]:.3g}" if pred.transform.row_units == "order"
+                                              else f"{fr[i]:.0f}" for i in ticks])
         else:
             ax2.text(0.5, 0.5, "scalogram shown only at the model's sampling rate", ha="center",
                      transform=ax2.transAxes)
-    ax2.set_ylabel("frequency (Hz)")
+    ax2.set_ylabel("order" if pred.transform.row_units == "order" else "frequency (Hz)")
     ax1.set_title(f"{Path(res.path).name}: {res.verdict} ({res.confidence:.2f}); "
                   f"{100 * res.unknown_share:.0f} % of windows unknown")
     centres = (res.windows.start + L / 2) / fs

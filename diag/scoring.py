@@ -29,15 +29,27 @@ whose score exceeds the run's calibrated threshold is ``unknown``. Per file (:fu
 Reading: files are read with the readers of :mod:`diag.sources`, except the formats that can be
 read in parts -- ``.npy`` (memory map), ``.wav`` (memory map) and large ``.csv`` (row chunks) --
 which are scored in batches of windows, so memory stays bounded by the batch whatever the file
-length (when the file's rate is the model's; a file that must be resampled is read whole).
+length. A file at another rate is resampled chunk by chunk (:func:`resample_signal`: each chunk
+through :func:`diag.windows.resample` with enough overlap that the result equals resampling the
+whole file). Only a run with ``windows.band`` reads every file whole: its band limit is an FFT over
+the whole recording, as at training.
+
+Order images (``envorder`` / ``harmonics``) need each recording's reference rate (shaft rate /
+electrical fundamental): given per file (``--ref-hz``, ``ref_hz=``), else from the file's metadata
+(a CWRU record's ``X<rec>RPM``, the ``meta`` column of a ``labels.csv`` listing the file, e.g. what
+``diag simulate`` writes) else the run's ``transform.ref_hz`` -- the rule ``diag prepare`` uses
+(:func:`diag.transforms.reference_hz`), with a speed ramp spread over the windows by
+:func:`diag.transforms.window_reference_hz`.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +61,8 @@ from diag.errors import DiagError
 from diag.sources.files import is_number
 from diag.unknown import forward_parts
 
-__all__ = ["Predictor", "load_model", "FileResult", "WindowScores", "Signal", "open_signal", "expand_paths",
-           "file_verdict", "forward_parts", "UNKNOWN", "VERDICT_RULE"]
+__all__ = ["Predictor", "load_model", "FileResult", "WindowScores", "Signal", "open_signal", "resample_signal",
+           "expand_paths", "file_verdict", "forward_parts", "UNKNOWN", "VERDICT_RULE"]
 
 UNKNOWN = "unknown"
 BATCH = 256
@@ -59,6 +71,14 @@ CSV_STREAM_BYTES = 64 * 2**20
 CSV_CHUNK_ROWS = 200_000
 #: recordings with more windows than this show a progress bar
 PROGRESS_WINDOWS = 2000
+#: output samples resampled per step when a file at another rate is streamed
+RESAMPLE_CHUNK = 1 << 16
+#: scipy.signal.resample_poly's default anti-alias FIR: 2 * half_len + 1 taps at the upsampled rate,
+#: half_len = 10 * max(up, down); an output sample depends on the inputs within half_len / up samples
+RESAMPLE_HALF_LEN = 10
+#: labels manifests looked for in the file's folder and this many folders above it (diag simulate's
+#: layout is <out>/<label>/<file> with <out>/labels.csv)
+MANIFEST_LEVELS = 3
 VERDICT_RULE = ("mean-probability: unknown if at least half of the windows are unknown, else the class with "
                 "the highest mean probability over the known windows")
 SMOOTH = 3
@@ -81,6 +101,12 @@ class Signal:
         self._reader = reader
         self.streamed = streamed
         self.notes: list[str] = []
+        self.fs_original = self.fs
+        #: what the file's reader knows about the recording (e.g. a CWRU record's ``rpm``)
+        self.meta: dict[str, Any] = {}
+        #: after :meth:`Predictor.prepare_signal`: the reference rate ``(start_hz, end_hz)`` of order images
+        self.ref: tuple[float, float] | None = None
+        self.ref_from = ""
 
     @property
     def n_channels(self) -> int:
@@ -218,6 +244,78 @@ class _CsvChunks:
         return self._buf[:, a - self._buf_start : b - self._buf_start]
 
 
+class _ResampledReader:
+    """``read(a, b)`` of ``sig``'s channels ``idx`` polyphase-resampled to ``fs`` Hz, chunk by chunk.
+
+    Equal to :func:`diag.windows.resample` of the whole recording (to float32 rounding): every chunk
+    goes through it with ``margin`` input samples of overlap on both sides -- more than the FIR's
+    reach (``RESAMPLE_HALF_LEN * max(up, down) / up`` input samples) -- and starts at a multiple of
+    ``down``, so its output samples fall on the whole file's output grid; the overlap's outputs are
+    dropped. The file's own ends are zero-padded by ``resample_poly`` just as the whole file's are.
+    Memory: one chunk of about ``RESAMPLE_CHUNK`` output samples (plus what the last ``read`` asked for).
+    """
+
+    def __init__(self, sig: Signal, idx: list[int], fs: float):
+        from diag.windows import rational_ratio
+
+        self.sig, self.idx, self.fs = sig, list(idx), float(fs)
+        self.up, self.down = rational_ratio(sig.fs, fs)
+        up, down = self.up, self.down
+        self.n_out = -(-sig.n_samples * up // down)  # as resample_poly: ceil(n * up / down)
+        reach = -(-RESAMPLE_HALF_LEN * max(up, down) // up) + 1
+        self.margin = (-(-reach // down) + 1) * down  # input samples, a multiple of down
+        self.block = max(1, -(-RESAMPLE_CHUNK // up)) * up  # output samples, a multiple of up
+        self._buf = np.zeros((len(self.idx), 0), dtype=np.float32)
+        self._start = 0  # output index of _buf[:, 0]; _start + width is a multiple of up (or n_out)
+
+    def _chunk(self, m0: int, m1: int) -> np.ndarray:
+        """Output samples ``[m0, m1)`` (``m0`` a multiple of ``up``)."""
+        from diag.sources.base import Recording
+        from diag.windows import resample
+
+        up, down, n = self.up, self.down, self.sig.n_samples
+        a = max(0, m0 // up * down - self.margin)  # a multiple of down: its output grid is the file's
+        b = min(n, -(-m1 * down // up) + self.margin)
+        x = np.asarray(self.sig.read(a, b), dtype=np.float64)[self.idx]
+        _check_finite(x, self.sig.path, a)
+        y = resample(Recording(signal=x, fs=self.sig.fs, label="?", source=self.sig.path), self.fs).signal
+        off = a // down * up
+        return y[:, m0 - off : m1 - off]
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        b = min(b, self.n_out)
+        end = self._start + self._buf.shape[1]
+        if not self._start <= a < end:  # nothing kept is needed: restart on the grid at or before a
+            self._start = end = a // self.up * self.up
+            self._buf = self._buf[:, :0]
+        else:
+            self._buf, self._start = self._buf[:, a - self._start :], a
+        parts = [self._buf]
+        while end < b:  # each underlying read: one block of outputs plus the overlap
+            stop = min(self.n_out, end + self.block)
+            parts.append(self._chunk(end, stop))
+            end = stop
+        if len(parts) > 1:
+            self._buf = np.concatenate(parts, axis=1)
+        return self._buf[:, a - self._start : b - self._start]
+
+
+def resample_signal(sig: Signal, fs: float, idx: Sequence[int] | None = None) -> Signal:
+    """``sig`` (its channels ``idx``, default all) polyphase-resampled to ``fs`` Hz as it is read.
+
+    Equal to :func:`diag.windows.resample` of the whole recording, to float32 rounding, while reading
+    ``sig`` in chunks of about ``RESAMPLE_CHUNK`` output samples (see :class:`_ResampledReader`); reads
+    must come in non-decreasing ranges, as :meth:`Predictor.predict_signal` makes them. The result keeps
+    ``sig``'s notes and meta and records the original rate in ``fs_original``.
+    """
+    idx = list(range(sig.n_channels)) if idx is None else list(idx)
+    reader = _ResampledReader(sig, idx, fs)
+    out = Signal(sig.path, fs, reader.n_out, tuple(sig.channels[i] for i in idx), reader.read,
+                 streamed=sig.streamed)
+    out.notes, out.meta, out.fs_original = list(sig.notes), sig.meta, sig.fs
+    return out
+
+
 def _open_with_reader(p: Path, fs: float | None, key: str | None = None, variable: str | None = None,
                       cwru_channels: Sequence[str] | None = None) -> Signal:
     """Any format of :func:`diag.sources.files.read_files`, read whole (label: the folder name, unused);
@@ -231,7 +329,9 @@ def _open_with_reader(p: Path, fs: float | None, key: str | None = None, variabl
     else:
         recs = read_files(p, label_from="folder", fs=fs, key=key, variable=variable)
     r = recs[0]
-    return Signal(str(p), r.fs, r.n_samples, r.channels, lambda a, b: r.signal[:, a:b], streamed=False)
+    sig = Signal(str(p), r.fs, r.n_samples, r.channels, lambda a, b: r.signal[:, a:b], streamed=False)
+    sig.meta = dict(r.meta or {})
+    return sig
 
 
 def open_signal(path: str | Path, fs: float | None = None, key: str | None = None, variable: str | None = None,
@@ -322,13 +422,17 @@ class FileResult:
     notes: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)  # the channels chosen with --channels, if any
+    #: order images: the reference rate used, ``[start_hz, end_hz]`` (equal unless a speed ramp), and whence
+    ref_hz: list[float] | None = None
+    ref_from: str = ""
 
     def to_dict(self, windows: bool = False, length: int = 0) -> dict[str, Any]:
         d = {"path": self.path, "verdict": self.verdict, "confidence": round(self.confidence, 4),
              "unknown": self.is_unknown, "unknown_share": round(self.unknown_share, 4),
              "top": self.top, "shares": self.shares, "spans": self.spans, "verdict_span": self.verdict_span,
              "n_windows": int(len(self.windows.start)), "duration_s": round(self.duration_s, 4),
-             "fs": self.fs, "fs_original": self.fs_original, "notes": self.notes}
+             "fs": self.fs, "fs_original": self.fs_original, "ref_hz": self.ref_hz, "ref_from": self.ref_from,
+             "notes": self.notes}
         if windows:
             d["windows"] = [
                 {"start_s": round(float(s) / self.fs, 6), "end_s": round(float(s + length) / self.fs, 6),
@@ -454,14 +558,18 @@ class Predictor:
         self.band = [float(v) for v in (win.get("band") or [])]  # windows.band, applied to the whole recording
         self.channels = tuple(win.get("channels") or ())
         self.batch_size = int(batch_size)
-        tcfg = from_dict(TransformConfig, cfg["transform"], "transform")
+        self.tcfg = tcfg = from_dict(TransformConfig, cfg["transform"], "transform")
         self.transform = make_transform(tcfg, self.fs, self.length, device=self.device)
+        #: whether the images sit on an order axis (envorder / harmonics): every file needs a reference rate
+        self.needs_ref = bool(getattr(self.transform, "needs_ref", False))
         self.ref_hz: float | None = None  # order images: the shaft rate / fundamental the run's config fixes
-        if getattr(self.transform, "needs_ref", False):
+        if self.needs_ref:
             from diag.transforms import reference_hz
 
             pair, _ = reference_hz({}, tcfg)
             self.ref_hz = pair[0] if pair else None
+        # labels.csv path -> ({listed file: (meta, "labels.csv line N")}, why it could not be read)
+        self._manifests: dict[str, tuple[dict[str, tuple[dict[str, Any], str]], str]] = {}
         stored = pre.get("transform") or {}
         now = self.transform.to_dict()
         for key in ("kind", "size", "frequencies_hz", "norm", "log"):
@@ -482,18 +590,22 @@ class Predictor:
 
     # -- windows -> scores --------------------------------------------------------------------------
 
-    def images(self, x: np.ndarray) -> np.ndarray:
-        """Raw windows ``[B, C, L]`` at the model's rate -> the model's input images, exactly as prepared."""
+    def images(self, x: np.ndarray, ref_hz: Any = None) -> np.ndarray:
+        """Raw windows ``[B, C, L]`` at the model's rate -> the model's input images, exactly as prepared.
+
+        ``ref_hz``: order images only, the reference rate of each window (a number or ``[B]``, Hz);
+        default the run's fixed ``transform.ref_hz``."""
         from diag.windows import apply_normalization
 
         x = apply_normalization(x, self.normalize, self.norm_stats)
-        return self.transform(x, ref_hz=self.ref_hz) if self.ref_hz is not None else self.transform(x)
+        ref = self.ref_hz if ref_hz is None else ref_hz
+        return self.transform(x, ref_hz=ref) if self.needs_ref and ref is not None else self.transform(x)
 
-    def score_windows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def score_windows(self, x: np.ndarray, ref_hz: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Raw windows ``[B, C, L]`` -> (probabilities ``[B, K]``, unknown scores ``[B]``)."""
         import torch
 
-        img = self.images(x)
+        img = self.images(x, ref_hz)
         with torch.inference_mode():
             t = torch.from_numpy(img).to(self.device)
             feats, logits = forward_parts(self.net, t, layers=self.unknown is not None and self.unknown.layers)
@@ -524,15 +636,101 @@ class Predictor:
             raise DiagError(f"{sig.path}: --channels selects {len(idx)} channel(s) but the model needs {need}")
         return idx
 
+    # -- the recording as at training ---------------------------------------------------------------
+
+    def _listed_meta(self, path: str) -> tuple[tuple[dict[str, Any], str] | None, list[str]]:
+        """The ``meta`` of a labels manifest (``labels.csv`` in the file's folder or up to
+        ``MANIFEST_LEVELS - 1`` above) that lists this file, and where (``labels.csv line N``); and
+        why the manifests found there that diag cannot read (as ``diag prepare`` would not) were skipped."""
+        from diag.sources.files import MANIFEST_NAME, find_recordings
+
+        p = Path(path)
+        if not p.is_file():
+            return None, []
+        real = os.path.realpath(p)
+        unreadable = []
+        for folder in list(Path(os.path.abspath(p)).parents)[:MANIFEST_LEVELS]:
+            m = folder / MANIFEST_NAME
+            if not m.is_file():
+                continue
+            key = str(m)
+            if key not in self._manifests:  # read once per manifest, however many files it lists
+                try:
+                    entries = find_recordings(folder, manifest=m)
+                    self._manifests[key] = ({os.path.realpath(e.file): (e.meta, e.where) for e in entries}, "")
+                except DiagError as exc:  # not a labels manifest, or a broken one: it says nothing
+                    self._manifests[key] = ({}, str(exc))
+            listed, error = self._manifests[key]
+            if real in listed:
+                return listed[real], unreadable
+            if error:
+                unreadable.append(error)
+        return None, unreadable
+
+    def reference(self, sig: Signal, ref_hz: Any = None) -> tuple[tuple[float, float] | None, str, list[str]]:
+        """The reference rate of one recording for order images: ``((start_hz, end_hz), whence, notes)``.
+
+        ``ref_hz`` given (a number, or ``[start, end]`` for a speed ramp) wins. Otherwise the rule of
+        ``diag prepare`` (:func:`diag.transforms.reference_hz`): the recording's meta -- what the file's
+        reader knows (a CWRU record's ``X<rec>RPM``), else the ``meta`` of a ``labels.csv`` listing the
+        file (``rpm`` / ``shaft_hz`` for envorder, ``f1`` / ``fundamental_hz`` for harmonics) -- else the
+        run's ``transform.ref_hz``. Neither: DiagError naming the file. Runs without order images:
+        ``(None, "", notes)``.
+        """
+        from diag.transforms import reference_hz
+
+        given = _ref_pair(ref_hz, sig.path) if ref_hz is not None else None
+        if not self.needs_ref:
+            return None, "", ([f"--ref-hz {_fmt_ref(given)} Hz not used: the run's {self.tcfg.kind} images have "
+                               "no order axis"] if given else [])
+        fallback = reference_hz({}, self.tcfg)
+        found, how, unreadable = None, "", []
+        pair, why = reference_hz(sig.meta or {}, self.tcfg)  # what the file's reader knows, first
+        if pair is not None and why != fallback[1]:  # from the meta, not the config's fallback
+            found, how = pair, f"{why} of the file"
+        else:
+            listed, unreadable = self._listed_meta(sig.path)
+            pair, why = reference_hz(listed[0] if listed else {}, self.tcfg)
+            if listed and pair is not None and why != fallback[1]:
+                found, how = pair, f"{why} of {listed[1]}"
+        if given is not None:
+            pair, how_used = given, "given (--ref-hz)"
+            note = f"order axis: reference {_fmt_ref(given)} Hz from --ref-hz"
+            if found is not None and not np.allclose(found, given, rtol=1e-6):
+                note += f" (not the {_fmt_ref(found)} Hz of {how})"
+        elif found is not None:
+            pair, how_used = found, how
+            note = f"order axis: reference {_fmt_ref(found)} Hz from {how}"
+        elif fallback[0] is not None:
+            pair, how_used = fallback[0], "the run's transform.ref_hz"
+            note = f"order axis: reference {_fmt_ref(pair)} Hz, the run's fixed transform.ref_hz"
+        else:
+            what = "electrical fundamental" if "harmonics" in self.transform.kinds else "shaft rate"
+            skipped = f" (skipped {unreadable[0]})" if unreadable else ""
+            raise DiagError(f"{sig.path}: the model's {self.tcfg.kind} images sit on an order axis and need this "
+                            f"recording's {what}, which neither the file nor a labels.csv listing it gives{skipped}; "
+                            f"pass --ref-hz HZ{' (or --rpm RPM)' if what == 'shaft rate' else ''}; ref_hz= in the API")
+        top = max(pair)
+        try:  # one tiny window: is the rate within what the images can show (order_max x rate)?
+            self.transform(np.full((1, 1, self.length), 1e-3, dtype=np.float32), ref_hz=top)
+        except DiagError as exc:
+            detail = str(exc).split(";")[0].removeprefix("transform: ")
+            raise DiagError(f"{sig.path}: reference rate {top:g} Hz ({how_used}) is out of reach of the run's "
+                            f"images: {detail}; check the rate (a shaft rate in Hz is rpm / 60)") from None
+        return pair, how_used, [note]
+
+    def _check_upsampling(self, sig: Signal) -> None:
+        if sig.fs < self.fs and self.fs / sig.fs > 4:
+            raise DiagError(f"{sig.path}: sampled at {sig.fs:g} Hz, far below the model's {self.fs:g} Hz "
+                            "(more than 4x upsampling); record at a higher rate")
+
     def _whole(self, sig: Signal, idx: list[int]) -> Signal:
         """The whole signal, polyphase-resampled to the model's rate (with a note) and band-limited as the
         training recordings were (``windows.band``: an FFT over the whole recording, so not streamed)."""
         from diag.sources.base import Recording
         from diag.windows import band_limit, resample
 
-        if sig.fs < self.fs and self.fs / sig.fs > 4:
-            raise DiagError(f"{sig.path}: sampled at {sig.fs:g} Hz, far below the model's {self.fs:g} Hz "
-                            "(more than 4x upsampling); record at a higher rate")
+        self._check_upsampling(sig)
         x = np.asarray(sig.read(0, sig.n_samples), dtype=np.float64)[idx]
         _check_finite(x, sig.path, 0)
         rec = Recording(signal=x, fs=sig.fs, label="?", source=sig.path)
@@ -542,33 +740,44 @@ class Predictor:
             notes.append(f"resampled {sig.fs:g} Hz -> {self.fs:g} Hz (polyphase) to match the model")
         if self.band:
             rec = band_limit(rec, self.band)
+            if sig.streamed:
+                notes.append("band-limited as at training: read whole")
         out = Signal(sig.path, self.fs, rec.n_samples, tuple(sig.channels[i] for i in idx),
                      lambda a, b: rec.signal[:, a:b], streamed=False)
-        out.notes = notes
+        out.notes, out.meta = notes, sig.meta
         return out
 
-    def prepare_signal(self, sig: Signal, channels: Sequence[str] | None = None) -> tuple[Signal, list[int]]:
+    def prepare_signal(self, sig: Signal, channels: Sequence[str] | None = None,
+                       ref_hz: Any = None) -> tuple[Signal, list[int]]:
         """The recording as the training recordings were before windowing: the model's channels (their
-        indices), at the model's rate, band-limited like them."""
+        indices), at the model's rate, band-limited like them; for order images with its reference rate
+        (``.ref``, ``.ref_from``, see :meth:`reference`)."""
         idx = self.select_channels(sig, channels)
-        if getattr(self.transform, "needs_ref", False) and self.ref_hz is None:
-            raise DiagError(f"{sig.path}: the model's images sit on an order axis ({self.transform.cfg.kind}) and "
-                            "need each recording's shaft rate or fundamental, which diag predict cannot take yet; "
-                            "train with a fixed transform.ref_hz to score files with it")
-        if abs(sig.fs - self.fs) > 1e-9 * self.fs or self.band:
+        pair, how, ref_notes = self.reference(sig, ref_hz)
+        if self.band:  # an FFT brick wall over the whole recording, as at training
             sig = self._whole(sig, idx)
             idx = list(range(len(idx)))
+        elif abs(sig.fs - self.fs) > 1e-9 * self.fs:
+            self._check_upsampling(sig)
+            sig = resample_signal(sig, self.fs, idx)
+            sig.notes.append(f"resampled {sig.fs_original:g} Hz -> {self.fs:g} Hz (polyphase) to match the model")
+            idx = list(range(len(idx)))
+        else:
+            sig = copy.copy(sig)  # the caller's Signal keeps its own notes
+        sig.notes = list(sig.notes) + ref_notes
+        sig.ref, sig.ref_from = pair, how
         return sig, idx
 
     def predict_signal(self, sig: Signal, channels: Sequence[str] | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> FileResult:
-        """Score one opened recording (see :func:`open_signal`)."""
+                       progress: Callable[[int, int], None] | None = None, ref_hz: Any = None) -> FileResult:
+        """Score one opened recording (see :func:`open_signal`); ``ref_hz``: see :meth:`reference`."""
         fs_original = sig.fs
-        sig, idx = self.prepare_signal(sig, channels)
+        sig, idx = self.prepare_signal(sig, channels, ref_hz)
         n = sig.n_samples
         if n < self.length:
             raise DiagError(f"{sig.path}: {n} samples at {sig.fs:g} Hz ({n / sig.fs:.3g} s) is shorter than one "
                             f"{self.length}-sample window ({self.length / self.fs:.3g} s); record longer")
+        from diag.transforms import window_reference_hz
         from diag.windows import window_starts
 
         starts = window_starts(0, n, self.length, self.hop)
@@ -580,7 +789,8 @@ class Predictor:
             chunk = np.asarray(sig.read(a, b))[idx]
             _check_finite(chunk, sig.path, a)
             x = chunk[:, (st - a)[:, None] + offs].transpose(1, 0, 2).astype(np.float32)
-            p, s = self.score_windows(x)
+            ref = window_reference_hz(sig.ref, st, self.length, n) if sig.ref is not None else None
+            p, s = self.score_windows(x, ref)
             probs.append(p)
             scores.append(s)
             if progress is not None:
@@ -590,16 +800,20 @@ class Predictor:
         ws = WindowScores(starts, P, S, U)
         v = file_verdict(ws, self.classes, self.fs, self.length)
         return FileResult(path=sig.path, fs=self.fs, fs_original=fs_original, duration_s=n / self.fs, windows=ws,
-                          notes=list(sig.notes), channels=list(channels or []), **v)
+                          notes=list(sig.notes), channels=list(channels or []),
+                          ref_hz=[float(r) for r in sig.ref] if sig.ref is not None else None,
+                          ref_from=sig.ref_from, **v)
 
     def predict(self, signal: Any, fs: float, channels: Sequence[str] | None = None,
-                name: str = "array") -> FileResult:
+                name: str = "array", ref_hz: Any = None) -> FileResult:
         """Score a waveform array ``[samples]`` or ``[channels, samples]`` sampled at ``fs`` Hz.
 
         Returns a :class:`FileResult`: ``.windows.probs`` (per-window probabilities ``[N, K]``, columns in
         ``classes`` order), ``.windows.unknown``, ``.verdict``, ``.confidence``, ``.top``, ``.spans``.
+        ``ref_hz``: for a run on order images, the recording's shaft rate (envorder) or electrical
+        fundamental (harmonics) in Hz, or ``[start, end]`` for a linear speed ramp.
         """
-        return self.predict_signal(Signal.from_array(signal, fs, name, channels), channels)
+        return self.predict_signal(Signal.from_array(signal, fs, name, channels), channels, ref_hz=ref_hz)
 
     def open(self, path: str | Path, fs: float | None = None, key: str | None = None,
              variable: str | None = None) -> Signal:
@@ -608,8 +822,8 @@ class Predictor:
 
     def predict_file(self, path: str | Path, fs: float | None = None, channels: Sequence[str] | None = None,
                      progress: Callable[[int, int], None] | None = None, key: str | None = None,
-                     variable: str | None = None) -> FileResult:
-        return self.predict_signal(self.open(path, fs, key, variable), channels, progress)
+                     variable: str | None = None, ref_hz: Any = None) -> FileResult:
+        return self.predict_signal(self.open(path, fs, key, variable), channels, progress, ref_hz=ref_hz)
 
     def describe(self) -> dict[str, Any]:
         return {"run": str(self.run), "model": self.meta.get("model"), "classes": self.classes, "fs": self.fs,
@@ -648,6 +862,25 @@ def _load(run: Path, device: Any, load_trained: Callable) -> tuple[Any, dict[str
     except Exception as exc:  # noqa: BLE001 -- safetensors / timm errors on a damaged run
         raise DiagError(f"{run}/model.safetensors: weights do not load ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); train the run again") from None
+
+
+def _ref_pair(value: Any, where: str) -> tuple[float, float]:
+    """A given reference rate (a number, or ``[start, end]`` for a ramp) -> ``(start_hz, end_hz)``."""
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        v = np.zeros(0)
+    pair = (float(v), float(v)) if v.ndim == 0 else tuple(float(a) for a in v) if v.shape == (2,) else ()
+    if len(pair) != 2 or not all(math.isfinite(a) and a > 0 for a in pair):
+        raise DiagError(f"{where}: --ref-hz must be a positive number of Hz (the shaft rate, or the electrical "
+                        f"fundamental; ref_hz= may also be [start, end] for a ramp), got {value!r}")
+    return pair
+
+
+def _fmt_ref(pair: tuple[float, float] | None) -> str:
+    if pair is None:
+        return ""
+    return f"{pair[0]:g}" if pair[0] == pair[1] else f"{pair[0]:g}..{pair[1]:g}"
 
 
 def _check_finite(x: np.ndarray, path: str, offset: int) -> None:

@@ -295,3 +295,54 @@ def test_scoring_a_damaged_run_is_one_line_and_writes_nothing(base, trained, tmp
     line = _one_line(CliRunner().invoke(app, args))
     assert str(run) in line
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial output of any kind
+
+
+# ---- predict on an order-image run: a recording whose reference rate nobody gives ---------------------
+
+
+def alone(data):  # the file without any labels.csv
+    (data / "labels.csv").unlink()
+
+
+def listed_without_rpm(data):
+    (data / "labels.csv").write_text("path,label,meta\ninner/x.npy,inner,\n")
+
+
+def listed_with_a_text_rpm(data):
+    (data / "labels.csv").write_text('path,label,meta\ninner/x.npy,inner,"{""rpm"": ""fast""}"\n')
+
+
+def labels_garbage(data):
+    (data / "labels.csv").write_bytes(b"\x00\xffnot,a\nmanifest\"\n")
+
+
+def labels_list_a_missing_file(data):  # a manifest diag cannot read says nothing about the file
+    (data / "labels.csv").write_text('path,label,meta\ninner/x.npy,inner,"{""rpm"": 1800}"\ngone.npy,inner,\n')
+
+
+NO_REFERENCE = [alone, listed_without_rpm, listed_with_a_text_rpm, labels_garbage, labels_list_a_missing_file]
+
+
+@pytest.fixture(scope="module")
+def order_run(tmp_path_factory):
+    from test_predict_fixtures import order_run as build
+
+    return build(tmp_path_factory.getbasetemp() / "order_run")[0]
+
+
+@pytest.mark.parametrize("damage", NO_REFERENCE, ids=lambda f: f.__name__)
+def test_predict_an_order_image_file_without_its_reference_rate_is_one_line(order_run, tmp_path, damage):
+    data = tmp_path / "data"
+    (data / "inner").mkdir(parents=True)
+    x = data / "inner" / "x.npy"
+    np.save(x, np.random.default_rng(0).standard_normal(4096).astype(np.float32))
+    (data / "labels.csv").write_text('path,label,meta\ninner/x.npy,inner,"{""rpm"": 1800}"\n')
+    damage(data)
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    outs = ["--json", str(tmp_path / "o.json"), "--csv", str(tmp_path / "o.csv"), "--plot", str(tmp_path / "plots")]
+    line = _one_line(CliRunner().invoke(app, ["predict", str(order_run), str(x), "--fs", "8000", *outs]))
+    assert line.startswith(f"error: {x}: ") and "pass --ref-hz HZ" in line
+    if damage is labels_list_a_missing_file:  # the manifest diag cannot read is named, with its own fault
+        assert "(skipped " in line and "file 'gone.npy' not found next to the manifest" in line
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+    assert not any((tmp_path / n).exists() for n in ("o.json", "o.csv", "plots"))

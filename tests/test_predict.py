@@ -101,6 +101,29 @@ def test_another_sampling_rate_is_resampled_with_a_note(model):
     assert not native.notes
 
 
+def test_a_file_at_another_rate_streams_through_the_resampler_as_if_resampled_whole(model, tmp_path, monkeypatch):
+    """A 48 kHz file for the 8 kHz run: read in chunks (many, small ones here), each resampled with
+    overlap, scores exactly as the whole recording resampled by diag.windows.resample."""
+    from diag.sources.base import Recording
+    from diag.windows import resample
+
+    x48 = tone("high", 2.0, seed=5, fs=48000.0)
+    np.save(tmp_path / "x48.npy", x48)
+    monkeypatch.setattr(dp, "RESAMPLE_CHUNK", 1000)
+    sig = model.open(tmp_path / "x48.npy", fs=48000.0)
+    widths = []
+    read = sig.read
+    sig.read = lambda a, b: (widths.append(b - a), read(a, b))[1]
+    r = model.predict_signal(sig)
+    whole = resample(Recording(signal=x48[None], fs=48000.0, label="?"), FS).signal
+    want = model.predict(whole, fs=FS)
+    np.testing.assert_allclose(r.windows.probs, want.windows.probs, atol=1e-5)
+    assert r.fs_original == 48000.0 and "resampled 48000 Hz -> 8000 Hz (polyphase) to match the model" in r.notes
+    assert len(widths) > 10 and max(widths) < 7000  # ~1000 outputs x 6 + overlap per read, never the file
+    assert r.ref_hz is None and r.ref_from == "" and r.to_dict()["ref_hz"] is None  # no order axis
+    assert "--ref-hz 30 Hz not used: the run's cwt images have no order axis" in model.predict(whole, FS, ref_hz=30).notes
+
+
 def test_a_run_prepared_at_another_rate_resamples_the_file(run, tmp_path):
     """The stored windows.fs is what is applied: same recording file, a run whose windows.fs differs."""
     other = shutil.copytree(run, tmp_path / "run4k")
@@ -248,6 +271,9 @@ def _bad_inputs(run, tmp):
         "missing file": ((run, tmp / "gone.npy", "--fs", FS), "no such file"),
         "bad rate": ((run, tmp / "ok.npy", "--fs", -5), "positive number of Hz"),
         "bad device": ((run, tmp / "ok.npy", "--fs", FS, "--device", "tpu"), "--device: 'tpu'"),
+        "bad reference rate": ((run, tmp / "ok.npy", "--fs", FS, "--ref-hz", -5), "--ref-hz must be a positive"),
+        "two reference rates": ((run, tmp / "ok.npy", "--fs", FS, "--ref-hz", 30, "--rpm", 1800),
+                                "--ref-hz and --rpm both given"),
     }
 
 
@@ -333,6 +359,7 @@ def test_cwru_records_and_npz_keys_are_read_with_the_existing_readers(tmp_path):
         pytest.skip("no ../shared/data/cwru12k")
     sig = dp.open_signal(files[0], cwru_channels=["DE"])
     assert sig.fs == 12000.0 and sig.channels == ("DE",) and sig.n_samples > 100_000
+    assert 1700 < sig.meta["rpm"] < 1800  # the record's X105RPM: an envorder run's shaft rate
 
 
 def test_older_runs_calibrate_on_demand_or_say_why_not(run, tmp_path):
@@ -389,6 +416,7 @@ def test_predict_rebuilds_the_prepared_images_with_band_and_dataset_scale(tmp_pa
     source = str(meta["source"][rec0][0])
     path = next(p for p in data.rglob("*") if p.is_file() and p.stem == Path(source).stem)
     sig, idx = pred.prepare_signal(pred.open(path, fs=FS))
+    assert sig.notes.count("band-limited as at training: read whole") == 1  # an .npy file would stream
     starts = meta["start"][rec0].astype(int)
     x = np.stack([np.asarray(sig.read(s, s + pred.length))[idx] for s in starts]).astype(np.float32)
     want = np.asarray(ds.images("test"))[rec0].astype(np.float32)

@@ -88,3 +88,70 @@ def trained_run(root: Path) -> Path:
     train(data, root / "run", cfg, quiet=True)
     _CACHE["run"] = root / "run"
     return _CACHE["run"]
+
+
+# ------------------------------------------------------------------------------------------------
+# A tiny run on envelope-order images: each recording carries its shaft speed (labels.csv meta rpm)
+
+#: class -> the shaft order its envelope is modulated at (bearing-like: outer ~ BPFO, inner ~ BPFI)
+ORDERS = {"outer": 3.58, "inner": 5.42}
+#: recording (its group) -> rpm in labels.csv meta; outer0 runs up a speed ramp, the rest at one speed
+RPM = {"outer0": [1680.0, 1920.0], "outer1": 1500.0, "outer2": 2100.0,
+       "inner0": 1800.0, "inner1": 1620.0, "inner2": 1980.0}
+ORDER_CONFIG = """
+[source]
+kind = "files"
+path = "{data}"
+
+[windows]
+fs = 8000.0
+length = 512
+hop = 256
+normalize = "zscore"
+
+[split]
+method = "group"
+test_groups = ["outer0", "inner0"]
+val_fraction = 0.3
+
+[transform]
+kind = "envorder"
+size = [32, 32]
+"""
+
+
+def modulated(label: str, rpm: float | list[float], seconds: float, seed: int, fs: float = FS) -> np.ndarray:
+    """Broadband noise whose envelope beats at ``ORDERS[label]`` x the shaft rate (a ramp for [start, end] rpm)."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * fs))
+    lo, hi = (rpm, rpm) if np.isscalar(rpm) else rpm
+    shaft_hz = (lo + (hi - lo) * (np.arange(n) + 0.5) / n) / 60.0
+    phase = 2 * np.pi * ORDERS[label] * np.cumsum(shaft_hz) / fs
+    x = rng.normal(0, 1, n) * (1 + 0.8 * np.cos(phase)) + rng.normal(0, 0.3, n)
+    return x.astype(np.float32)
+
+
+def order_run(root: Path) -> tuple[Path, Path]:
+    """(run, recordings folder) of the session's tiny envorder run (trained once)."""
+    if "order_run" in _CACHE:
+        return _CACHE["order_run"], _CACHE["order_data"]
+    import torch
+
+    from diag.prepare import prepare
+    from diag.sources.base import Recording
+    from diag.sources.files import write_recordings
+    from diag.train import TrainConfig, train
+
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "recordings"
+    recs = [Recording(signal=modulated(g[:-1], rpm, 1.5, seed=k)[None], fs=FS, label=g[:-1], group=g, source=g,
+                      channels=("acc",), meta={"rpm": rpm})
+            for k, (g, rpm) in enumerate(RPM.items())]
+    write_recordings(recs, data)
+    cfg = root / "order.toml"
+    cfg.write_text(ORDER_CONFIG.format(data=data))
+    ds = prepare(cfg, root / "prepared", quiet=True)
+    torch.manual_seed(0)
+    train(ds, root / "run", TrainConfig(epochs=1, batch_size=16, device="cpu", seed=0).validate(), quiet=True)
+    _CACHE["order_run"], _CACHE["order_data"] = root / "run", data
+    return _CACHE["order_run"], _CACHE["order_data"]
