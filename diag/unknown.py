@@ -169,7 +169,8 @@ def forward_parts(net: Any, x: Any, layers: bool = False) -> tuple[Any, Any]:
 
 def stage_statistics(stages: list[Any]) -> list[Any]:
     """The ``layers`` parts of each stage output ``[B, C, H, W]`` (H = frequency rows, W = time):
-    the channel means and the channel standard deviations over the image (``[B, C]`` each), and the
+    the channel means and (unless H = W = 1) the channel standard deviations over the image
+    (``[B, C]`` each), and the
     frequency profile, the mean over time of every channel and row (``[B, C * H']``; rows averaged in
     groups to H' <= 1024 / C so that no part exceeds 1024 numbers)."""
     import torch.nn.functional as F
@@ -180,7 +181,8 @@ def stage_statistics(stages: list[Any]) -> list[Any]:
         c, h = s.shape[1], s.shape[2]
         rows = max(1, min(h, LAYER_PART_MAX // c))
         prof = F.adaptive_avg_pool1d(s.mean(3), rows) if rows < h else s.mean(3)
-        out += [s.mean((2, 3)), s.std((2, 3)), prof.flatten(1)]
+        out += [s.mean((2, 3)), prof.flatten(1)] if s.shape[2] * s.shape[3] == 1 else \
+            [s.mean((2, 3)), s.std((2, 3)), prof.flatten(1)]  # a 1 x 1 output has no spread
     return out
 
 
