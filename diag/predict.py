@@ -85,13 +85,13 @@ def results_csv(pred: Predictor, results: Sequence[FileResult], windows: bool = 
                             f"{sc:.5f}"] + [f"{v:.5f}" for v in p])
     else:
         w.writerow(["path", "verdict", "confidence", "unknown", "unknown_share", "top1", "p1", "top2", "p2", "top3",
-                    "p3", "verdict_start_s", "verdict_end_s", "n_windows", "spans"])
+                    "p3", "verdict_start_s", "verdict_end_s", "n_windows", "spans", "ref_hz_start", "ref_hz_end"])
         for r in results:
             top = [x for t in r.top for x in (t["class"], f"{t['p']:.4f}")] + [""] * (6 - 2 * len(r.top))
             vs = r.verdict_span or ["", ""]
             spans = "; ".join(f"{s['label']} {s['start_s']:g}-{s['end_s']:g}s" for s in r.spans)
             w.writerow([r.path, r.verdict, f"{r.confidence:.4f}", int(r.is_unknown), f"{r.unknown_share:.4f}", *top,
-                        vs[0], vs[1], len(r.windows.start), spans])
+                        vs[0], vs[1], len(r.windows.start), spans, *(f"{v:g}" for v in (r.ref_hz or ["", ""]))])
     return buf.getvalue()
 
 

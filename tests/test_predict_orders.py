@@ -2,6 +2,7 @@
 (shaft rate) comes from --ref-hz / ref_hz=, else from the file's metadata as in diag prepare (here a
 labels.csv meta rpm), and the images are then the prepared ones. The tiny run: test_predict_fixtures.py."""
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -82,11 +83,14 @@ def test_a_file_scored_with_ref_hz_gives_back_the_prepared_images_and_probabilit
 
     # the CLI: --ref-hz, or --rpm (= 60 x Hz); the rate used is in the JSON
     for opt, val in (("--ref-hz", 30), ("--rpm", 1800)):
-        out_json = tmp_path / f"{opt[2:]}.json"
+        out_json, out_csv = tmp_path / f"{opt[2:]}.json", tmp_path / f"{opt[2:]}.csv"
         code, out = _cli("predict", run, copy, "--fs", FS, opt, val, "--json", out_json, "--windows")
         assert code == 0, out
         f = json.loads(out_json.read_text())["files"][0]
         assert f["ref_hz"] == [30.0, 30.0] and f["ref_from"] == "given (--ref-hz)"
+        code, out = _cli("predict", run, copy, "--fs", FS, opt, val, "--csv", out_csv)
+        row = next(csv.DictReader(out_csv.open()))
+        assert code == 0 and float(row["ref_hz_start"]) == float(row["ref_hz_end"]) == 30.0
         assert "order axis: reference 30 Hz from --ref-hz" in out
         np.testing.assert_allclose([w["probs"] for w in f["windows"]], r.windows.probs, atol=1e-4)
 
