@@ -91,7 +91,7 @@ def results_csv(pred: Predictor, results: Sequence[FileResult], windows: bool = 
             vs = r.verdict_span or ["", ""]
             spans = "; ".join(f"{s['label']} {s['start_s']:g}-{s['end_s']:g}s" for s in r.spans)
             w.writerow([r.path, r.verdict, f"{r.confidence:.4f}", int(r.is_unknown), f"{r.unknown_share:.4f}", *top,
-                        vs[0], vs[1], len(r.windows.start), spans, *(f"{v:g}" for v in (r.ref_hz or ["", ""]))])
+                        vs[0], vs[1], len(r.windows.start), spans, *([f"{v:g}" for v in r.ref_hz] if r.ref_hz else ["", ""])])
     return buf.getvalue()
 
 
