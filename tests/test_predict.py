@@ -451,3 +451,15 @@ def test_default_unknown_method_falls_back_to_energy_without_stage_outputs(run, 
     assert calibrate_run(r)["method"] == du.FALLBACK_METHOD
     with pytest.raises(DiagError, match="forward_intermediates"):
         calibrate_run(r, method="layers")
+
+
+def test_layer_sizes_leave_a_training_model_untouched():
+    """Called at the end of training (model in train mode): no batch-norm update, mode restored."""
+    import timm
+
+    from diag.unknown import layer_sizes
+
+    net = timm.create_model("tf_efficientnet_lite0", num_classes=3, in_chans=1).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert sum(layer_sizes(net, (1, 32, 32))) > 0 and net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
