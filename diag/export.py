@@ -90,6 +90,10 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         if "val" in ds.splits and len(ds.labels("val")):
             images = np.asarray(ds.images("val")[:CHECK_IMAGES], dtype=np.float32)
             source = f"{len(images)} validation images of {data}"
+    if images is None and pred.needs_ref and pred.ref_hz is None:
+        raise DiagError(f"{run}: its prepared dataset is gone and its order images ({pred.transform.cfg.kind}) need a "
+                        "reference rate to draw the check images; export it while the dataset is there, or train with "
+                        "a fixed transform.ref_hz")
     if images is None:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((64, len(pred.channels) or 1, pred.length)).astype(np.float32)

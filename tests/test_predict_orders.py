@@ -146,3 +146,14 @@ def test_plot_of_an_order_run_draws_its_images_with_the_files_rate(orun, tmp_pat
     assert code == 0, out
     pngs = list((tmp_path / "plots").glob("*.png"))
     assert len(pngs) == 1 and pngs[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_export_of_an_order_run_without_its_dataset_says_what_is_missing(orun, tmp_path):
+    pytest.importorskip("onnxruntime")
+    run = shutil.copytree(orun[0], tmp_path / "run")
+    meta = json.loads((run / "model.json").read_text())
+    meta["dataset"]["path"] = str(tmp_path / "gone")
+    (run / "model.json").write_text(json.dumps(meta))
+    code, out = _cli("export", run, "--onnx", tmp_path / "m.onnx")
+    assert code == 2 and "dataset is gone" in out and "transform.ref_hz" in out, out
+    assert not (tmp_path / "m.onnx").exists()
