@@ -99,7 +99,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         x = rng.standard_normal((64, len(pred.channels) or 1, pred.length)).astype(np.float32)
         images = pred.images(x)
         source = "64 images of random noise windows (the run's prepared dataset is gone)"
-    model = _wrapper(pred.net, layers=pred.unknown is not None and pred.unknown.layers)
+    model = _wrapper(pred.net, layers=pred.unknown_layers)
     with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
         tmp = str(tmp_path)
         with torch.no_grad():
@@ -131,8 +131,9 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
             "onnx": onnx_path.name,
             "input": {"name": "images", "shape": ["batch", c, h, w], "dtype": "float32"},
             "outputs": {"logits": ["batch", len(pred.classes)], "features": ["batch", "D"]},
-            "features": ("every stage's channel means and standard deviations, concatenated (unknown method layers)"
-                         if pred.unknown is not None and pred.unknown.layers else "pooled pre-classifier features"),
+            "features": ("every stage's channel means, channel standard deviations and frequency profile, "
+                         "concatenated (unknown method layers; diag.unknown.stage_statistics)"
+                         if pred.unknown_layers else "pooled pre-classifier features"),
             "classes": pred.classes,
             "preprocessing": {
                 "steps": ["select channels (window.channels)", "polyphase-resample to fs",

@@ -590,6 +590,11 @@ class Predictor:
 
     # -- windows -> scores --------------------------------------------------------------------------
 
+    @property
+    def unknown_layers(self) -> bool:
+        """Whether the run's unknown score reads the stage statistics (``forward_parts(..., layers=True)``)."""
+        return self.unknown is not None and self.unknown.layers
+
     def images(self, x: np.ndarray, ref_hz: Any = None) -> np.ndarray:
         """Raw windows ``[B, C, L]`` at the model's rate -> the model's input images, exactly as prepared.
 
@@ -608,7 +613,7 @@ class Predictor:
         img = self.images(x, ref_hz)
         with torch.inference_mode():
             t = torch.from_numpy(img).to(self.device)
-            feats, logits = forward_parts(self.net, t, layers=self.unknown is not None and self.unknown.layers)
+            feats, logits = forward_parts(self.net, t, layers=self.unknown_layers)
             probs = torch.softmax(logits.float(), 1)
             score = (self.unknown.score(logits, feats) if self.unknown is not None
                      else torch.zeros(len(t), device=t.device))

@@ -154,9 +154,8 @@ def uses_layers(method: str | None) -> bool:
 
 def forward_parts(net: Any, x: Any, layers: bool = False) -> tuple[Any, Any]:
     """(features, logits ``[B, K]``) of a timm classifier in one pass. Features: the pooled
-    pre-classifier features ``[B, D]``; with ``layers=True`` instead every stage output's channel
-    means and channel standard deviations over the image, concatenated (the ``layers`` score's input;
-    :func:`layer_sizes` gives the parts)."""
+    pre-classifier features ``[B, D]``; with ``layers=True`` instead :func:`stage_statistics` of every
+    stage output, concatenated (the ``layers`` score's input; :func:`layer_sizes` gives the parts)."""
     import torch
 
     if not layers:
@@ -170,9 +169,8 @@ def forward_parts(net: Any, x: Any, layers: bool = False) -> tuple[Any, Any]:
 def stage_statistics(stages: list[Any]) -> list[Any]:
     """The ``layers`` parts of each stage output ``[B, C, H, W]`` (H = frequency rows, W = time):
     the channel means and (unless H = W = 1) the channel standard deviations over the image
-    (``[B, C]`` each), and the
-    frequency profile, the mean over time of every channel and row (``[B, C * H']``; rows averaged in
-    groups to H' <= 1024 / C so that no part exceeds 1024 numbers)."""
+    (``[B, C]`` each), and the frequency profile, the mean over time of every channel and row
+    (``[B, C * H']``; rows averaged in groups to H' <= 1024 / C so that no part exceeds 1024 numbers)."""
     import torch.nn.functional as F
 
     out = []
@@ -181,8 +179,10 @@ def stage_statistics(stages: list[Any]) -> list[Any]:
         c, h = s.shape[1], s.shape[2]
         rows = max(1, min(h, LAYER_PART_MAX // c))
         prof = F.adaptive_avg_pool1d(s.mean(3), rows) if rows < h else s.mean(3)
-        out += [s.mean((2, 3)), prof.flatten(1)] if s.shape[2] * s.shape[3] == 1 else \
-            [s.mean((2, 3)), s.std((2, 3)), prof.flatten(1)]  # a 1 x 1 output has no spread
+        out.append(s.mean((2, 3)))
+        if s.shape[2] * s.shape[3] > 1:  # a 1 x 1 output has no spread
+            out.append(s.std((2, 3)))
+        out.append(prof.flatten(1))
     return out
 
 
