@@ -36,7 +36,7 @@ def _root() -> None:
 
 
 def friendly(fn: Callable) -> Callable:
-    """Run a command, printing a DiagError as one line and exiting 2 (130 on Ctrl-C)."""
+    """Run a command, printing a DiagError or an OSError as one line and exiting 2 (130 on Ctrl-C)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -44,6 +44,11 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except DiagError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # the machine's, not diag's: a read-only folder, a full disk, a vanished file
+            where = f"{exc.filename}: " if exc.filename else ""
+            console.print(f"[bold red]error:[/] {where}{exc.strerror or exc}; check the path, its permissions and "
+                          "the free disk space, then run the command again", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]; outputs written so far are intact (writes are atomic)")

@@ -594,6 +594,39 @@ def train_mode(model: nn.Module, mode: bool = True) -> nn.Module:
     return model
 
 
+def check_input_size(model: nn.Module, name: str, image_shape: tuple[int, int, int], where: str = "") -> None:
+    """Refuse images the network cannot take, with one line instead of a traceback from deep inside it.
+
+    ConvNeXt downsamples by 32 with 2x2 stride-2 convolutions, so images under 32x32 fail in its last
+    stage. One no-grad forward of a zero image in eval mode tells (no parameter, statistic or random
+    state changes; every module's train/eval flag is restored).
+    """
+    c, h, w = (int(v) for v in image_shape)
+    flags = [(m, m.training) for m in model.modules()]
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+
+    def fits(hh: int, ww: int) -> bool:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, c, hh, ww, device=device))
+            return True
+        except RuntimeError:
+            return False
+
+    model.eval()
+    try:
+        if fits(h, w):
+            return
+        need = next((s for s in (16, 32, 64, 128, 256, 512) if s >= min(h, w) and fits(max(s, h), max(s, w))), None)
+    finally:
+        for m, flag in flags:
+            m.training = flag
+    at_least = f" (it needs at least {need}x{need})" if need else ""
+    raise DiagError(f"{where + ': ' if where else ''}images of {h}x{w} are too small for {name}{at_least}; "
+                    f"prepare again with a larger transform.size, e.g. --set 'transform.size=[64, 64]', "
+                    f"or choose a model with less downsampling")
+
+
 def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Pooled pre-classifier features ``[B, model.num_features]`` of a timm model."""
     return model.forward_head(model.forward_features(x), pre_logits=True)

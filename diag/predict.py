@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -106,6 +107,10 @@ def check_outputs(paths: Sequence[Path | None], force: bool = False) -> None:
             raise DiagError(f"{p}: already exists; choose another name or pass --force to replace it")
         if not p.parent.exists():
             raise DiagError(f"{p.parent}: no such folder for {p.name}; create it first")
+        if not p.parent.is_dir():
+            raise DiagError(f"{p.parent}: is a file, not a folder, so {p.name} cannot go in it; choose another path")
+        if not os.access(p.parent, os.W_OK | os.X_OK):
+            raise DiagError(f"{p.parent}: not writable, so {p.name} cannot be written; choose another folder")
 
 
 def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Path | None, csv_path: Path | None,

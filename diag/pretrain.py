@@ -62,7 +62,7 @@ from diag.config import changed_settings, from_dict, load_section
 from diag.dataset import PreparedDataset
 from diag.errors import DiagError
 from diag.evaluate import accuracy_f1, predict_images
-from diag.models import SSL_META, SSL_WEIGHTS, check_model_name, create_backbone
+from diag.models import SSL_META, SSL_WEIGHTS, check_input_size, check_model_name, create_backbone
 from diag.provenance import check_run_dir, package_versions, preprocessing_of, start_run_dir
 from diag.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint, lr_at,
                           make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
@@ -280,6 +280,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     torch.manual_seed(cfg.seed)
     backbone = create_backbone(cfg.model, cfg.init, ds.image_shape[0], num_classes=0, weights=cfg.weights or None,
                                replicate_channels=cfg.replicate_channels)
+    check_input_size(backbone, cfg.model, ds.image_shape, str(ds.path))
     net = (SimCLR(backbone, cfg.hidden_dim, cfg.proj_dim, cfg.temperature) if cfg.method == "simclr"
            else BYOL(backbone, cfg.hidden_dim, cfg.proj_dim))
     rt.prepare_model(net)

@@ -51,7 +51,8 @@ from diag.config import changed_settings, from_dict, load_section
 from diag.dataset import PreparedDataset, SplitImages
 from diag.errors import DiagError
 from diag.evaluate import accuracy_f1, classification_metrics, plot_confusion, plot_curves, predict_images
-from diag.models import INITS, SSL_META, SSL_WEIGHTS, build_backbone, check_model_name, parse_freeze, train_mode
+from diag.models import (INITS, SSL_META, SSL_WEIGHTS, build_backbone, check_input_size, check_model_name, parse_freeze,
+                         train_mode)
 from diag.provenance import check_run_dir, package_versions, preprocessing_of, start_run_dir
 from diag.runtime import (AMP_MODES, Dist, Runtime, all_reduce_sum, batch_plan, broadcast_flag, console,
                           end_distributed, init_distributed, load_checkpoint, lr_at, make_optimizer, make_scaler,
@@ -269,6 +270,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
                            weights=None if saved else (cfg.weights or None), freeze=cfg.freeze,
                            replicate_channels=cfg.replicate_channels, **extra)
     model = built.model
+    check_input_size(model, cfg.model, ds.image_shape, str(ds.path))
     start_info = dict(saved["start"]) if saved else dict(built.info)  # how the weights were first initialised
     if not saved and cfg.init == "ssl":
         _warn_if_other_preprocessing(cfg.weights, ds, show)

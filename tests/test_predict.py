@@ -232,6 +232,30 @@ def test_cli_refuses_to_overwrite_an_output(run, tmp_path):
     assert (tmp_path / "r.json").read_text() == "mine"
 
 
+def test_an_output_that_cannot_be_written_is_one_line(run, tmp_path):
+    np.save(tmp_path / "a.npy", tone("low", 1.0, seed=1))
+    (tmp_path / "afile").write_text("mine")  # a file where the output's folder should be
+    code, out = _cli("predict", run, tmp_path / "a.npy", "--fs", FS, "--json", tmp_path / "afile" / "r.json")
+    assert code == 2 and "afile: is a file, not a folder" in _one_error_line(out)  # refused before scoring
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_an_os_error_of_any_command_is_one_line_exit_2(capsys):
+    import typer
+
+    from diag.cli import friendly
+
+    @friendly
+    def full_disk():
+        raise OSError(28, "No space left on device", "/data/out.json")
+
+    with pytest.raises(typer.Exit) as exc:
+        full_disk()
+    assert exc.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "/data/out.json: No space left on device" in err and "Traceback" not in err
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad input: one line, exit 2, no output files
 

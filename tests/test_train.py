@@ -243,6 +243,18 @@ def test_bad_input_gives_one_line_errors(toy, tmp_path):
         train(holes, tmp_path / "r5", TrainConfig(**FAST), quiet=True)
 
 
+def test_images_too_small_for_the_model_are_one_line(tmp_path):
+    """convnext_atto downsamples by 32: 16x16 images used to fail with a traceback from its last stage."""
+    small = make_toy_dataset(tmp_path / "small", n_train=4, n_val=2, n_test=2, classes=2, size=16)
+    with pytest.raises(DiagError, match=r"images of 16x16 are too small for convnext_atto \(it needs at least 32x32\)"):
+        train(small, tmp_path / "r", TrainConfig(**FAST), quiet=True)
+    assert not (tmp_path / "r").exists()
+    r = CliRunner().invoke(app, ["pretrain", "--data", str(small), "--out", str(tmp_path / "p"), "--epochs", "1",
+                                 "--set", "pretrain.batch_size=4", "-q"])
+    assert r.exit_code == 2 and "too small for convnext_atto" in r.output and r.output.count("\n") == 1, r.output
+    assert not (tmp_path / "p").exists()
+
+
 def test_cli_train(toy, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
