@@ -31,8 +31,19 @@ def package_versions() -> dict[str, str]:
 
 
 def preprocessing_of(manifest: dict[str, Any]) -> dict[str, Any]:
-    """From a prepared dataset's manifest: everything needed to turn a waveform into this model's images."""
-    return {key: manifest.get(key) for key in PREPROCESSING_KEYS}
+    """From a prepared dataset's manifest: everything needed to turn a waveform into this model's images
+    (and, for order images, the range of reference rates the training windows came from)."""
+    return {**{key: manifest.get(key) for key in PREPROCESSING_KEYS}, "ref_hz_range": trained_ref_range(manifest)}
+
+
+def trained_ref_range(manifest: dict[str, Any]) -> list[float] | None:
+    """Order images (envorder / harmonics): ``[lowest, highest]`` reference rate (shaft rate or electrical
+    fundamental, Hz) of the recordings that gave training windows; None for other images."""
+    recs = manifest.get("recordings") or []
+    blocks = (manifest.get("split") or {}).get("blocks") or []
+    train = {int(b[0]) for b in blocks if len(b) >= 4 and b[3] == "train"}
+    rates = [float(v) for i in sorted(train) if i < len(recs) for v in (recs[i].get("ref_hz") or [])]
+    return [min(rates), max(rates)] if rates else None
 
 
 def check_run_dir(out: str | Path, kind: str, *, resume: bool, force: bool,

@@ -79,6 +79,8 @@ RESAMPLE_HALF_LEN = 10
 #: labels manifests looked for in the file's folder and this many folders above it (diag simulate's
 #: layout is <out>/<label>/<file> with <out>/labels.csv)
 MANIFEST_LEVELS = 3
+#: a file's reference rate more than this factor outside the training rates gets a warning note
+REF_MARGIN = 1.25
 VERDICT_RULE = ("mean-probability: unknown if at least half of the windows are unknown, else the class with "
                 "the highest mean probability over the known windows")
 SMOOTH = 3
@@ -568,6 +570,11 @@ class Predictor:
 
             pair, _ = reference_hz({}, tcfg)
             self.ref_hz = pair[0] if pair else None
+        #: order images: [lowest, highest] reference rate of the training recordings (older runs: from
+        #: their prepared dataset if it is still there), to say when a file's rate is far outside it
+        self.ref_range: list[float] | None = pre.get("ref_hz_range") if self.needs_ref else None
+        if self.needs_ref and self.ref_range is None:
+            self.ref_range = _dataset_ref_range(self.meta)
         # labels.csv path -> ({listed file: (meta, "labels.csv line N")}, why it could not be read)
         self._manifests: dict[str, tuple[dict[str, tuple[dict[str, Any], str]], str]] = {}
         stored = pre.get("transform") or {}
@@ -722,7 +729,14 @@ class Predictor:
             detail = str(exc).split(";")[0].removeprefix("transform: ")
             raise DiagError(f"{sig.path}: reference rate {top:g} Hz ({how_used}) is out of reach of the run's "
                             f"images: {detail}; check the rate (a shaft rate in Hz is rpm / 60)") from None
-        return pair, how_used, [note]
+        notes = [note]
+        if self.ref_range:
+            lo, hi = self.ref_range
+            if min(pair) < lo / REF_MARGIN or max(pair) > hi * REF_MARGIN:
+                notes.append(f"warning: reference {_fmt_ref(pair)} Hz is far outside the {lo:g}-{hi:g} Hz the model "
+                             f"was trained at (more than {REF_MARGIN - 1:.0%} beyond): the order axis keeps fault "
+                             "lines in place, but resonances and load effects move with speed; check such verdicts")
+        return pair, how_used, notes
 
     def _check_upsampling(self, sig: Signal) -> None:
         if sig.fs < self.fs and self.fs / sig.fs > 4:
@@ -867,6 +881,17 @@ def _load(run: Path, device: Any, load_trained: Callable) -> tuple[Any, dict[str
     except Exception as exc:  # noqa: BLE001 -- safetensors / timm errors on a damaged run
         raise DiagError(f"{run}/model.safetensors: weights do not load ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); train the run again") from None
+
+
+def _dataset_ref_range(meta: dict[str, Any]) -> list[float] | None:
+    """A run trained before model.json recorded ``ref_hz_range``: its prepared dataset's, if still there."""
+    from diag.provenance import trained_ref_range
+
+    path = Path((meta.get("dataset") or {}).get("path") or "")
+    try:
+        return trained_ref_range(json.loads((path / "manifest.json").read_text())) if path.name else None
+    except (OSError, ValueError):
+        return None
 
 
 def _ref_pair(value: Any, where: str) -> tuple[float, float]:

@@ -10,7 +10,7 @@
 # on each dataset's training windows first); SEEDS seeds. Prints test accuracy / macro-F1 / per-class F1
 # (mean +- std over seeds) and the validation macro-F1 the epoch was selected on.
 # Resumable: finished runs are reused. CPU: ~1 min per run of 8 epochs; GPU: much less.
-# Usage: TRAIN_EXTRA="--set train.label_fraction=0.25" SEEDS="0 1 2" EPOCHS=8 INITS=scratch,ssl bash scripts/measure_envorder.sh
+# Usage: TRAIN_EXTRA="--label-fraction 0.25" SEEDS="0 1 2" EPOCHS=8 INITS=scratch,ssl bash scripts/measure_envorder.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cwru12k}
@@ -21,7 +21,7 @@ INITS=${INITS:-scratch,ssl}
 SPLITS=${SPLITS:-fault-size condition time}
 KINDS=${KINDS:-cwt envorder cwt+envorder}
 SSL_EPOCHS=${SSL_EPOCHS:-20}
-TRAIN_EXTRA=${TRAIN_EXTRA:-}     # e.g. "--set train.label_fraction=0.25" for a shorter CPU run
+TRAIN_EXTRA=${TRAIN_EXTRA:-}     # e.g. "--label-fraction 0.25" for a shorter CPU run
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 PY=${PY:-python3}
 [ -x .venv/bin/python ] && PY=.venv/bin/python
@@ -39,15 +39,28 @@ for split in $SPLITS; do
     # shellcheck disable=SC2046
     $PY -m diag prepare --config configs/cwru.toml --data "$DATA" --out "$d" --transform "$kind" $(split_args $split) \
       >/dev/null || exit 1
-    ssl=""
     if [[ $INITS == *ssl* ]]; then
       # an identical finished pretraining run is reused by diag pretrain itself
       $PY -m diag pretrain --data "$d" --out "$OUT/ssl/$split/${kind/+/_}" --epochs "$SSL_EPOCHS" -q || exit 1
-      ssl="--ssl-weights $OUT/ssl/$split/${kind/+/_}"
     fi
-    # shellcheck disable=SC2086
-    $PY -m diag compare --data "$d" --out "$OUT/runs/$split/${kind/+/_}" --inits "$INITS" --seeds "${SEEDS// /,}" \
-      $ssl --set train.epochs="$EPOCHS" --set train.lr=2e-3 $TRAIN_EXTRA >/dev/null || exit 1
+    # one diag train per start and seed (diag compare sets the label budget itself, so it would refuse a
+    # train.label_fraction); finished runs are reused, an interrupted one resumes
+    for init in ${INITS//,/ }; do
+      for seed in $SEEDS; do
+        r=$OUT/runs/$split/${kind/+/_}/$init-s$seed
+        if [ -f "$r/test_metrics.json" ]; then continue; fi
+        if [ -f "$r/last.pt" ]; then
+          $PY -m diag train --out "$r" --resume -q || exit 1
+          continue
+        fi
+        w=()
+        [ "$init" = ssl ] && w=(--weights "$OUT/ssl/$split/${kind/+/_}")
+        # shellcheck disable=SC2086
+        $PY -m diag train --data "$d" --out "$r" --init "$init" "${w[@]}" --seed "$seed" --epochs "$EPOCHS" \
+          --lr 2e-3 $TRAIN_EXTRA --force -q || exit 1
+        echo "$split $kind $init seed $seed: done $(date +%H:%M:%S)"
+      done
+    done
   done
 done
 $PY - "$OUT/runs" <<'PY'

@@ -29,6 +29,7 @@ EPOCHS=${EPOCHS:-30}
 MIN_STEPS=${MIN_STEPS:-300}       # small label budgets get at least this many optimiser steps
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-50}
 CWRU=${CWRU:-../shared/data/cwru12k}
+CWRU_SPLITS=${CWRU_SPLITS:-fault-size condition}   # which CWRU studies to run
 # Extra prepare options for the simulated studies, e.g. a smaller data set for a CPU run:
 # SIM_DATA="--set source.recordings_per_class=4 --set source.duration=1.5 --set windows.hop=1024"
 read -r -a SIM_DATA <<< "${SIM_DATA:-}"
@@ -103,9 +104,13 @@ for s in "${STUDIES[@]}"; do
       ;;
     cwru)
       if [ ! -d "$CWRU" ]; then echo "cwru: $CWRU not found; skipped"; continue; fi
-      study cwru-fault-size configs/cwru.toml starts --data "$CWRU" --split fault-size \
-        --set 'split.test_fault_sizes=["0.014"]' --set source.label_by=type
-      study cwru-condition configs/cwru.toml starts --data "$CWRU" --split condition --set 'split.test_conditions=["3HP"]'
+      if [[ " $CWRU_SPLITS " == *" fault-size "* ]]; then
+        study cwru-fault-size configs/cwru.toml starts --data "$CWRU" --split fault-size \
+          --set 'split.test_fault_sizes=["0.014"]' --set source.label_by=type
+      fi
+      if [[ " $CWRU_SPLITS " == *" condition "* ]]; then
+        study cwru-condition configs/cwru.toml starts --data "$CWRU" --split condition --set 'split.test_conditions=["3HP"]'
+      fi
       ;;
     *) echo "unknown study '$s' (converter | bearings | cwru)"; exit 2 ;;
   esac

@@ -157,3 +157,26 @@ def test_export_of_an_order_run_without_its_dataset_says_what_is_missing(orun, t
     code, out = _cli("export", run, "--onnx", tmp_path / "m.onnx")
     assert code == 2 and "dataset is gone" in out and "transform.ref_hz" in out, out
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_rate_far_outside_the_training_rates_gets_a_warning(orun, pred, tmp_path):
+    from diag.provenance import trained_ref_range
+
+    run, data = orun
+    meta = json.loads((run / "model.json").read_text())
+    manifest = json.loads((Path(meta["dataset"]["path"]) / "manifest.json").read_text())
+    lo, hi = trained_ref_range(manifest)
+    assert meta["preprocessing"]["ref_hz_range"] == [lo, hi] and 20.0 <= lo < hi <= 40.0  # rpm 1200..2400
+    x = modulated("outer", 1800.0, 0.5, seed=3)
+    inside = pred.predict(x, fs=FS, ref_hz=(lo + hi) / 2)
+    assert not any(n.startswith("warning:") for n in inside.notes)
+    for far in (lo / 1.3, [hi, hi * 1.3]):  # below; a ramp that ends above
+        r = pred.predict(x, fs=FS, ref_hz=far)
+        assert any(n.startswith("warning: reference") and f"{lo:g}-{hi:g} Hz the model was trained at" in n
+                   for n in r.notes), r.notes
+    # a run trained before model.json recorded the range: its prepared dataset's, while it is there
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    del meta["preprocessing"]["ref_hz_range"]
+    (old / "model.json").write_text(json.dumps(meta))
+    assert diag.load_model(old).ref_range == [lo, hi]
