@@ -212,7 +212,11 @@ class TransformConfig:
     its spectrum repeated in every column) or ``fixed`` (the band ``env_band = [lo, hi]`` Hz, repeated).
     ``harmonics`` is the plain power spectrum in multiples of the fundamental (converter currents),
     repeated in every column. ``ref_hz``: the reference rate to use when a recording does not carry
-    one (0 = none: then such a recording is an error).
+    one (0 = none: then such a recording is an error). ``ref_search = [lo, hi]`` Hz instead estimates
+    it, per recording that does not carry one, from the spectrum of its first seconds: the rate in
+    ``[lo, hi]`` whose first harmonics stand highest above the spectrum's local median (see
+    :func:`diag.transforms.estimate_reference_hz`); keep the range within a factor of about 1.5 either
+    side of the nominal speed, or a harmonic of the true rate can win.
     """
 
     kind: str = "cwt"
@@ -231,6 +235,7 @@ class TransformConfig:
     env_bandwidth: float = 1000.0
     env_band: list[float] = field(default_factory=list)
     ref_hz: float = 0.0
+    ref_search: list[float] = field(default_factory=list)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -261,6 +266,11 @@ class TransformConfig:
                             "set env_mode = 'fixed' or leave env_band empty")
         if self.ref_hz < 0:
             raise DiagError(f"transform.ref_hz: must be >= 0 Hz (0 = take it from each recording), got {self.ref_hz}")
+        if self.ref_search and (len(self.ref_search) != 2 or not 0 < self.ref_search[0] < self.ref_search[1]):
+            raise DiagError(f"transform.ref_search: expected [lo, hi] Hz with 0 < lo < hi, got {self.ref_search}")
+        if self.ref_search and self.ref_hz > 0:
+            raise DiagError("transform.ref_hz and transform.ref_search: both set; give a fixed rate (ref_hz) or a "
+                            "range to estimate each recording's rate in (ref_search), not both")
         if len(self.size) != 2 or min(self.size) < 8:
             raise DiagError(f"transform.size: must be [H, W] with both >= 8, got {self.size}")
         if self.n_scales < 2:
@@ -295,9 +305,21 @@ class PrepareConfig:
         return asdict(self)
 
     def fingerprint(self) -> str:
-        """A short hash of the config: equal configs prepare equal datasets."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        """A short hash of the config: equal configs prepare equal datasets.
+
+        Settings added after datasets were first prepared (:data:`LATER_SETTINGS`) count only when they
+        differ from their default, so an upgrade of diag does not orphan the datasets prepared before it.
+        """
+        d = self.to_dict()
+        for section, key in LATER_SETTINGS:
+            if d[section].get(key) == getattr(type(getattr(self, section))(), key):
+                d[section].pop(key, None)
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+#: (section, key) of prepare settings added later; at their default they leave the fingerprint as it was
+LATER_SETTINGS = (("transform", "ref_search"),)
 
 
 # ---------------------------------------------------------------------------------------------------

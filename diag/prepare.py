@@ -131,7 +131,16 @@ def prepare(
     source_checks = getattr(recordings, "findings", [])  # what diag.sources.checks found: shown, and kept
     for f in source_checks if not quiet else []:
         console.print(f"[yellow]{f.tag}:[/] {escape(str(f))}", soft_wrap=True)
-    recordings = harmonise(recordings, cfg.windows)
+    raw, recordings = recordings, harmonise(recordings, cfg.windows)
+    # order images (envorder / harmonics): every recording's reference rate, from its meta or the config,
+    # or estimated (transform.ref_search) from the recording as read -- as diag predict reads a file
+    refs = []
+    for r in raw:
+        try:
+            refs.append(reference_hz(r.meta, cfg.transform, r.signal, r.fs))
+        except DiagError as exc:
+            raise DiagError(f"{r.source}: {exc}") from None
+    del raw
     fs = recordings[0].fs
     plan = plan_split(recordings, cfg.windows, cfg.split)
     if plan.leaky:
@@ -154,8 +163,6 @@ def prepare(
     classes = _classes(recordings)
     y_of_rec = np.array([classes.index(r.label) for r in recordings], dtype=np.int64)
     transform = make_transform(cfg.transform, fs=fs, length=cfg.windows.length, device=dev)
-    # order images (envorder / harmonics): every recording's reference rate, from its meta or the config
-    refs = [reference_hz(r.meta, cfg.transform) for r in recordings]
     needs_ref = bool(getattr(transform, "needs_ref", False))
     if needs_ref:
         for r, (pair, _) in zip(recordings, refs):
@@ -163,7 +170,8 @@ def prepare(
                 raise DiagError(
                     f"{r.source}: transform.kind '{cfg.transform.kind}' needs this recording's "
                     f"{'shaft rate' if 'envorder' in transform.kinds else 'electrical fundamental'}, which it does "
-                    "not carry (no rpm / f1 in its meta); set transform.ref_hz=<Hz> (--set transform.ref_hz=29.5)"
+                    "not carry (no rpm / f1 in its meta); set transform.ref_hz=<Hz> (--set transform.ref_hz=29.5) "
+                    "or a range to estimate it in (--set 'transform.ref_search=[15, 45]')"
                 )
     ref_lo = np.array([p[0] if p else 0.0 for p, _ in refs])
     ref_hi = np.array([p[1] if p else 0.0 for p, _ in refs])

@@ -679,15 +679,17 @@ class Predictor:
                 unreadable.append(error)
         return None, unreadable
 
-    def reference(self, sig: Signal, ref_hz: Any = None) -> tuple[tuple[float, float] | None, str, list[str]]:
+    def reference(self, sig: Signal, ref_hz: Any = None,
+                  idx: Sequence[int] | None = None) -> tuple[tuple[float, float] | None, str, list[str]]:
         """The reference rate of one recording for order images: ``((start_hz, end_hz), whence, notes)``.
 
         ``ref_hz`` given (a number, or ``[start, end]`` for a speed ramp) wins. Otherwise the rule of
         ``diag prepare`` (:func:`diag.transforms.reference_hz`): the recording's meta -- what the file's
         reader knows (a CWRU record's ``X<rec>RPM``), else the ``meta`` of a ``labels.csv`` listing the
         file (``rpm`` / ``shaft_hz`` for envorder, ``f1`` / ``fundamental_hz`` for harmonics) -- else the
-        run's ``transform.ref_hz``. Neither: DiagError naming the file. Runs without order images:
-        ``(None, "", notes)``.
+        run's ``transform.ref_hz``, or the rate estimated from the file's first seconds when the run
+        sets ``transform.ref_search`` (its channels ``idx``, as read: prepare's estimate of a training
+        recording). Neither: DiagError naming the file. Runs without order images: ``(None, "", notes)``.
         """
         from diag.transforms import reference_hz
 
@@ -716,6 +718,16 @@ class Predictor:
         elif fallback[0] is not None:
             pair, how_used = fallback[0], "the run's transform.ref_hz"
             note = f"order axis: reference {_fmt_ref(pair)} Hz, the run's fixed transform.ref_hz"
+        elif self.tcfg.ref_search:
+            from diag.transforms import REF_SECONDS
+
+            x = np.asarray(sig.read(0, min(sig.n_samples, int(round(REF_SECONDS * sig.fs)))))
+            x = x[list(idx)] if idx is not None else x
+            try:
+                pair, how_used = reference_hz({}, self.tcfg, x, sig.fs)
+            except DiagError as exc:
+                raise DiagError(f"{sig.path}: {exc}") from None
+            note = f"order axis: reference {_fmt_ref(pair)} Hz {how_used}"
         else:
             what = "electrical fundamental" if "harmonics" in self.transform.kinds else "shaft rate"
             skipped = f" (skipped {unreadable[0]})" if unreadable else ""
@@ -772,7 +784,7 @@ class Predictor:
         indices), at the model's rate, band-limited like them; for order images with its reference rate
         (``.ref``, ``.ref_from``, see :meth:`reference`)."""
         idx = self.select_channels(sig, channels)
-        pair, how, ref_notes = self.reference(sig, ref_hz)
+        pair, how, ref_notes = self.reference(sig, ref_hz, idx)
         if self.band:  # an FFT brick wall over the whole recording, as at training
             sig = self._whole(sig, idx)
             idx = list(range(len(idx)))
