@@ -108,7 +108,8 @@ def compare(
     write_marker(out, "compare")
     record = _record(out, data, fingerprint, base.model, command)
     skipped: dict[str, str] = {}
-    jobs = [(b, i, f, w, s) for b in budgets for f in freezes for w in warmups for i in inits for s in seeds]
+    # seed by seed, every start within a seed: a matrix cut short leaves whole paired seeds, not one start's
+    jobs = [(b, i, f, w, s) for b in budgets for f in freezes for w in warmups for s in seeds for i in inits]
     plans = []
     for budget, init, freeze, warmup, seed in jobs:
         rd = run_dir(out, init, budget, seed, freeze, warmup)

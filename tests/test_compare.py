@@ -58,6 +58,24 @@ def test_compare_trains_every_combination_and_reports(toy, tmp_path, monkeypatch
     assert (out / "scratch-all-none-w0-s0" / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not retrained
 
 
+def test_compare_goes_seed_by_seed_so_a_cut_short_matrix_leaves_whole_paired_seeds(toy, tmp_path, monkeypatch):
+    import diag.train as dt
+
+    order = []
+
+    def record(data, rd, cfg, resume=False, force=False, quiet=True):
+        order.append(rd.name)
+        if len(order) == 3:
+            raise KeyboardInterrupt  # the user stops it after the third run
+        return {"selected_epoch": 1, "val": {"val_macro_f1": 0.5}, "test": {"macro_f1": 0.5}}
+
+    monkeypatch.setattr(dt, "train", record)
+    with pytest.raises(KeyboardInterrupt):
+        compare(toy, tmp_path / "o2", inits=["scratch", "imagenet"], seeds=[0, 1], budgets=[0], warmups=[0],
+                overrides=FAST, quiet=True)
+    assert order == ["scratch-all-none-w0-s0", "imagenet-all-none-w0-s0", "scratch-all-none-w0-s1"]
+
+
 def test_compare_restarts_a_run_that_died_in_its_first_epoch(toy, tmp_path):
     out = tmp_path / "cmp"
     dead = out / "scratch-all-none-w0-s0"
