@@ -165,6 +165,7 @@ def train(
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: train.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Replace a diag training run in --out and start over (never other files)."),
+    refit_from: Optional[Path] = typer.Option(None, "--refit-from", help="A finished run: train its settings for the epochs it selected on --data prepared with split.val_fraction=0 (every training unit, same test side)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Fine-tune a classifier (ConvNeXt by default) from ImageNet, SSL or scratch; select on val, score test once."""
@@ -178,7 +179,7 @@ def train(
              "labels_per_class": budget[0] if budget else None,
              "label_fraction": label_fraction, "seed": seed, "device": device}
     overrides = list(set_) + [f"train.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
-    run(data, out, config, overrides, resume=resume, force=force, quiet=quiet)
+    run(data, out, config, overrides, resume=resume, force=force, quiet=quiet, refit_from=refit_from)
 
 
 @app.command()

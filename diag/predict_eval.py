@@ -16,29 +16,10 @@ from typing import Any
 import numpy as np
 
 from diag.errors import DiagError
+from diag.provenance import preprocessing_difference
 
 METRICS = "metrics.json"
 CONFUSION = "confusion.png"
-
-
-def preprocessing_difference(pre: dict[str, Any], manifest: dict[str, Any]) -> str | None:
-    """The first setting in which a prepared dataset's manifest differs from a run's preprocessing, or None."""
-    win_r, win_d = pre.get("window") or {}, manifest.get("window") or {}
-    tr_r, tr_d = pre.get("transform") or {}, manifest.get("transform") or {}
-    checks = [
-        ("windows.fs (Hz)", pre.get("fs"), manifest.get("fs")),
-        ("windows.length", win_r.get("length"), win_d.get("length")),
-        ("windows.normalize", win_r.get("normalize"), win_d.get("normalize")),
-        ("number of channels", len(win_r.get("channels") or []), len(win_d.get("channels") or [])),
-        ("image shape", pre.get("image_shape"), manifest.get("image_shape")),
-    ]
-    for key in ("kind", "size", "norm", "log", "frequencies_hz", "cwt", "stft"):
-        checks.append((f"transform.{key}", tr_r.get(key), tr_d.get(key)))
-    for name, a, b in checks:
-        if a != b:
-            short = (lambda v: (str(v)[:40] + "...") if len(str(v)) > 40 else str(v))
-            return f"{name}: run {short(a)}, dataset {short(b)}"
-    return None
 
 
 def evaluate_dataset(run: str | Path, data: str | Path, split: str = "test", device: str = "cpu") -> dict[str, Any]:

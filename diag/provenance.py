@@ -36,6 +36,26 @@ def preprocessing_of(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**{key: manifest.get(key) for key in PREPROCESSING_KEYS}, "ref_hz_range": trained_ref_range(manifest)}
 
 
+def preprocessing_difference(pre: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """The first setting in which a prepared dataset's manifest differs from a run's preprocessing, or None."""
+    win_r, win_d = pre.get("window") or {}, manifest.get("window") or {}
+    tr_r, tr_d = pre.get("transform") or {}, manifest.get("transform") or {}
+    checks = [
+        ("windows.fs (Hz)", pre.get("fs"), manifest.get("fs")),
+        ("windows.length", win_r.get("length"), win_d.get("length")),
+        ("windows.normalize", win_r.get("normalize"), win_d.get("normalize")),
+        ("number of channels", len(win_r.get("channels") or []), len(win_d.get("channels") or [])),
+        ("image shape", pre.get("image_shape"), manifest.get("image_shape")),
+    ]
+    for key in ("kind", "size", "norm", "log", "frequencies_hz", "cwt", "stft"):
+        checks.append((f"transform.{key}", tr_r.get(key), tr_d.get(key)))
+    for name, a, b in checks:
+        if a != b:
+            short = (lambda v: (str(v)[:40] + "...") if len(str(v)) > 40 else str(v))
+            return f"{name}: run {short(a)}, dataset {short(b)}"
+    return None
+
+
 def trained_ref_range(manifest: dict[str, Any]) -> list[float] | None:
     """Order images (envorder / harmonics): ``[lowest, highest]`` reference rate (shaft rate or electrical
     fundamental, Hz) of the recordings that gave training windows; None for other images."""

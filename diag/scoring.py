@@ -592,8 +592,9 @@ class Predictor:
         self.unknown = UnknownDetector.for_run(self.run, self.net, self.meta, device=self.device,
                                                calibrate=calibrate, quiet=quiet)
         if self.unknown is None:
-            self.notes.append("no unknown threshold: the run has no unknown.json and its prepared dataset is "
-                              "gone; every window gets a class (pass that dataset with `diag predict --calibrate DATA`)")
+            self.notes.append("no unknown threshold: the run has no unknown.json and no validation windows to "
+                              "calibrate one on (its prepared dataset is gone, or has none, as after a refit); "
+                              "every window gets a class (a moved dataset: `diag predict --calibrate DATA`)")
 
     # -- windows -> scores --------------------------------------------------------------------------
 

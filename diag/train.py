@@ -36,6 +36,7 @@ Run directory::
 from __future__ import annotations
 
 import time
+import dataclasses
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,7 +54,7 @@ from diag.errors import DiagError
 from diag.evaluate import accuracy_f1, classification_metrics, plot_confusion, plot_curves, predict_images
 from diag.models import (INITS, SSL_META, SSL_WEIGHTS, build_backbone, check_input_size, check_model_name, parse_freeze,
                          train_mode)
-from diag.provenance import check_run_dir, package_versions, preprocessing_of, start_run_dir
+from diag.provenance import check_run_dir, package_versions, preprocessing_difference, preprocessing_of, start_run_dir
 from diag.runtime import (AMP_MODES, Dist, Runtime, all_reduce_sum, batch_plan, broadcast_flag, console,
                           end_distributed, init_distributed, load_checkpoint, lr_at, make_optimizer, make_scaler,
                           optimizer_step, progress, rng_state, save_checkpoint, save_safetensors, set_lr,
@@ -85,6 +86,11 @@ class TrainConfig:
     min_steps: a step budget for small label sets: a run with fewer than this many optimiser steps
     (epochs x batches per epoch) gets more epochs until it has at least ``min_steps`` (0 = off);
     the schedule (warmup, cosine) spans the raised total, selection stays on validation.
+    refit_from: a finished run whose validation held out whole units (recordings, loads, fault sizes):
+    train for exactly the epochs it selected, with its settings, on every training window of a dataset
+    prepared the same way but with ``split.val_fraction = 0`` (so the held-out units are trained on);
+    the test windows must be the same; there is no validation, so no epoch selection and no unknown
+    threshold (see :func:`refit_source`). ``diag train --refit-from RUN``.
 
     amp: ``auto`` (bf16 on CUDA when supported, else fp16; off elsewhere) | ``bf16`` | ``fp16`` |
     ``off``. channels_last: NHWC memory layout on CUDA. device: ``auto`` | ``cpu`` | ``cuda[:i]`` |
@@ -112,6 +118,7 @@ class TrainConfig:
     select: str = "f1"
     patience: int = 0
     min_steps: int = 0
+    refit_from: str = ""
     seed: int = 0
     amp: str = "auto"
     channels_last: bool = True
@@ -243,6 +250,9 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
         cfg = from_dict(TrainConfig, saved["train"], "train")
     cfg = (cfg or TrainConfig()).validate()
     ds = PreparedDataset(data)
+    refit = refit_source(cfg.refit_from, ds) if cfg.refit_from else None
+    if refit is not None and saved is None:  # the selected number of passes, over every training window
+        cfg = dataclasses.replace(cfg, epochs=refit["epochs"], min_steps=0, patience=0)
     if saved is not None and saved["dataset_fingerprint"] != ds.manifest.get("fingerprint"):
         raise DiagError(f"{ds.path}: not the prepared dataset this run started on (fingerprint differs)")
     if dist.main:
@@ -376,7 +386,8 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
             rng = rng_state(gen, aug_gen, dist)
             if dist.main:
                 if improved:
-                    _save_model(out, model, ds, cfg, state, start_info, dist, labeled, sel_name, rt.info(), schedule)
+                    _save_model(out, model, ds, cfg, state, start_info, dist, labeled, sel_name, rt.info(), schedule,
+                                refit)
                 save_checkpoint(out / "last.pt", {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                     "rng": rng, "state": state})
@@ -426,6 +437,47 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
     return summary
 
 
+def refit_source(run: str | Path, ds: PreparedDataset) -> dict[str, Any]:
+    """What a refit (``train.refit_from = RUN``) takes from ``RUN``, after checking that it may.
+
+    ``RUN`` must be a finished run that selected its epoch on validation; ``ds`` must hold no validation
+    windows (prepared with ``split.val_fraction = 0``), the same classes and preprocessing as RUN's
+    dataset and exactly its test windows (RUN's dataset must still be there to compare), so the refit
+    trains on the held-out units and is scored on the same, untouched test side. Returns
+    ``{"from", "epochs", "selected_by", "val_macro_f1", "val_by"}``.
+    """
+    run = Path(run)
+    meta_path = run / "model.json"
+    if not meta_path.is_file() or not (run / "test_metrics.json").is_file():
+        raise DiagError(f"--refit-from {run}: not a finished diag train run (no model.json / test_metrics.json)")
+    meta = read_json(meta_path, "the run's model record")
+    sel = meta.get("selected") or {}
+    if not str(sel.get("by", "")).startswith("val"):
+        raise DiagError(f"--refit-from {run}: it selected its epoch by {sel.get('by')!r}, not on validation; "
+                        "refit from a run that had a validation split")
+    if "val" in ds.splits and len(ds.labels("val")):
+        raise DiagError(f"{ds.path}: has {len(ds.labels('val'))} validation windows; a refit trains on them: prepare "
+                        "the same data with --set split.val_fraction=0")
+    src = Path((meta.get("dataset") or {}).get("path") or "")
+    if not src.name or not (src / "manifest.json").is_file():
+        raise DiagError(f"--refit-from {run}: its prepared dataset {src} is gone, so the test windows cannot be "
+                        "checked to be the same; prepare it again at that path")
+    if list(meta.get("classes") or []) != list(ds.classes):
+        raise DiagError(f"{ds.path}: classes {ds.classes} are not the run's {meta.get('classes')}")
+    diff = preprocessing_difference(meta.get("preprocessing") or {}, ds.manifest)
+    if diff:
+        raise DiagError(f"{ds.path}: prepared differently from {run}'s data ({diff}); prepare it the same way")
+    src_ds = PreparedDataset(src)
+    a, b = src_ds.meta("test") if "test" in src_ds.splits else {}, ds.meta("test") if "test" in ds.splits else {}
+    key = (lambda m: sorted(zip(map(str, m.get("source", [])), map(int, m.get("start", [])))) if m else [])
+    if key(a) != key(b):
+        raise DiagError(f"{ds.path}: its test windows are not those of {src} ({len(key(b))} vs {len(key(a))}); a "
+                        "refit must be scored on the same test side: prepare with the same split settings")
+    return {"from": str(run), "epochs": int(sel["epoch"]), "selected_by": sel.get("by"),
+            "val_macro_f1": sel.get("val_macro_f1"),
+            "val_by": ((src_ds.manifest.get("split") or {}).get("val_by"))}
+
+
 def epochs_for(epochs: int, steps_per_epoch: int, min_steps: int = 0) -> int:
     """``epochs``, raised so that ``epochs * steps_per_epoch >= min_steps`` (a step budget for few labels)."""
     return max(epochs, -(-min_steps // max(1, steps_per_epoch)))
@@ -433,7 +485,7 @@ def epochs_for(epochs: int, steps_per_epoch: int, min_steps: int = 0) -> int:
 
 def _save_model(out: Path, model: nn.Module, ds: PreparedDataset, cfg: TrainConfig, state: dict[str, Any],
                 start_info: dict[str, Any], dist: Dist, labeled: np.ndarray, sel_name: str,
-                runtime: dict[str, Any], schedule: dict[str, Any]) -> None:
+                runtime: dict[str, Any], schedule: dict[str, Any], refit: dict[str, Any] | None = None) -> None:
     best = state["best"]
     save_safetensors(out / "model.safetensors", model.state_dict(), metadata={"format": "pt", "model": cfg.model})
     atomic_write_json(out / "model.json", {
@@ -450,6 +502,7 @@ def _save_model(out: Path, model: nn.Module, ds: PreparedDataset, cfg: TrainConf
                      "val_accuracy": best["val_accuracy"], "val_macro_f1": best["val_macro_f1"]},
         "labeled": {"n": int(len(labeled)), "of": int(len(ds.labels("train")))},
         "schedule": schedule,
+        **({"refit": refit} if refit else {}),
         "seed": cfg.seed,
         "world_size": dist.world,
         "runtime": runtime,
@@ -487,11 +540,20 @@ def _warn_if_other_preprocessing(weights: str, ds: PreparedDataset, show: bool) 
 
 
 def run(data: str | Path | None, out: str | Path, config: str | Path | None = None, overrides: Sequence[str] = (),
-        resume: bool = False, force: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """What ``diag train`` calls: settle the config (saved one when resuming), then :func:`train`."""
+        resume: bool = False, force: bool = False, quiet: bool = False,
+        refit_from: str | Path | None = None) -> dict[str, Any]:
+    """What ``diag train`` calls: settle the config (saved one when resuming; with ``refit_from``, that
+    run's settings under the given ones), then :func:`train`."""
     out = Path(out)
     base = _saved_run(out) if resume else None
-    cfg = load_train_config(config, overrides, base=base["train"] if base else None)
+    base_train = base["train"] if base else None
+    if refit_from is not None and not resume:
+        src = Path(refit_from) / "config.json"
+        if not src.is_file():
+            raise DiagError(f"--refit-from {refit_from}: not a diag train run (no config.json)")
+        saved = read_json(src, "the run's saved settings")
+        base_train = {**saved["train"], "refit_from": str(refit_from)}
+    cfg = load_train_config(config, overrides, base=base_train)
     if data is None:
         if base is None:
             raise DiagError("--data: the prepared dataset folder is required (made by `diag prepare`)")

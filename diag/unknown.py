@@ -279,6 +279,11 @@ class UnknownDetector:
         data = Path((meta.get("dataset") or {}).get("path") or "")
         if not data.name or not (data / "manifest.json").is_file():
             return None
+        from diag.dataset import PreparedDataset
+
+        ds = PreparedDataset(data)
+        if "val" not in ds.splits or len(ds.labels("val")) == 0:  # e.g. a refit: nothing held out to calibrate on
+            return None
         if not quiet:
             from rich.console import Console
 

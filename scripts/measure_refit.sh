@@ -4,18 +4,17 @@
 # For each image kind and seed of scripts/measure_envorder.sh's runs of SPLIT (OUT/runs/SPLIT/KIND/scratch-sS):
 # read the epoch that run selected on its held-out validation unit (fault-size: the 0.021" bearings;
 # condition: the 2 HP load), prepare the same data with split.val_fraction=0 (train = every training unit,
-# no validation; the test side -- the unseen 0.014" bearings / the 3 HP load -- is unchanged: checked
-# below) and train a fresh model with the same seed, start and label fraction for exactly that many
-# epochs; it is scored once on test. Prints, per kind, both test macro-F1s and the paired per-seed
+# no validation; the test side -- the unseen 0.014" bearings / the 3 HP load -- is unchanged: diag checks
+# it) and train a fresh model with the run's settings for exactly that many epochs (`diag train
+# --refit-from RUN`); it is scored once on test. Prints, per kind, both test macro-F1s and the paired per-seed
 # difference with a 95 % t interval. Resumable: finished runs are reused.
-# Usage: TRAIN_EXTRA="--label-fraction 0.25" KINDS="cwt envorder" [SPLIT=condition] bash scripts/measure_refit.sh
+# Usage: KINDS="cwt envorder" [SPLIT=condition] bash scripts/measure_refit.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cwru12k}
 OUT=${OUT:-runs/envorder}
 SEEDS=${SEEDS:-0 1 2}
 KINDS=${KINDS:-cwt envorder cwt+envorder}
-TRAIN_EXTRA=${TRAIN_EXTRA:-}
 SPLIT=${SPLIT:-fault-size}
 case $SPLIT in
   fault-size) SPLIT_ARGS=(--split fault-size --set 'split.test_fault_sizes=["0.014"]' --set source.label_by=type) ;;
@@ -33,13 +32,11 @@ for kind in $KINDS; do
   for seed in $SEEDS; do
     sel=$OUT/runs/$SPLIT/$k/scratch-s$seed
     if [ ! -f "$sel/test_metrics.json" ]; then echo "$sel: not finished; run scripts/measure_envorder.sh first"; exit 1; fi
-    epochs=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['selected']['epoch'])" "$sel/model.json")
     r=$OUT/runs/$SPLIT-refit/$k/scratch-s$seed
     if [ -f "$r/test_metrics.json" ]; then continue; fi
-    # shellcheck disable=SC2086
-    $PY -m diag train --data "$d" --out "$r" --init scratch --seed "$seed" --epochs "$epochs" --lr 2e-3 \
-      $TRAIN_EXTRA --force -q || exit 1
-    echo "refit $kind seed $seed ($epochs epochs): done $(date +%H:%M:%S)"
+    # the run's own settings (seed, start, label fraction, lr) for the epochs it selected (diag train --refit-from)
+    $PY -m diag train --data "$d" --out "$r" --refit-from "$sel" --force -q || exit 1
+    echo "refit $kind seed $seed: done $(date +%H:%M:%S)"
   done
 done
 $PY - "$OUT" "$SPLIT" $KINDS <<'PY'

@@ -297,3 +297,51 @@ def test_torchrun_with_two_processes_matches_one_process(toy, tmp_path):
             assert b[k] == pytest.approx(a[k], rel=2e-3, abs=2e-3), k
     assert json.loads((tmp_path / "two" / "model.json").read_text())["world_size"] == 2
     assert not [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".") and p.name != ".diag-output"]  # no stray temp files
+
+
+def _without_validation(src_path, out):
+    """The same prepared data with the validation windows moved into train (what split.val_fraction=0 gives)."""
+    from diag.dataset import DatasetWriter
+
+    src = PreparedDataset(src_path)
+    sizes = {"train": len(src.labels("train")) + len(src.labels("val")), "test": len(src.labels("test"))}
+    with DatasetWriter(out, sizes, src.image_shape) as w:
+        w.add("train", np.concatenate([np.asarray(src.images("train")), np.asarray(src.images("val"))]))
+        w.add("test", np.asarray(src.images("test")))
+        tr, va = src.meta("train"), src.meta("val")
+        w.commit({"train": {k: np.concatenate([tr[k], va[k]]) for k in tr}, "test": src.meta("test")},
+                 {**src.manifest, "sizes": sizes, "fingerprint": "refit"})
+    return out
+
+
+def test_refit_trains_the_selected_epochs_on_every_training_window(toy, tmp_path):
+    sel = tmp_path / "sel"
+    s = train(toy, sel, TrainConfig(**{**FAST, "epochs": 3}), quiet=True)
+    chosen = s["selected_epoch"]
+    data = _without_validation(toy, tmp_path / "all")
+    r = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "refit"), "--refit-from", str(sel),
+                                 "--set", "train.lr=0.003", "-q"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "refit" / "model.json").read_text())
+    assert meta["refit"]["from"] == str(sel) and meta["refit"]["epochs"] == chosen
+    assert meta["schedule"]["epochs"] == chosen and meta["selected"]["by"].startswith("last epoch")
+    assert meta["labeled"]["of"] == 3 * (12 + 6)  # the validation windows were trained on
+    assert meta["train"]["batch_size"] == 16 and meta["train"]["lr"] == 0.003  # the run's settings, then --set
+    assert json.loads((tmp_path / "refit" / "test_metrics.json").read_text())["n"] == 15
+    assert not (tmp_path / "refit" / "unknown.json").exists()  # nothing held out to calibrate on
+    from diag.models import load_trained
+    from diag.unknown import UnknownDetector
+
+    net, meta = load_trained(tmp_path / "refit")  # diag predict then notes "no unknown threshold", no error
+    assert UnknownDetector.for_run(tmp_path / "refit", net, meta) is None
+    # refused: data that still has validation windows; other test windows; a run without validation
+    with pytest.raises(DiagError, match=r"has 18 validation windows; .*split.val_fraction=0"):
+        dt.run(toy, tmp_path / "x1", refit_from=sel, quiet=True)
+    other = _without_validation(make_toy_dataset(tmp_path / "o", n_train=12, n_val=6, n_test=4, classes=3, size=32),
+                                tmp_path / "o-all")
+    with pytest.raises(DiagError, match=r"test windows are not those of"):
+        dt.run(other, tmp_path / "x2", refit_from=sel, quiet=True)
+    with pytest.raises(DiagError, match=r"selected its epoch by 'last epoch"):
+        dt.run(data, tmp_path / "x3", refit_from=tmp_path / "refit", quiet=True)
+    for x in ("x1", "x2", "x3"):
+        assert not (tmp_path / x).exists()
