@@ -39,6 +39,7 @@ classifier trains). Frozen BatchNorm layers are kept in eval mode by :func:`trai
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -46,7 +47,7 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -594,15 +595,27 @@ def train_mode(model: nn.Module, mode: bool = True) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def probing(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for a probe forward (batch norm neither treats one image as a batch nor updates its
+    statistics); afterwards every module's own train/eval flag is back, frozen batch norm included."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
 def check_input_size(model: nn.Module, name: str, image_shape: tuple[int, int, int], where: str = "") -> None:
     """Refuse images the network cannot take, with one line instead of a traceback from deep inside it.
 
     ConvNeXt downsamples by 32 with 2x2 stride-2 convolutions, so images under 32x32 fail in its last
-    stage. One no-grad forward of a zero image in eval mode tells (no parameter, statistic or random
-    state changes; every module's train/eval flag is restored).
+    stage. One no-grad forward of a zero image under :func:`probing` tells (no parameter, statistic or
+    random state changes).
     """
     c, h, w = (int(v) for v in image_shape)
-    flags = [(m, m.training) for m in model.modules()]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
 
     def fits(hh: int, ww: int) -> bool:
@@ -613,14 +626,10 @@ def check_input_size(model: nn.Module, name: str, image_shape: tuple[int, int, i
         except RuntimeError:
             return False
 
-    model.eval()
-    try:
+    with probing(model):
         if fits(h, w):
             return
-        need = next((s for s in (16, 32, 64, 128, 256, 512) if s >= min(h, w) and fits(max(s, h), max(s, w))), None)
-    finally:
-        for m, flag in flags:
-            m.training = flag
+        need = next((s for s in (16, 32, 64, 128, 256, 512) if s > min(h, w) and fits(max(s, h), max(s, w))), None)
     at_least = f" (it needs at least {need}x{need})" if need else ""
     raise DiagError(f"{where + ': ' if where else ''}images of {h}x{w} are too small for {name}{at_least}; "
                     f"prepare again with a larger transform.size, e.g. --set 'transform.size=[64, 64]', "

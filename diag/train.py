@@ -35,8 +35,8 @@ Run directory::
 
 from __future__ import annotations
 
-import time
 import dataclasses
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path

@@ -190,12 +190,11 @@ def layer_sizes(net: Any, image_shape: tuple[int, ...]) -> list[int]:
     """Part sizes of the ``layers`` feature vector (:func:`stage_statistics` of each stage, in order)."""
     import torch
 
+    from diag.models import probing
+
     p = next(net.parameters())
-    was_training = net.training
-    net.eval()  # batch norm must neither see one image as a batch nor update its running statistics
-    with torch.inference_mode():
+    with probing(net), torch.inference_mode():
         _, stages = net.forward_intermediates(torch.zeros((1, *image_shape), device=p.device, dtype=p.dtype))
-    net.train(was_training)
     return [int(t.shape[1]) for t in stage_statistics(stages)]
 
 
