@@ -217,6 +217,13 @@ class TransformConfig:
     ``[lo, hi]`` whose first harmonics stand highest above the spectrum's local median (see
     :func:`diag.transforms.estimate_reference_hz`); keep the range within a factor of about 1.5 either
     side of the nominal speed, or a harmonic of the true rate can win.
+
+    ``polarity``: split every channel into its positive and negative half-waves (``max(x, 0)``,
+    ``max(-x, 0)``) before the transform, so each input channel gives two image channels per
+    representation. Every image here is a magnitude, blind to the sign of the signal: an open upper
+    switch (no positive current in its phase) and the open lower switch of the same leg give the same
+    current mirrored and shifted by half a period, hence the same magnitude images. The half-waves keep
+    the polarity (converter phase currents; pointless for zero-mean vibration).
     """
 
     kind: str = "cwt"
@@ -236,6 +243,7 @@ class TransformConfig:
     env_band: list[float] = field(default_factory=list)
     ref_hz: float = 0.0
     ref_search: list[float] = field(default_factory=list)
+    polarity: bool = False
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -319,7 +327,7 @@ class PrepareConfig:
 
 
 #: (section, key) of prepare settings added later; at their default they leave the fingerprint as it was
-LATER_SETTINGS = (("transform", "ref_search"),)
+LATER_SETTINGS = (("transform", "ref_search"), ("transform", "polarity"))
 
 
 # ---------------------------------------------------------------------------------------------------

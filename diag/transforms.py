@@ -890,7 +890,8 @@ class Transform:
         self.length = int(length)
         self.height, self.width = (int(v) for v in cfg.size)
         self.kinds: tuple[str, ...] = cfg.parts
-        self.out_channels_per_input = len(self.kinds)
+        #: image channels per input channel: every representation, of each half-wave with ``polarity``
+        self.out_channels_per_input = len(self.kinds) * (2 if cfg.polarity else 1)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.row_frequencies: dict[str, np.ndarray] = {}
         self._cwt: _CwtBank | None = None
@@ -1015,7 +1016,8 @@ class Transform:
         return out
 
     def __call__(self, x: Any, ref_hz: Any = None) -> Any:
-        """``x`` float32 ``[B, C, W]`` -> float32 ``[B, C*k, H, W_img]`` (NumPy in, NumPy out).
+        """``x`` float32 ``[B, C, W]`` -> float32 ``[B, C*k, H, W_img]`` (``[B, 2*C*k, ...]`` with
+        ``polarity``; NumPy in, NumPy out).
 
         ``ref_hz``: the reference rate of each window in Hz (a number, or ``[B]``): the shaft rate for
         ``envorder``, the electrical fundamental for ``harmonics`` (see :func:`reference_hz` and
@@ -1023,6 +1025,8 @@ class Transform:
         """
         is_tensor = isinstance(x, torch.Tensor)
         t = self._check(x)
+        if self.cfg.polarity:  # channel c -> 2c (positive half-wave), 2c + 1 (negative half-wave)
+            t = torch.stack([t.clamp(min=0), (-t).clamp(min=0)], dim=2).reshape(t.shape[0], -1, t.shape[2])
         b, c, n = t.shape
         ref = None
         if self.needs_ref:
@@ -1056,7 +1060,11 @@ class Transform:
             "length": self.length,
             "size": [self.height, self.width],
             "out_channels_per_input": self.out_channels_per_input,
-            "channel_order": "input-major: output channel c*k + j = representation j of input channel c",
+            "channel_order": ("input-major: output channel (2c + h)*k + j = representation j of half-wave h "
+                              "(0 positive, 1 negative) of input channel c" if self.cfg.polarity else
+                              "input-major: output channel c*k + j = representation j of input channel c"),
+            "polarity": ("each input channel split into max(x, 0) and max(-x, 0) before the transform"
+                         if self.cfg.polarity else "none (magnitude images: blind to the sign of x)"),
             "representations": list(self.kinds),
             "row_order": "ascending frequency, or order for envorder/harmonics (row 0 = lowest)",
             "pixel": "area-averaged power over the pixel",
