@@ -140,6 +140,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
                           "band-limit the whole recording to window.band (FFT brick wall; empty: none)",
                           f"windows of window.length samples (hop {pred.hop})",
                           "normalize (window.normalize; 'dataset' uses window.normalization_stats)",
+                          *(["split each channel into max(x, 0) and max(-x, 0) (transform.polarity)"]
+                            if pre["config"]["transform"].get("polarity") else []),
                           "transform (config below) to images", "softmax(logits) = class probabilities"],
                 "fs": pred.fs, "window": {"length": pred.length, "hop": pred.hop, "normalize": pred.normalize,
                                           "channels": list(pred.channels), "band": pred.band,

@@ -66,7 +66,8 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
         else:
             ax2.text(0.5, 0.5, "scalogram shown only at the model's sampling rate", ha="center",
                      transform=ax2.transAxes)
-    ax2.set_ylabel("order" if pred.transform.row_units == "order" else "frequency (Hz)")
+    ax2.set_ylabel(("order" if pred.transform.row_units == "order" else "frequency (Hz)")
+                   + ("\n(positive half-wave)" if pred.transform.cfg.polarity else ""))
     ax1.set_title(f"{Path(res.path).name}: {res.verdict} ({res.confidence:.2f}); "
                   f"{100 * res.unknown_share:.0f} % of windows unknown")
     centres = (res.windows.start + L / 2) / fs

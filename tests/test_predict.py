@@ -414,9 +414,9 @@ def test_older_runs_calibrate_on_demand_or_say_why_not(run, tmp_path):
     assert json.loads((gone / "unknown.json").read_text())["calibrated_on"]["dataset"] == data
 
 
-def test_predict_rebuilds_the_prepared_images_with_band_and_dataset_scale(tmp_path):
-    """The stored preprocessing is what is applied: for a run prepared with ``windows.band`` and the
-    training split's ``dataset`` scale, scoring a training recording's file rebuilds exactly the
+def test_predict_rebuilds_the_prepared_images_with_band_dataset_scale_and_polarity(tmp_path):
+    """The stored preprocessing is what is applied: for a run prepared with ``windows.band``, the
+    training split's ``dataset`` scale and ``transform.polarity``, scoring a training recording's file rebuilds exactly the
     images ``diag prepare`` wrote for its test windows (float16 rounding aside)."""
     from diag.dataset import PreparedDataset
     from diag.prepare import prepare
@@ -428,11 +428,13 @@ def test_predict_rebuilds_the_prepared_images_with_band_and_dataset_scale(tmp_pa
     write_recordings(recordings(2, 1.5, seed=3), data)
     cfg = tmp_path / "cfg.toml"
     cfg.write_text(CONFIG.format(data=data, fs=FS).replace('normalize = "zscore"',
-                                                          'normalize = "dataset"\nband = [100.0, 2500.0]'))
+                                                          'normalize = "dataset"\nband = [100.0, 2500.0]')
+                   + "polarity = true\n")
     ds_path = prepare(cfg, tmp_path / "prep", quiet=True)
     train(ds_path, tmp_path / "run", TrainConfig(epochs=1, batch_size=16, device="cpu").validate(), quiet=True)
     pred = diag.load_model(tmp_path / "run")
     assert pred.band == [100.0, 2500.0] and pred.norm_stats  # taken from the run, not from defaults
+    assert pred.transform.cfg.polarity
 
     ds = PreparedDataset(ds_path)
     meta = ds.meta("test")
@@ -444,6 +446,7 @@ def test_predict_rebuilds_the_prepared_images_with_band_and_dataset_scale(tmp_pa
     starts = meta["start"][rec0].astype(int)
     x = np.stack([np.asarray(sig.read(s, s + pred.length))[idx] for s in starts]).astype(np.float32)
     want = np.asarray(ds.images("test"))[rec0].astype(np.float32)
+    assert want.shape[1] == 2  # one channel -> its two half-waves
     np.testing.assert_allclose(pred.images(x), want, atol=2e-2 * np.abs(want).max())
     # and the steps matter: without the band limit the images differ
     pred.band = []
