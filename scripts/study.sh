@@ -12,6 +12,7 @@
 # an interrupted run. GPU-aware: --device auto everywhere (CUDA when present, else CPU).
 # Usage: bash scripts/study.sh [converter] [bearings] [cwru]      (default: all three)
 #        OUT=runs/study SEEDS=0,1,2 BUDGETS=5,20,all EPOCHS=30 PRETRAIN_EPOCHS=50 bash scripts/study.sh
+#        ABLATE=0: no warmup / freeze ablations (the starts x budgets matrix only)
 # Normalisation: the converter study uses the config's (configs/inverter_sim.toml); when this diag
 # knows the joint normalisation (windows.normalize = "rms-joint", keeps the phase relations) and the
 # config does not use it, the study also runs it, in converter-joint/, and says which answered.
@@ -25,6 +26,7 @@ MODEL=${MODEL:-tf_efficientnet_lite0}
 SEEDS=${SEEDS:-0,1,2}
 BUDGETS=${BUDGETS:-5,20,all}
 ABLATE_AT=${ABLATE_AT:-20}        # labels per class of the warmup and freeze ablations
+ABLATE=${ABLATE:-1}               # 0: the starts x budgets matrix only, no ablations
 EPOCHS=${EPOCHS:-30}
 MIN_STEPS=${MIN_STEPS:-300}       # small label budgets get at least this many optimiser steps
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-50}
@@ -69,9 +71,11 @@ study() {  # study NAME CONFIG MATRIX(full|starts) [prepare options...]
              --inits imagenet,ssl,scratch --seeds "$SEEDS" --ssl-weights "$d/ssl" "${TRAIN_SET[@]}")
   if [ "$matrix" = full ]; then
     "${cmp[@]}" --labels-per-class "$BUDGETS" -q
-    echo "== $name: warmup and freeze ablations at $ABLATE_AT labels per class"
-    "${cmp[@]}" --labels-per-class "$ABLATE_AT" --warmup 0.1,0 -q
-    "${cmp[@]}" --labels-per-class "$ABLATE_AT" --freeze none,stages:1,backbone --warmup 0.1 -q
+    if [ "$ABLATE" != 0 ]; then
+      echo "== $name: warmup and freeze ablations at $ABLATE_AT labels per class"
+      "${cmp[@]}" --labels-per-class "$ABLATE_AT" --warmup 0.1,0 -q
+      "${cmp[@]}" --labels-per-class "$ABLATE_AT" --freeze none,stages:1,backbone --warmup 0.1 -q
+    fi
   else
     "${cmp[@]}" --labels-per-class all -q
   fi
