@@ -72,6 +72,30 @@ def _reusable(out: Path, cfg: PrepareConfig, checksums: dict[str, str]) -> tuple
     return True, ""
 
 
+#: |mean| / RMS of a channel above which its DC level counts as signed information (see signed_levels)
+SIGNED_LEVEL = 0.25
+
+
+def signed_levels(recordings: list[Recording], threshold: float = SIGNED_LEVEL) -> dict[str, tuple[float, float]]:
+    """Channels whose DC level carries a sign: ``{name: (lowest, highest mean / RMS)}`` for every channel
+    whose mean is at least ``threshold`` of its RMS below zero in one recording and above zero in another.
+
+    An open upper inverter switch pulls its phase current's mean negative, the open lower switch of the
+    same leg positive (and the currents are then mirror images of each other): every diag image is a
+    magnitude and drops that sign unless ``transform.polarity`` is set. A sensor offset shifts all
+    recordings the same way and does not count (CWRU's accelerometers: mean / RMS 0.006-0.17, all > 0).
+    """
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    for r in recordings:
+        x = np.asarray(r.signal, dtype=np.float64)
+        rms = np.sqrt(np.mean(x * x, axis=-1))
+        ratio = np.mean(x, axis=-1) / np.where(rms > 0, rms, 1.0)
+        for name, v in zip(r.channels, ratio):
+            lo[name], hi[name] = min(lo.get(name, v), v), max(hi.get(name, v), v)
+    return {c: (float(lo[c]), float(hi[c])) for c in lo if lo[c] <= -threshold and hi[c] >= threshold}
+
+
 def _classes(recordings: list[Recording]) -> list[str]:
     labels = sorted({r.label for r in recordings})
     # A healthy class first reads best in tables and confusion matrices.
@@ -159,6 +183,13 @@ def prepare(
                       f"scale each of the {n_ch} channels on its own, which divides away level differences between "
                       "them; if they are phases of one machine, windows.normalize=rms-joint (or dataset) with "
                       "transform.norm=image-joint keeps them")
+    if not cfg.transform.polarity and not quiet:
+        signed = signed_levels(recordings)
+        if signed:
+            span = ", ".join(f"{c} {a:+.2f}..{b:+.2f}" for c, (a, b) in signed.items())
+            console.print(f"[yellow]note:[/] the mean of {', '.join(signed)} changes sign between recordings (mean/RMS "
+                          f"{span}), and every image is a magnitude that drops the sign; transform.polarity=true "
+                          "keeps it (an open upper vs lower switch of one inverter leg differ only in sign)")
 
     classes = _classes(recordings)
     y_of_rec = np.array([classes.index(r.label) for r in recordings], dtype=np.int64)

@@ -82,3 +82,17 @@ def test_channel_order_and_old_fingerprints():
     assert cfg.fingerprint() == hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
     cfg.transform.polarity = True
     assert cfg.fingerprint() != hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def test_prepare_notes_channels_whose_level_changes_sign():
+    from diag.prepare import signed_levels
+    from diag.sources.base import Recording
+
+    recs = simulate_inverter_recordings(classes=["normal", "S1", "S4"], recordings_per_class=1, duration=0.2, seed=0)
+    signed = signed_levels(recs)
+    # S1 pulls i_a's mean to about -0.65 of its RMS, S4 to +0.65; the other two phases carry half of it back
+    assert signed["ia"][0] < -0.5 and signed["ia"][1] > 0.5 and set(signed) <= {"ia", "ib", "ic"}
+    rng = np.random.default_rng(0)
+    vib = [Recording(signal=rng.normal(off, 1.0, (1, 4000)), fs=FS, label=str(k), source=f"v{k}", channels=("acc",))
+           for k, off in enumerate((0.01, 0.17, 0.05))]  # a sensor offset of one sign: not signed information
+    assert signed_levels(vib) == {}
