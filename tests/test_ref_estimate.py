@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import diag
-from diag.config import PrepareConfig, TransformConfig, load_prepare_config
+from diag.config import LATER_SETTINGS, PrepareConfig, TransformConfig, load_prepare_config
 from diag.dataset import PreparedDataset
 from diag.errors import DiagError
 from diag.prepare import prepare
@@ -57,7 +57,9 @@ def test_ref_search_is_checked_and_leaves_old_fingerprints_alone():
 
     cfg = PrepareConfig()
     d = cfg.to_dict()
-    del d["transform"]["ref_search"]
+    for section, key in LATER_SETTINGS:  # every setting added since, at its default (ref_search among them)
+        del d[section][key]
+    assert ("transform", "ref_search") in LATER_SETTINGS
     old = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
     assert cfg.fingerprint() == old
     cfg.transform.ref_search = [20.0, 40.0]
