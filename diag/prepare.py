@@ -88,9 +88,9 @@ def signed_levels(recordings: list[Recording], threshold: float = SIGNED_LEVEL) 
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     for r in recordings:
-        x = np.asarray(r.signal, dtype=np.float64)
-        rms = np.sqrt(np.mean(x * x, axis=-1))
-        ratio = np.mean(x, axis=-1) / np.where(rms > 0, rms, 1.0)
+        x = np.asarray(r.signal)  # float64 accumulators, no float64 copy of the recording
+        rms = np.sqrt(np.einsum("cn,cn->c", x, x, dtype=np.float64) / x.shape[-1])
+        ratio = np.mean(x, axis=-1, dtype=np.float64) / np.where(rms > 0, rms, 1.0)
         for name, v in zip(r.channels, ratio):
             lo[name], hi[name] = min(lo.get(name, v), v), max(hi.get(name, v), v)
     return {c: (float(lo[c]), float(hi[c])) for c in lo if lo[c] <= -threshold and hi[c] >= threshold}

@@ -45,6 +45,8 @@ def preprocessing_difference(pre: dict[str, Any], manifest: dict[str, Any]) -> s
         ("windows.length", win_r.get("length"), win_d.get("length")),
         ("windows.normalize", win_r.get("normalize"), win_d.get("normalize")),
         ("number of channels", len(win_r.get("channels") or []), len(win_d.get("channels") or [])),
+        ("transform.polarity", *(bool(((m.get("config") or {}).get("transform") or {}).get("polarity"))
+                                 for m in (pre, manifest))),
         ("image shape", pre.get("image_shape"), manifest.get("image_shape")),
     ]
     for key in ("kind", "size", "norm", "log", "frequencies_hz", "cwt", "stft"):

@@ -363,6 +363,10 @@ def test_evaluate_reports_foreign_classes_and_refuses_other_preprocessing(run, t
     code, out = _cli("evaluate", run, data2, "--out", tmp_path / "ev2")
     assert code == 2 and "windows.length: run 512, dataset 256" in _one_error_line(out)
     assert not (tmp_path / "ev2").exists()
+    cfg.write_text(CONFIG.format(data=tmp_path / "rec", fs=FS) + "polarity = true\n")
+    data3 = prepare(cfg, tmp_path / "other-polarity", quiet=True)
+    code, out = _cli("evaluate", run, data3, "--out", tmp_path / "ev3")
+    assert code == 2 and "transform.polarity: run False, dataset True" in _one_error_line(out)
 
 
 def test_predict_evaluate_export_are_in_help():
