@@ -433,6 +433,11 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
             console.print(f"selected epoch {summary['selected_epoch']} by {summary['selected_by']}; "
                           + (f"test accuracy {t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f} (n={t['n']})"
                              if t else "no test split") + f"  -> {out}")
+            u = summary.get("unknown")
+            if u and not u["guaranteed"][f"{u['far']:g}"]:
+                console.print(f"[yellow]note:[/] {u['calibrated_on']['n']} validation windows are too few to promise "
+                              f"the unknown threshold's {100 * u['far']:g} % false-alarm rate with "
+                              f"{100 * u['confidence']:g} % confidence; it is set at the largest validation score")
     end_distributed(dist)
     return summary
 

@@ -16,9 +16,15 @@ Scores (higher = less like the training data), computed from one forward pass:
                  classifier learnt to ignore (the band or modulation of a fault it never saw), so an
                  unseen class shows there even when the last layer maps it onto a known one
 
-The threshold is the ``1 - far`` quantile of the score on the *validation* windows (known classes,
-never trained on), so about ``far`` of in-distribution windows are flagged ``unknown`` (the stated
-false-alarm rate, default 5 %). :func:`calibrate_run` (called at the end of ``diag train``) writes
+The threshold is set on the *validation* windows (known classes, never trained on) so that the stated
+false-alarm rate ``far`` (default 5 %) is a promise, not a hope (:func:`bounded_threshold`): the plain
+``1 - far`` quantile of ``n`` validation scores flags a new in-distribution window with a probability
+that is itself random (Beta-distributed; with n = 120 and far = 5 % it exceeds 8 % one time in
+seven), so diag takes the highest order statistic whose false-alarm rate is at most ``far`` with
+``CONFIDENCE`` (90 %) for exchangeable windows (the training-conditional conformal bound, Vovk 2012).
+With too few validation windows for that (n < log(1 - CONFIDENCE) / log(1 - far): 45 at 5 %, 230 at
+1 %) the threshold is the largest validation score and ``unknown.json`` says the rate is not
+guaranteed. :func:`calibrate_run` (called at the end of ``diag train``) writes
 ``unknown.json`` (method, thresholds at 1 % and 5 %, the validation numbers, the sha256 of the weights
 it was computed for) and, for the feature-space methods, ``unknown.safetensors`` (class means and
 precision matrix, or training features) into the run.
@@ -45,6 +51,7 @@ DEFAULT_METHOD = "layers"
 FALLBACK_METHOD = "energy"  # for models without stage outputs (no timm forward_intermediates)
 DEFAULT_FAR = 0.05
 FARS = (0.01, 0.05)
+CONFIDENCE = 0.9  # of the false-alarm bound (bounded_threshold)
 KNN_K = 10
 KNN_MAX_TRAIN = 20_000
 LAYER_PART_MAX = 1024  # largest part of the ``layers`` feature vector (its covariance is part x part)
@@ -227,6 +234,29 @@ def dataset_outputs(net: Any, images: np.ndarray, device: Any, batch: int = 256,
     return np.concatenate(feats), np.concatenate(logits)
 
 
+def bounded_threshold(scores: np.ndarray, far: float, confidence: float = CONFIDENCE) -> tuple[float, int, bool]:
+    """The threshold on validation ``scores`` that keeps the false-alarm rate at most ``far`` with ``confidence``.
+
+    With ``m`` validation scores above the threshold ``t`` (an order statistic), the probability that a
+    new window from the same distribution exceeds ``t`` is Beta(m + 1, n - m) distributed (continuous
+    scores, exchangeable windows). The largest ``m`` with ``P(rate <= far) >= confidence`` is taken.
+    Returns ``(threshold, m, guaranteed)``; ``guaranteed`` is False when even ``m = 0`` (the largest
+    score) falls short, i.e. there are too few validation windows for the promise.
+    """
+    from scipy.stats import beta
+
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    n = len(s)
+    if n == 0:
+        raise DiagError("no validation scores to set the unknown threshold on")
+    m = np.arange(n)  # exceedances when the threshold is s[n - 1 - m]
+    ok = beta.cdf(far, m + 1, n - m) >= confidence
+    if not ok.any():
+        return float(s[-1]), 0, False
+    k = int(m[ok].max())
+    return float(s[n - 1 - k]), k, True
+
+
 class UnknownDetector:
     """A calibrated score: ``score(logits, feats)`` and ``threshold`` (windows above it are unknown)."""
 
@@ -242,7 +272,10 @@ class UnknownDetector:
         return scores_from(self.method, logits, feats, self.stats)
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.method, "threshold": self.threshold, "false_alarm_rate": self.info.get("far"),
+        far = self.info.get("far")
+        guaranteed = (self.info.get("guaranteed") or {}).get(f"{far:g}") if far is not None else None
+        return {"method": self.method, "threshold": self.threshold, "false_alarm_rate": far,
+                "confidence": self.info.get("confidence") if guaranteed else None,
                 "calibrated_on": self.info.get("calibrated_on")}
 
     @classmethod
@@ -344,15 +377,21 @@ def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = 
     import torch
 
     s_val = scores_from(method, torch.from_numpy(va_l), torch.from_numpy(va_f), stats).numpy()
-    thresholds = {f"{a:g}": float(np.quantile(s_val, 1 - a)) for a in sorted(set(FARS) | {far})}
+    fars = sorted(set(FARS) | {far})
+    bounds = {f"{a:g}": bounded_threshold(s_val, a) for a in fars}
+    thresholds = {k: b[0] for k, b in bounds.items()}
     va_pred = va_l.argmax(1)
     info = {
-        "format": "diag-unknown/1",
+        "format": "diag-unknown/2",
         "method": method,
         "far": far,
         "thresholds": thresholds,
-        "rule": "a window is unknown when its score exceeds the threshold: the (1 - far) quantile of the "
-                "validation windows' scores",
+        "rule": f"a window is unknown when its score exceeds the threshold: the highest validation score order "
+                f"statistic at which the false-alarm rate is at most far with {CONFIDENCE:g} confidence "
+                f"(Beta bound on the order statistic, exchangeable windows)",
+        "confidence": CONFIDENCE,
+        "guaranteed": {k: b[2] for k, b in bounds.items()},
+        "quantile_thresholds": {f"{a:g}": float(np.quantile(s_val, 1 - a)) for a in fars},
         "calibrated_on": {"dataset": str(data), "fingerprint": ds.manifest.get("fingerprint"), "split": "val",
                           "n": int(len(s_val))},
         "val_flagged": {k: float((s_val > t).mean()) for k, t in thresholds.items()},

@@ -4,7 +4,8 @@
 
 RUN was trained on a prepared simulated set without the held-out class. Every method of
 diag.unknown is fitted on RUN's training split and thresholded on its validation split (1 % / 5 %
-false alarms there), exactly as calibrate_run does at the end of `diag train`; then scored on the
+false alarms, bounded with 90 % confidence by diag.unknown.bounded_threshold; the plain validation
+quantile is printed beside it), exactly as calibrate_run does at the end of `diag train`; then scored on the
 known classes' *test* windows (the run's prepared test split) and on freshly simulated recordings of
 the held-out class (another seed), windowed and turned into images by diag.scoring's Predictor, the
 code of `diag predict`. Prints, per method, the window AUROC, the rates at the two thresholds, and a
@@ -22,7 +23,7 @@ import torch
 
 from diag.dataset import PreparedDataset
 from diag.scoring import Predictor, Signal
-from diag.unknown import FARS, METHODS, auroc, dataset_outputs, fit_stats, forward_parts, layer_sizes, scores_from, uses_layers
+from diag.unknown import FARS, METHODS, auroc, bounded_threshold, dataset_outputs, fit_stats, forward_parts, layer_sizes, scores_from, uses_layers
 from diag.windows import window_starts
 
 
@@ -86,15 +87,21 @@ def main() -> None:
         if te_rec is not None:
             row["auroc_recordings"] = auroc(per_recording(s["test"], te_rec), per_recording(s["held"], ho_rec))
             row["recordings"] = {"known_test": int(len(np.unique(te_rec))), "held_out": int(len(np.unique(ho_rec)))}
-        for far in FARS:
-            th = float(np.quantile(s["val"], 1 - far))
+        for far in FARS:  # diag's rule (bounded_threshold), and the plain validation quantile beside it
+            th, _, ok = bounded_threshold(s["val"], far)
+            q = float(np.quantile(s["val"], 1 - far))
             row[f"far{far:g}"] = {"known_test_flagged": float((s["test"] > th).mean()),
-                                  "held_out_detected": float((s["held"] > th).mean())}
+                                  "held_out_detected": float((s["held"] > th).mean()), "guaranteed": ok,
+                                  "quantile": {"known_test_flagged": float((s["test"] > q).mean()),
+                                               "held_out_detected": float((s["held"] > q).mean())}}
         out[m] = row
         rec = f"  | per recording AUROC {row['auroc_recordings']:.3f}" if "auroc_recordings" in row else ""
-        print(f"{m:12s} AUROC {row['auroc']:.3f}  | 1 % val: known test flagged {row['far0.01']['known_test_flagged']:.3f}, "
-              f"held-out detected {row['far0.01']['held_out_detected']:.3f}  | 5 % val: known test flagged "
-              f"{row['far0.05']['known_test_flagged']:.3f}, held-out detected {row['far0.05']['held_out_detected']:.3f}{rec}")
+        rates = "  | ".join(
+            f"{100 * far:g} % {'bound' if row[f'far{far:g}']['guaranteed'] else 'max (too few val)'}: known test flagged "
+            f"{row[f'far{far:g}']['known_test_flagged']:.3f}, held-out detected {row[f'far{far:g}']['held_out_detected']:.3f} "
+            f"(quantile {row[f'far{far:g}']['quantile']['known_test_flagged']:.3f} / "
+            f"{row[f'far{far:g}']['quantile']['held_out_detected']:.3f})" for far in FARS)
+        print(f"{m:12s} AUROC {row['auroc']:.3f}  | {rates}{rec}")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
 

@@ -156,7 +156,31 @@ def test_unknown_threshold_is_calibrated_on_val_and_stored(run, model):
     info = json.loads((run / "unknown.json").read_text())
     assert info["method"] == model.unknown.method and info["calibrated_on"]["split"] == "val"
     assert info["thresholds"]["0.05"] == pytest.approx(model.unknown.threshold)
-    assert info["val_flagged"]["0.05"] <= 0.1  # quantile of the validation scores
+    assert info["val_flagged"]["0.05"] <= 0.05  # the bound sits at or above the plain quantile
+    assert info["thresholds"]["0.05"] >= info["quantile_thresholds"]["0.05"]
+    n = info["calibrated_on"]["n"]
+    assert info["guaranteed"]["0.05"] == (n >= 45) and info["confidence"] == 0.9
+
+
+def test_bounded_threshold_keeps_the_stated_false_alarm_rate():
+    """Over many validation draws the true rate above the threshold exceeds far at most ~10 % of the time
+    (the plain quantile: about half the time), and too few windows are said to be too few."""
+    from diag.unknown import bounded_threshold
+
+    rng = np.random.default_rng(0)
+    over_bound = over_quantile = 0
+    trials = 2000
+    for _ in range(trials):  # uniform scores: the true false-alarm rate above t is 1 - t
+        s = rng.random(120)
+        t, m, ok = bounded_threshold(s, 0.05)
+        assert ok and (s > t).sum() == m == 2
+        over_bound += (1 - t) > 0.05
+        over_quantile += (1 - np.quantile(s, 0.95)) > 0.05
+    assert over_bound / trials <= 0.12 and over_quantile / trials >= 0.35
+    few = rng.random(44)
+    t, m, ok = bounded_threshold(few, 0.05)  # 0.95 ** 44 = 0.105 > 0.1: no promise possible
+    assert not ok and m == 0 and t == few.max()
+    assert bounded_threshold(rng.random(45), 0.05)[2]
 
 
 def test_streamed_csv_and_npy_and_wav_agree_with_the_array(model, tmp_path, monkeypatch):
