@@ -31,9 +31,9 @@ from diag.errors import DiagError
 
 SOURCE_KINDS = ("cwru", "paderborn", "ottawa", "files", "bearing_sim", "inverter_sim")
 SPLIT_METHODS = ("time", "recording", "group", "condition", "fault-size", "random")
-NORMALIZATIONS = ("none", "zscore", "rms", "minmax", "zscore-joint", "rms-joint", "dataset")
+NORMALIZATIONS = ("auto", "none", "zscore", "rms", "minmax", "zscore-joint", "rms-joint", "dataset")
 VAL_METHODS = ("auto", "time", "recording", "group", "condition", "fault-size")
-IMAGE_NORMS = ("image", "image-joint", "none")
+IMAGE_NORMS = ("auto", "image", "image-joint", "none")
 #: single image representations; ``transform.kind`` joins one or more with "+" (e.g. "cwt+envorder")
 TRANSFORM_PARTS = ("cwt", "stft", "envorder", "harmonics")
 #: kinds whose rows are orders of a reference rate (shaft rate / electrical fundamental), not Hz
@@ -88,7 +88,10 @@ class WindowConfig:
     ratios between them: ``zscore-joint``, ``rms-joint``; ``dataset``: one fixed mean and scale per
     channel group, computed on the training split and stored in the manifest (groups from
     ``channel_groups``, e.g. ``[["ia", "ib", "ic"], ["vab", "vbc", "vca"]]``; empty = all channels
-    one group); or ``none``.
+    one group); or ``none``. ``auto`` (default): ``zscore`` for one channel, ``zscore-joint`` for several
+    (channels recorded together -- the phases of one machine -- keep their level relations; a fault
+    that raises one phase current by 3 % is divided away by a per-channel scale), resolved by
+    ``diag prepare`` (:func:`resolve_auto_norms`) and stored resolved in the manifest.
     ``band = [lo, hi]`` Hz: every recording is band-limited (zero-phase FFT brick wall) after
     resampling and before windowing; ``lo = 0``: no high-pass, ``hi = 0``: no low-pass, empty: off.
     """
@@ -96,7 +99,7 @@ class WindowConfig:
     fs: float = 12000.0
     length: int = 2048
     hop: int = 1024
-    normalize: str = "zscore"
+    normalize: str = "auto"
     band: list[float] = field(default_factory=list)
     channel_groups: list[list[str]] = field(default_factory=list)
 
@@ -235,7 +238,7 @@ class TransformConfig:
     nperseg: int = 128
     noverlap: int = 96
     log: bool = True
-    norm: str = "image"
+    norm: str = "auto"  # image (one channel) / image-joint (several): resolve_auto_norms
     order_min: float = 0.5
     order_max: float = 12.0
     env_mode: str = "sk"
@@ -293,6 +296,29 @@ class TransformConfig:
             raise DiagError(f"transform.noverlap: must be in [0, nperseg={self.nperseg}), got {self.noverlap}")
         if self.norm not in IMAGE_NORMS:
             raise DiagError(f"transform.norm: choose one of {', '.join(IMAGE_NORMS)}, got '{self.norm}'")
+
+
+def resolve_auto_norms(windows: WindowConfig, transform: TransformConfig, n_channels: int) -> list[str]:
+    """Replace ``auto`` in ``windows.normalize`` / ``transform.norm`` by what it means for ``n_channels``.
+
+    One channel: ``zscore`` / ``image`` (per window, per image: the defaults before ``auto``). Several:
+    ``zscore-joint`` / ``image-joint``, one scale for all channels of a window, so the level relations
+    between channels recorded together survive (measured on the inverter's phase currents, README
+    "Band limit and normalisation"). Returns what was resolved, as notes for the user.
+    """
+    notes = []
+    joint = n_channels > 1
+    if windows.normalize == "auto":
+        windows.normalize = "zscore-joint" if joint else "zscore"
+        if joint:
+            notes.append(f"windows.normalize=auto -> zscore-joint: one scale for the {n_channels} channels of a "
+                         "window keeps the level relations between them (set windows.normalize=zscore to scale "
+                         "each channel on its own, e.g. for sensors in different units)")
+    if transform.norm == "auto":
+        transform.norm = "image-joint" if joint else "image"
+        if joint:
+            notes.append("transform.norm=auto -> image-joint: one mean/std over the channels of a window's image")
+    return notes
 
 
 @dataclass

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
 
 import diag
-from diag.config import SPLITS, PrepareConfig, load_prepare_config
+from diag.config import SPLITS, PrepareConfig, load_prepare_config, resolve_auto_norms
 from diag.dataset import FORMAT_VERSION, MANIFEST, DatasetWriter
 from diag.errors import DiagError
 from diag.provenance import package_versions
@@ -156,6 +156,10 @@ def prepare(
     for f in source_checks if not quiet else []:
         console.print(f"[yellow]{f.tag}:[/] {escape(str(f))}", soft_wrap=True)
     raw, recordings = recordings, harmonise(recordings, cfg.windows)
+    fingerprint = cfg.fingerprint()  # of the config as given (auto included): what the reuse check compares
+    for note in resolve_auto_norms(cfg.windows, cfg.transform, recordings[0].n_channels):
+        if not quiet:
+            console.print(f"[yellow]note:[/] {note}")
     # order images (envorder / harmonics): every recording's reference rate, from its meta or the config,
     # or estimated (transform.ref_search) from the recording as read -- as diag predict reads a file
     refs = []
@@ -257,7 +261,7 @@ def prepare(
         manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "fingerprint": cfg.fingerprint(),
+            "fingerprint": fingerprint,
             "config": cfg.to_dict(),
             "classes": classes,
             "fs": fs,

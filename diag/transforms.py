@@ -22,7 +22,8 @@ Pixel values
 3. ``norm = "image"``: each image and channel to zero mean, unit standard deviation (a constant image
    becomes all zeros). ``"image-joint"``: one mean and standard deviation over all channels of a
    window's image (per transform kind), so a channel that is 3 dB above another stays 3 dB above
-   it. ``"none"`` keeps dB (or linear) values.
+   it. ``"none"`` keeps dB (or linear) values. ``"auto"`` (default): ``image`` for one input channel,
+   ``image-joint`` for several (``diag prepare`` stores the resolved value).
 
 CWT
 ---
@@ -968,7 +969,7 @@ class Transform:
             self._dev_mats[key] = torch.as_tensor(a, dtype=torch.float32, device=device)
         return self._dev_mats[key]
 
-    def _images(self, sig: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+    def _images(self, sig: torch.Tensor, ref: torch.Tensor | None = None, per_image: bool = False) -> torch.Tensor:
         """Final float32 images ``[R, k, H, W_img]`` for signals ``[R, N]``, chunk by chunk.
 
         On the CPU, chunks run on ``threads`` Python threads with torch's intra-op threads set to 1
@@ -999,7 +1000,7 @@ class Transform:
                         p = resize_area(p, (self.height,), axes=(-2,))
                         p = p @ self._mat("stft_time", self._stft_time.T, s.device)
                     p = power_to_db(p) if self.cfg.log else p.sqrt()
-                    out[a : a + chunk, j] = standardize_images(p) if self.cfg.norm == "image" else p  # joint: below
+                    out[a : a + chunk, j] = standardize_images(p) if per_image else p  # joint: below
 
         workers = min(threads, len(starts))
         if workers <= 1:
@@ -1025,6 +1026,9 @@ class Transform:
         """
         is_tensor = isinstance(x, torch.Tensor)
         t = self._check(x)
+        norm = self.cfg.norm  # auto (direct callers; diag prepare stores it resolved): joint for several channels
+        if norm == "auto":
+            norm = "image-joint" if t.shape[1] > 1 else "image"
         if self.cfg.polarity:  # channel c -> 2c (positive half-wave), 2c + 1 (negative half-wave)
             t = torch.stack([t.clamp(min=0), (-t).clamp(min=0)], dim=2).reshape(t.shape[0], -1, t.shape[2])
         b, c, n = t.shape
@@ -1040,8 +1044,9 @@ class Transform:
                 r = _check_ref(ref_hz, b, "transform", bank)
             ref = torch.as_tensor(np.repeat(r, c), dtype=torch.float32, device=t.device)
         with torch.inference_mode():
-            img = self._images(t.reshape(b * c, n), ref).reshape(b, c * len(self.kinds), self.height, self.width)
-            if self.cfg.norm == "image-joint":  # one mean/std over all channels of a window, per kind
+            img = self._images(t.reshape(b * c, n), ref, per_image=norm == "image")
+            img = img.reshape(b, c * len(self.kinds), self.height, self.width)
+            if norm == "image-joint":  # one mean/std over all channels of a window, per kind
                 k = len(self.kinds)
                 img = standardize_images(img.reshape(b, c, k, self.height, self.width).transpose(1, 2)
                                          .reshape(b, k, c * self.height, self.width))

@@ -164,7 +164,7 @@ def window_starts(start: int, stop: int, length: int, hop: int) -> np.ndarray:
     return np.arange(start, stop - length + 1, hop, dtype=np.int64)
 
 
-PER_WINDOW = ("none", "zscore", "rms", "minmax", "zscore-joint", "rms-joint")
+PER_WINDOW = ("auto", "none", "zscore", "rms", "minmax", "zscore-joint", "rms-joint")
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -187,10 +187,14 @@ def normalize(x: np.ndarray, method: str) -> np.ndarray:
     * ``rms-joint``: ``x / sqrt(mean over channels and samples of x**2)``
 
     * ``none``: unchanged. (``dataset`` needs statistics: see :func:`apply_normalization`.)
+    * ``auto``: ``zscore`` for one channel, ``zscore-joint`` for several (the default; ``diag prepare``
+      stores the resolved method)
 
     Constant windows (std, rms or range 0) are left at zero rather than divided by zero.
     """
     x = x.astype(np.float32, copy=False)
+    if method == "auto":  # diag prepare stores the resolved method; this is for direct callers
+        method = "zscore-joint" if x.ndim >= 2 and x.shape[-2] > 1 else "zscore"
     if method == "none":
         return x
     if method == "zscore":

@@ -72,6 +72,42 @@ def test_same_config_is_reused_and_a_different_one_is_refused(tmp_path, fake_sou
     assert json.loads((out / "manifest.json").read_text())["config"]["windows"]["hop"] == 64
 
 
+def test_auto_normalisation_is_joint_for_several_channels_and_stored_resolved(tmp_path, monkeypatch):
+    """Default windows.normalize / transform.norm = auto: per channel for one channel (as before auto),
+    one scale for several (phases keep their ratio); the manifest stores the resolved values, the
+    fingerprint the config as given (so the dataset is reused)."""
+    monkeypatch.setattr(prep, "load_recordings", lambda cfg: tone_recordings())
+    one = prep.prepare(None, tmp_path / "one", SMALL, quiet=True)
+    m1 = PreparedDataset(one).manifest
+    assert m1["window"]["normalize"] == "zscore" and m1["transform"]["norm"] == "image"
+    assert m1["config"]["windows"]["normalize"] == "zscore" and m1["config"]["transform"]["norm"] == "image"
+
+    def three_phase(cfg):  # phase b 3 % above a and c: the relation a per-channel scale divides away
+        out = []
+        for r in tone_recordings():
+            x = r.signal[0]
+            out.append(Recording(np.stack([x, 1.03 * x, x]), r.fs, r.label, group=r.group, condition=r.condition,
+                                 source=r.source, channels=("ia", "ib", "ic")))
+        return out
+
+    monkeypatch.setattr(prep, "load_recordings", three_phase)
+    out = prep.prepare(None, tmp_path / "three", SMALL, quiet=True)
+    ds = PreparedDataset(out)
+    m = ds.manifest
+    assert m["window"]["normalize"] == "zscore-joint" and m["transform"]["norm"] == "image-joint"
+    assert m["config"]["windows"]["normalize"] == "zscore-joint"
+    x = ds.images("train")[:32].astype(np.float32)
+    gap = (x[:, 1] - x[:, 0]).mean()  # ib's image sits 20 log10(1.03) = 0.26 dB above ia's, in std units > 0
+    assert gap > 0.01 and np.abs(x[:, 2] - x[:, 0]).max() < 1e-2
+    stamp = os.stat(out / "train.npy").st_mtime_ns
+    prep.prepare(None, out, SMALL, quiet=True)  # same config (auto) -> reused
+    assert os.stat(out / "train.npy").st_mtime_ns == stamp
+    per = PreparedDataset(prep.prepare(None, tmp_path / "per", SMALL + ['windows.normalize="zscore"',
+                                                                       'transform.norm="image"'], quiet=True))
+    xp = per.images("train")[:32].astype(np.float32)
+    assert np.abs(xp[:, 1] - xp[:, 0]).max() < 1e-2  # per channel: the 3 % is gone
+
+
 def test_an_unrelated_existing_folder_is_never_overwritten(tmp_path, fake_source):
     target = tmp_path / "mine"
     target.mkdir()

@@ -270,7 +270,7 @@ def test_image_norm_and_constant_input(default_tf):
 
 
 def test_cwt_plus_stft_stacks_two_channels_per_input_in_input_order():
-    cfg = TransformConfig(kind="cwt+stft")
+    cfg = TransformConfig(kind="cwt+stft", norm="image")  # per image, so one sensor's image stands alone
     both = make_transform(cfg, fs=FS, length=N)
     assert both.out_channels_per_input == 2
     x = np.stack([tone(300.0), tone(1500.0), tone(4000.0)])[None]  # [1, 3, N]: three sensors
@@ -278,6 +278,10 @@ def test_cwt_plus_stft_stacks_two_channels_per_input_in_input_order():
     assert img.shape == (1, 6, 64, 64)
     only_cwt = make_transform(TransformConfig(kind="cwt"), fs=FS, length=N)
     only_stft = make_transform(TransformConfig(kind="stft"), fs=FS, length=N)
+    auto = make_transform(TransformConfig(kind="cwt+stft"), fs=FS, length=N)  # auto: joint for 3 channels
+    joint = make_transform(TransformConfig(kind="cwt+stft", norm="image-joint"), fs=FS, length=N)
+    assert np.array_equal(auto(x), joint(x)) and not np.allclose(auto(x), img, atol=1e-2)
+    assert np.array_equal(auto(x[:, :1]), both(x[:, :1]))  # one channel: auto = image
     for c, f in enumerate((300.0, 1500.0, 4000.0)):
         assert np.allclose(img[0, 2 * c], only_cwt(x[:, c : c + 1])[0, 0], atol=1e-4)
         assert np.allclose(img[0, 2 * c + 1], only_stft(x[:, c : c + 1])[0, 0], atol=1e-4)

@@ -393,7 +393,7 @@ def test_split_and_transform_config_refuse_unknown_values():
 
     with pytest.raises(DiagError, match="split.val_method: unknown 'holdout'"):
         SplitConfig(method="group", val_method="holdout").validate()
-    with pytest.raises(DiagError, match="transform.norm: choose one of image, image-joint, none"):
+    with pytest.raises(DiagError, match="transform.norm: choose one of auto, image, image-joint, none"):
         TransformConfig(norm="joint").validate()
     # an explicit kind that no class can hold out is an error, not a silent fallback
     recs = [rec(3000, lab, f"{lab}0", seed=j) for j, lab in enumerate("AB")] + [rec(3000, "A", "A1", seed=5)]
