@@ -8,6 +8,7 @@
 # The defaults were chosen before any of these runs, after the threshold rule (bounded_threshold) was fixed.
 # Resumable: finished steps are reused. Outputs under OUT (default runs/unknown-rec).
 # Usage: OMP_NUM_THREADS=1 bash scripts/measure_unknown.sh [inverter] [bearings]
+#        TRANSFORM=envorder bash scripts/measure_unknown.sh bearings   (other images; folders get -envorder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
@@ -17,17 +18,20 @@ OUT=${OUT:-runs/unknown-rec}
 SEED=${SEED:-0}
 HELD_INV=${HELD_INV:-S3}
 HELD_BEAR=${HELD_BEAR:-inner}
+TRANSFORM=${TRANSFORM:-}          # empty: the config's transform.kind
+PREP=()
+[ -n "$TRANSFORM" ] && PREP=(--transform "$TRANSFORM")
 KINDS=("$@")
 [ ${#KINDS[@]} -eq 0 ] && KINDS=(inverter bearings)
 
 one() {  # one NAME CONFIG KIND HELD ALL_CLASSES_JSON
   local name=$1 cfg=$2 kind=$3 held=$4 all=$5 known d
   known=$($PY -c "import json, sys; print(json.dumps([c for c in json.loads(sys.argv[1]) if c != sys.argv[2]]))" "$all" "$held")
-  d=$OUT/$name-no$held
+  d=$OUT/$name-no$held${TRANSFORM:+-$TRANSFORM}
   [ -f "$d/manifest.json" ] || $PY -m diag prepare --config "$cfg" --out "$d" --split recording \
-    --set "source.classes=$known" >/dev/null
+    --set "source.classes=$known" "${PREP[@]}" >/dev/null
   [ -f "$d-s$SEED/test_metrics.json" ] || $PY -m diag train --data "$d" --out "$d-s$SEED" --config "$cfg" --seed "$SEED" -q
-  echo "== $name: $held held out, recording split, seed $SEED"
+  echo "== $name: $held held out, recording split, seed $SEED${TRANSFORM:+, $TRANSFORM images}"
   $PY scripts/unknown_study.py "$d-s$SEED" --held-out "$held" --kind "$kind" --json "$d-s$SEED/unknown_study.json"
 }
 
