@@ -10,9 +10,8 @@
 #      score the test split once -> report.html with the answer first.
 # Shortened to fit in 15 minutes on a 2-core CPU: 4 recordings x 1.5 s per class (594 training,
 # 66 validation, 286 test windows), one seed, 8 fine-tuning and 6 pretraining epochs (EPOCHS,
-# PRETRAIN_EPOCHS). Estimated, not timed end to end: one 64-image training step of Lite0 on 64x64
-# images took 1.3 CPU-seconds (one thread, shared machine), so about 10 CPU-minutes in all, ~7
-# minutes of wall time on two cores. The full study (3 seeds, label budgets, ablations) is
+# PRETRAIN_EPOCHS). Timed end to end, alone on the 2-core CPU with the install done: 459 s (README,
+# "What the demo measured"). The full study (3 seeds, label budgets, ablations) is
 # scripts/study.sh. With DIAG_IMAGENET_WEIGHTS=convnext_atto.safetensors, ConvNeXt (imagenet vs
 # scratch) joins in $OUT/compare-convnext.
 # Usage: bash scripts/demo.sh      (outputs in runs/demo/; re-running reuses finished steps)
