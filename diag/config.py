@@ -298,6 +298,11 @@ class TransformConfig:
             raise DiagError(f"transform.norm: choose one of {', '.join(IMAGE_NORMS)}, got '{self.norm}'")
 
 
+def auto_norms(n_channels: int) -> tuple[str, str]:
+    """What ``auto`` means for data with ``n_channels``: ``(windows.normalize, transform.norm)``."""
+    return ("zscore-joint", "image-joint") if n_channels > 1 else ("zscore", "image")
+
+
 def resolve_auto_norms(windows: WindowConfig, transform: TransformConfig, n_channels: int) -> list[str]:
     """Replace ``auto`` in ``windows.normalize`` / ``transform.norm`` by what it means for ``n_channels``.
 
@@ -308,14 +313,15 @@ def resolve_auto_norms(windows: WindowConfig, transform: TransformConfig, n_chan
     """
     notes = []
     joint = n_channels > 1
+    window_norm, image_norm = auto_norms(n_channels)
     if windows.normalize == "auto":
-        windows.normalize = "zscore-joint" if joint else "zscore"
+        windows.normalize = window_norm
         if joint:
             notes.append(f"windows.normalize=auto -> zscore-joint: one scale for the {n_channels} channels of a "
                          "window keeps the level relations between them (set windows.normalize=zscore to scale "
                          "each channel on its own, e.g. for sensors in different units)")
     if transform.norm == "auto":
-        transform.norm = "image-joint" if joint else "image"
+        transform.norm = image_norm
         if joint:
             notes.append("transform.norm=auto -> image-joint: one mean/std over the channels of a window's image")
     return notes

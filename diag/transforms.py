@@ -113,7 +113,7 @@ import scipy.fft as sfft
 import torch
 import torch.nn.functional as F
 
-from diag.config import ORDER_PARTS, TransformConfig
+from diag.config import ORDER_PARTS, TransformConfig, auto_norms
 from diag.errors import DiagError
 
 #: dynamic range kept by the dB scaling, below each image's maximum
@@ -1028,7 +1028,7 @@ class Transform:
         t = self._check(x)
         norm = self.cfg.norm  # auto (direct callers; diag prepare stores it resolved): joint for several channels
         if norm == "auto":
-            norm = "image-joint" if t.shape[1] > 1 else "image"
+            norm = auto_norms(t.shape[1])[1]
         if self.cfg.polarity:  # channel c -> 2c (positive half-wave), 2c + 1 (negative half-wave)
             t = torch.stack([t.clamp(min=0), (-t).clamp(min=0)], dim=2).reshape(t.shape[0], -1, t.shape[2])
         b, c, n = t.shape

@@ -47,7 +47,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy.signal import resample_poly
 
-from diag.config import SPLITS, SplitConfig, WindowConfig
+from diag.config import SPLITS, SplitConfig, WindowConfig, auto_norms
 from diag.errors import DiagError
 from diag.sources.base import Recording
 
@@ -164,9 +164,6 @@ def window_starts(start: int, stop: int, length: int, hop: int) -> np.ndarray:
     return np.arange(start, stop - length + 1, hop, dtype=np.int64)
 
 
-PER_WINDOW = ("auto", "none", "zscore", "rms", "minmax", "zscore-joint", "rms-joint")
-
-
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / np.where(den > 0, den, 1), 0).astype(np.float32)
 
@@ -194,7 +191,7 @@ def normalize(x: np.ndarray, method: str) -> np.ndarray:
     """
     x = x.astype(np.float32, copy=False)
     if method == "auto":  # diag prepare stores the resolved method; this is for direct callers
-        method = "zscore-joint" if x.ndim >= 2 and x.shape[-2] > 1 else "zscore"
+        method = auto_norms(x.shape[-2] if x.ndim >= 2 else 1)[0]
     if method == "none":
         return x
     if method == "zscore":
