@@ -41,9 +41,9 @@ def _need_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
-def _wrapper(net: Any, layers: bool = False) -> Any:
+def _wrapper(net: Any, features: str = "pooled") -> Any:
     """The classifier with two outputs: logits and the features the run's unknown score reads
-    (pooled features; the stage statistics for the ``layers`` score)."""
+    (pooled features; the stage statistics for ``layers``; the input's row profile for ``rows``)."""
     import torch
 
     from diag.unknown import forward_parts
@@ -54,7 +54,7 @@ def _wrapper(net: Any, layers: bool = False) -> Any:
             self.m = m
 
         def forward(self, x):
-            feats, logits = forward_parts(self.m, x, layers=layers)
+            feats, logits = forward_parts(self.m, x, features=features)
             return logits, feats
 
     return Wrapped(net).eval()
@@ -99,7 +99,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         x = rng.standard_normal((64, len(pred.channels) or 1, pred.length)).astype(np.float32)
         images = pred.images(x)
         source = "64 images of random noise windows (the run's prepared dataset is gone)"
-    model = _wrapper(pred.net, layers=pred.unknown_layers)
+    model = _wrapper(pred.net, features=pred.unknown_features)
     with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
         tmp = str(tmp_path)
         with torch.no_grad():
@@ -131,9 +131,11 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
             "onnx": onnx_path.name,
             "input": {"name": "images", "shape": ["batch", c, h, w], "dtype": "float32"},
             "outputs": {"logits": ["batch", len(pred.classes)], "features": ["batch", "D"]},
-            "features": ("every stage's channel means, channel standard deviations and frequency profile, "
-                         "concatenated (unknown method layers; diag.unknown.stage_statistics)"
-                         if pred.unknown_layers else "pooled pre-classifier features"),
+            "features": {"layers": "every stage's channel means, channel standard deviations and frequency profile, "
+                                   "concatenated (unknown method layers; diag.unknown.stage_statistics)",
+                         "rows": "the input images' row profile: each channel's mean over columns, per row "
+                                 "(unknown method rows; diag.unknown.row_profile)",
+                         "pooled": "pooled pre-classifier features"}[pred.unknown_features],
             "classes": pred.classes,
             "preprocessing": {
                 "steps": ["select channels (window.channels)", "polyphase-resample to fs",

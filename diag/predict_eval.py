@@ -46,7 +46,7 @@ def evaluate_dataset(run: str | Path, data: str | Path, split: str = "test", dev
     if len(y_ds) == 0:
         raise DiagError(f"--split {split}: {data} has no windows in it")
     t0 = time.perf_counter()
-    feats, logits = dataset_outputs(pred.net, ds.images(split), pred.device, layers=pred.unknown_layers)
+    feats, logits = dataset_outputs(pred.net, ds.images(split), pred.device, features=pred.unknown_features)
     seconds = time.perf_counter() - t0
     lg, ft = torch.from_numpy(logits), torch.from_numpy(feats)
     p = logits.argmax(1)

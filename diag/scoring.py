@@ -599,9 +599,9 @@ class Predictor:
     # -- windows -> scores --------------------------------------------------------------------------
 
     @property
-    def unknown_layers(self) -> bool:
-        """Whether the run's unknown score reads the stage statistics (``forward_parts(..., layers=True)``)."""
-        return self.unknown is not None and self.unknown.layers
+    def unknown_features(self) -> str:
+        """What the run's unknown score reads besides the logits (``forward_parts(..., features=...)``)."""
+        return self.unknown.features if self.unknown is not None else "pooled"
 
     def images(self, x: np.ndarray, ref_hz: Any = None) -> np.ndarray:
         """Raw windows ``[B, C, L]`` at the model's rate -> the model's input images, exactly as prepared.
@@ -621,7 +621,7 @@ class Predictor:
         img = self.images(x, ref_hz)
         with torch.inference_mode():
             t = torch.from_numpy(img).to(self.device)
-            feats, logits = forward_parts(self.net, t, layers=self.unknown_layers)
+            feats, logits = forward_parts(self.net, t, features=self.unknown_features)
             probs = torch.softmax(logits.float(), 1)
             score = (self.unknown.score(logits, feats) if self.unknown is not None
                      else torch.zeros(len(t), device=t.device))

@@ -30,7 +30,7 @@ from diag.config import load_prepare_config
 from diag.models import create_backbone
 from diag.scoring import Predictor, forward_parts
 from diag.transforms import make_transform
-from diag.unknown import DEFAULT_METHOD, UNKNOWN_JSON, UNKNOWN_STATS, fit_stats, layer_sizes, save_tensors, uses_layers
+from diag.unknown import DEFAULT_METHOD, UNKNOWN_JSON, UNKNOWN_STATS, features_of, fit_stats, layer_sizes, save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,11 +51,11 @@ def make_run(out: Path, classes: list[str]) -> None:
                                                 "replicate_channels": False, "classes": classes,
                                                 "preprocessing": pre, "dataset": {"path": ""}}))
     # an unknown detector fitted on features of random images (its cost, not its quality, matters here)
-    layers = uses_layers(DEFAULT_METHOD)
+    feat = features_of(DEFAULT_METHOD)
     with torch.no_grad():
-        f, lg = forward_parts(net, torch.randn(256, 1, 64, 64), layers=layers)
+        f, lg = forward_parts(net, torch.randn(256, 1, 64, 64), features=feat)
     stats = fit_stats(DEFAULT_METHOD, f.numpy(), np.arange(256) % len(classes), len(classes),
-                      sizes=layer_sizes(net, (1, 64, 64)) if layers else None, val_feats=f.numpy(), val_logits=lg.numpy())
+                      sizes=layer_sizes(net, (1, 64, 64)) if feat == "layers" else None, val_feats=f.numpy(), val_logits=lg.numpy())
     if stats:
         save_tensors(out / UNKNOWN_STATS, stats)
     import hashlib

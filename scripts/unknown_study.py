@@ -1,6 +1,7 @@
 """Measure the "unknown" scores on a class the model never saw (README, "Scoring new recordings").
 
     python scripts/unknown_study.py RUN --held-out ball [--kind bearing_sim] [--seed 1] [--option k=json]
+    python scripts/unknown_study.py RUN --held-out IR --held-data PREPARED     (real recordings)
 
 RUN was trained on a prepared simulated set without the held-out class. Every method of
 diag.unknown is fitted on RUN's training split and thresholded on its validation split (1 % / 5 %
@@ -8,7 +9,8 @@ false alarms, bounded with 90 % confidence by diag.unknown.bounded_threshold; th
 quantile is printed beside it), exactly as calibrate_run does at the end of `diag train`; then scored on the
 known classes' *test* windows (the run's prepared test split) and on freshly simulated recordings of
 the held-out class (another seed), windowed and turned into images by diag.scoring's Predictor, the
-code of `diag predict`. Prints, per method, the window AUROC, the rates at the two thresholds, and a
+code of `diag predict` -- or, with --held-data, on every window of the held-out class in a dataset
+prepared with the same preprocessing (e.g. the same recordings with that class included). Prints, per method, the window AUROC, the rates at the two thresholds, and a
 per-recording AUROC (mean score of each recording's windows: known test recordings vs held-out ones).
 """
 
@@ -23,11 +25,12 @@ import torch
 
 from diag.dataset import PreparedDataset
 from diag.scoring import Predictor, Signal
-from diag.unknown import FARS, METHODS, auroc, bounded_threshold, dataset_outputs, fit_stats, forward_parts, layer_sizes, scores_from, uses_layers
+from diag.unknown import (FARS, METHODS, auroc, bounded_threshold, dataset_outputs, features_of, fit_stats, forward_parts,
+                          layer_sizes, scores_from)
 from diag.windows import window_starts
 
 
-def held_out_outputs(pred: Predictor, kind: str, cls: str, seed: int, options: dict, layers: bool):
+def held_out_outputs(pred: Predictor, kind: str, cls: str, seed: int, options: dict, features: str):
     """(features, logits, recording index per window) of freshly simulated recordings of ``cls``."""
     from diag.sources import get_reader
 
@@ -43,11 +46,33 @@ def held_out_outputs(pred: Predictor, kind: str, cls: str, seed: int, options: d
         x = x[:, st[:, None] + np.arange(pred.length)].transpose(1, 0, 2).astype(np.float32)
         ref = window_reference_hz(sig.ref, st, pred.length, sig.n_samples) if pred.needs_ref else None
         with torch.inference_mode():
-            f, lg = forward_parts(pred.net, torch.from_numpy(pred.images(x, ref)), layers=layers)
+            f, lg = forward_parts(pred.net, torch.from_numpy(pred.images(x, ref)), features=features)
         feats.append(f.numpy())
         logits.append(lg.numpy())
         rec.append(np.full(len(st), i))
     return np.concatenate(feats), np.concatenate(logits), np.concatenate(rec)
+
+
+def held_windows(pred: Predictor, data: str, cls: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, recording index per window) of every window of class ``cls`` in prepared dataset ``data``."""
+    from diag.errors import DiagError
+    from diag.provenance import preprocessing_difference
+
+    ds = PreparedDataset(data)
+    diff = preprocessing_difference(pred.meta["preprocessing"], ds.manifest)
+    if diff:
+        raise DiagError(f"{data}: prepared with other preprocessing than the run ({diff})")
+    if cls not in ds.classes or cls in pred.classes:
+        raise DiagError(f"--held-out {cls}: must be a class of {data} ({', '.join(ds.classes)}) that the run "
+                        f"does not know ({', '.join(pred.classes)})")
+    k = ds.classes.index(cls)
+    imgs, rec = [], []
+    for s in ds.splits:
+        m = ds.labels(s) == k
+        imgs.append(np.asarray(ds.images(s))[m])
+        rec.append(np.asarray(ds.meta(s)["source"])[m])
+    _, r = np.unique(np.concatenate(rec), return_inverse=True)
+    return np.concatenate(imgs), r
 
 
 def per_recording(scores: np.ndarray, rec: np.ndarray) -> np.ndarray:
@@ -61,6 +86,8 @@ def main() -> None:
     ap.add_argument("--kind", default="bearing_sim")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--option", action="append", default=[], help="reader option key=json (e.g. recordings_per_class=4)")
+    ap.add_argument("--held-data", default=None, help="a prepared dataset (same preprocessing) whose windows of "
+                    "the held-out class are scored, instead of simulating them")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in a.option)}
@@ -70,21 +97,23 @@ def main() -> None:
     te_y = ds.labels("test")
     te_rec = np.asarray(ds.meta("test")["rec"])
     out: dict[str, dict] = {}
-    cache: dict[bool, dict] = {}
-    for layers in (False, True):
-        o = {s: dataset_outputs(pred.net, ds.images(s), "cpu", layers=layers) for s in ("train", "val", "test")}
-        o["held"] = held_out_outputs(pred, a.kind, a.held_out, a.seed, options, layers)
-        cache[layers] = o
-    ho_rec = cache[False]["held"][2]
-    te_l = cache[False]["test"][1]
+    held = held_windows(pred, a.held_data, a.held_out) if a.held_data else None
+    cache: dict[str, dict] = {}
+    for feat in sorted({features_of(m) for m in METHODS}):
+        o = {s: dataset_outputs(pred.net, ds.images(s), "cpu", features=feat) for s in ("train", "val", "test")}
+        o["held"] = (held_out_outputs(pred, a.kind, a.held_out, a.seed, options, feat) if held is None else
+                     (*dataset_outputs(pred.net, held[0], "cpu", features=feat), held[1]))
+        cache[feat] = o
+    ho_rec = cache["pooled"]["held"][2]
+    te_l = cache["pooled"]["test"][1]
     print(f"run {a.run}: classes {pred.classes}; held-out class '{a.held_out}' ({len(ho_rec)} windows of "
-          f"{len(np.unique(ho_rec))} recordings, seed {a.seed}); known test windows {len(te_y)} (accuracy "
+          f"{len(np.unique(ho_rec))} recordings, {a.held_data or f'simulated, seed {a.seed}'}); known test windows {len(te_y)} (accuracy "
           f"{float((te_l.argmax(1) == te_y).mean()):.3f}); val {len(ds.labels('val'))}")
     for m in METHODS:
-        o = cache[uses_layers(m)]
+        o = cache[features_of(m)]
         (tr_f, _), (va_f, va_l), (te_f, te_lg) = o["train"], o["val"], o["test"]
         ho_f, ho_l, _ = o["held"]
-        sizes = layer_sizes(pred.net, tuple(ds.image_shape)) if uses_layers(m) else None
+        sizes = layer_sizes(pred.net, tuple(ds.image_shape)) if features_of(m) == "layers" else None
         stats = fit_stats(m, tr_f, ds.labels("train"), len(pred.classes), sizes=sizes, val_feats=va_f, val_logits=va_l)
         s = {k: scores_from(m, torch.from_numpy(lg), torch.from_numpy(f), stats).numpy()
              for k, (f, lg) in {"val": (va_f, va_l), "test": (te_f, te_lg), "held": (ho_f, ho_l)}.items()}

@@ -483,7 +483,10 @@ def test_predict_rebuilds_the_prepared_images_with_band_dataset_scale_and_polari
     assert np.abs(pred.images(x2) - want).max() > 5e-2 * np.abs(want).max()
 
 
-@pytest.mark.parametrize("method", METHODS)
+# ``rows`` is left out: an input-space score, it calls a known tone at a slightly other pitch (each
+# recording draws its own, +-5 %) novel too, since its row is empty in training -- the reason it is the
+# default only on order images (test_predict_orders.py tests it there)
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "rows"])
 def test_every_unknown_method_calibrates_and_flags_the_held_out_tone(run, tmp_path, method):
     """Each score, calibrated on the run's validation split, flags a tone of a class never trained on
     and leaves a known class's recording alone; about 5 % of the validation windows sit above it."""

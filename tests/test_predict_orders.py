@@ -180,3 +180,17 @@ def test_a_rate_far_outside_the_training_rates_gets_a_warning(orun, pred, tmp_pa
     del meta["preprocessing"]["ref_hz_range"]
     (old / "model.json").write_text(json.dumps(meta))
     assert diag.load_model(old).ref_range == [lo, hi]
+
+
+def test_an_order_run_scores_unknown_by_its_image_rows_and_flags_an_untrained_fault_order(orun, pred, monkeypatch):
+    """envorder runs default to the ``rows`` score (diag.unknown.default_method): a recording whose
+    envelope beats at an order no training recording had (4.71, a ball fault's 2 x BSF) puts energy in
+    an empty row and is unknown; a trained fault order at an untrained speed is not."""
+    import test_predict_fixtures as fx
+
+    assert pred.unknown.method == "rows" and pred.unknown_features == "rows"
+    monkeypatch.setitem(fx.ORDERS, "ball", 4.71)
+    alien = pred.predict(fx.modulated("ball", 1800.0, 2.0, seed=11), fs=FS, ref_hz=30.0)
+    known = pred.predict(fx.modulated("outer", 1710.0, 2.0, seed=11), fs=FS, ref_hz=28.5)
+    assert known.verdict == "outer"
+    assert alien.unknown_share >= 0.5 and known.unknown_share < 0.2, (alien.unknown_share, known.unknown_share)
