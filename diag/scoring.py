@@ -53,7 +53,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -800,6 +800,23 @@ class Predictor:
         sig.ref, sig.ref_from = pair, how
         return sig, idx
 
+    def window_batches(self, sig: Signal, idx: Sequence[int],
+                       starts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, Any]]:
+        """The windows at ``starts`` of a recording made ready by :meth:`prepare_signal`, ``batch_size`` at
+        a time, read in chunks (bounded memory): ``(starts, windows [B, C, L] float32, reference rate of
+        each window or None)``. NaN/Inf samples are a DiagError naming the file and the sample."""
+        from diag.transforms import window_reference_hz
+
+        offs = np.arange(self.length)
+        for i in range(0, len(starts), self.batch_size):
+            st = starts[i : i + self.batch_size]
+            a, b = int(st[0]), int(st[-1]) + self.length
+            chunk = np.asarray(sig.read(a, b))[idx]
+            _check_finite(chunk, sig.path, a)
+            x = chunk[:, (st - a)[:, None] + offs].transpose(1, 0, 2).astype(np.float32)
+            ref = window_reference_hz(sig.ref, st, self.length, sig.n_samples) if sig.ref is not None else None
+            yield st, x, ref
+
     def predict_signal(self, sig: Signal, channels: Sequence[str] | None = None,
                        progress: Callable[[int, int], None] | None = None, ref_hz: Any = None) -> FileResult:
         """Score one opened recording (see :func:`open_signal`); ``ref_hz``: see :meth:`reference`."""
@@ -809,24 +826,18 @@ class Predictor:
         if n < self.length:
             raise DiagError(f"{sig.path}: {n} samples at {sig.fs:g} Hz ({n / sig.fs:.3g} s) is shorter than one "
                             f"{self.length}-sample window ({self.length / self.fs:.3g} s); record longer")
-        from diag.transforms import window_reference_hz
         from diag.windows import window_starts
 
         starts = window_starts(0, n, self.length, self.hop)
         probs, scores = [], []
-        offs = np.arange(self.length)
-        for i in range(0, len(starts), self.batch_size):
-            st = starts[i : i + self.batch_size]
-            a, b = int(st[0]), int(st[-1]) + self.length
-            chunk = np.asarray(sig.read(a, b))[idx]
-            _check_finite(chunk, sig.path, a)
-            x = chunk[:, (st - a)[:, None] + offs].transpose(1, 0, 2).astype(np.float32)
-            ref = window_reference_hz(sig.ref, st, self.length, n) if sig.ref is not None else None
+        done = 0
+        for st, x, ref in self.window_batches(sig, idx, starts):
             p, s = self.score_windows(x, ref)
             probs.append(p)
             scores.append(s)
+            done += len(st)
             if progress is not None:
-                progress(min(i + self.batch_size, len(starts)), len(starts))
+                progress(done, len(starts))
         P, S = np.concatenate(probs), np.concatenate(scores)
         U = (S > self.unknown.threshold) if self.unknown is not None else np.zeros(len(S), bool)
         ws = WindowScores(starts, P, S, U)

@@ -34,22 +34,20 @@ def held_out_outputs(pred: Predictor, kind: str, cls: str, seed: int, options: d
     """(features, logits, recording index per window) of freshly simulated recordings of ``cls``."""
     from diag.sources import get_reader
 
-    from diag.transforms import reference_hz, window_reference_hz
+    from diag.transforms import reference_hz
 
     feats, logits, rec = [], [], []
     for i, r in enumerate(get_reader(kind)(None, classes=[cls], seed=seed, **options)):
         pair = reference_hz(r.meta, pred.tcfg)[0] if pred.needs_ref else None  # order images: the simulated rate
         sig, idx = pred.prepare_signal(Signal.from_array(r.signal, r.fs, name=f"{cls}-{i}"),
                                        ref_hz=list(pair) if pair else None)
-        st = window_starts(0, sig.n_samples, pred.length, pred.hop)
-        x = np.asarray(sig.read(0, sig.n_samples))[idx]
-        x = x[:, st[:, None] + np.arange(pred.length)].transpose(1, 0, 2).astype(np.float32)
-        ref = window_reference_hz(sig.ref, st, pred.length, sig.n_samples) if pred.needs_ref else None
-        with torch.inference_mode():
-            f, lg = forward_parts(pred.net, torch.from_numpy(pred.images(x, ref)), features=features)
-        feats.append(f.numpy())
-        logits.append(lg.numpy())
-        rec.append(np.full(len(st), i))
+        # the windows and images of diag predict (Predictor.window_batches), with the features the study needs
+        for st, x, ref in pred.window_batches(sig, idx, window_starts(0, sig.n_samples, pred.length, pred.hop)):
+            with torch.inference_mode():
+                f, lg = forward_parts(pred.net, torch.from_numpy(pred.images(x, ref)), features=features)
+            feats.append(f.numpy())
+            logits.append(lg.numpy())
+            rec.append(np.full(len(st), i))
     return np.concatenate(feats), np.concatenate(logits), np.concatenate(rec)
 
 
