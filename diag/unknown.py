@@ -197,6 +197,15 @@ def row_profile(x: Any) -> Any:
     return x.float().mean(3).flatten(1)
 
 
+def image_row_profiles(images: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """:func:`row_profile` of prepared images (float16 memmap ok), a batch at a time, without the network."""
+    import torch
+
+    out = [row_profile(torch.from_numpy(np.asarray(images[i : i + batch], dtype=np.float32))).numpy()
+           for i in range(0, len(images), batch)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
 def forward_parts(net: Any, x: Any, features: str = "pooled") -> tuple[Any, Any]:
     """(features, logits ``[B, K]``) of a timm classifier in one pass. ``features``: ``pooled`` -- the
     pooled pre-classifier features ``[B, D]``; ``layers`` -- :func:`stage_statistics` of every stage
@@ -415,7 +424,10 @@ def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = 
     va_f, va_l = dataset_outputs(net, ds.images("val"), device, features=feat)
     stats: dict[str, Any] = {}
     if method in FITTED:  # fitted on the training split's features
-        tr_f, _ = dataset_outputs(net, ds.images("train"), device, features=feat)
+        if feat == "rows":  # input space: the training split needs no forward pass
+            tr_f = image_row_profiles(ds.images("train"))
+        else:
+            tr_f, _ = dataset_outputs(net, ds.images("train"), device, features=feat)
         sizes = layer_sizes(net, tuple(ds.image_shape)) if feat == "layers" else None
         stats = fit_stats(method, tr_f, ds.labels("train"), len(classes), sizes=sizes, val_feats=va_f, val_logits=va_l)
     import torch

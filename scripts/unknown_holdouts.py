@@ -19,14 +19,7 @@ import numpy as np
 import torch
 
 from diag.dataset import PreparedDataset
-from diag.unknown import auroc, bounded_threshold, features_of, fit_stats, row_profile, scores_from
-
-
-def profiles(images: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """:func:`diag.unknown.row_profile` of (float16, memory-mapped) images, a batch at a time."""
-    out = [row_profile(torch.from_numpy(np.asarray(images[i : i + batch], dtype=np.float32))).numpy()
-           for i in range(0, len(images), batch)]
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+from diag.unknown import auroc, bounded_threshold, features_of, fit_stats, image_row_profiles, scores_from
 
 
 def main() -> None:
@@ -38,7 +31,7 @@ def main() -> None:
     if features_of(a.method) != "rows":
         raise SystemExit(f"--method {a.method}: reads the network's features; use scripts/unknown_study.py")
     ds = PreparedDataset(a.prepared)
-    P = {s: profiles(ds.images(s)) for s in ("train", "val", "test")}
+    P = {s: image_row_profiles(ds.images(s)) for s in ("train", "val", "test")}
     Y = {s: ds.labels(s) for s in P}
     kind = ds.manifest["transform"].get("kind")
     print(f"{a.prepared}: {kind} images, classes {ds.classes}; score {a.method}, {100 * a.far:g} % bound")
