@@ -227,6 +227,52 @@ def compare_starts(rows: list[dict[str, Any]], confidence: float = CONFIDENCE) -
     return out
 
 
+def setting_name(freeze: str, warmup: float, base: tuple[str, float]) -> tuple[str, str]:
+    """How an ablation setting differs from the main one, and the main one's values of the same parts:
+    e.g. ``("warmup 0", "warmup 0.1")`` or ``("freeze stages:1", "freeze none")``."""
+    said, against = [], []
+    if freeze != base[0]:
+        said.append(f"freeze {freeze}")
+        against.append(f"freeze {base[0]}")
+    if warmup != base[1]:
+        said.append(f"warmup {warmup_name(warmup)}")
+        against.append(f"warmup {warmup_name(base[1])}")
+    return ", ".join(said), ", ".join(against)
+
+
+def compare_settings(rows: list[dict[str, Any]], confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
+    """The warmup and freeze ablations against the main setting (:func:`main_setting`), start by start:
+    for every start, budget and other (freeze, warmup), the paired per-seed difference of test macro-F1
+    (ablation minus main; same start, budget and seed, so the same labelled subset) with its interval."""
+    base = main_setting(rows)
+    scores: dict[tuple[str, int, str, float], dict[int, float]] = {}
+    for r in rows:
+        if r["test_macro_f1"] is not None:
+            scores.setdefault((r["init"], *cell_of(r)), {})[r["seed"]] = float(r["test_macro_f1"])
+    out = []
+    for (init, budget, freeze, warmup), seeds in sorted(
+            scores.items(), key=lambda kv: (_budget_key(kv[0][1]), _init_key(kv[0][0]), kv[0][2] != "none",
+                                            kv[0][2], -kv[0][3])):
+        main = scores.get((init, budget, *base))
+        if (freeze, warmup) == base or main is None:
+            continue
+        res = paired_difference(seeds, main, confidence)
+        out.append({"init": init, "labels_per_class": budget, "budget": budget_name(budget), "freeze": freeze,
+                    "warmup": warmup, **dict(zip(("setting", "against"), setting_name(freeze, warmup, base))),
+                    **res})
+    return out
+
+
+def ablation_sentences(settings: list[dict[str, Any]]) -> list[str]:
+    """One sentence per ablation setting and budget, from the verdicts of :func:`compare_settings`."""
+    out = []
+    for key in dict.fromkeys((s["labels_per_class"], s["setting"], s["against"]) for s in settings):
+        same = [s for s in settings if (s["labels_per_class"], s["setting"], s["against"]) == key]
+        said = "; ".join(f"{INIT_LABEL.get(s['init'], s['init'])}: {s['verdict']}" for s in same)
+        out.append(f"{key[1][0].upper() + key[1][1:]} instead of {key[2]} ({budget_words(key[0])}): {said}.")
+    return out
+
+
 def main_setting(rows: list[dict[str, Any]]) -> tuple[str, float]:
     """The (freeze, warmup) of the main matrix: the one with the most runs (ablations sit at one budget)."""
     counts: dict[tuple[str, float], int] = {}
@@ -259,6 +305,7 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
             else:
                 where = [budget_words(s["labels_per_class"]) for s in against if s["verdict"].startswith("better")]
                 parts.append(f"{INIT_LABEL[start]} helped measurably with {', '.join(where)}.")
+    parts += ablation_sentences(compare_settings(rows))
     parts.append(training_budget(rows))
     spread = [s for s in summarise(rows) if s["seeds"] > 1 and (s["freeze"], s["warmup"]) == (freeze, warmup)]
     if spread:
@@ -624,6 +671,19 @@ def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
         doc.p(f"Only one freeze mode was run ({freeze}); run `diag compare --freeze none,stages:1,backbone` for "
               "this ablation.")
 
+    settings = compare_settings(rows)
+    doc.h(2, "Warmup and freeze against the main setting (paired over seeds)")
+    if settings:
+        doc.p("Change of test macro-F1 when one start is trained with another warmup or freeze mode than the main "
+              f"setting, paired by seed (same start, labelled subset and seed); {int(CONFIDENCE * 100)} % Student-t "
+              "interval over seeds. The verdict is computed from the interval.")
+        doc.table(["start", "labels/class", "setting", "against", "seeds", "mean change", "95 % interval", "verdict"],
+                  [[s["init"], s["budget"], s["setting"], s["against"], str(s["n"]), _f(s["mean"]),
+                    "—" if math.isnan(s["low"]) else f"[{s['low']:.3f}, {s['high']:.3f}]", s["verdict"]]
+                   for s in settings], cls="settings")
+    else:
+        doc.p("No ablation: every run used the main setting.")
+
     doc.h(2, "Confusion matrices (test split)")
     top = max((r["labels_per_class"] for r in rows), key=_budget_key)
     for init in _starts(rows):
@@ -668,7 +728,8 @@ def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
     atomic_write_text(root / "answer.txt", answer + "\n")
     if not quiet:
         _print(root, summary, answer, skipped)
-    return {"runs": rows, "summary": summary, "stats": stats, "answer": answer, "skipped": skipped,
+    return {"runs": rows, "summary": summary, "stats": stats, "settings": settings, "answer": answer,
+            "skipped": skipped,
             "html": root / "report.html", "md": root / "report.md"}
 
 

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from diag.errors import DiagError
-from diag.report import answer_paragraph, compare_starts, paired_difference, verdict, write_report
+from diag.report import answer_paragraph, compare_settings, compare_starts, paired_difference, verdict, write_report
 from helpers import make_toy_dataset
 
 CLASSES = ["class0", "class1", "class2"]
@@ -99,6 +99,37 @@ def test_compare_starts_pairs_by_cell_and_the_answer_follows_the_verdicts(tmp_pa
     assert "With all labels: ImageNet vs scratch: better by 0.190 (interval excludes 0)" in text
     assert "SSL vs scratch: no measurable difference" in text
     assert "SSL did not help here" in text and "ImageNet helped measurably with all labels" in text
+
+
+def test_ablations_are_paired_with_the_main_setting_of_the_same_start(tmp_path):
+    # main setting (most runs): fine-tune everything, warmup 0.1, at two budgets; ablations at 20/class
+    main = {"imagenet": [0.90, 0.85, 0.88], "scratch": [0.70, 0.60, 0.65]}
+    for init, vals in main.items():
+        for s, v in enumerate(vals):
+            fake_run(tmp_path, f"{init}-20-s{s}", init, s, v, budget=20)
+            fake_run(tmp_path, f"{init}-all-s{s}", init, s, v + 0.05)
+            # the linear probe: clearly worse for both starts (a known difference)
+            fake_run(tmp_path, f"{init}-20-bb-s{s}", init, s, v - [0.40, 0.42, 0.41][s], budget=20, freeze="backbone")
+            # warmup off: +0.03, -0.04, +0.01 -- no measurable change
+            fake_run(tmp_path, f"{init}-20-w0-s{s}", init, s, v + [0.03, -0.04, 0.01][s], budget=20, warmup=0.0)
+    fake_run(tmp_path, "scratch-5-bb-s0", "scratch", 0, 0.2, budget=5, freeze="backbone")  # no main run at 5: skipped
+    from diag.report import collect_runs
+
+    rows = collect_runs(tmp_path)
+    st = {(s["init"], s["setting"]): s for s in compare_settings(rows)}
+    assert set(st) == {(i, x) for i in main for x in ("freeze backbone", "warmup 0")}
+    probe = st[("imagenet", "freeze backbone")]
+    d = -np.array([0.40, 0.42, 0.41])
+    half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert probe["against"] == "freeze none" and probe["budget"] == "20pc" and probe["n"] == 3
+    assert probe["mean"] == pytest.approx(d.mean()) and probe["low"] == pytest.approx(d.mean() - half)
+    assert probe["verdict"] == "worse by 0.410 (interval excludes 0)"
+    assert st[("scratch", "warmup 0")]["against"] == "warmup 0.1"
+    assert st[("scratch", "warmup 0")]["verdict"] == "no measurable difference"
+    text = answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
+    assert ("Freeze backbone instead of freeze none (20 labels per class): ImageNet: worse by 0.410 (interval "
+            "excludes 0); scratch: worse by 0.410 (interval excludes 0).") in text
+    assert "Warmup 0 instead of warmup 0.1 (20 labels per class): ImageNet: no measurable difference" in text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -194,6 +225,10 @@ def test_report_html_parses_images_decode_and_numbers_equal_the_runs(tmp_path):
     assert counts["rows"][1] == ["class0", "4", "2", "2"]
     # freeze modes and the commands are there; the markdown twin holds the same answer and images
     assert any(t["class"] == "freeze" for t in p.tables)
+    # the ablations against the main setting, start by start: the numbers recomputed from the runs
+    ab = next(t for t in p.tables if t["class"] == "settings")
+    row = next(r for r in ab["rows"][1:] if r[:3] == ["imagenet", "all", "freeze backbone"])
+    assert row[3] == "freeze none" and row[5] == f"{-0.2:.3f}" and row[7] == "worse by 0.200 (interval excludes 0)"
     assert "diag compare --data X --out Y" in page
     md = (root / "report.md").read_text()
     assert res["answer"] in md and md.count("data:image/png;base64,") == len(p.imgs)
