@@ -132,6 +132,29 @@ def test_ablations_are_paired_with_the_main_setting_of_the_same_start(tmp_path):
     assert "Warmup 0 instead of warmup 0.1 (20 labels per class): ImageNet: no measurable difference" in text
 
 
+def test_the_cross_study_answer_table_reads_the_main_setting_of_each_folder(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "answer_table", Path(__file__).resolve().parents[1] / "scripts" / "answer_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for s in range(3):
+        fake_run(tmp_path / "a", f"imagenet-s{s}", "imagenet", s, [0.95, 0.93, 0.96][s])
+        fake_run(tmp_path / "a", f"scratch-s{s}", "scratch", s, [0.74, 0.77, 0.76][s])
+        fake_run(tmp_path / "a", f"scratch-bb-s{s}", "scratch", s, 0.1, freeze="backbone")  # an ablation: left out
+    fake_run(tmp_path / "b", "ssl-5-s0", "ssl", 0, 0.5, budget=5)
+    out = mod.table([("study A", str(tmp_path / "a")), ("study B", str(tmp_path / "b"))]).splitlines()
+    assert len(out) == 4
+    d = np.array([0.21, 0.16, 0.20])
+    half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert out[2] == (f"| study A | all | 3 | 0.947 ± 0.015 | — | 0.757 ± 0.015 | "
+                      f"**+0.190 [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]** | — |")
+    assert out[3] == "| study B | 5pc | 1 | — | 0.500 | — | — | — |"
+    assert mod.main(["no-equals-sign"]) == 2
+
+
 # ------------------------------------------------------------------------------------------------
 # The report
 
