@@ -5,12 +5,14 @@
 #   converter  inverter simulator, all 22 classes, split by condition (50 Hz never trained on);
 #              3 starts x labels 5/20/all x 3 seeds, plus warmup-off and freeze ablations at 20/class
 #   bearings   simulated bearings (configs/bearing_sim.toml), the same matrix
+#   bearings-envorder  the same bearings on envelope-order images (--transform envorder), the same matrix
 #   cwru       CWRU 12 kHz drive end (../shared/data/cwru12k): the fault-size split (unseen 0.014"
 #              bearings, 4 type classes) and the condition split (3 HP never trained on), 3 starts x 3 seeds
-# Each study writes OUT/<study>/compare/report.html (+ report.md, answer.txt) and prints its answer.
+# Each study writes OUT/<study>/compare/report.html (+ report.md, answer.txt) and prints its answer;
+# the end prints the answer across the studies run as one table (scripts/answer_table.py).
 # Resumable: re-running reuses prepared data, finished pretraining and finished runs, and resumes
 # an interrupted run. GPU-aware: --device auto everywhere (CUDA when present, else CPU).
-# Usage: bash scripts/study.sh [converter] [bearings] [cwru]      (default: all three)
+# Usage: bash scripts/study.sh [converter] [bearings] [bearings-envorder] [cwru]      (default: all)
 #        OUT=runs/study SEEDS=0,1,2 BUDGETS=5,20,all EPOCHS=30 PRETRAIN_EPOCHS=50 bash scripts/study.sh
 #        ABLATE=0: no warmup / freeze ablations (the starts x budgets matrix only)
 # Normalisation: the converter study uses the config's (configs/inverter_sim.toml); when this diag
@@ -36,7 +38,8 @@ CWRU_SPLITS=${CWRU_SPLITS:-fault-size condition}   # which CWRU studies to run
 # SIM_DATA="--set source.recordings_per_class=4 --set source.duration=1.5 --set windows.hop=1024"
 read -r -a SIM_DATA <<< "${SIM_DATA:-}"
 STUDIES=("$@")
-[ ${#STUDIES[@]} -eq 0 ] && STUDIES=(converter bearings cwru)
+[ ${#STUDIES[@]} -eq 0 ] && STUDIES=(converter bearings bearings-envorder cwru)
+DONE=()   # name=compare-folder of every study run, for the table at the end
 DIAG=($PY -m diag)
 TRAIN_SET=(--set "train.model=\"$MODEL\"" --set "train.epochs=$EPOCHS" --set 'train.device="auto"')
 if $PY -c "from diag.train import TrainConfig; TrainConfig.min_steps" 2>/dev/null; then
@@ -83,6 +86,7 @@ study() {  # study NAME CONFIG MATRIX(full|starts) [prepare options...]
   echo "-- answer ($name):"
   cat "$d/compare/answer.txt"
   echo "-- report: $d/compare/report.html"
+  DONE+=("$name=$d/compare")
 }
 
 joint_known() { $PY -c "from diag.config import NORMALIZATIONS; import sys; sys.exit(0 if 'rms-joint' in NORMALIZATIONS else 1)"; }
@@ -106,6 +110,9 @@ for s in "${STUDIES[@]}"; do
     bearings)
       study bearings configs/bearing_sim.toml full "${SIM_DATA[@]}"
       ;;
+    bearings-envorder)
+      study bearings-envorder configs/bearing_sim.toml full "${SIM_DATA[@]}" --transform envorder
+      ;;
     cwru)
       if [ ! -d "$CWRU" ]; then echo "cwru: $CWRU not found; skipped"; continue; fi
       if [[ " $CWRU_SPLITS " == *" fault-size "* ]]; then
@@ -116,6 +123,10 @@ for s in "${STUDIES[@]}"; do
         study cwru-condition configs/cwru.toml starts --data "$CWRU" --split condition --set 'split.test_conditions=["3HP"]'
       fi
       ;;
-    *) echo "unknown study '$s' (converter | bearings | cwru)"; exit 2 ;;
+    *) echo "unknown study '$s' (converter | bearings | bearings-envorder | cwru)"; exit 2 ;;
   esac
 done
+if [ ${#DONE[@]} -gt 0 ]; then
+  echo "-- the answer across the studies (test macro-F1, main setting; paired differences with 95 % t intervals):"
+  $PY scripts/answer_table.py "${DONE[@]}"
+fi
