@@ -9,7 +9,8 @@ prepared dataset; old ``<init>-<budget>-s<seed>`` folders too: everything is rea
   per side), **the answer** (a paragraph generated from the verdicts below), the main table (mean ±
   std over seeds of the validation and *test* scores), the paired comparisons of starts, the
   label-efficiency plot, warmup vs none (learning-rate schedule and validation curves), freeze
-  modes, a confusion matrix per start, example images of each class, and the exact commands, the
+  modes, each warmup / freeze ablation paired with the main setting of the same start, a confusion
+  matrix per start, example images of each class, and the exact commands, the
   training config and package versions.
 * ``answer.txt``: the answer paragraph alone (what ``scripts/demo.sh`` prints).
 * ``runs.csv`` (one row per run), ``summary.csv`` / ``summary.md`` (the main table) and
@@ -20,7 +21,9 @@ per-seed difference of test macro-F1 (seed ``s`` of one start against seed ``s``
 its mean and a 95 % Student-t interval over seeds (``scipy.stats.t``, ``n - 1`` degrees of
 freedom). The verdict follows from the interval alone: above 0 -> "better by X (interval excludes
 0)", below 0 -> "worse by X (interval excludes 0)", containing 0 -> "no measurable difference"; with
-one seed there is no interval and the verdict says so. Test scores are each run's own
+one seed there is no interval and the verdict says so. The ablations get the same rule, each paired
+seed by seed with the main setting (the most-run freeze and warmup) of the same start and budget.
+Test scores are each run's own
 ``test_metrics.json`` (scored once with the checkpoint the validation split chose); nothing here
 uses a test score to choose anything.
 """
@@ -256,10 +259,10 @@ def compare_settings(rows: list[dict[str, Any]], confidence: float = CONFIDENCE)
         main = scores.get((init, budget, *base))
         if (freeze, warmup) == base or main is None:
             continue
-        res = paired_difference(seeds, main, confidence)
+        setting, against = setting_name(freeze, warmup, base)
         out.append({"init": init, "labels_per_class": budget, "budget": budget_name(budget), "freeze": freeze,
-                    "warmup": warmup, **dict(zip(("setting", "against"), setting_name(freeze, warmup, base))),
-                    **res})
+                    "warmup": warmup, "setting": setting, "against": against,
+                    **paired_difference(seeds, main, confidence)})
     return out
 
 
