@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rich.console import Console
 
 from diag.errors import DiagError
-from diag.storage import atomic_write_json, check_writable, claim_output, file_sha256, read_json, write_marker
+from diag.storage import (atomic_write_json, check_writable, claim_output, file_sha256, locked, read_json,
+                          write_marker)
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 INIT_ORDER = ("imagenet", "ssl", "scratch")
@@ -106,7 +107,7 @@ def compare(
     check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, "compare")
-    record = _record(out, data, fingerprint, base.model, command)
+    record_command(out, data, fingerprint, base.model, command)
     skipped: dict[str, str] = {}
     # seed by seed, every start within a seed: a matrix cut short leaves whole paired seeds, not one start's
     jobs = [(b, i, f, w, s) for b in budgets for f in freezes for w in warmups for s in seeds for i in inits]
@@ -147,8 +148,7 @@ def compare(
                 f"val macro-F1 {res['val']['val_macro_f1']:.3f}, test macro-F1 {t.get('macro_f1', float('nan')):.3f} "
                 f"({time.perf_counter() - t0:.0f} s)")
             advance()
-    record["skipped"] = skipped
-    atomic_write_json(out / COMPARE_RECORD, record)
+    update_record(out, lambda record: record.update(skipped=skipped))
     return {"out": out, "runs": [p[0] for p in plans if (p[0] / "test_metrics.json").is_file()], "skipped": skipped}
 
 
@@ -168,21 +168,32 @@ def _check_ssl_model(ssl_weights: str | None, model: str) -> None:
                             f"start must be the same architecture: pretrain {model} or pass --set train.model={pretrained}")
 
 
-def _record(out: Path, data: str | Path, fingerprint: str | None, model: str, command: str | None) -> dict[str, Any]:
-    """``compare.json``: the dataset, the model and every command that filled this folder."""
-    path = out / COMPARE_RECORD
-    record: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            record = {}
-    record.update({"data": str(data), "dataset_fingerprint": fingerprint, "model": model})
-    cmds = record.setdefault("commands", [])
-    if command and command not in cmds:
-        cmds.append(command)
-    atomic_write_json(path, record)
+def update_record(out: str | Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Apply ``change`` to ``OUT/compare.json`` (the dataset, the model, every command that filled the
+    folder, the starts skipped last) under a lock, re-reading it first: two comparisons filling one
+    folder side by side each keep their command."""
+    path = Path(out) / COMPARE_RECORD
+    with locked(path):
+        record: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                record = {}
+        change(record)
+        atomic_write_json(path, record)
     return record
+
+
+def record_command(out: str | Path, data: str | Path, fingerprint: str | None, model: str,
+                   command: str | None) -> dict[str, Any]:
+    """Note in ``compare.json`` the dataset, the model and the command filling the folder now."""
+    def change(record: dict[str, Any]) -> None:
+        record.update({"data": str(data), "dataset_fingerprint": fingerprint, "model": model})
+        cmds = record.setdefault("commands", [])
+        if command and command not in cmds:
+            cmds.append(command)
+    return update_record(out, change)
 
 
 class _overall_progress:

@@ -110,6 +110,26 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
+@contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock beside ``path`` (``.<name>.lock``, POSIX ``flock``) for a
+    read-modify-write of a small shared file, so that two diag processes filling one folder (two
+    ``diag compare`` runs side by side) do not lose each other's update. Where ``fcntl`` does not
+    exist (Windows) it does not lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock = Path(path).with_name(f".{Path(path).name}.lock")
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def read_json(path: str | Path, what: str = "file", fix: str = "") -> Any:
     """A JSON file, or a one-line :class:`DiagError` naming it when it is missing or not valid JSON."""
     path = Path(path)

@@ -197,3 +197,28 @@ def test_small_label_budgets_are_raised_to_the_step_budget(toy, tmp_path):
     assert "at least 3 optimiser steps" in (out / "report.html").read_text()
     with pytest.raises(DiagError, match="train.min_steps: must be >= 0"):
         compare(toy, out, inits=["scratch"], seeds=[0], overrides=["train.min_steps=-1"], quiet=True)
+
+
+def test_comparisons_filling_one_folder_side_by_side_keep_every_command(tmp_path):
+    # two `diag compare` runs into one folder: each notes its command at the start and its skipped starts at
+    # the end; the end of the first must not write back a record read before the second one started
+    from diag.compare import record_command, update_record
+
+    record_command(tmp_path, "data", "fp", "m", "diag compare A")
+    record_command(tmp_path, "data", "fp", "m", "diag compare B")
+    update_record(tmp_path, lambda r: r.update(skipped={}))
+    assert json.loads((tmp_path / "compare.json").read_text())["commands"] == ["diag compare A", "diag compare B"]
+    # and many writers at once (threads hold separate lock descriptions, as processes do) lose nothing
+    import threading
+
+    def add(k):
+        for j in range(15):
+            record_command(tmp_path, "data", "fp", "m", f"cmd {k}-{j}")
+
+    threads = [threading.Thread(target=add, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cmds = json.loads((tmp_path / "compare.json").read_text())["commands"]
+    assert len(cmds) == 2 + 6 * 15 and len(set(cmds)) == len(cmds)
