@@ -284,8 +284,11 @@ def main_setting(rows: list[dict[str, Any]]) -> tuple[str, float]:
     return max(counts, key=lambda k: (counts[k], k[0] == "none", k[1]))
 
 
-def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], data: dict[str, Any]) -> str:
-    """The answer in a few sentences, generated from the verdicts of the main setting."""
+def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], data: dict[str, Any],
+                     settings: list[dict[str, Any]] | None = None) -> str:
+    """The answer in a few sentences, generated from the verdicts of the main setting (``stats``,
+    :func:`compare_starts`) and of the ablations (``settings``, :func:`compare_settings`; computed
+    from ``rows`` when not given)."""
     freeze, warmup = main_setting(rows)
     models = sorted({r["model"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
@@ -308,7 +311,7 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
             else:
                 where = [budget_words(s["labels_per_class"]) for s in against if s["verdict"].startswith("better")]
                 parts.append(f"{INIT_LABEL[start]} helped measurably with {', '.join(where)}.")
-    parts += ablation_sentences(compare_settings(rows))
+    parts += ablation_sentences(compare_settings(rows) if settings is None else settings)
     parts.append(training_budget(rows))
     spread = [s for s in summarise(rows) if s["seeds"] > 1 and (s["freeze"], s["warmup"]) == (freeze, warmup)]
     if spread:
@@ -595,7 +598,8 @@ def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
     summary = summarise(rows)
     stats = compare_starts(rows)
     data = describe_data(rows)
-    answer = answer_paragraph(rows, stats, data)
+    settings = compare_settings(rows)
+    answer = answer_paragraph(rows, stats, data, settings)
 
     _write_tables(root, rows, summary, skipped)
     label_png = fig_label_efficiency(rows)
@@ -674,7 +678,6 @@ def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
         doc.p(f"Only one freeze mode was run ({freeze}); run `diag compare --freeze none,stages:1,backbone` for "
               "this ablation.")
 
-    settings = compare_settings(rows)
     doc.h(2, "Warmup and freeze against the main setting (paired over seeds)")
     if settings:
         doc.p("Change of test macro-F1 when one start is trained with another warmup or freeze mode than the main "

@@ -39,7 +39,7 @@ def table(studies: list[tuple[str, str]]) -> str:
         rows = [r for r in rows if (r["freeze"], r["warmup"]) == base]
         summary = {(s["init"], s["labels_per_class"]): s for s in summarise(rows)}
         stats = {(s["a"], s["b"], s["labels_per_class"]): s for s in compare_starts(rows)}
-        for budget in sorted({r["labels_per_class"] for r in rows}, key=lambda b: (b == 0, b)):
+        for budget in dict.fromkeys(s["labels_per_class"] for s in summary.values()):  # summarise's budget order
             cells = []
             for init in starts:
                 s = summary.get((init, budget))
