@@ -77,7 +77,7 @@ def prepare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output or summary table."),
 ) -> None:
     """Read recordings, resample, window, split without leakage, and write time-frequency images."""
-    from diag.prepare import prepare as run_prepare
+    from diag.commands.prepare import prepare as run_prepare
 
     overrides = list(set_)
     if data is not None:
@@ -169,7 +169,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Fine-tune a classifier (ConvNeXt by default) from ImageNet, SSL or scratch; select on val, score test once."""
-    from diag.train import run
+    from diag.learning.train import run
 
     budget = None if labels_per_class is None else _ints(labels_per_class, "--labels-per-class", budget=True)
     if budget is not None and len(budget) != 1:
@@ -201,8 +201,8 @@ def pretrain(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Self-supervised pretraining (SimCLR, or BYOL) on unlabelled training windows; logs a k-NN probe on val."""
-    from diag.pretrain import load_pretrain_config
-    from diag.pretrain import pretrain as run_pretrain
+    from diag.learning.pretrain import load_pretrain_config
+    from diag.learning.pretrain import pretrain as run_pretrain
 
     flags = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
     overrides = list(set_) + [f"pretrain.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
@@ -258,8 +258,8 @@ def compare(
     """Train each start (imagenet | ssl | scratch) over seeds, label budgets, freeze modes and warmup; then report."""
     import shlex
 
-    from diag.compare import compare as run_compare
-    from diag.report import write_report
+    from diag.study.compare import compare as run_compare
+    from diag.study.report import write_report
 
     freezes = [f.strip() for f in freeze.split(",") if f.strip()] if freeze else None
     res = run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
@@ -274,7 +274,7 @@ def compare(
 @friendly
 def report(runs: Path = typer.Argument(..., help="Folder holding finished diag train runs (e.g. a compare --out).")) -> None:
     """Write report.html + report.md (the answer, tables, paired statistics, figures) and runs.csv/summary.csv."""
-    from diag.report import write_report
+    from diag.study.report import write_report
 
     write_report(runs)
 
@@ -309,7 +309,7 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table, notes or progress."),
 ) -> None:
     """Score recordings with a trained run: verdict per file, confidence, top 3, time spans, and unknown."""
-    from diag.predict import run_predict
+    from diag.commands.predict import run_predict
 
     run_predict(run, paths, fs=fs, hop=hop, channels=_names(channels), json_path=json_out, csv_path=csv_out,
                 windows=windows, plot_dir=plot, device=device, force=force, quiet=quiet, key=key, variable=variable,
@@ -327,7 +327,7 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out folder's results."),
 ) -> None:
     """Score a trained model on a prepared dataset: accuracy, macro-F1, per-class recall, unknown detection."""
-    from diag.predict_eval import run_evaluate
+    from diag.commands.evaluate import run_evaluate
 
     run_evaluate(run, data, split=split, out=out, device=device, force=force)
 
@@ -341,7 +341,7 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace existing files."),
 ) -> None:
     """Export the classifier to ONNX (dynamic batch) and check it against PyTorch on the validation images."""
-    from diag.export import run_export
+    from diag.serving.export import run_export
 
     run_export(run, onnx, with_transform=with_transform, force=force)
 

@@ -6,8 +6,8 @@ A config file has one table per stage::
     [windows]     # target sampling rate, window length/hop, normalisation
     [split]       # leakage-free split method and its parameters
     [transform]   # CWT / STFT image parameters
-    [train]       # fine-tuning (read by diag.train, and by diag.compare for each run)
-    [pretrain]    # self-supervised pretraining (read by diag.pretrain)
+    [train]       # fine-tuning (read by diag.learning.train, and by diag.study.compare for each run)
+    [pretrain]    # self-supervised pretraining (read by diag.learning.pretrain)
 
 Every value is validated when loaded; an unknown key is an error (a flag that is parsed and then
 ignored is worse than no flag).
@@ -207,7 +207,7 @@ class TransformConfig:
     log1p magnitude scaling. ``norm``: per-image standardisation (``image``) or none.
 
     Order images (rows = orders of a reference rate ``r`` Hz, ``H`` equal cells from ``order_min`` to
-    ``order_max``; ``r`` is given per window, see :func:`diag.transforms.reference_hz`):
+    ``order_max``; ``r`` is given per window, see :func:`diag.signal.transforms.reference_hz`):
     ``envorder`` is the squared-envelope spectrum of band-passed signal (bearing impacts repeat at
     BPFO/BPFI/2xBSF x shaft rate whatever the resonance they ring), with ``env_mode``: ``bands``
     (default; column ``j`` = demodulation band ``j`` of ``env_bandwidth`` Hz, centres spread evenly
@@ -218,7 +218,7 @@ class TransformConfig:
     one (0 = none: then such a recording is an error). ``ref_search = [lo, hi]`` Hz instead estimates
     it, per recording that does not carry one, from the spectrum of its first seconds: the rate in
     ``[lo, hi]`` whose first harmonics stand highest above the spectrum's local median (see
-    :func:`diag.transforms.estimate_reference_hz`); keep the range within a factor of about 1.5 either
+    :func:`diag.signal.transforms.estimate_reference_hz`); keep the range within a factor of about 1.5 either
     side of the nominal speed, or a harmonic of the true rate can win.
 
     ``polarity``: split every channel into its positive and negative half-waves (``max(x, 0)``,

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from diag.config import load_prepare_config
-from diag.models import create_backbone
-from diag.scoring import Predictor, forward_parts
-from diag.transforms import make_transform
-from diag.unknown import DEFAULT_METHOD, UNKNOWN_JSON, UNKNOWN_STATS, features_of, fit_stats, layer_sizes, save_tensors
+from diag.learning.models import create_backbone
+from diag.serving.scoring import Predictor, forward_parts
+from diag.signal.transforms import make_transform
+from diag.serving.unknown import DEFAULT_METHOD, UNKNOWN_JSON, UNKNOWN_STATS, features_of, fit_stats, layer_sizes, save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def main() -> None:
             assert len(r.windows.start) == a.windows
             return time.perf_counter() - t0
 
-        from diag.windows import normalize
+        from diag.signal.windows import normalize
 
         starts = np.arange(a.windows) * pred.hop
         imgs = []

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # helpers.make_toy_dataset
 
-from diag.dataset import PreparedDataset  # noqa: E402
-from diag.models import create_backbone  # noqa: E402
-from diag.runtime import amp_dtype, autocast, pick_device  # noqa: E402
-from diag.train import TrainConfig, train  # noqa: E402
+from diag.signal.dataset import PreparedDataset  # noqa: E402
+from diag.learning.models import create_backbone  # noqa: E402
+from diag.learning.runtime import amp_dtype, autocast, pick_device  # noqa: E402
+from diag.learning.train import TrainConfig, train  # noqa: E402
 from helpers import make_toy_dataset  # noqa: E402
 
 

@@ -5,7 +5,7 @@ Every library computes the analytic-Morlet CWT of the same windows on the same s
 frequencies, same w0) and then its magnitude pooled to the same H x W image (mean power per pixel,
 square root); diag's time is its whole ``Transform`` call (CWT, pooling, dB, per-image norm).
 
-* diag: ``diag.transforms.make_transform`` (torch, banded filter bank, ``--threads`` threads).
+* diag: ``diag.signal.transforms.make_transform`` (torch, banded filter bank, ``--threads`` threads).
 * PyWavelets: ``pywt.cwt(x, scales, 'cmor2.0-C', method='fft', axis=-1)`` on the whole batch, C = w0/(2 pi).
   pywt 1.x calls ``numpy.fft`` and so runs on one thread whatever ``--threads`` says.
 * ssqueezepy: ``ssqueezepy.cwt(x, Wavelet(('morlet', {'mu': w0})), scales=...)`` on the batch
@@ -55,7 +55,7 @@ import scipy.signal  # noqa: E402
 import torch  # noqa: E402
 
 from diag.config import TransformConfig  # noqa: E402
-from diag.transforms import frequency_to_scale, make_transform, pywt_wavelet_name  # noqa: E402
+from diag.signal.transforms import frequency_to_scale, make_transform, pywt_wavelet_name  # noqa: E402
 
 
 def pool(power: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

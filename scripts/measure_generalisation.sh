@@ -56,7 +56,7 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from diag.simulate.inverter import simulate_inverter_recordings
-from diag.windows import NormalizationStats, apply_normalization, extract, window_starts
+from diag.signal.windows import NormalizationStats, apply_normalization, extract, window_starts
 
 seed, L = int(sys.argv[1]), 2048
 recs = simulate_inverter_recordings(classes="single+motor", recordings_per_class=8, duration=1.0, seed=seed)

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from diag.config import TransformConfig  # noqa: E402
 from diag.simulate.bearing import simulate_bearing  # noqa: E402
-from diag.transforms import make_transform  # noqa: E402
+from diag.signal.transforms import make_transform  # noqa: E402
 
 tf_c = make_transform(TransformConfig(kind="cwt"), 12000, 2048)
 tf_e = make_transform(TransformConfig(kind="envorder"), 12000, 2048)

@@ -5,7 +5,7 @@
 Writes ``sim_bearing.png`` and ``sim_inverter.png``. Each row is one recording of the default
 dataset (same speed / fundamental level for every class, so rows are comparable): on the left a
 few tens of milliseconds of the waveform, on the right the scalogram of one 2048-sample window made
-with ``diag.transforms`` (the CWT images the classifier sees), or a log spectrogram when that
+with ``diag.signal.transforms`` (the CWT images the classifier sees), or a log spectrogram when that
 module is not available.
 """
 
@@ -34,7 +34,7 @@ def time_frequency(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, st
     """``(image [H, W] with low frequencies in row 0, row centre frequencies in Hz, title)``."""
     try:
         from diag.config import TransformConfig
-        from diag.transforms import make_transform
+        from diag.signal.transforms import make_transform
     except ImportError:
         make_transform = None
     if make_transform is not None:
@@ -46,10 +46,10 @@ def time_frequency(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, st
             freqs = np.geomspace(freqs.min(), freqs.max(), img.shape[0])
         if not _low_frequencies_first(tf, fs, x.size, freqs):
             img = img[::-1]  # plotted with origin="lower": low frequencies at the bottom
-        return img, freqs, "CWT scalogram (diag.transforms)"
+        return img, freqs, "CWT scalogram (diag.signal.transforms)"
     f, _, S = sps.spectrogram(x, fs=fs, nperseg=256, noverlap=240)
     keep = f >= 20.0
-    return 10 * np.log10(S[keep] + 1e-12 * S.max()), f[keep], "spectrogram, dB (scipy; diag.transforms not found)"
+    return 10 * np.log10(S[keep] + 1e-12 * S.max()), f[keep], "spectrogram, dB (scipy; diag.signal.transforms not found)"
 
 
 def _low_frequencies_first(tf, fs: float, length: int, freqs: np.ndarray) -> bool:

@@ -42,7 +42,7 @@ STUDIES=("$@")
 DONE=()   # name=compare-folder of every study run, for the table at the end
 DIAG=($PY -m diag)
 TRAIN_SET=(--set "train.model=\"$MODEL\"" --set "train.epochs=$EPOCHS" --set 'train.device="auto"')
-if $PY -c "from diag.train import TrainConfig; TrainConfig.min_steps" 2>/dev/null; then
+if $PY -c "from diag.learning.train import TrainConfig; TrainConfig.min_steps" 2>/dev/null; then
   TRAIN_SET+=(--set "train.min_steps=$MIN_STEPS")
 fi
 

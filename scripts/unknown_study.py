@@ -4,11 +4,11 @@
     python scripts/unknown_study.py RUN --held-out IR --held-data PREPARED     (real recordings)
 
 RUN was trained on a prepared simulated set without the held-out class. Every method of
-diag.unknown is fitted on RUN's training split and thresholded on its validation split (1 % / 5 %
-false alarms, bounded with 90 % confidence by diag.unknown.bounded_threshold; the plain validation
+diag.serving.unknown is fitted on RUN's training split and thresholded on its validation split (1 % / 5 %
+false alarms, bounded with 90 % confidence by diag.serving.unknown.bounded_threshold; the plain validation
 quantile is printed beside it), exactly as calibrate_run does at the end of `diag train`; then scored on the
 known classes' *test* windows (the run's prepared test split) and on freshly simulated recordings of
-the held-out class (another seed), windowed and turned into images by diag.scoring's Predictor, the
+the held-out class (another seed), windowed and turned into images by diag.serving.scoring's Predictor, the
 code of `diag predict` -- or, with --held-data, on every window of the held-out class in a dataset
 prepared with the same preprocessing (e.g. the same recordings with that class included). Prints, per method, the window AUROC, the rates at the two thresholds, and a
 per-recording AUROC (mean score of each recording's windows: known test recordings vs held-out ones).
@@ -23,18 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diag.dataset import PreparedDataset
-from diag.scoring import Predictor, Signal
-from diag.unknown import (FARS, METHODS, auroc, bounded_threshold, dataset_outputs, features_of, fit_stats, forward_parts,
+from diag.signal.dataset import PreparedDataset
+from diag.serving.scoring import Predictor, Signal
+from diag.serving.unknown import (FARS, METHODS, auroc, bounded_threshold, dataset_outputs, features_of, fit_stats, forward_parts,
                           layer_sizes, scores_from)
-from diag.windows import window_starts
+from diag.signal.windows import window_starts
 
 
 def held_out_outputs(pred: Predictor, kind: str, cls: str, seed: int, options: dict, features: str):
     """(features, logits, recording index per window) of freshly simulated recordings of ``cls``."""
     from diag.sources import get_reader
 
-    from diag.transforms import reference_hz
+    from diag.signal.transforms import reference_hz
 
     feats, logits, rec = [], [], []
     for i, r in enumerate(get_reader(kind)(None, classes=[cls], seed=seed, **options)):

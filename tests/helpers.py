@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diag.dataset import DatasetWriter
+from diag.signal.dataset import DatasetWriter
 
 
 def make_toy_dataset(out: str | Path, n_train: int = 40, n_val: int = 12, n_test: int = 12, classes: int = 4,

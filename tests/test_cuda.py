@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-import diag.runtime as drt
-import diag.train as dt
-from diag.dataset import PreparedDataset
-from diag.models import load_trained
-from diag.pretrain import PretrainConfig, pretrain
-from diag.train import TrainConfig, train
+import diag.learning.runtime as drt
+import diag.learning.train as dt
+from diag.signal.dataset import PreparedDataset
+from diag.learning.models import load_trained
+from diag.learning.pretrain import PretrainConfig, pretrain
+from diag.learning.train import TrainConfig, train
 from helpers import make_toy_dataset
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -96,7 +96,7 @@ def test_in_memory_and_streamed_batches_agree_on_cuda(toy, tmp_path):
 
 
 def test_prepare_on_cuda_matches_the_cpu_images(tmp_path, monkeypatch):
-    import diag.prepare as prep
+    import diag.commands.prepare as prep
     from test_prepare import SMALL, tone_recordings  # tests/ is on sys.path (pytest rootdir-relative imports)
 
     monkeypatch.setattr(prep, "load_recordings", lambda cfg: tone_recordings())

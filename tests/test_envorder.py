@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-import diag.prepare as prep
+import diag.commands.prepare as prep
 from diag.config import TransformConfig
-from diag.dataset import PreparedDataset
+from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
 from diag.simulate.bearing import BearingGeometry, simulate_bearing
 from diag.sources.base import Recording
-from diag.transforms import make_transform, order_spectrum, reference_hz, window_reference_hz
+from diag.signal.transforms import make_transform, order_spectrum, reference_hz, window_reference_hz
 
 FS = 12000.0
 N = 2048

@@ -21,7 +21,7 @@ def run(tmp_path_factory):
 
 
 def test_export_matches_pytorch_for_any_batch_and_writes_the_preprocessing(run, tmp_path):
-    from diag.models import load_trained
+    from diag.learning.models import load_trained
 
     out = tmp_path / "m.onnx"
     res = runner.invoke(app, ["export", str(run), "--onnx", str(out)])

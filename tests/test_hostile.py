@@ -13,9 +13,9 @@ import torch
 from typer.testing import CliRunner
 
 from diag.cli import app
-from diag.pretrain import PretrainConfig
+from diag.learning.pretrain import PretrainConfig
 from diag.storage import write_marker
-from diag.train import TrainConfig
+from diag.learning.train import TrainConfig
 from helpers import make_toy_dataset
 
 
@@ -253,7 +253,7 @@ def test_a_non_checkpoint_given_as_weights_says_so(base, tmp_path, content):
 
 @pytest.fixture(scope="module")
 def trained(base, tmp_path_factory):
-    from diag.train import train
+    from diag.learning.train import train
 
     out = tmp_path_factory.mktemp("trained") / "run"
     train(base, out, TrainConfig(epochs=1, batch_size=4, device="cpu"), quiet=True)

@@ -6,9 +6,9 @@ import pytest
 import timm
 import torch
 
-import diag.models as dm
+import diag.learning.models as dm
 from diag.errors import DiagError
-from diag.models import apply_freeze, create_backbone, features, train_mode
+from diag.learning.models import apply_freeze, create_backbone, features, train_mode
 
 
 def timm_to_fair(sd: dict) -> dict:

@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from diag.simulate.inverter import simulate_inverter_recordings
-from diag.windows import NormalizationStats, apply_normalization, extract, window_starts
+from diag.signal.windows import NormalizationStats, apply_normalization, extract, window_starts
 
 L = 1024
 

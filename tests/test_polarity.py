@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from diag.config import PrepareConfig, TransformConfig
 from diag.simulate.inverter import simulate_inverter, simulate_inverter_recordings
-from diag.transforms import make_transform
-from diag.windows import apply_normalization, extract, window_starts
+from diag.signal.transforms import make_transform
+from diag.signal.windows import apply_normalization, extract, window_starts
 
 FS, L = 10000.0, 1024
 
@@ -85,7 +85,7 @@ def test_channel_order_and_old_fingerprints():
 
 
 def test_prepare_notes_channels_whose_level_changes_sign():
-    from diag.prepare import signed_levels
+    from diag.commands.prepare import signed_levels
     from diag.sources.base import Recording
 
     recs = simulate_inverter_recordings(classes=["normal", "S1", "S4"], recordings_per_class=1, duration=0.2, seed=0)

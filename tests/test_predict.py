@@ -12,10 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 import diag
-import diag.scoring as dp
+import diag.serving.scoring as dp
 from diag.cli import app
 from diag.errors import DiagError
-from diag.unknown import METHODS, calibrate_run
+from diag.serving.unknown import METHODS, calibrate_run
 from test_predict_fixtures import CLASSES, FS, recordings, tone, trained_run
 
 runner = CliRunner()
@@ -103,9 +103,9 @@ def test_another_sampling_rate_is_resampled_with_a_note(model):
 
 def test_a_file_at_another_rate_streams_through_the_resampler_as_if_resampled_whole(model, tmp_path, monkeypatch):
     """A 48 kHz file for the 8 kHz run: read in chunks (many, small ones here), each resampled with
-    overlap, scores exactly as the whole recording resampled by diag.windows.resample."""
+    overlap, scores exactly as the whole recording resampled by diag.signal.windows.resample."""
     from diag.sources.base import Recording
-    from diag.windows import resample
+    from diag.signal.windows import resample
 
     x48 = tone("high", 2.0, seed=5, fs=48000.0)
     np.save(tmp_path / "x48.npy", x48)
@@ -165,7 +165,7 @@ def test_unknown_threshold_is_calibrated_on_val_and_stored(run, model):
 def test_bounded_threshold_keeps_the_stated_false_alarm_rate():
     """Over many validation draws the true rate above the threshold exceeds far at most ~10 % of the time
     (the plain quantile: about half the time), and too few windows are said to be too few."""
-    from diag.unknown import bounded_threshold
+    from diag.serving.unknown import bounded_threshold
 
     rng = np.random.default_rng(0)
     over_bound = over_quantile = 0
@@ -367,7 +367,7 @@ def test_evaluate_matches_the_runs_test_score(run, tmp_path):
 
 
 def test_evaluate_reports_foreign_classes_and_refuses_other_preprocessing(run, tmp_path):
-    from diag.prepare import prepare
+    from diag.commands.prepare import prepare
     from diag.sources.files import write_recordings
     from test_predict_fixtures import CONFIG
 
@@ -446,10 +446,10 @@ def test_predict_rebuilds_the_prepared_images_with_band_dataset_scale_and_polari
     """The stored preprocessing is what is applied: for a run prepared with ``windows.band``, the
     training split's ``dataset`` scale and ``transform.polarity``, scoring a training recording's file rebuilds exactly the
     images ``diag prepare`` wrote for its test windows (float16 rounding aside)."""
-    from diag.dataset import PreparedDataset
-    from diag.prepare import prepare
+    from diag.signal.dataset import PreparedDataset
+    from diag.commands.prepare import prepare
     from diag.sources.files import write_recordings
-    from diag.train import TrainConfig, train
+    from diag.learning.train import TrainConfig, train
     from test_predict_fixtures import CONFIG
 
     data = tmp_path / "recordings"
@@ -501,7 +501,7 @@ def test_every_unknown_method_calibrates_and_flags_the_held_out_tone(run, tmp_pa
 
 
 def test_default_unknown_method_falls_back_to_energy_without_stage_outputs(run, tmp_path, monkeypatch):
-    import diag.unknown as du
+    import diag.serving.unknown as du
 
     r = shutil.copytree(run, tmp_path / "r")
     assert calibrate_run(r)["method"] == du.DEFAULT_METHOD == "layers"
@@ -515,7 +515,7 @@ def test_layer_sizes_leave_a_training_model_untouched():
     """Called at the end of training (model in train mode): no batch-norm update, mode restored."""
     import timm
 
-    from diag.unknown import layer_sizes
+    from diag.serving.unknown import layer_sizes
 
     net = timm.create_model("tf_efficientnet_lite0", num_classes=3, in_chans=1).train()
     before = {k: v.clone() for k, v in net.state_dict().items()}

@@ -62,7 +62,7 @@ fmin = 50.0
 
 
 def prepared(root: Path, fs: float = FS, name: str = "prepared") -> Path:
-    from diag.prepare import prepare
+    from diag.commands.prepare import prepare
     from diag.sources.files import write_recordings
 
     data = root / "recordings"
@@ -79,7 +79,7 @@ def trained_run(root: Path) -> Path:
         return _CACHE["run"]
     import torch
 
-    from diag.train import TrainConfig, train
+    from diag.learning.train import TrainConfig, train
 
     root.mkdir(parents=True, exist_ok=True)
     data = prepared(root)
@@ -137,10 +137,10 @@ def order_run(root: Path) -> tuple[Path, Path]:
         return _CACHE["order_run"], _CACHE["order_data"]
     import torch
 
-    from diag.prepare import prepare
+    from diag.commands.prepare import prepare
     from diag.sources.base import Recording
     from diag.sources.files import write_recordings
-    from diag.train import TrainConfig, train
+    from diag.learning.train import TrainConfig, train
 
     root.mkdir(parents=True, exist_ok=True)
     data = root / "recordings"

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 import diag
 from diag.cli import app
-from diag.dataset import PreparedDataset
+from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
-from diag.scoring import Signal, forward_parts
-from diag.transforms import window_reference_hz
+from diag.serving.scoring import Signal, forward_parts
+from diag.signal.transforms import window_reference_hz
 from test_predict_fixtures import FS, RPM, modulated, order_run
 
 runner = CliRunner()
@@ -183,7 +183,7 @@ def test_a_rate_far_outside_the_training_rates_gets_a_warning(orun, pred, tmp_pa
 
 
 def test_an_order_run_scores_unknown_by_its_image_rows_and_flags_an_untrained_fault_order(orun, pred, monkeypatch):
-    """envorder runs default to the ``rows`` score (diag.unknown.default_method): a recording whose
+    """envorder runs default to the ``rows`` score (diag.serving.unknown.default_method): a recording whose
     envelope beats at an order no training recording had (4.71, a ball fault's 2 x BSF) puts energy in
     an empty row and is unknown; a trained fault order at an untrained speed is not."""
     import test_predict_fixtures as fx

@@ -1,12 +1,12 @@
 """diag predict streams a file that must be resampled (issue 10): chunk by chunk through
-diag.windows.resample with overlap, equal to resampling the whole file, reading bounded chunks."""
+diag.signal.windows.resample with overlap, equal to resampling the whole file, reading bounded chunks."""
 
 import numpy as np
 import pytest
 
-import diag.scoring as dp
+import diag.serving.scoring as dp
 from diag.sources.base import Recording
-from diag.windows import rational_ratio, resample
+from diag.signal.windows import rational_ratio, resample
 
 
 def _counting(sig):

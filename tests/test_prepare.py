@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import diag.prepare as prep
+import diag.commands.prepare as prep
 from diag.cli import app
-from diag.dataset import PreparedDataset
+from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
 from diag.sources.base import Recording
 
@@ -118,7 +118,7 @@ def test_an_unrelated_existing_folder_is_never_overwritten(tmp_path, fake_source
 
 
 def test_interrupted_prepare_leaves_nothing_behind(tmp_path, fake_source, monkeypatch):
-    import diag.transforms as tr
+    import diag.signal.transforms as tr
 
     real = tr.make_transform
 
@@ -211,7 +211,7 @@ def test_manifest_records_validation_band_and_dataset_scale(tmp_path, fake_sourc
     st = m["window"]["normalization_stats"]
     assert st["groups"] == [["accel"]] and st["scale"][0] > 0
     # the stored scale is the training windows' (0HP only), not the test side's
-    from diag.windows import extract, harmonise, plan_split
+    from diag.signal.windows import extract, harmonise, plan_split
     from diag.config import load_prepare_config
 
     cfg = load_prepare_config(None, SMALL + ["split.method=condition", 'split.test_conditions=["1HP"]',
@@ -224,7 +224,7 @@ def test_manifest_records_validation_band_and_dataset_scale(tmp_path, fake_sourc
 
 def test_image_joint_keeps_the_level_difference_between_channels(tmp_path):
     from diag.config import TransformConfig
-    from diag.transforms import make_transform
+    from diag.signal.transforms import make_transform
 
     rng = np.random.default_rng(0)
     base = rng.standard_normal((2, 1, 256)).astype(np.float32)

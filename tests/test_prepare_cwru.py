@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from diag.cli import app
-from diag.dataset import PreparedDataset
+from diag.signal.dataset import PreparedDataset
 
 from helpers import shared_cwru
 

@@ -8,10 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from diag.errors import DiagError
-from diag.models import create_backbone, features
-from diag.augment import TimeFrequencyAugment
-from diag.pretrain import PretrainConfig, load_pretrain_config, neighbour_table, pretrain, sample_partners
-from diag.selfsup import (BYOL, PredictionHead, ProjectionHead, SimCLR, byol_loss, knn_predict, momentum_at,
+from diag.learning.models import create_backbone, features
+from diag.learning.augment import TimeFrequencyAugment
+from diag.learning.pretrain import PretrainConfig, load_pretrain_config, neighbour_table, pretrain, sample_partners
+from diag.learning.selfsup import (BYOL, PredictionHead, ProjectionHead, SimCLR, byol_loss, knn_predict, momentum_at,
                           nt_xent_loss)
 from helpers import make_toy_dataset
 
@@ -202,7 +202,7 @@ def test_pretrain_config_and_cli(tmp_path, hard_toy):
 
 
 def test_resumed_pretraining_reaches_the_same_weights(hard_toy, tmp_path, monkeypatch):
-    import diag.pretrain as dp
+    import diag.learning.pretrain as dp
 
     cfg = PretrainConfig(epochs=3, batch_size=32, lr=2e-3, knn_every=1, knn_k=5, seed=4, shift=0.2,
                          positives="recording", neighbours=2)

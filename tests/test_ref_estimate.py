@@ -9,12 +9,12 @@ import pytest
 
 import diag
 from diag.config import LATER_SETTINGS, PrepareConfig, TransformConfig, load_prepare_config
-from diag.dataset import PreparedDataset
+from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
-from diag.prepare import prepare
+from diag.commands.prepare import prepare
 from diag.sources.base import Recording
 from diag.sources.files import write_recordings
-from diag.transforms import REF_MIN_PROMINENCE, estimate_reference_hz, reference_hz
+from diag.signal.transforms import REF_MIN_PROMINENCE, estimate_reference_hz, reference_hz
 
 from helpers import shared_cwru
 
@@ -69,7 +69,7 @@ def test_ref_search_is_checked_and_leaves_old_fingerprints_alone():
 def test_prepare_and_predict_estimate_the_same_rate(tmp_path):
     import torch
 
-    from diag.train import TrainConfig, train
+    from diag.learning.train import TrainConfig, train
 
     rates = {"outer0": 24.0, "outer1": 29.0, "inner0": 26.5, "inner1": 33.0}
     recs = [Recording(signal=shaft_signal(hz, 3.0, seed=k), fs=FS, label=g[:-1], group=g, source=g, channels=("acc",))

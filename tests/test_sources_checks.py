@@ -195,7 +195,7 @@ def test_prepare_lists_findings_in_the_manifest_and_refuses_a_dead_sensor(tmp_pa
     from typer.testing import CliRunner
 
     from diag.cli import app
-    from diag.prepare import prepare
+    from diag.commands.prepare import prepare
 
     t = np.arange(N) / FS
     signals = {f"{k}.npy": np.sin(2 * np.pi * f * t) + 0.3 * _noise(k) for k, f in enumerate((50, 300, 60, 310))}

@@ -211,7 +211,7 @@ def test_equal_weights_give_equal_files_across_processes(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, torch; from diag.runtime import save_safetensors; "
+    code = ("import sys, torch; from diag.learning.runtime import save_safetensors; "
             "save_safetensors(sys.argv[1], {'w': torch.arange(6.0).reshape(2, 3), 'b': torch.ones(2)}, "
             "metadata={'model': 'convnext_atto', 'format': 'pt', 'seed': '0'})")
     hashes = set()

@@ -9,13 +9,13 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import diag.train as dt
-from diag.runtime import batch_plan, lr_at, param_groups, warmup_steps
+import diag.learning.train as dt
+from diag.learning.runtime import batch_plan, lr_at, param_groups, warmup_steps
 from diag.cli import app
-from diag.dataset import PreparedDataset
+from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
-from diag.models import create_backbone, load_trained
-from diag.train import TrainConfig, load_train_config, select_labeled, train
+from diag.learning.models import create_backbone, load_trained
+from diag.learning.train import TrainConfig, load_train_config, select_labeled, train
 from helpers import make_toy_dataset
 
 FAST = dict(epochs=2, batch_size=16, lr=2e-3, warmup=0.1)
@@ -226,7 +226,7 @@ def test_bad_input_gives_one_line_errors(toy, tmp_path):
         assert not (tmp_path / r).exists()  # nothing half-made is left behind
 
     # A class with no training windows.
-    from diag.dataset import DatasetWriter
+    from diag.signal.dataset import DatasetWriter
 
     holes = tmp_path / "holes"
     src = PreparedDataset(toy)
@@ -301,7 +301,7 @@ def test_torchrun_with_two_processes_matches_one_process(toy, tmp_path):
 
 def _without_validation(src_path, out):
     """The same prepared data with the validation windows moved into train (what split.val_fraction=0 gives)."""
-    from diag.dataset import DatasetWriter
+    from diag.signal.dataset import DatasetWriter
 
     src = PreparedDataset(src_path)
     sizes = {"train": len(src.labels("train")) + len(src.labels("val")), "test": len(src.labels("test"))}
@@ -329,8 +329,8 @@ def test_refit_trains_the_selected_epochs_on_every_training_window(toy, tmp_path
     assert meta["train"]["batch_size"] == 16 and meta["train"]["lr"] == 0.003  # the run's settings, then --set
     assert json.loads((tmp_path / "refit" / "test_metrics.json").read_text())["n"] == 15
     assert not (tmp_path / "refit" / "unknown.json").exists()  # nothing held out to calibrate on
-    from diag.models import load_trained
-    from diag.unknown import UnknownDetector
+    from diag.learning.models import load_trained
+    from diag.serving.unknown import UnknownDetector
 
     net, meta = load_trained(tmp_path / "refit")  # diag predict then notes "no unknown threshold", no error
     assert UnknownDetector.for_run(tmp_path / "refit", net, meta) is None

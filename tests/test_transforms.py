@@ -1,4 +1,4 @@
-"""Tests of diag.transforms: CWT / STFT correctness, the fast banded CWT, resizing, the Transform API."""
+"""Tests of diag.signal.transforms: CWT / STFT correctness, the fast banded CWT, resizing, the Transform API."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from diag.config import TransformConfig
 from diag.errors import DiagError
-from diag.transforms import (
+from diag.signal.transforms import (
     cwt,
     cwt_frequencies,
     cwt_scalogram,

@@ -6,7 +6,7 @@ import pytest
 from diag.config import SplitConfig, WindowConfig
 from diag.errors import DiagError
 from diag.sources.base import Recording
-from diag.windows import (
+from diag.signal.windows import (
     check_no_shared_samples,
     extract,
     harmonise,
@@ -233,7 +233,7 @@ def test_random_split_needs_the_explicit_flag_even_through_the_api():
 
 
 def test_band_limit_keeps_the_band_and_removes_the_rest_identically():
-    from diag.windows import band_limit
+    from diag.signal.windows import band_limit
 
     fs, n = 12000.0, 24000
     t = np.arange(n) / fs
@@ -279,7 +279,7 @@ def test_joint_normalisation_keeps_the_ratio_between_channels(method):
 
 
 def test_dataset_normalisation_uses_stored_training_statistics_per_group():
-    from diag.windows import NormalizationStats, apply_normalization
+    from diag.signal.windows import NormalizationStats, apply_normalization
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((50, 4, 128)) * np.array([2.0, 2.2, 100.0, 90.0])[:, None] + 5.0

@@ -16,7 +16,7 @@ Facts the reader respects (see ``../shared/data/README.md``):
   (:attr:`Recording.notes`): CWRU's 48 kHz ``174.mat`` (``..._IR014_0_174.mat``) holds ``X173_*``.
   A file holding another published record's variables (a renamed copy?) is refused.
 * The normal baselines 97-100 were sampled at **48 kHz**, the 12k fault files at 12 kHz. Every
-  recording is returned at its true rate; :mod:`diag.windows` resamples to the target rate later.
+  recording is returned at its true rate; :mod:`diag.signal.windows` resamples to the target rate later.
   (Reading 97 at 12 kHz would put its 147.8 Hz line at 37 Hz and hand a classifier a trivial cue.)
 * The normal files have no base-plate (``BA``) channel.
 

@@ -8,7 +8,7 @@
   :func:`momentum_at` its EMA schedule;
 * :func:`knn_predict`: the weighted k-NN classifier of the probe that shows the features improve.
 
-The views themselves are :class:`diag.augment.TimeFrequencyAugment`.
+The views themselves are :class:`diag.learning.augment.TimeFrequencyAugment`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diag.models import features
+from diag.learning.models import features
 
 
 # ------------------------------------------------------------------------------------------------

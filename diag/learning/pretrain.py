@@ -25,16 +25,16 @@ nearby windows of the same recording (``"recording"``, within ``neighbours`` hop
 recording identity, never a label).
 
 The method's parts are small and testable alone (lightly style): the views
-(:class:`diag.augment.TimeFrequencyAugment`), the heads and losses (:mod:`diag.selfsup`:
-:class:`~diag.selfsup.ProjectionHead`, :func:`~diag.selfsup.nt_xent_loss`, :func:`~diag.selfsup.byol_loss`),
-and :func:`~diag.selfsup.knn_predict` for the k-NN probe that shows the features improve: features of the labelled
+(:class:`diag.learning.augment.TimeFrequencyAugment`), the heads and losses (:mod:`diag.learning.selfsup`:
+:class:`~diag.learning.selfsup.ProjectionHead`, :func:`~diag.learning.selfsup.nt_xent_loss`, :func:`~diag.learning.selfsup.byol_loss`),
+and :func:`~diag.learning.selfsup.knn_predict` for the k-NN probe that shows the features improve: features of the labelled
 training windows are the bank, the validation windows are classified by their k nearest
 neighbours (cosine similarity), before pretraining (random initialisation, epoch 0) and every
 ``knn_every`` epochs. Pretraining itself only sees the *training* split (of ``--data`` and of every
 ``--extra`` prepared dataset), never validation or test windows.
 
 The loop shares its runtime (device, precision, schedule, step, checkpoints) with ``diag train``
-through :mod:`diag.runtime`; the probe's features come from :func:`diag.evaluate.predict_images`.
+through :mod:`diag.learning.runtime`; the probe's features come from :func:`diag.learning.evaluate.predict_images`.
 
 Output folder::
 
@@ -57,17 +57,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from diag.augment import TimeFrequencyAugment
+from diag.learning.augment import TimeFrequencyAugment
 from diag.config import changed_settings, from_dict, load_section
-from diag.dataset import PreparedDataset
+from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
-from diag.evaluate import accuracy_f1, predict_images
-from diag.models import SSL_META, SSL_WEIGHTS, check_input_size, check_model_name, create_backbone
+from diag.learning.evaluate import accuracy_f1, predict_images
+from diag.learning.models import SSL_META, SSL_WEIGHTS, check_input_size, check_model_name, create_backbone
 from diag.provenance import check_run_dir, package_versions, preprocessing_of, start_run_dir
-from diag.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint, lr_at,
+from diag.learning.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint, lr_at,
                           make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
                           save_safetensors, set_lr, set_rng_state, warmup_steps)
-from diag.selfsup import BYOL, SimCLR, knn_predict, momentum_at
+from diag.learning.selfsup import BYOL, SimCLR, knn_predict, momentum_at
 from diag.storage import atomic_write_json, read_json, write_history
 
 POSITIVES = ("window", "recording")

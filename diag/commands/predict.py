@@ -1,7 +1,7 @@
 """``diag predict RUN PATH...``: score recordings, print a table, write JSON / CSV / plots.
 
 The scoring itself (reading, the run's preprocessing, windows -> probabilities -> verdict, spans,
-unknown) is :mod:`diag.scoring`; this module is the command around it.
+unknown) is :mod:`diag.serving.scoring`; this module is the command around it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from diag.errors import DiagError
-from diag.scoring import PROGRESS_WINDOWS, VERDICT_RULE, FileResult, Predictor, expand_paths
+from diag.serving.scoring import PROGRESS_WINDOWS, VERDICT_RULE, FileResult, Predictor, expand_paths
 
 # ================================================================================================
 # Batch scoring of files, outputs
@@ -120,7 +120,7 @@ def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Pat
 
     written = []
     if plot_dir is not None:
-        from diag.predict_plot import plot_result
+        from diag.serving.plots import plot_result
         from diag.storage import write_marker
 
         plot_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +175,7 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
             raise DiagError(f"--plot {plot_dir}: already holds plots of diag predict; choose another folder or "
                             "pass --force to replace them")
     if calibrate is not None:
-        from diag.unknown import calibrate_run
+        from diag.serving.unknown import calibrate_run
 
         info = calibrate_run(run, calibrate)
         th = info["thresholds"][f"{info['far']:g}"]

@@ -46,7 +46,7 @@ def _wrapper(net: Any, features: str = "pooled") -> Any:
     (pooled features; the stage statistics for ``layers``; the input's row profile for ``rows``)."""
     import torch
 
-    from diag.unknown import forward_parts
+    from diag.serving.unknown import forward_parts
 
     class Wrapped(torch.nn.Module):
         def __init__(self, m):
@@ -64,9 +64,9 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
     """Write ``onnx_path`` (+ ``.json``, + ``.unknown.safetensors``); return the agreement check's numbers."""
     import torch
 
-    from diag.dataset import PreparedDataset
+    from diag.signal.dataset import PreparedDataset
     from diag.storage import atomic_file, atomic_write_json
-    from diag.scoring import Predictor
+    from diag.serving.scoring import Predictor
 
     onnx, ort = _need_onnx()
     onnx_path = Path(onnx_path)
@@ -122,7 +122,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
                             f"(> {TOLERANCE:g}) on {source}; not written")
         unknown = pred.unknown.describe() if pred.unknown is not None else None
         if pred.unknown is not None and pred.unknown.stats:
-            from diag.unknown import save_tensors
+            from diag.serving.unknown import save_tensors
 
             save_tensors(stats_path, pred.unknown.stats)
             unknown["stats_file"] = stats_path.name
@@ -132,9 +132,9 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
             "input": {"name": "images", "shape": ["batch", c, h, w], "dtype": "float32"},
             "outputs": {"logits": ["batch", len(pred.classes)], "features": ["batch", "D"]},
             "features": {"layers": "every stage's channel means, channel standard deviations and frequency profile, "
-                                   "concatenated (unknown method layers; diag.unknown.stage_statistics)",
+                                   "concatenated (unknown method layers; diag.serving.unknown.stage_statistics)",
                          "rows": "the input images' row profile: each channel's mean over columns, per row "
-                                 "(unknown method rows; diag.unknown.row_profile)",
+                                 "(unknown method rows; diag.serving.unknown.row_profile)",
                          "pooled": "pooled pre-classifier features"}[pred.unknown_features],
             "classes": pred.classes,
             "preprocessing": {

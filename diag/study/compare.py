@@ -1,6 +1,6 @@
 """``diag compare``: the three starts side by side, over seeds, label budgets, freeze modes and warmup.
 
-One run per (label budget, start, freeze, warmup, seed) is trained with :func:`diag.train.train` into
+One run per (label budget, start, freeze, warmup, seed) is trained with :func:`diag.learning.train.train` into
 ``OUT/<init>-<budget>-<freeze>-w<warmup>-s<seed>/`` (e.g. ``imagenet-5pc-stages1-w0.1-s0``); a
 finished run is reused, an interrupted one resumed, one that differs in any setting refused (a run
 in an older diag's ``<init>-<budget>-s<seed>`` folder with the same settings is reused too). One
@@ -71,11 +71,11 @@ def compare(
     skipped with its reason (recorded in ``compare.json``) and the other starts still run.
 
     Returns ``{"out", "runs": [run folders], "skipped": {init: reason}}``; run ``diag report OUT``
-    (:func:`diag.report.write_report`) for the tables, statistics and report.
+    (:func:`diag.study.report.write_report`) for the tables, statistics and report.
     """
-    from diag.dataset import PreparedDataset
-    from diag.models import create_backbone, parse_freeze
-    from diag.train import load_train_config, train
+    from diag.signal.dataset import PreparedDataset
+    from diag.learning.models import create_backbone, parse_freeze
+    from diag.learning.train import load_train_config, train
 
     out = Path(out)
     fingerprint = PreparedDataset(data).manifest.get("fingerprint")
@@ -154,7 +154,7 @@ def compare(
 
 def _check_ssl_model(ssl_weights: str | None, model: str) -> None:
     """The SSL start must be the compared architecture: refuse weights pretrained on another model."""
-    from diag.models import SSL_META, SSL_WEIGHTS
+    from diag.learning.models import SSL_META, SSL_WEIGHTS
 
     p = Path(ssl_weights or "")
     folder = p if p.is_dir() else p.parent

@@ -26,10 +26,10 @@ def evaluate_dataset(run: str | Path, data: str | Path, split: str = "test", dev
     """Metrics of ``run`` on ``split`` of prepared dataset ``data`` (see the module docstring)."""
     import torch
 
-    from diag.dataset import PreparedDataset
-    from diag.evaluate import classification_metrics
-    from diag.scoring import Predictor
-    from diag.unknown import dataset_outputs, scores_from
+    from diag.signal.dataset import PreparedDataset
+    from diag.learning.evaluate import classification_metrics
+    from diag.serving.scoring import Predictor
+    from diag.serving.unknown import dataset_outputs, scores_from
 
     pred = Predictor(run, device=device)
     ds = PreparedDataset(data)
@@ -78,7 +78,7 @@ def evaluate_dataset(run: str | Path, data: str | Path, split: str = "test", dev
         out["foreign"][c] = {"n": int(m.sum()), "detected_unknown": float(flagged[m].mean()),
                              "called": {k: v for k, v in called.items() if v}}
     if foreign and known.any():
-        from diag.unknown import auroc
+        from diag.serving.unknown import auroc
 
         if pred.unknown is not None:
             out["unknown_auroc"] = auroc(s[known], s[~known])
@@ -99,7 +99,7 @@ def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: st
     from rich.table import Table
 
     from diag.storage import atomic_write_json
-    from diag.evaluate import plot_confusion
+    from diag.learning.evaluate import plot_confusion
 
     from diag.storage import check_writable, claim_output, write_marker
 

@@ -20,8 +20,8 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
     from matplotlib.figure import Figure
 
     from diag.errors import DiagError
-    from diag.evaluate import save_figure
-    from diag.transforms import window_reference_hz
+    from diag.learning.evaluate import save_figure
+    from diag.signal.transforms import window_reference_hz
 
     path = Path(path)
     try:

@@ -2,13 +2,13 @@
 ``diag predict``, ``diag evaluate`` and ``diag export`` commands and :func:`diag.load_model`).
 
 A run folder (``diag train --out``) carries its own preprocessing in ``model.json``; :class:`Predictor`
-rebuilds it with the same public functions ``diag prepare`` uses -- :func:`diag.windows.resample`
-(polyphase, with a note), :func:`diag.windows.band_limit`, :func:`diag.windows.window_starts`,
-:func:`diag.windows.apply_normalization` and
-:func:`diag.transforms.make_transform` -- and checks that the rebuilt transform describes itself
+rebuilds it with the same public functions ``diag prepare`` uses -- :func:`diag.signal.windows.resample`
+(polyphase, with a note), :func:`diag.signal.windows.band_limit`, :func:`diag.signal.windows.window_starts`,
+:func:`diag.signal.windows.apply_normalization` and
+:func:`diag.signal.transforms.make_transform` -- and checks that the rebuilt transform describes itself
 exactly as the stored one did (a different diag version that changed the images is refused).
 
-Per window: class probabilities and an out-of-distribution score (see :mod:`diag.unknown`); a window
+Per window: class probabilities and an out-of-distribution score (see :mod:`diag.serving.unknown`); a window
 whose score exceeds the run's calibrated threshold is ``unknown``. Per file (:func:`file_verdict`):
 
 * **verdict rule** ``mean-probability``: if at least half of the windows are unknown the file is
@@ -30,7 +30,7 @@ Reading: files are read with the readers of :mod:`diag.sources`, except the form
 read in parts -- ``.npy`` (memory map), ``.wav`` (memory map) and large ``.csv`` (row chunks) --
 which are scored in batches of windows, so memory stays bounded by the batch whatever the file
 length. A file at another rate is resampled chunk by chunk (:func:`resample_signal`: each chunk
-through :func:`diag.windows.resample` with enough overlap that the result equals resampling the
+through :func:`diag.signal.windows.resample` with enough overlap that the result equals resampling the
 whole file). Only a run with ``windows.band`` reads every file whole: its band limit is an FFT over
 the whole recording, as at training.
 
@@ -38,8 +38,8 @@ Order images (``envorder`` / ``harmonics``) need each recording's reference rate
 electrical fundamental): given per file (``--ref-hz``, ``ref_hz=``), else from the file's metadata
 (a CWRU record's ``X<rec>RPM``, the ``meta`` column of a ``labels.csv`` listing the file, e.g. what
 ``diag simulate`` writes) else the run's ``transform.ref_hz`` -- the rule ``diag prepare`` uses
-(:func:`diag.transforms.reference_hz`), with a speed ramp spread over the windows by
-:func:`diag.transforms.window_reference_hz`.
+(:func:`diag.signal.transforms.reference_hz`), with a speed ramp spread over the windows by
+:func:`diag.signal.transforms.window_reference_hz`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ import numpy as np
 
 from diag.errors import DiagError
 from diag.sources.files import is_number
-from diag.unknown import forward_parts
+from diag.serving.unknown import forward_parts
 
 __all__ = ["Predictor", "load_model", "FileResult", "WindowScores", "Signal", "open_signal", "resample_signal",
            "expand_paths", "file_verdict", "forward_parts", "UNKNOWN", "VERDICT_RULE"]
@@ -249,7 +249,7 @@ class _CsvChunks:
 class _ResampledReader:
     """``read(a, b)`` of ``sig``'s channels ``idx`` polyphase-resampled to ``fs`` Hz, chunk by chunk.
 
-    Equal to :func:`diag.windows.resample` of the whole recording (to float32 rounding): every chunk
+    Equal to :func:`diag.signal.windows.resample` of the whole recording (to float32 rounding): every chunk
     goes through it with ``margin`` input samples of overlap on both sides -- more than the FIR's
     reach (``RESAMPLE_HALF_LEN * max(up, down) / up`` input samples) -- and starts at a multiple of
     ``down``, so its output samples fall on the whole file's output grid; the overlap's outputs are
@@ -258,7 +258,7 @@ class _ResampledReader:
     """
 
     def __init__(self, sig: Signal, idx: list[int], fs: float):
-        from diag.windows import rational_ratio
+        from diag.signal.windows import rational_ratio
 
         self.sig, self.idx, self.fs = sig, list(idx), float(fs)
         self.up, self.down = rational_ratio(sig.fs, fs)
@@ -273,7 +273,7 @@ class _ResampledReader:
     def _chunk(self, m0: int, m1: int) -> np.ndarray:
         """Output samples ``[m0, m1)`` (``m0`` a multiple of ``up``)."""
         from diag.sources.base import Recording
-        from diag.windows import resample
+        from diag.signal.windows import resample
 
         up, down, n = self.up, self.down, self.sig.n_samples
         a = max(0, m0 // up * down - self.margin)  # a multiple of down: its output grid is the file's
@@ -305,7 +305,7 @@ class _ResampledReader:
 def resample_signal(sig: Signal, fs: float, idx: Sequence[int] | None = None) -> Signal:
     """``sig`` (its channels ``idx``, default all) polyphase-resampled to ``fs`` Hz as it is read.
 
-    Equal to :func:`diag.windows.resample` of the whole recording, to float32 rounding, while reading
+    Equal to :func:`diag.signal.windows.resample` of the whole recording, to float32 rounding, while reading
     ``sig`` in chunks of about ``RESAMPLE_CHUNK`` output samples (see :class:`_ResampledReader`); reads
     must come in non-decreasing ranges, as :meth:`Predictor.predict_signal` makes them. The result keeps
     ``sig``'s notes and meta and records the original rate in ``fs_original``.
@@ -525,7 +525,7 @@ class Predictor:
     """A trained run ready to score waveforms: ``predict(signal, fs)`` and ``classes``.
 
     Built by :func:`diag.load_model` / :func:`load_model`. ``unknown`` is the run's calibrated
-    out-of-distribution threshold (:mod:`diag.unknown`), or None when the run has none and its
+    out-of-distribution threshold (:mod:`diag.serving.unknown`), or None when the run has none and its
     prepared dataset is gone (then no window is ever reported unknown, and ``notes`` says so).
     """
 
@@ -534,9 +534,9 @@ class Predictor:
         import torch
 
         from diag.config import TransformConfig, from_dict
-        from diag.models import load_trained
-        from diag.transforms import make_transform
-        from diag.unknown import UnknownDetector
+        from diag.learning.models import load_trained
+        from diag.signal.transforms import make_transform
+        from diag.serving.unknown import UnknownDetector
 
         self.run = Path(run).expanduser()
         if not self.run.is_dir():
@@ -566,7 +566,7 @@ class Predictor:
         self.needs_ref = bool(getattr(self.transform, "needs_ref", False))
         self.ref_hz: float | None = None  # order images: the shaft rate / fundamental the run's config fixes
         if self.needs_ref:
-            from diag.transforms import reference_hz
+            from diag.signal.transforms import reference_hz
 
             pair, _ = reference_hz({}, tcfg)
             self.ref_hz = pair[0] if pair else None
@@ -608,7 +608,7 @@ class Predictor:
 
         ``ref_hz``: order images only, the reference rate of each window (a number or ``[B]``, Hz);
         default the run's fixed ``transform.ref_hz``."""
-        from diag.windows import apply_normalization
+        from diag.signal.windows import apply_normalization
 
         x = apply_normalization(x, self.normalize, self.norm_stats)
         ref = self.ref_hz if ref_hz is None else ref_hz
@@ -685,14 +685,14 @@ class Predictor:
         """The reference rate of one recording for order images: ``((start_hz, end_hz), whence, notes)``.
 
         ``ref_hz`` given (a number, or ``[start, end]`` for a speed ramp) wins. Otherwise the rule of
-        ``diag prepare`` (:func:`diag.transforms.reference_hz`): the recording's meta -- what the file's
+        ``diag prepare`` (:func:`diag.signal.transforms.reference_hz`): the recording's meta -- what the file's
         reader knows (a CWRU record's ``X<rec>RPM``), else the ``meta`` of a ``labels.csv`` listing the
         file (``rpm`` / ``shaft_hz`` for envorder, ``f1`` / ``fundamental_hz`` for harmonics) -- else the
         run's ``transform.ref_hz``, or the rate estimated from the file's first seconds when the run
         sets ``transform.ref_search`` (its channels ``idx``, as read: prepare's estimate of a training
         recording). Neither: DiagError naming the file. Runs without order images: ``(None, "", notes)``.
         """
-        from diag.transforms import reference_hz
+        from diag.signal.transforms import reference_hz
 
         given = _ref_pair(ref_hz, sig.path) if ref_hz is not None else None
         if not self.needs_ref:
@@ -720,7 +720,7 @@ class Predictor:
             pair, how_used = fallback[0], "the run's transform.ref_hz"
             note = f"order axis: reference {_fmt_ref(pair)} Hz, the run's fixed transform.ref_hz"
         elif self.tcfg.ref_search:
-            from diag.transforms import REF_SECONDS
+            from diag.signal.transforms import REF_SECONDS
 
             x = np.asarray(sig.read(0, min(sig.n_samples, int(round(REF_SECONDS * sig.fs)))))
             x = x[list(idx)] if idx is not None else x
@@ -760,7 +760,7 @@ class Predictor:
         """The whole signal, polyphase-resampled to the model's rate (with a note) and band-limited as the
         training recordings were (``windows.band``: an FFT over the whole recording, so not streamed)."""
         from diag.sources.base import Recording
-        from diag.windows import band_limit, resample
+        from diag.signal.windows import band_limit, resample
 
         self._check_upsampling(sig)
         x = np.asarray(sig.read(0, sig.n_samples), dtype=np.float64)[idx]
@@ -805,7 +805,7 @@ class Predictor:
         """The windows at ``starts`` of a recording made ready by :meth:`prepare_signal`, ``batch_size`` at
         a time, read in chunks (bounded memory): ``(starts, windows [B, C, L] float32, reference rate of
         each window or None)``. NaN/Inf samples are a DiagError naming the file and the sample."""
-        from diag.transforms import window_reference_hz
+        from diag.signal.transforms import window_reference_hz
 
         offs = np.arange(self.length)
         for i in range(0, len(starts), self.batch_size):
@@ -826,7 +826,7 @@ class Predictor:
         if n < self.length:
             raise DiagError(f"{sig.path}: {n} samples at {sig.fs:g} Hz ({n / sig.fs:.3g} s) is shorter than one "
                             f"{self.length}-sample window ({self.length / self.fs:.3g} s); record longer")
-        from diag.windows import window_starts
+        from diag.signal.windows import window_starts
 
         starts = window_starts(0, n, self.length, self.hop)
         probs, scores = [], []

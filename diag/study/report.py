@@ -353,7 +353,7 @@ def describe_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
     m = json.loads(mf.read_text(encoding="utf-8"))
     counts = m.get("counts")
     if not counts:  # older manifests: count the labels
-        from diag.dataset import PreparedDataset
+        from diag.signal.dataset import PreparedDataset
 
         ds = PreparedDataset(path)
         counts = {s: {c: int((ds.labels(s) == k).sum()) for k, c in enumerate(ds.classes)} for s in ds.splits}
@@ -435,7 +435,7 @@ def fig_warmup(rows: list[dict[str, Any]], budget: int, freeze: str) -> bytes:
         styles[w] = ["-", "--", ":", "-."][k % 4]
     from matplotlib.ticker import MaxNLocator
 
-    from diag.runtime import lr_at, warmup_steps
+    from diag.learning.runtime import lr_at, warmup_steps
 
     for w, ls in styles.items():  # the schedule each run followed, step by step (recomputed from its config)
         r = next((x for x in sel if x["warmup"] == w and x["steps"]), None)
@@ -494,7 +494,7 @@ def fig_examples(dataset_path: str, classes: Sequence[str], per_class: int = 2) 
     """The first training image(s) of each class (channel 0), as the models saw them."""
     from matplotlib.figure import Figure
 
-    from diag.dataset import PreparedDataset
+    from diag.signal.dataset import PreparedDataset
 
     try:
         ds = PreparedDataset(dataset_path)

@@ -3,7 +3,7 @@
 The loop reads top to bottom (nanoGPT style): config -> data -> model -> optimizer -> epochs
 (train steps, validation, selection, checkpoint) -> the selected model scored once on test. What it
 shares with ``diag pretrain`` (device, precision, schedule, step, checkpoints) is in
-:mod:`diag.runtime`; scoring uses :func:`diag.evaluate.predict_images`.
+:mod:`diag.learning.runtime`; scoring uses :func:`diag.learning.evaluate.predict_images`.
 
 * Optimiser: AdamW, no weight decay on norms, biases and other 1-D parameters; linear warmup then
   cosine decay, set per step; label smoothing; gradient clipping.
@@ -47,20 +47,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diag.augment import TimeFrequencyAugment
+from diag.learning.augment import TimeFrequencyAugment
 from diag.config import changed_settings, from_dict, load_section
-from diag.dataset import PreparedDataset, SplitImages
+from diag.signal.dataset import PreparedDataset, SplitImages
 from diag.errors import DiagError
-from diag.evaluate import accuracy_f1, classification_metrics, plot_confusion, plot_curves, predict_images
-from diag.models import (INITS, SSL_META, SSL_WEIGHTS, build_backbone, check_input_size, check_model_name, parse_freeze,
+from diag.learning.evaluate import accuracy_f1, classification_metrics, plot_confusion, plot_curves, predict_images
+from diag.learning.models import (INITS, SSL_META, SSL_WEIGHTS, build_backbone, check_input_size, check_model_name, parse_freeze,
                          train_mode)
 from diag.provenance import check_run_dir, package_versions, preprocessing_difference, preprocessing_of, start_run_dir
-from diag.runtime import (AMP_MODES, Dist, Runtime, all_reduce_sum, batch_plan, broadcast_flag, console,
+from diag.learning.runtime import (AMP_MODES, Dist, Runtime, all_reduce_sum, batch_plan, broadcast_flag, console,
                           end_distributed, init_distributed, load_checkpoint, lr_at, make_optimizer, make_scaler,
                           optimizer_step, progress, rng_state, save_checkpoint, save_safetensors, set_lr,
                           set_rng_state, warmup_steps)
 from diag.storage import atomic_write_json, read_json, write_history
-from diag.unknown import calibrate_run
+from diag.serving.unknown import calibrate_run
 
 SELECT_BY = ("f1", "loss")
 

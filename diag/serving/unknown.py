@@ -249,7 +249,7 @@ def layer_sizes(net: Any, image_shape: tuple[int, ...]) -> list[int]:
     """Part sizes of the ``layers`` feature vector (:func:`stage_statistics` of each stage, in order)."""
     import torch
 
-    from diag.models import probing
+    from diag.learning.models import probing
 
     p = next(net.parameters())
     with probing(net), torch.inference_mode():
@@ -260,11 +260,11 @@ def layer_sizes(net: Any, image_shape: tuple[int, ...]) -> list[int]:
 def dataset_outputs(net: Any, images: np.ndarray, device: Any, batch: int = 256,
                     features: str = "pooled") -> tuple[np.ndarray, np.ndarray]:
     """(features ``[N, D]``, logits ``[N, K]``) of prepared images (float16 memmap ok), in order: the
-    batched inference of :func:`diag.evaluate.predict_images` for the pooled features, then the
+    batched inference of :func:`diag.learning.evaluate.predict_images` for the pooled features, then the
     classifier; for ``features`` ``layers`` / ``rows`` those of :func:`forward_parts`."""
     import torch
 
-    from diag.evaluate import predict_images
+    from diag.learning.evaluate import predict_images
 
     if len(images) == 0:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
@@ -363,7 +363,7 @@ class UnknownDetector:
         data = Path((meta.get("dataset") or {}).get("path") or "")
         if not data.name or not (data / "manifest.json").is_file():
             return None
-        from diag.dataset import PreparedDataset
+        from diag.signal.dataset import PreparedDataset
 
         ds = PreparedDataset(data)
         if "val" not in ds.splits or len(ds.labels("val")) == 0:  # e.g. a refit: nothing held out to calibrate on
@@ -393,8 +393,8 @@ def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = 
     ``data``: the run's prepared dataset (default: the one ``model.json`` names); its fingerprint must be
     the run's. Returns the written ``unknown.json`` content.
     """
-    from diag.dataset import PreparedDataset
-    from diag.models import load_trained
+    from diag.signal.dataset import PreparedDataset
+    from diag.learning.models import load_trained
 
     run = Path(run)
     if method is not None and method not in METHODS:

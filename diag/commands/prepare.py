@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 
 import diag
 from diag.config import SPLITS, PrepareConfig, load_prepare_config, resolve_auto_norms
-from diag.dataset import FORMAT_VERSION, MANIFEST, DatasetWriter
+from diag.signal.dataset import FORMAT_VERSION, MANIFEST, DatasetWriter
 from diag.errors import DiagError
 from diag.provenance import package_versions
-from diag.runtime import pick_device
+from diag.learning.runtime import pick_device
 from diag.storage import check_writable, claim_output, file_sha256
 from diag.sources import load_recordings
 from diag.sources.base import Recording, list_files
-from diag.windows import (
+from diag.signal.windows import (
     NormalizationStats,
     apply_normalization,
     check_no_shared_samples,
@@ -125,7 +125,7 @@ def prepare(
     quiet: bool = False,
     device: str = "cpu",
 ) -> Path:
-    """Prepare a dataset directory (see :mod:`diag.dataset` for its layout) and return its path.
+    """Prepare a dataset directory (see :mod:`diag.signal.dataset` for its layout) and return its path.
 
     An existing ``out`` made from the same config, sources and diag version is reused; anything else
     at ``out`` is only replaced with ``force=True``. The directory appears atomically: an
@@ -133,7 +133,7 @@ def prepare(
     ``cpu`` (default; bit-reproducible), ``cuda[:N]`` or ``auto`` (CUDA when present). GPU images
     agree with CPU ones to float rounding; the device is recorded in the manifest, not the fingerprint.
     """
-    from diag.transforms import make_transform, reference_hz, window_reference_hz
+    from diag.signal.transforms import make_transform, reference_hz, window_reference_hz
 
     t0 = time.perf_counter()
     dev = transform_device(device)

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from diag.dataset import SplitImages
-from diag.models import features as pooled_features
-from diag.runtime import autocast, batch_plan
+from diag.signal.dataset import SplitImages
+from diag.learning.models import features as pooled_features
+from diag.learning.runtime import autocast, batch_plan
 from diag.storage import atomic_file
 
 
@@ -28,7 +28,7 @@ def predict_images(model: nn.Module, images: SplitImages | torch.Tensor | np.nda
     """Logits ``[N, K]`` (or, with ``features=True``, pooled backbone features ``[N, D]``) of ``images``
     ``[N, C, H, W]``, in order, as float32 on ``device``.
 
-    ``images``: a :class:`~diag.dataset.SplitImages` (served on its own device) or an array/tensor
+    ``images``: a :class:`~diag.signal.dataset.SplitImages` (served on its own device) or an array/tensor
     of any float dtype on any device (moved batch by batch). ``dtype``: the autocast dtype (None =
     full precision). The model runs in eval mode; its train/eval mode is restored afterwards.
     """
