@@ -5,7 +5,7 @@ Recordings (vibration, currents, voltages) become leakage-free windows, then tim
 from self-supervised pretraining on the user's own signals, or from scratch.
 """
 
-__version__ = "0.1.0"
+from diag.version import __version__
 
 __all__ = ["__version__", "load_model"]
 
@@ -13,7 +13,7 @@ __all__ = ["__version__", "load_model"]
 def load_model(run, device: str = "cpu", hop=None):
     """A trained run (``diag train --out``) ready to score waveforms: ``predict(signal, fs)``, ``classes``.
 
-    The same code path as ``diag predict`` (see :class:`diag.serving.scoring.Predictor`)::
+    The same code path as ``diag predict`` (see :class:`diag.serving.predictor.Predictor`)::
 
         from diag import load_model
         model = load_model("runs/bearing")
@@ -21,6 +21,6 @@ def load_model(run, device: str = "cpu", hop=None):
         print(result.verdict, result.confidence, result.spans)
         result.windows.probs                       # [windows, classes], columns in model.classes order
     """
-    from diag.serving.scoring import load_model as _load
+    from diag.serving.predictor import load_model as _load
 
     return _load(run, device=device, hop=hop)

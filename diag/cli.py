@@ -169,7 +169,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Fine-tune a classifier (ConvNeXt by default) from ImageNet, SSL or scratch; select on val, score test once."""
-    from diag.learning.train import run
+    from diag.commands.train import run
 
     budget = None if labels_per_class is None else _ints(labels_per_class, "--labels-per-class", budget=True)
     if budget is not None and len(budget) != 1:

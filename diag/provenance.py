@@ -11,8 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-import diag
 from diag.errors import DiagError
+from diag.version import __version__
 from diag.storage import check_writable, claim_output, remove_output, write_marker
 
 VERSIONED_PACKAGES = ("numpy", "scipy", "PyWavelets", "scikit-learn", "torch", "timm")
@@ -21,7 +21,7 @@ PREPROCESSING_KEYS = ("config", "fingerprint", "fs", "window", "transform", "ima
 
 def package_versions() -> dict[str, str]:
     """Versions of Python, diag and the numerical packages, for manifests and checkpoints."""
-    out = {"python": platform.python_version(), "diag": diag.__version__}
+    out = {"python": platform.python_version(), "diag": __version__}
     for name in VERSIONED_PACKAGES:
         try:
             out[name] = metadata.version(name)

@@ -28,9 +28,10 @@ import torch
 
 from diag.config import load_prepare_config
 from diag.learning.models import create_backbone
-from diag.serving.scoring import Predictor, forward_parts
+from diag.learning.unknown import forward_parts
+from diag.serving.predictor import Predictor
 from diag.signal.transforms import make_transform
-from diag.serving.unknown import DEFAULT_METHOD, UNKNOWN_JSON, UNKNOWN_STATS, features_of, fit_stats, layer_sizes, save_tensors
+from diag.learning.unknown import DEFAULT_METHOD, UNKNOWN_JSON, UNKNOWN_STATS, features_of, fit_stats, layer_sizes, save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,13 +90,11 @@ def main() -> None:
             assert len(r.windows.start) == a.windows
             return time.perf_counter() - t0
 
-        from diag.signal.windows import normalize
-
         starts = np.arange(a.windows) * pred.hop
         imgs = []
         for i in range(0, a.windows, a.batch):
             w = x[starts[i : i + a.batch, None] + np.arange(pred.length)][:, None]
-            imgs.append(torch.from_numpy(pred.transform(normalize(w, pred.normalize))).to(pred.device))
+            imgs.append(torch.from_numpy(pred.pre(w)).to(pred.device))
 
         def bare() -> float:
             if pred.device.type == "cuda":

@@ -4,8 +4,8 @@
 
 PREPARED is a dataset prepared with every class on a recording split (whole recordings in validation
 and test). For each class ``c`` in turn, ``c`` plays the fault type never trained on: the score is
-fitted on the training windows of the *other* classes (diag.serving.unknown.fit_stats), its threshold set on
-their validation windows (diag.serving.unknown.bounded_threshold, as at the end of ``diag train``), and it is
+fitted on the training windows of the *other* classes (diag.learning.unknown.fit_stats), its threshold set on
+their validation windows (diag.learning.unknown.bounded_threshold, as at the end of ``diag train``), and it is
 scored on their test windows (known classes, unseen recordings) against every window of ``c`` (none of
 which the score saw). Only scores that read the input images alone (``rows``) can be measured this
 way without training one model per held-out class; their numbers do not depend on the model.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from diag.signal.dataset import PreparedDataset
-from diag.serving.unknown import auroc, bounded_threshold, features_of, fit_stats, image_row_profiles, scores_from
+from diag.learning.unknown import auroc, bounded_threshold, features_of, fit_stats, image_row_profiles, scores_from
 
 
 def main() -> None:

@@ -4,8 +4,8 @@
     python scripts/unknown_study.py RUN --held-out IR --held-data PREPARED     (real recordings)
 
 RUN was trained on a prepared simulated set without the held-out class. Every method of
-diag.serving.unknown is fitted on RUN's training split and thresholded on its validation split (1 % / 5 %
-false alarms, bounded with 90 % confidence by diag.serving.unknown.bounded_threshold; the plain validation
+diag.learning.unknown is fitted on RUN's training split and thresholded on its validation split (1 % / 5 %
+false alarms, bounded with 90 % confidence by diag.learning.unknown.bounded_threshold; the plain validation
 quantile is printed beside it), exactly as calibrate_run does at the end of `diag train`; then scored on the
 known classes' *test* windows (the run's prepared test split) and on freshly simulated recordings of
 the held-out class (another seed), windowed and turned into images by diag.serving.scoring's Predictor, the
@@ -24,27 +24,30 @@ import numpy as np
 import torch
 
 from diag.signal.dataset import PreparedDataset
-from diag.serving.scoring import Predictor, Signal
-from diag.serving.unknown import (FARS, METHODS, auroc, bounded_threshold, dataset_outputs, features_of, fit_stats, forward_parts,
+from diag.serving.predictor import Predictor
+from diag.sources.stream import Signal
+from diag.learning.unknown import (FARS, METHODS, auroc, bounded_threshold, dataset_outputs, features_of, fit_stats, forward_parts,
                           layer_sizes, scores_from)
-from diag.signal.windows import window_starts
 
 
 def held_out_outputs(pred: Predictor, kind: str, cls: str, seed: int, options: dict, features: str):
     """(features, logits, recording index per window) of freshly simulated recordings of ``cls``."""
-    from diag.sources import get_reader
+    from diag.signal.recordings import get_reader
 
     from diag.signal.transforms import reference_hz
 
     feats, logits, rec = [], [], []
+    pre = pred.pre
     for i, r in enumerate(get_reader(kind)(None, classes=[cls], seed=seed, **options)):
-        pair = reference_hz(r.meta, pred.tcfg)[0] if pred.needs_ref else None  # order images: the simulated rate
-        sig, idx = pred.prepare_signal(Signal.from_array(r.signal, r.fs, name=f"{cls}-{i}"),
-                                       ref_hz=list(pair) if pair else None)
-        # the windows and images of diag predict (Predictor.window_batches), with the features the study needs
-        for st, x, ref in pred.window_batches(sig, idx, window_starts(0, sig.n_samples, pred.length, pred.hop)):
+        pair = reference_hz(r.meta, pre.transform)[0] if pre.needs_ref else None  # order images: the simulated rate
+        sig = Signal.from_array(r.signal, r.fs, name=f"{cls}-{i}")
+        idx = pre.select_channels(sig)[0]
+        ref = pre.reference_for(sig, list(pair) if pair else None, idx)
+        ready = pre.ready(sig, idx)
+        # the windows and images of diag predict (Preprocessing.stream_images), with the features the study needs
+        for st, images in pre.stream_images(ready, pre.starts(ready.n_samples, pred.hop), ref):
             with torch.inference_mode():
-                f, lg = forward_parts(pred.net, torch.from_numpy(pred.images(x, ref)), features=features)
+                f, lg = forward_parts(pred.net, torch.from_numpy(images), features=features)
             feats.append(f.numpy())
             logits.append(lg.numpy())
             rec.append(np.full(len(st), i))
@@ -54,10 +57,9 @@ def held_out_outputs(pred: Predictor, kind: str, cls: str, seed: int, options: d
 def held_windows(pred: Predictor, data: str, cls: str) -> tuple[np.ndarray, np.ndarray]:
     """(images, recording index per window) of every window of class ``cls`` in prepared dataset ``data``."""
     from diag.errors import DiagError
-    from diag.provenance import preprocessing_difference
 
     ds = PreparedDataset(data)
-    diff = preprocessing_difference(pred.meta["preprocessing"], ds.manifest)
+    diff = pred.pre.difference(ds.preprocessing, ("run", "dataset"))
     if diff:
         raise DiagError(f"{data}: prepared with other preprocessing than the run ({diff})")
     if cls not in ds.classes or cls in pred.classes:

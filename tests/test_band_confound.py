@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from diag.config import load_prepare_config
-from diag.sources import load_recordings
+from diag.signal.recordings import load_recordings
 from diag.signal.transforms import TOP_DB
 from diag.signal.windows import extract, harmonise, normalize, window_starts
 

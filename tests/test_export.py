@@ -31,8 +31,8 @@ def test_export_matches_pytorch_for_any_batch_and_writes_the_preprocessing(run, 
     meta = json.loads((run / "model.json").read_text())
     assert info["classes"] == meta["classes"]
     assert info["preprocessing"]["fs"] == meta["preprocessing"]["fs"]
-    assert info["preprocessing"]["window"]["length"] == 512
-    assert info["preprocessing"]["transform_config"] == meta["preprocessing"]["config"]["transform"]
+    assert info["preprocessing"]["length"] == 512 and info["preprocessing"]["format"] == "diag-preprocessing/1"
+    assert info["preprocessing"]["transform"] == meta["preprocessing"]["transform"]
     assert info["check"]["max_abs_diff_logits"] <= 1e-4 and info["transform_in_graph"] is False
     assert info["unknown"]["method"] == json.loads((run / "unknown.json").read_text())["method"]
     if info["unknown"].get("stats_file"):  # feature-space methods ship their fitted statistics

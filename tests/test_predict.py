@@ -12,10 +12,15 @@ import torch
 from typer.testing import CliRunner
 
 import diag
-import diag.serving.scoring as dp
+import diag.serving.predictor as dp
+import diag.signal.stream as stream
+from diag.learning.unknown import forward_parts
+from diag.signal.preprocessing import CHECK_CHUNK
+import diag.sources.stream as sstream
+from diag.sources.stream import open_signal
 from diag.cli import app
 from diag.errors import DiagError
-from diag.serving.unknown import METHODS, calibrate_run
+from diag.learning.unknown import METHODS, calibrate_run
 from test_predict_fixtures import CLASSES, FS, recordings, tone, trained_run
 
 runner = CliRunner()
@@ -70,7 +75,7 @@ def test_api_returns_probabilities_per_window_and_classes(model):
 def test_features_and_logits_come_from_one_forward_pass(model):
     x = torch.randn(3, 1, 32, 32)
     with torch.no_grad():
-        feats, logits = dp.forward_parts(model.net, x)
+        feats, logits = forward_parts(model.net, x)
         torch.testing.assert_close(logits, model.net(x))
     assert feats.shape == (3, model.net.num_features)
 
@@ -109,7 +114,7 @@ def test_a_file_at_another_rate_streams_through_the_resampler_as_if_resampled_wh
 
     x48 = tone("high", 2.0, seed=5, fs=48000.0)
     np.save(tmp_path / "x48.npy", x48)
-    monkeypatch.setattr(dp, "RESAMPLE_CHUNK", 1000)
+    monkeypatch.setattr(stream, "RESAMPLE_CHUNK", 1000)
     sig = model.open(tmp_path / "x48.npy", fs=48000.0)
     widths = []
     read = sig.read
@@ -118,8 +123,12 @@ def test_a_file_at_another_rate_streams_through_the_resampler_as_if_resampled_wh
     whole = resample(Recording(signal=x48[None], fs=48000.0, label="?"), FS).signal
     want = model.predict(whole, fs=FS)
     np.testing.assert_allclose(r.windows.probs, want.windows.probs, atol=1e-5)
-    assert r.fs_original == 48000.0 and "resampled 48000 Hz -> 8000 Hz (polyphase) to match the model" in r.notes
-    assert len(widths) > 10 and max(widths) < 7000  # ~1000 outputs x 6 + overlap per read, never the file
+    assert r.fs_original == 48000.0 and ("resampled 48000 Hz -> 8000 Hz (polyphase) to match the model; its training "
+                                         "recordings were 8000 Hz") in r.notes
+    # the source checks read the file once, in chunks of CHECK_CHUNK samples (this file is one); then the
+    # scoring reads ~1000 outputs x 6 + overlap at a time, never the file
+    assert widths[0] == min(len(x48), CHECK_CHUNK)
+    assert len(widths) > 10 and max(widths[1:]) < 7000
     assert r.ref_hz is None and r.ref_from == "" and r.to_dict()["ref_hz"] is None  # no order axis
     assert "--ref-hz 30 Hz not used: the run's cwt images have no order axis" in model.predict(whole, FS, ref_hz=30).notes
 
@@ -129,9 +138,8 @@ def test_a_run_prepared_at_another_rate_resamples_the_file(run, tmp_path):
     other = shutil.copytree(run, tmp_path / "run4k")
     meta = json.loads((other / "model.json").read_text())
     meta["preprocessing"]["fs"] = 4000.0
-    meta["preprocessing"]["config"]["windows"]["fs"] = 4000.0
-    meta["preprocessing"]["config"]["transform"]["fmin"] = 50.0
-    meta["preprocessing"].pop("transform")  # its frequency table belongs to 8 kHz
+    meta["preprocessing"]["transform"]["fmin"] = 50.0
+    meta["preprocessing"]["images"] = {}  # its frequency table belongs to 8 kHz
     (other / "model.json").write_text(json.dumps(meta))
     (other / "unknown.json").unlink(missing_ok=True)
     p = tmp_path / "x.npy"
@@ -165,7 +173,7 @@ def test_unknown_threshold_is_calibrated_on_val_and_stored(run, model):
 def test_bounded_threshold_keeps_the_stated_false_alarm_rate():
     """Over many validation draws the true rate above the threshold exceeds far at most ~10 % of the time
     (the plain quantile: about half the time), and too few windows are said to be too few."""
-    from diag.serving.unknown import bounded_threshold
+    from diag.learning.unknown import bounded_threshold
 
     rng = np.random.default_rng(0)
     over_bound = over_quantile = 0
@@ -190,12 +198,12 @@ def test_streamed_csv_and_npy_and_wav_agree_with_the_array(model, tmp_path, monk
     scipy.io.wavfile.write(tmp_path / "a.wav", int(FS), x[1])
     with open(tmp_path / "a.csv", "w") as fh:
         fh.write("other,mic\n" + "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in x.T))
-    monkeypatch.setattr(dp, "CSV_STREAM_BYTES", 0)
-    monkeypatch.setattr(dp, "CSV_CHUNK_ROWS", 1000)  # many chunks, windows straddle them
+    monkeypatch.setattr(sstream, "CSV_STREAM_BYTES", 0)
+    monkeypatch.setattr(sstream, "CSV_CHUNK_ROWS", 1000)  # many chunks, windows straddle them
     for name, fs in (("a.npy", FS), ("a.wav", None), ("a.csv", FS)):
         r = model.predict_file(tmp_path / name, fs=fs)
         np.testing.assert_allclose(r.windows.probs, ref.windows.probs, atol=1e-4, err_msg=name)
-    sig = dp.open_signal(tmp_path / "a.csv", FS)
+    sig = open_signal(tmp_path / "a.csv", FS)
     assert sig.streamed and sig.channels == ("other", "mic") and sig.n_samples == x.shape[1]
 
 
@@ -302,7 +310,7 @@ def _bad_inputs(run, tmp):
     (wrong / "model.json").write_text(json.dumps(meta))
     stereo = shutil.copytree(run, tmp / "stereo")
     meta = json.loads((stereo / "model.json").read_text())
-    meta["preprocessing"]["window"]["channels"] = ["a", "b"]
+    meta["preprocessing"]["channels"] = ["a", "b"]
     (stereo / "model.json").write_text(json.dumps(meta))
     return {
         "missing run": ((tmp / "nope", tmp / "ok.npy", "--fs", FS), "no such run folder"),
@@ -402,14 +410,14 @@ def test_cwru_records_and_npz_keys_are_read_with_the_existing_readers(tmp_path):
     from pathlib import Path
 
     np.savez(tmp_path / "two.npz", a=np.zeros(600), b=np.ones(700))
-    assert dp.open_signal(tmp_path / "two.npz", FS, key="b").n_samples == 700
+    assert open_signal(tmp_path / "two.npz", FS, key="b").n_samples == 700
     with pytest.raises(DiagError, match="choose one with the key option"):
-        dp.open_signal(tmp_path / "two.npz", FS)
+        open_signal(tmp_path / "two.npz", FS)
     cwru = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cwru12k"
     files = sorted(cwru.rglob("*_105.mat")) if cwru.is_dir() else []
     if not files:
         pytest.skip("no ../shared/data/cwru12k")
-    sig = dp.open_signal(files[0], cwru_channels=["DE"])
+    sig = open_signal(files[0], cwru_channels=["DE"])
     assert sig.fs == 12000.0 and sig.channels == ("DE",) and sig.n_samples > 100_000
     assert 1700 < sig.meta["rpm"] < 1800  # the record's X105RPM: an envorder run's shaft rate
 
@@ -461,26 +469,28 @@ def test_predict_rebuilds_the_prepared_images_with_band_dataset_scale_and_polari
     ds_path = prepare(cfg, tmp_path / "prep", quiet=True)
     train(ds_path, tmp_path / "run", TrainConfig(epochs=1, batch_size=16, device="cpu").validate(), quiet=True)
     pred = diag.load_model(tmp_path / "run")
-    assert pred.band == [100.0, 2500.0] and pred.norm_stats  # taken from the run, not from defaults
-    assert pred.transform.cfg.polarity
+    pre = pred.pre
+    assert pre.band == [100.0, 2500.0] and pre.norm_stats  # taken from the run, not from defaults
+    assert pre.transform.polarity
 
     ds = PreparedDataset(ds_path)
     meta = ds.meta("test")
     rec0 = meta["rec"] == meta["rec"][0]
     source = str(meta["source"][rec0][0])
     path = next(p for p in data.rglob("*") if p.is_file() and p.stem == Path(source).stem)
-    sig, idx = pred.prepare_signal(pred.open(path, fs=FS))
-    assert sig.notes.count("band-limited as at training: read whole") == 1  # an .npy file would stream
     starts = meta["start"][rec0].astype(int)
-    x = np.stack([np.asarray(sig.read(s, s + pred.length))[idx] for s in starts]).astype(np.float32)
+
+    def images(pre):
+        sig = pred.open(path, fs=FS)
+        ready = pre.ready(sig, pre.select_channels(sig)[0])
+        return np.concatenate([im for _, im in pre.stream_images(ready, starts, batch=7)])
+
     want = np.asarray(ds.images("test"))[rec0].astype(np.float32)
     assert want.shape[1] == 2  # one channel -> its two half-waves
-    np.testing.assert_allclose(pred.images(x), want, atol=2e-2 * np.abs(want).max())
+    np.testing.assert_allclose(images(pre), want, atol=2e-2 * np.abs(want).max())
     # and the steps matter: without the band limit the images differ
-    pred.band = []
-    sig2, idx2 = pred.prepare_signal(pred.open(path, fs=FS))
-    x2 = np.stack([np.asarray(sig2.read(s, s + pred.length))[idx2] for s in starts]).astype(np.float32)
-    assert np.abs(pred.images(x2) - want).max() > 5e-2 * np.abs(want).max()
+    pre.band = []
+    assert np.abs(images(pre) - want).max() > 5e-2 * np.abs(want).max()
 
 
 # ``rows`` is left out: an input-space score, it calls a known tone at a slightly other pitch (each
@@ -501,7 +511,7 @@ def test_every_unknown_method_calibrates_and_flags_the_held_out_tone(run, tmp_pa
 
 
 def test_default_unknown_method_falls_back_to_energy_without_stage_outputs(run, tmp_path, monkeypatch):
-    import diag.serving.unknown as du
+    import diag.learning.unknown as du
 
     r = shutil.copytree(run, tmp_path / "r")
     assert calibrate_run(r)["method"] == du.DEFAULT_METHOD == "layers"
@@ -515,7 +525,7 @@ def test_layer_sizes_leave_a_training_model_untouched():
     """Called at the end of training (model in train mode): no batch-norm update, mode restored."""
     import timm
 
-    from diag.serving.unknown import layer_sizes
+    from diag.learning.unknown import layer_sizes
 
     net = timm.create_model("tf_efficientnet_lite0", num_classes=3, in_chans=1).train()
     before = {k: v.clone() for k, v in net.state_dict().items()}

@@ -16,8 +16,8 @@ import diag
 from diag.cli import app
 from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
-from diag.serving.scoring import Signal, forward_parts
-from diag.signal.transforms import window_reference_hz
+from diag.learning.unknown import forward_parts
+from diag.sources.stream import Signal
 from test_predict_fixtures import FS, RPM, modulated, order_run
 
 runner = CliRunner()
@@ -57,9 +57,12 @@ def _prepared(pred, data, name):
 
 def _rebuilt(pred, path, starts, ref_hz=None):
     """The predictor's images of the windows at ``starts`` of the file, with the file's reference rate."""
-    sig, idx = pred.prepare_signal(pred.open(path, fs=FS), ref_hz=ref_hz)
-    x = np.stack([np.asarray(sig.read(s, s + pred.length))[idx] for s in starts]).astype(np.float32)
-    return pred.images(x, window_reference_hz(sig.ref, starts, pred.length, sig.n_samples))
+    pre = pred.pre
+    sig = pred.open(path, fs=FS)
+    idx = pre.select_channels(sig)[0]
+    ref = pre.reference_for(sig, ref_hz, idx)
+    ready = pre.ready(sig, idx)
+    return np.concatenate([im for _, im in pre.stream_images(ready, starts, ref)])
 
 
 def _probs(pred, images):
@@ -166,7 +169,7 @@ def test_a_rate_far_outside_the_training_rates_gets_a_warning(orun, pred, tmp_pa
     meta = json.loads((run / "model.json").read_text())
     manifest = json.loads((Path(meta["dataset"]["path"]) / "manifest.json").read_text())
     lo, hi = trained_ref_range(manifest)
-    assert meta["preprocessing"]["ref_hz_range"] == [lo, hi] and 20.0 <= lo < hi <= 40.0  # rpm 1200..2400
+    assert meta["preprocessing"]["ref_range"] == [lo, hi] and 20.0 <= lo < hi <= 40.0  # rpm 1200..2400
     x = modulated("outer", 1800.0, 0.5, seed=3)
     inside = pred.predict(x, fs=FS, ref_hz=(lo + hi) / 2)
     assert not any(n.startswith("warning:") for n in inside.notes)
@@ -177,13 +180,13 @@ def test_a_rate_far_outside_the_training_rates_gets_a_warning(orun, pred, tmp_pa
     # a run trained before model.json recorded the range: its prepared dataset's, while it is there
     old = tmp_path / "old"
     shutil.copytree(run, old)
-    del meta["preprocessing"]["ref_hz_range"]
+    del meta["preprocessing"]["ref_range"]
     (old / "model.json").write_text(json.dumps(meta))
-    assert diag.load_model(old).ref_range == [lo, hi]
+    assert diag.load_model(old).pre.ref_range == [lo, hi]
 
 
 def test_an_order_run_scores_unknown_by_its_image_rows_and_flags_an_untrained_fault_order(orun, pred, monkeypatch):
-    """envorder runs default to the ``rows`` score (diag.serving.unknown.default_method): a recording whose
+    """envorder runs default to the ``rows`` score (diag.learning.unknown.default_method): a recording whose
     envelope beats at an order no training recording had (4.71, a ball fault's 2 x BSF) puts energy in
     an empty row and is unknown; a trained fault order at an untrained speed is not."""
     import test_predict_fixtures as fx

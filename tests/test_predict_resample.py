@@ -4,7 +4,8 @@ diag.signal.windows.resample with overlap, equal to resampling the whole file, r
 import numpy as np
 import pytest
 
-import diag.serving.scoring as dp
+import diag.signal.stream as dp
+from diag.sources.stream import open_signal
 from diag.sources.base import Recording
 from diag.signal.windows import rational_ratio, resample
 
@@ -37,7 +38,7 @@ def test_streamed_resampling_equals_resampling_the_whole_file(tmp_path, monkeypa
     x = np.stack([rng.normal(0, 1, n) + 3 * np.sin(2 * np.pi * 440 * t), rng.normal(0, 0.1, n) + 1.0])
     np.save(tmp_path / "x.npy", x.astype(np.float32))
     whole = resample(Recording(signal=x.astype(np.float32), fs=fs_from, label="?"), fs_to).signal
-    sig, reads = _counting(dp.open_signal(tmp_path / "x.npy", fs_from))
+    sig, reads = _counting(open_signal(tmp_path / "x.npy", fs_from))
     out = dp.resample_signal(sig, fs_to, [1, 0])
     assert out.fs == fs_to and out.fs_original == fs_from and out.n_samples == whole.shape[1]
     assert out.channels == ("ch1", "ch0") and out.streamed

@@ -118,7 +118,7 @@ def test_an_unrelated_existing_folder_is_never_overwritten(tmp_path, fake_source
 
 
 def test_interrupted_prepare_leaves_nothing_behind(tmp_path, fake_source, monkeypatch):
-    import diag.signal.transforms as tr
+    import diag.signal.preprocessing as tr
 
     real = tr.make_transform
 

@@ -103,7 +103,7 @@ CWRU = shared_cwru()
 @pytest.mark.shared_data
 @pytest.mark.skipif(CWRU is None, reason="../shared/data/cwru12k not present (set DIAG_SHARED_DATA)")
 def test_cwru_shaft_rates_are_estimated_within_a_tenth_of_a_hertz():
-    from diag.sources import load_recordings
+    from diag.signal.recordings import load_recordings
 
     cfg = load_prepare_config(ROOT / "configs/cwru.toml", [f"source.path={CWRU}", 'transform.kind="envorder"',
                                                             "transform.ref_search=[15, 45]"])

@@ -12,7 +12,7 @@ import pytest
 
 from diag.config import SourceConfig, load_prepare_config
 from diag.errors import DiagError
-from diag.sources import load_recordings
+from diag.signal.recordings import load_recordings
 from diag.sources.base import Recording
 from diag.sources.checks import check_recordings, check_signal, find_duplicates
 

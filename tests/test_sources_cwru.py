@@ -80,7 +80,7 @@ def test_all_37_real_files_load_with_right_labels_loads_and_rates(real):
 @pytest.mark.shared_data
 def test_through_the_source_config_registry():
     from diag.config import SourceConfig
-    from diag.sources import load_recordings
+    from diag.signal.recordings import load_recordings
 
     cfg = SourceConfig(kind="cwru", path=str(_shared_cwru()), options={"channels": ["DE"], "loads": [0]})
     recs = load_recordings(cfg)
@@ -185,7 +185,7 @@ def test_picks_variables_of_the_exact_record_not_the_first_de_key(tmp_path):
 def test_174_holding_record_173s_variables_is_read_with_a_note(tmp_path):
     """CWRU's 48 kHz IR 0.014" 0 HP file 174.mat holds X173_* (there is no record 173)."""
     from diag.config import SourceConfig
-    from diag.sources import load_recordings
+    from diag.signal.recordings import load_recordings
 
     rng = np.random.default_rng(0)
     f = tmp_path / "48k_Drive_End_IR014_0_174.mat"

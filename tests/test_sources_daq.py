@@ -209,7 +209,7 @@ def test_a_file_listed_twice_is_an_error_naming_both_lines(tmp_path):
 
 def test_symlinked_label_folder_is_followed_and_said(tmp_path):
     from diag.config import SourceConfig
-    from diag.sources import load_recordings
+    from diag.signal.recordings import load_recordings
 
     data, elsewhere = tmp_path / "data", tmp_path / "elsewhere" / "inner_race"
     (data / "normal").mkdir(parents=True)

@@ -70,7 +70,7 @@ def test_write_then_read_round_trip(tmp_path, fmt):
 
 def test_round_trip_through_the_source_config_registry(tmp_path):
     from diag.config import SourceConfig
-    from diag.sources import load_recordings
+    from diag.signal.recordings import load_recordings
 
     out = write_recordings(_recs(), tmp_path / "sim")
     recs = load_recordings(SourceConfig(kind="files", path=str(out), options={"classes": ["normal", "IR", "OR@6"]}))

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import diag.learning.train as dt
+from diag.commands.train import run as run_train
 from diag.learning.runtime import batch_plan, lr_at, param_groups, warmup_steps
 from diag.cli import app
 from diag.signal.dataset import PreparedDataset
@@ -171,7 +172,7 @@ def test_resume_reaches_the_same_result_as_an_uninterrupted_run(toy, tmp_path, m
     assert not (tmp_path / "cut" / "test_metrics.json").exists()
     with pytest.raises(DiagError, match="these differ: epochs"):
         train(toy, tmp_path / "cut", dataclasses.replace(cfg, epochs=4), resume=True, quiet=True)
-    dt.run(None, tmp_path / "cut", resume=True, quiet=True)  # the CLI path: saved config and data path
+    run_train(None, tmp_path / "cut", resume=True, quiet=True)  # the CLI path: saved config and data path
 
     a, b = load_file(str(tmp_path / "straight" / "model.safetensors")), load_file(str(tmp_path / "cut" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -330,18 +331,18 @@ def test_refit_trains_the_selected_epochs_on_every_training_window(toy, tmp_path
     assert json.loads((tmp_path / "refit" / "test_metrics.json").read_text())["n"] == 15
     assert not (tmp_path / "refit" / "unknown.json").exists()  # nothing held out to calibrate on
     from diag.learning.models import load_trained
-    from diag.serving.unknown import UnknownDetector
+    from diag.learning.unknown import UnknownDetector
 
     net, meta = load_trained(tmp_path / "refit")  # diag predict then notes "no unknown threshold", no error
     assert UnknownDetector.for_run(tmp_path / "refit", net, meta) is None
     # refused: data that still has validation windows; other test windows; a run without validation
     with pytest.raises(DiagError, match=r"has 18 validation windows; .*split.val_fraction=0"):
-        dt.run(toy, tmp_path / "x1", refit_from=sel, quiet=True)
+        run_train(toy, tmp_path / "x1", refit_from=sel, quiet=True)
     other = _without_validation(make_toy_dataset(tmp_path / "o", n_train=12, n_val=6, n_test=4, classes=3, size=32),
                                 tmp_path / "o-all")
     with pytest.raises(DiagError, match=r"test windows are not those of"):
-        dt.run(other, tmp_path / "x2", refit_from=sel, quiet=True)
+        run_train(other, tmp_path / "x2", refit_from=sel, quiet=True)
     with pytest.raises(DiagError, match=r"selected its epoch by 'last epoch"):
-        dt.run(data, tmp_path / "x3", refit_from=tmp_path / "refit", quiet=True)
+        run_train(data, tmp_path / "x3", refit_from=tmp_path / "refit", quiet=True)
     for x in ("x1", "x2", "x3"):
         assert not (tmp_path / x).exists()

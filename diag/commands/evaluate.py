@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from diag.errors import DiagError
-from diag.provenance import preprocessing_difference
 
 METRICS = "metrics.json"
 CONFUSION = "confusion.png"
@@ -28,17 +27,17 @@ def evaluate_dataset(run: str | Path, data: str | Path, split: str = "test", dev
 
     from diag.signal.dataset import PreparedDataset
     from diag.learning.evaluate import classification_metrics
-    from diag.serving.scoring import Predictor
-    from diag.serving.unknown import dataset_outputs, scores_from
+    from diag.serving.predictor import Predictor
+    from diag.learning.unknown import dataset_outputs, scores_from
 
     pred = Predictor(run, device=device)
     ds = PreparedDataset(data)
     if split not in ds.splits:
         raise DiagError(f"--split {split}: {data} has no such split; it has {', '.join(ds.splits)}")
-    diff = preprocessing_difference(pred.meta["preprocessing"], ds.manifest)
+    diff = pred.pre.difference(ds.preprocessing, ("run", "dataset"))
     if diff:
-        raise DiagError(f"{data}: prepared with other preprocessing than {run} ({diff}); prepare it with the "
-                        "run's config (model.json, preprocessing.config)")
+        raise DiagError(f"{data}: prepared with other preprocessing than {run} ({diff}); prepare it with the run's "
+                        "config (model.json, preprocessing)")
     classes = pred.classes
     ds_classes = ds.classes
     foreign = [c for c in ds_classes if c not in classes]
@@ -78,7 +77,7 @@ def evaluate_dataset(run: str | Path, data: str | Path, split: str = "test", dev
         out["foreign"][c] = {"n": int(m.sum()), "detected_unknown": float(flagged[m].mean()),
                              "called": {k: v for k, v in called.items() if v}}
     if foreign and known.any():
-        from diag.serving.unknown import auroc
+        from diag.learning.unknown import auroc
 
         if pred.unknown is not None:
             out["unknown_auroc"] = auroc(s[known], s[~known])

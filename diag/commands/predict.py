@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from diag.errors import DiagError
-from diag.serving.scoring import PROGRESS_WINDOWS, VERDICT_RULE, FileResult, Predictor, expand_paths
+from diag.serving.predictor import PROGRESS_WINDOWS, Predictor
+from diag.serving.verdict import UNUSABLE, VERDICT_RULE, FileResult
+from diag.sources.stream import expand_paths
 
 # ================================================================================================
 # Batch scoring of files, outputs
@@ -35,7 +37,7 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None
     files = expand_paths(paths)
     pred = Predictor(run, device=device, hop=hop, quiet=quiet)
     if rpm is not None:
-        if "harmonics" in pred.transform.kinds:
+        if "harmonics" in pred.pre.transform.parts:
             raise DiagError(f"--rpm: {pred.run} draws harmonics images, on orders of the electrical fundamental, "
                             "not of the shaft speed; pass the fundamental as --ref-hz HZ")
         ref_hz = rpm / 60.0
@@ -86,13 +88,15 @@ def results_csv(pred: Predictor, results: Sequence[FileResult], windows: bool = 
                             f"{sc:.5f}"] + [f"{v:.5f}" for v in p])
     else:
         w.writerow(["path", "verdict", "confidence", "unknown", "unknown_share", "top1", "p1", "top2", "p2", "top3",
-                    "p3", "verdict_start_s", "verdict_end_s", "n_windows", "spans", "ref_hz_start", "ref_hz_end"])
+                    "p3", "verdict_start_s", "verdict_end_s", "n_windows", "spans", "ref_hz_start", "ref_hz_end",
+                    "unusable"])
         for r in results:
             top = [x for t in r.top for x in (t["class"], f"{t['p']:.4f}")] + [""] * (6 - 2 * len(r.top))
             vs = r.verdict_span or ["", ""]
             spans = "; ".join(f"{s['label']} {s['start_s']:g}-{s['end_s']:g}s" for s in r.spans)
             w.writerow([r.path, r.verdict, f"{r.confidence:.4f}", int(r.is_unknown), f"{r.unknown_share:.4f}", *top,
-                        vs[0], vs[1], len(r.windows.start), spans, *([f"{v:g}" for v in r.ref_hz] if r.ref_hz else ["", ""])])
+                        vs[0], vs[1], len(r.windows.start), spans, *([f"{v:g}" for v in r.ref_hz] if r.ref_hz else ["", ""]),
+                        r.unusable])
     return buf.getvalue()
 
 
@@ -139,6 +143,7 @@ def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Pat
 
 
 def print_table(pred: Predictor, results: Sequence[FileResult], console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"{pred.run} ({pred.meta.get('model')}, {len(pred.classes)} classes, "
@@ -147,10 +152,12 @@ def print_table(pred: Predictor, results: Sequence[FileResult], console: Any) ->
                       ("unknown", "right"), ("windows", "right"), ("where (s)", "left")):
         t.add_column(col, justify=just)
     for r in results:
-        style = "bold yellow" if r.is_unknown else "bold"
+        style = "bold red" if r.verdict == UNUSABLE else "bold yellow" if r.is_unknown else "bold"
         where = ", ".join(f"{s['label']} {s['start_s']:.1f}-{s['end_s']:.1f}" for s in r.spans[:3])
         if len(r.spans) > 3:
             where += f", +{len(r.spans) - 3} more"
+        if r.unusable:
+            where = escape(r.unusable)
         t.add_row(Path(r.path).name, f"[{style}]{r.verdict}[/]", f"{r.confidence:.2f}",
                   " ".join(f"{x['class']} {x['p']:.2f}" for x in r.top), f"{100 * r.unknown_share:.0f} %",
                   str(len(r.windows.start)), where)
@@ -175,7 +182,7 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
             raise DiagError(f"--plot {plot_dir}: already holds plots of diag predict; choose another folder or "
                             "pass --force to replace them")
     if calibrate is not None:
-        from diag.serving.unknown import calibrate_run
+        from diag.learning.unknown import calibrate_run
 
         info = calibrate_run(run, calibrate)
         th = info["thresholds"][f"{info['far']:g}"]

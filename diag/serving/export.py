@@ -46,7 +46,7 @@ def _wrapper(net: Any, features: str = "pooled") -> Any:
     (pooled features; the stage statistics for ``layers``; the input's row profile for ``rows``)."""
     import torch
 
-    from diag.serving.unknown import forward_parts
+    from diag.learning.unknown import forward_parts
 
     class Wrapped(torch.nn.Module):
         def __init__(self, m):
@@ -66,7 +66,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
 
     from diag.signal.dataset import PreparedDataset
     from diag.storage import atomic_file, atomic_write_json
-    from diag.serving.scoring import Predictor
+    from diag.serving.predictor import Predictor
 
     onnx, ort = _need_onnx()
     onnx_path = Path(onnx_path)
@@ -80,8 +80,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         if p.exists() and not force:
             raise DiagError(f"{p}: already exists; choose another --onnx name or pass --force")
     pred = Predictor(run, device="cpu", quiet=quiet)
-    pre = pred.meta["preprocessing"]
-    c, h, w = (int(v) for v in pre["image_shape"])
+    pre = pred.pre
+    c, h, w = (int(v) for v in pre.image_shape)
     # validation images of the run's dataset, else images of a synthetic signal through the real transform
     images, source = None, ""
     data = Path((pred.meta.get("dataset") or {}).get("path") or "")
@@ -90,14 +90,14 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         if "val" in ds.splits and len(ds.labels("val")):
             images = np.asarray(ds.images("val")[:CHECK_IMAGES], dtype=np.float32)
             source = f"{len(images)} validation images of {data}"
-    if images is None and pred.needs_ref and pred.ref_hz is None:
-        raise DiagError(f"{run}: its prepared dataset is gone and its order images ({pred.transform.cfg.kind}) need a "
+    if images is None and pre.needs_ref and not pre.transform.ref_hz:
+        raise DiagError(f"{run}: its prepared dataset is gone and its order images ({pre.transform.kind}) need a "
                         "reference rate to draw the check images; export it while the dataset is there, or train with "
                         "a fixed transform.ref_hz")
     if images is None:
         rng = np.random.default_rng(0)
-        x = rng.standard_normal((64, len(pred.channels) or 1, pred.length)).astype(np.float32)
-        images = pred.images(x)
+        x = rng.standard_normal((64, len(pre.channels) or 1, pre.length)).astype(np.float32)
+        images = pre(x, pre.transform.ref_hz or None)
         source = "64 images of random noise windows (the run's prepared dataset is gone)"
     model = _wrapper(pred.net, features=pred.unknown_features)
     with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
@@ -122,7 +122,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
                             f"(> {TOLERANCE:g}) on {source}; not written")
         unknown = pred.unknown.describe() if pred.unknown is not None else None
         if pred.unknown is not None and pred.unknown.stats:
-            from diag.serving.unknown import save_tensors
+            from diag.learning.unknown import save_tensors
 
             save_tensors(stats_path, pred.unknown.stats)
             unknown["stats_file"] = stats_path.name
@@ -132,23 +132,22 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
             "input": {"name": "images", "shape": ["batch", c, h, w], "dtype": "float32"},
             "outputs": {"logits": ["batch", len(pred.classes)], "features": ["batch", "D"]},
             "features": {"layers": "every stage's channel means, channel standard deviations and frequency profile, "
-                                   "concatenated (unknown method layers; diag.serving.unknown.stage_statistics)",
+                                   "concatenated (unknown method layers; diag.learning.unknown.stage_statistics)",
                          "rows": "the input images' row profile: each channel's mean over columns, per row "
-                                 "(unknown method rows; diag.serving.unknown.row_profile)",
+                                 "(unknown method rows; diag.learning.unknown.row_profile)",
                          "pooled": "pooled pre-classifier features"}[pred.unknown_features],
             "classes": pred.classes,
             "preprocessing": {
-                "steps": ["select channels (window.channels)", "polyphase-resample to fs",
-                          "band-limit the whole recording to window.band (FFT brick wall; empty: none)",
-                          f"windows of window.length samples (hop {pred.hop})",
-                          "normalize (window.normalize; 'dataset' uses window.normalization_stats)",
+                "steps": ["select channels (channels)", "polyphase-resample to fs",
+                          "band-limit the whole recording to band (centred FIR over mirrored ends, "
+                          "diag.signal.windows.band_limit; empty: none)",
+                          f"windows of length samples (hop {pred.hop})",
+                          "normalize ('dataset' uses norm_stats)",
                           *(["split each channel into max(x, 0) and max(-x, 0) (transform.polarity)"]
-                            if pre["config"]["transform"].get("polarity") else []),
-                          "transform (config below) to images", "softmax(logits) = class probabilities"],
-                "fs": pred.fs, "window": {"length": pred.length, "hop": pred.hop, "normalize": pred.normalize,
-                                          "channels": list(pred.channels), "band": pred.band,
-                                          "normalization_stats": pred.norm_stats},
-                "transform_config": pre["config"]["transform"], "transform": pre.get("transform"),
+                            if pre.transform.polarity else []),
+                          "transform (transform, described in images) to images",
+                          "softmax(logits) = class probabilities"],
+                **pre.to_dict(),
             },
             "unknown": unknown,
             "check": check,

@@ -21,12 +21,14 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
 
     from diag.errors import DiagError
     from diag.learning.evaluate import save_figure
-    from diag.signal.transforms import window_reference_hz
+    from diag.signal.preprocessing import Reference
 
     path = Path(path)
+    pre = pred.pre
     try:
         sig = pred.open(res.path, res.fs_original)
-        ch = pred.select_channels(sig, res.channels or None)[0]
+        idx = pre.select_channels(sig, res.channels or None)[0]
+        ch = idx[0]
     except DiagError:  # e.g. an array given to the API, or a file that needed --key / --variable
         sig, ch = None, 0
     fig = Figure(figsize=(11, 7.5), layout="constrained")
@@ -47,27 +49,26 @@ def plot_result(pred: Any, res: Any, path: str | Path) -> None:
         ax1.set_xlim(0, max(t_end, res.duration_s))
         ax1.set_ylabel(f"{sig.channels[ch]}")
         # scalogram strip: the model's images of windows spaced one window apart
+        transform = pre.transformer()
         if abs(sig.fs - fs) <= 1e-9 * fs:
-            starts = np.arange(0, sig.n_samples - L + 1, L)[:MAX_IMAGES]
+            ready = pre.ready(sig, idx)
+            starts = pre.starts(ready.n_samples, L)[:MAX_IMAGES]
             if len(starts):
-                idx = pred.select_channels(sig, res.channels or None)
-                chunk = np.asarray(sig.read(0, int(starts[-1]) + L), dtype=np.float32)[idx]
-                xs = np.stack([chunk[:, s : s + L] for s in starts])
-                ref = (window_reference_hz(res.ref_hz, starts, L, int(round(res.duration_s * fs)))
-                       if res.ref_hz else None)  # order images: each window's reference rate, as scored
-                img = pred.images(xs, ref)[:, 0]  # [n, H, W]: first channel's image
+                # order images: each window's reference rate, as scored
+                ref = Reference(tuple(res.ref_hz)) if res.ref_hz else None
+                img = np.concatenate([im[:, 0] for _, im in pre.stream_images(ready, starts, ref)])  # [n, H, W]
                 strip = np.concatenate(list(img), axis=1)
-                fr = pred.transform.frequencies
+                fr = transform.frequencies
                 ax2.imshow(strip, aspect="auto", origin="lower", cmap="magma",
                            extent=(0, (int(starts[-1]) + L) / fs, 0, len(fr)))
                 ticks = np.linspace(0, len(fr) - 1, 5).astype(int)
-                ax2.set_yticks(ticks + 0.5, labels=[f"{fr[i]:.3g}" if pred.transform.row_units == "order"
+                ax2.set_yticks(ticks + 0.5, labels=[f"{fr[i]:.3g}" if transform.row_units == "order"
                                               else f"{fr[i]:.0f}" for i in ticks])
         else:
             ax2.text(0.5, 0.5, "scalogram shown only at the model's sampling rate", ha="center",
                      transform=ax2.transAxes)
-    ax2.set_ylabel(("order" if pred.transform.row_units == "order" else "frequency (Hz)")
-                   + ("\n(positive half-wave)" if pred.transform.cfg.polarity else ""))
+    ax2.set_ylabel(("order" if pre.transformer().row_units == "order" else "frequency (Hz)")
+                   + ("\n(positive half-wave)" if pre.transform.polarity else ""))
     ax1.set_title(f"{Path(res.path).name}: {res.verdict} ({res.confidence:.2f}); "
                   f"{100 * res.unknown_share:.0f} % of windows unknown")
     centres = (res.windows.start + L / 2) / fs

@@ -190,6 +190,23 @@ class PreparedDataset:
         """The full prepare config (source, windows, split, transform) as a dict."""
         return self.manifest["config"]
 
+    def preprocessing_record(self) -> dict[str, Any]:
+        """The fitted preprocessing as stored (:meth:`diag.signal.preprocessing.Preprocessing.to_dict`); for a
+        dataset prepared before diag stored it, its manifest's preprocessing keys (config, fs, window,
+        transform, image shape, the training reference rates), which ``Preprocessing.from_dict`` reads too."""
+        if isinstance(self.manifest.get("preprocessing"), dict):
+            return self.manifest["preprocessing"]
+        from diag.provenance import preprocessing_of
+
+        return preprocessing_of(self.manifest)
+
+    @property
+    def preprocessing(self) -> Any:
+        """The :class:`~diag.signal.preprocessing.Preprocessing` the images were made with."""
+        from diag.signal.preprocessing import Preprocessing
+
+        return Preprocessing.from_dict(self.preprocessing_record(), str(self.path / MANIFEST))
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["image_shape"])  # type: ignore[return-value]

@@ -42,7 +42,7 @@ class Recording:
         Anything else worth keeping (rpm, record number, load in HP...). JSON-serialisable values.
     notes : list of str
         A reader's remarks the user must see (a followed symbolic link, a known defect of a
-        published file that was accepted). :func:`diag.sources.load_recordings` reports them and
+        published file that was accepted). :func:`diag.signal.recordings.load_recordings` reports them and
         the prepared dataset's manifest lists them under ``source_checks``.
     """
 

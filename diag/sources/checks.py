@@ -30,7 +30,7 @@ Duplicates are always an error, whatever the settings: two recordings with ident
 (the same file listed twice, a copy under another name or label) would put the same windows on
 both sides of a split and, under two labels, teach a contradiction.
 
-Every finding is a :class:`Finding`; :func:`diag.sources.load_recordings` collects them, together
+Every finding is a :class:`Finding`; :func:`diag.signal.recordings.load_recordings` collects them, together
 with the readers' notes (:attr:`Recording.notes`), for the prepared dataset's manifest.
 """
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -50,6 +50,7 @@ __all__ = [
     "Finding",
     "ON_BAD",
     "check_signal",
+    "scan_signal",
     "check_recordings",
     "signal_hash",
     "find_duplicates",
@@ -101,15 +102,67 @@ class Finding:
         return f"{self.source}: {self.detail}"
 
 
-def _longest_run(x: np.ndarray) -> tuple[int, int]:
-    """``(length, start)`` of the longest run of identical consecutive values of 1-D ``x``."""
-    if x.size == 0:
-        return 0, 0
-    change = np.flatnonzero(x[1:] != x[:-1]) + 1
-    bounds = np.concatenate(([0], change, [x.size]))
-    lengths = np.diff(bounds)
-    i = int(np.argmax(lengths))
-    return int(lengths[i]), int(bounds[i])
+class _ChannelScan:
+    """The statistics of :func:`check_signal`, accumulated over consecutive chunks of one channel: range,
+    samples at the max and at the min, and the (first) longest run of identical samples."""
+
+    def __init__(self, eps: float):
+        self.eps, self.n = eps, 0
+        self.hi, self.lo, self.n_hi, self.n_lo = -np.inf, np.inf, 0, 0
+        self.run_value, self.run_start, self.run_len = None, 0, 0
+        self.best: tuple[int, int, float] = (0, 0, 0.0)  # the longest run: (length, start, value)
+
+    def _close(self) -> None:
+        if self.run_len > self.best[0]:  # strictly longer: the first of equally long runs stays
+            self.best = (self.run_len, self.run_start, float(self.run_value))
+
+    def update(self, x: np.ndarray) -> None:
+        if x.size == 0:
+            return
+        hi, lo = float(x.max()), float(x.min())
+        if hi > self.hi:
+            self.hi, self.n_hi = hi, int(np.count_nonzero(x == hi))
+        elif hi == self.hi:
+            self.n_hi += int(np.count_nonzero(x == hi))
+        if lo < self.lo:
+            self.lo, self.n_lo = lo, int(np.count_nonzero(x == lo))
+        elif lo == self.lo:
+            self.n_lo += int(np.count_nonzero(x == lo))
+        change = np.flatnonzero(x[1:] != x[:-1]) + 1
+        bounds = np.concatenate(([0], change, [x.size]))
+        for k in range(len(bounds) - 1):
+            a, b = int(bounds[k]), int(bounds[k + 1])
+            if k == 0 and self.run_len and x[0] == self.run_value:
+                self.run_len += b - a  # the open run goes on into this chunk
+            else:
+                self._close()
+                self.run_value, self.run_start, self.run_len = x[a], self.n + a, b - a
+        self.n += x.size
+
+    def result(self, fs: float | None) -> tuple[str, str] | None:
+        self._close()
+        self.run_len = 0
+        n, hi, lo = self.n, self.hi, self.lo
+        if n == 0:
+            return None
+        peak = max(abs(hi), abs(lo))
+        if peak == 0.0:
+            return "dead", "every sample is 0 (a dead or unplugged sensor)"
+        if hi - lo <= FLAT_ULPS * self.eps * peak:
+            return "flat", f"flat-lined: every sample is {hi:.6g} (to float rounding); the sensor recorded nothing"
+        # a long run at the channel's max or min is a flat top: clipping (below), not a drop-out
+        run, start, value = self.best
+        if run >= CONSTANT_MIN_RUN and run > CONSTANT_FRACTION * n and value not in (hi, lo):
+            length = f"{run / fs:.3g} s" if fs else f"{run} samples"
+            at = f" at {start / fs:.3g} s" if fs else f" from sample {start}"
+            return "constant", (
+                f"constant segment: {run} identical samples ({length}, {100 * run / n:.1f} % of the recording)"
+                f"{at} with value {value:.6g} (a drop-out or a held value)"
+            )
+        rail, count = (hi, self.n_hi) if self.n_hi >= self.n_lo else (lo, self.n_lo)
+        if count >= CLIP_MIN_COUNT and count > CLIP_FRACTION * n:
+            return "clipped", f"clipped: {count} samples ({100 * count / n:.1f} %) sit exactly at the rail {rail:.6g}"
+        return None
 
 
 def check_signal(x: np.ndarray, fs: float | None = None) -> tuple[str, str] | None:
@@ -118,37 +171,23 @@ def check_signal(x: np.ndarray, fs: float | None = None) -> tuple[str, str] | No
     See the module docstring for the rules; ``fs`` (Hz) only makes the detail say seconds.
     """
     x = np.asarray(x)
-    n = x.size
-    if n == 0:
-        return None
     if x.dtype.kind not in "f":
         x = x.astype(np.float64)
-    hi, lo = float(x.max()), float(x.min())
-    peak = max(abs(hi), abs(lo))
-    if peak == 0.0:
-        return "dead", "every sample is 0 (a dead or unplugged sensor)"
-    eps = float(np.finfo(x.dtype).eps)
-    if hi - lo <= FLAT_ULPS * eps * peak:
-        return "flat", f"flat-lined: every sample is {hi:.6g} (to float rounding); the sensor recorded nothing"
+    scan = _ChannelScan(float(np.finfo(x.dtype).eps))
+    scan.update(x)
+    return scan.result(fs)
 
-    def at(seconds_from: int) -> str:
-        return f" at {seconds_from / fs:.3g} s" if fs else f" from sample {seconds_from}"
 
-    run, start = _longest_run(x)
-    # a long run at the channel's max or min is a flat top: clipping (below), not a drop-out
-    if run >= CONSTANT_MIN_RUN and run > CONSTANT_FRACTION * n and x[start] not in (hi, lo):
-        length = f"{run / fs:.3g} s" if fs else f"{run} samples"
-        return "constant", (
-            f"constant segment: {run} identical samples ({length}, {100 * run / n:.1f} % of the recording)"
-            f"{at(start)} with value {float(x[start]):.6g} (a drop-out or a held value)"
-        )
-    n_hi, n_lo = int(np.count_nonzero(x == hi)), int(np.count_nonzero(x == lo))
-    rail, count = (hi, n_hi) if n_hi >= n_lo else (lo, n_lo)
-    if count >= CLIP_MIN_COUNT and count > CLIP_FRACTION * n:
-        return "clipped", (
-            f"clipped: {count} samples ({100 * count / n:.1f} %) sit exactly at the rail {rail:.6g}"
-        )
-    return None
+def scan_signal(read: Callable[[int, int], np.ndarray], n_samples: int, channels: Sequence[int],
+                fs: float | None = None, chunk: int = 1 << 20) -> list[tuple[str, str] | None]:
+    """:func:`check_signal` of the channels ``channels`` of a recording read in parts (``read(a, b) ->
+    [C, b - a]``, float64, non-decreasing ranges), ``chunk`` samples at a time: memory bounded by the chunk."""
+    scans = [_ChannelScan(float(np.finfo(np.float64).eps)) for _ in channels]
+    for a in range(0, n_samples, chunk):
+        x = np.asarray(read(a, min(n_samples, a + chunk)))
+        for s, c in zip(scans, channels):
+            s.update(x[c])
+    return [s.result(fs) for s in scans]
 
 
 def signal_hash(rec: Recording) -> str:

@@ -88,6 +88,7 @@ __all__ = [
     "load_mat",
     "SUPPORTED_EXTENSIONS",
     "MANIFEST_NAME",
+    "listed_entry",
 ]
 
 MANIFEST_NAME = "labels.csv"
@@ -829,6 +830,48 @@ def find_recordings(
     return entries
 
 
+#: a labels.csv is looked for in a file's folder and this many folders above it (``diag simulate`` writes
+#: ``<out>/labels.csv`` over ``<out>/<label>/<file>``)
+MANIFEST_LEVELS = 3
+_LISTINGS: dict[tuple[str, int, int], tuple[dict[str, FileEntry], str]] = {}
+
+
+def _listing(manifest: Path) -> tuple[dict[str, FileEntry], str]:
+    """``{resolved file: entry}`` of one labels manifest, or ``({}, why it cannot be read)``; cached while
+    the manifest file is unchanged."""
+    st = manifest.stat()
+    key = (str(manifest.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _LISTINGS:
+        try:
+            entries = _entries_from_manifest(manifest)
+            _LISTINGS[key] = ({os.path.realpath(e.file): e for e in entries}, "")
+        except DiagError as exc:  # not a labels manifest, or a broken one: it says nothing about the file
+            _LISTINGS[key] = ({}, str(exc))
+    return _LISTINGS[key]
+
+
+def listed_entry(path: str | Path) -> tuple[FileEntry | None, list[str]]:
+    """The entry of a labels manifest (``labels.csv`` in the file's folder or up to ``MANIFEST_LEVELS - 1``
+    above it) that lists the file -- its label, ``fs``, ``channels`` and ``meta`` read by the same parser as
+    :func:`find_recordings` -- or None; and why the manifests found on the way that cannot be read (as
+    ``diag prepare`` would not) were passed over."""
+    p = Path(path)
+    if not p.is_file():
+        return None, []
+    real = os.path.realpath(p)
+    unreadable: list[str] = []
+    for folder in list(Path(os.path.abspath(p)).parents)[:MANIFEST_LEVELS]:
+        m = folder / MANIFEST_NAME
+        if not m.is_file():
+            continue
+        listed, error = _listing(m)
+        if real in listed:
+            return listed[real], unreadable
+        if error:
+            unreadable.append(error)
+    return None, unreadable
+
+
 def read_recording(
     entry: FileEntry,
     fs: float | None = None,
@@ -886,7 +929,7 @@ def check_recording_set(recordings: Sequence[Recording]) -> list[Recording]:
     """Step 3 of :func:`read_files`: the recordings must agree with each other (channel count).
 
     (The per-recording checks every reader gets, dead sensors, clipping, duplicate content, run
-    in :func:`diag.sources.load_recordings`.)
+    in :func:`diag.signal.recordings.load_recordings`.)
     """
     recordings = list(recordings)
     if not recordings:

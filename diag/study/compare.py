@@ -21,29 +21,14 @@ from typing import Any, Callable, Sequence
 from rich.console import Console
 
 from diag.errors import DiagError
+from diag.study.names import COMPARE_RECORD, INIT_ORDER, budget_name, run_dir
 from diag.storage import (atomic_write_json, check_writable, claim_output, file_sha256, locked, read_json,
                           write_marker)
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
-INIT_ORDER = ("imagenet", "ssl", "scratch")
-COMPARE_RECORD = "compare.json"
 # Settings compare chooses per run itself (its axes); --set may not touch them.
 OWNED = ("train.init", "train.seed", "train.labels_per_class", "train.label_fraction", "train.weights",
          "train.freeze", "train.warmup")
-
-
-def budget_name(labels_per_class: int) -> str:
-    return "all" if labels_per_class == 0 else f"{labels_per_class}pc"
-
-
-def freeze_name(freeze: str) -> str:
-    """A folder-safe name for a freeze mode (``stages:1`` -> ``stages1``)."""
-    return freeze.replace(":", "")
-
-
-def run_dir(out: Path, init: str, labels_per_class: int, seed: int, freeze: str = "none", warmup: float = 0.05) -> Path:
-    """The folder of one run, named by every axis."""
-    return out / f"{init}-{budget_name(labels_per_class)}-{freeze_name(freeze)}-w{float(warmup):g}-s{seed}"
 
 
 def compare(

@@ -44,12 +44,10 @@ import numpy as np
 
 from diag.errors import DiagError
 from diag.storage import atomic_write_bytes, atomic_write_text
+from diag.study.names import COMPARE_RECORD, INIT_LABEL, INIT_ORDER, budget_name, budget_words, warmup_name
 
-INIT_ORDER = ("imagenet", "ssl", "scratch")
-INIT_LABEL = {"imagenet": "ImageNet", "ssl": "SSL", "scratch": "scratch"}
 INIT_COLORS = {"imagenet": "tab:blue", "ssl": "tab:orange", "scratch": "tab:gray"}
 PAIRS = (("imagenet", "scratch"), ("ssl", "scratch"), ("imagenet", "ssl"))
-COMPARE_RECORD = "compare.json"
 CONFIDENCE = 0.95
 
 SPLIT_TESTS = {
@@ -61,18 +59,6 @@ SPLIT_TESTS = {
     "fault-size": "fault sizes never trained on (unseen damaged bearings)",
     "random": "randomly drawn windows (LEAKY: neighbouring windows of one recording sit on both sides; optimistic)",
 }
-
-
-def budget_name(labels_per_class: int) -> str:
-    return "all" if not labels_per_class else f"{labels_per_class}pc"
-
-
-def budget_words(labels_per_class: int) -> str:
-    return "all labels" if not labels_per_class else f"{labels_per_class} labels per class"
-
-
-def warmup_name(warmup: float) -> str:
-    return f"{float(warmup):g}"
 
 
 def _init_key(init: str) -> int:
