@@ -56,14 +56,17 @@ def diag(*args: str) -> None:
         raise SystemExit(f"diag {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
 
 
-def scrub(obj):
-    """The predict JSON without what changes from run to run (timings, paths of the temporary folder)."""
+def scrub(obj, out: str):
+    """The predict JSON without what changes from run to run (timings, the output folder's path) and the
+    model description (its wording may change); the files' results are what is compared."""
     if isinstance(obj, dict):
-        return {k: scrub(v) for k, v in obj.items() if k not in ("seconds", "created", "run", "windows_per_s")}
+        return {k: scrub(v, out) for k, v in obj.items() if k not in ("seconds", "created", "run", "windows_per_s")}
     if isinstance(obj, list):
-        return [scrub(v) for v in obj]
+        return [scrub(v, out) for v in obj]
     if isinstance(obj, float):
         return round(obj, 6)
+    if isinstance(obj, str):
+        return obj.replace(out, "OUT")
     return obj
 
 
@@ -89,8 +92,8 @@ def main(out: Path) -> None:
             js = out / f"{name}-predict.json"
             fs = "10000" if sim[0] == "inverter" else "12000"
             diag("predict", str(run), str(new), "--fs", fs, "--json", str(js), "-q", "--force")
-            entry["predict"] = hashlib.sha256(json.dumps(scrub(json.loads(js.read_text())), sort_keys=True)
-                                              .encode()).hexdigest()[:16]
+            files = scrub(json.loads(js.read_text())["files"], str(out))
+            entry["predict"] = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
             entry["verdicts"] = [f["verdict"] for f in json.loads(js.read_text())["files"]]
         result[name] = entry
     print(json.dumps(result, indent=1, sort_keys=True))
