@@ -42,7 +42,7 @@ class ModelRecord:
     in_chans: int  #: image channels
     classes: list[str]  #: class names, in the order of the network's outputs
     preprocessing: dict[str, Any]  #: :meth:`diag.signal.preprocessing.Preprocessing.to_dict`
-    train: dict[str, Any]  #: the training config
+    train: dict[str, Any] = field(default_factory=dict)  #: the training config
     replicate_channels: bool = False
     dataset: dict[str, Any] = field(default_factory=dict)  #: path, fingerprint, split sizes
     start: dict[str, Any] = field(default_factory=dict)  #: how the weights were first initialised

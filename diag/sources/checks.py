@@ -129,14 +129,21 @@ class _ChannelScan:
         elif lo == self.lo:
             self.n_lo += int(np.count_nonzero(x == lo))
         change = np.flatnonzero(x[1:] != x[:-1]) + 1
-        bounds = np.concatenate(([0], change, [x.size]))
-        for k in range(len(bounds) - 1):
-            a, b = int(bounds[k]), int(bounds[k + 1])
-            if k == 0 and self.run_len and x[0] == self.run_value:
-                self.run_len += b - a  # the open run goes on into this chunk
-            else:
-                self._close()
-                self.run_value, self.run_start, self.run_len = x[a], self.n + a, b - a
+        starts = np.concatenate(([0], change))
+        lengths = np.diff(np.concatenate((starts, [x.size])))
+        if self.run_len and x[0] == self.run_value:  # the open run goes on into this chunk
+            lengths[0] += self.run_len
+            first_start = self.run_start
+        else:
+            self._close()
+            first_start = self.n
+        if len(lengths) > 1:  # every run but the last is closed: the first longest of them
+            i = int(np.argmax(lengths[:-1]))
+            self.run_value, self.run_len = x[starts[i]], int(lengths[i])
+            self.run_start = first_start if i == 0 else self.n + int(starts[i])
+            self._close()
+        self.run_value, self.run_len = x[starts[-1]], int(lengths[-1])
+        self.run_start = first_start if len(lengths) == 1 else self.n + int(starts[-1])
         self.n += x.size
 
     def result(self, fs: float | None) -> tuple[str, str] | None:
