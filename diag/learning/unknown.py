@@ -237,8 +237,9 @@ def stage_statistics(stages: list[Any]) -> list[Any]:
         s = s.float()
         c, h = s.shape[1], s.shape[2]
         rows = max(1, min(h, LAYER_PART_MAX // c))
-        prof = F.adaptive_avg_pool1d(s.mean(3), rows) if rows < h else s.mean(3)
-        out.append(s.mean((2, 3)))
+        over_time = s.mean(3)  # [B, C, H]; the channel mean is its mean over rows (one pass over s, not two)
+        prof = F.adaptive_avg_pool1d(over_time, rows) if rows < h else over_time
+        out.append(over_time.mean(2))
         if s.shape[2] * s.shape[3] > 1:  # a 1 x 1 output has no spread
             out.append(s.std((2, 3)))
         out.append(prof.flatten(1))

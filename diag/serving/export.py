@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from diag.errors import DiagError
+from diag.serving.engine import OPSET, TwoOutputs
 
 TOLERANCE = 1e-4
 CHECK_IMAGES = 256
-OPSET = 17
 
 
 def _need_onnx() -> tuple[Any, Any]:
@@ -39,25 +39,6 @@ def _need_onnx() -> tuple[Any, Any]:
     except ImportError:
         raise DiagError("diag export needs onnx and onnxruntime; install them with `pip install 'diag[onnx]'`") from None
     return onnx, onnxruntime
-
-
-def _wrapper(net: Any, features: str = "pooled") -> Any:
-    """The classifier with two outputs: logits and the features the run's unknown score reads
-    (pooled features; the stage statistics for ``layers``; the input's row profile for ``rows``)."""
-    import torch
-
-    from diag.learning.unknown import forward_parts
-
-    class Wrapped(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            feats, logits = forward_parts(self.m, x, features=features)
-            return logits, feats
-
-    return Wrapped(net).eval()
 
 
 def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, quiet: bool = False) -> dict[str, Any]:
@@ -99,7 +80,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         x = rng.standard_normal((64, len(pre.channels) or 1, pre.length)).astype(np.float32)
         images = pre(x, pre.transform.ref_hz or None)
         source = "64 images of random noise windows (the run's prepared dataset is gone)"
-    model = _wrapper(pred.net, features=pred.unknown_features)
+    model = TwoOutputs(pred.net, features=pred.unknown_features).eval()
     with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
         tmp = str(tmp_path)
         with torch.no_grad():

@@ -19,8 +19,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from diag.errors import DiagError
+from diag.serving.engine import make_engine, prefetch
 from diag.serving.run import load_run
-from diag.learning.unknown import forward_parts
 from diag.serving.verdict import VERDICT_RULE, FileResult, WindowScores, file_verdict, unusable_result
 from diag.signal.preprocessing import BATCH
 from diag.sources.stream import Signal, open_signal
@@ -40,7 +40,8 @@ class Predictor:
     """
 
     def __init__(self, run: str | Path, device: str = "cpu", hop: int | None = None, calibrate: bool = True,
-                 quiet: bool = True, batch_size: int = BATCH):
+                 quiet: bool = True, batch_size: int = BATCH, engine: str = "torch", quantize: str = "none",
+                 pipeline: bool = True):
         loaded = load_run(run, device, calibrate=calibrate, quiet=quiet)
         self.loaded = loaded
         self.run, self.net, self.device = loaded.dir.path, loaded.net, loaded.device
@@ -52,6 +53,11 @@ class Predictor:
         if self.hop < 1:
             raise DiagError(f"--hop: must be >= 1 sample, got {self.hop}")
         self.batch_size = int(batch_size)
+        #: what runs the network (diag.serving.engine): torch, or onnx; int8-quantised linear layers optionally
+        self.engine = make_engine(self.net, self.unknown_features, self.device, self.pre.image_shape, engine, quantize)
+        self.engine_name = engine + ("+int8" if quantize == "int8" else "")
+        #: make the next batch of images while the network scores this one (a bounded background thread)
+        self.pipeline = pipeline
 
     @property
     def unknown_features(self) -> str:
@@ -62,12 +68,11 @@ class Predictor:
         """Model images ``[B, C, H, W]`` -> (probabilities ``[B, K]``, unknown scores ``[B]``)."""
         import torch
 
+        feats, logits = self.engine(images)
         with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-            feats, logits = forward_parts(self.net, t, features=self.unknown_features)
             probs = torch.softmax(logits.float(), 1)
             score = (self.unknown.score(logits, feats) if self.unknown is not None
-                     else torch.zeros(len(t), device=t.device))
+                     else torch.zeros(len(logits), device=logits.device))
         return probs.cpu().numpy(), score.float().cpu().numpy()
 
     def score_windows(self, x: np.ndarray, ref_hz: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +99,8 @@ class Predictor:
         ref = pre.reference_for(sig, ref_hz, idx)
         starts = pre.starts(n, self.hop)
         probs, scores = [], []
-        for st, images in pre.stream_images(ready, starts, ref, self.batch_size, self.device):
+        batches = pre.stream_images(ready, starts, ref, self.batch_size, self.device)
+        for st, images in (prefetch(batches) if self.pipeline else batches):
             p, s = self.score_images(images)
             probs.append(p)
             scores.append(s)
@@ -136,7 +142,7 @@ class Predictor:
                            "channels": list(self.pre.channels)},
                 "transform": self.pre.describe()["transform"],
                 "unknown": self.unknown.describe() if self.unknown is not None else None,
-                "rule": VERDICT_RULE}
+                "engine": self.engine_name, "rule": VERDICT_RULE}
 
 
 def load_model(run: str | Path, device: str = "cpu", hop: int | None = None) -> Predictor:

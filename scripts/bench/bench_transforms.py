@@ -48,7 +48,7 @@ ARGS = parse()
 # ssqueezepy reads these when called / at import: set them first.
 os.environ["SSQ_PARALLEL"] = "1" if ARGS.threads > 1 else "0"
 os.environ.setdefault("NUMBA_NUM_THREADS", str(ARGS.threads))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 import scipy.signal  # noqa: E402

@@ -28,14 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # helpers.make_toy_dataset
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from diag.signal.dataset import PreparedDataset  # noqa: E402
 from diag.learning.models import create_backbone  # noqa: E402
 from diag.learning.runtime import amp_dtype, autocast, pick_device  # noqa: E402
 from diag.learning.train import TrainConfig, train  # noqa: E402
-from helpers import make_toy_dataset  # noqa: E402
+from diag.signal.toy import make_toy_dataset  # noqa: E402
 
 
 def bare_loop(model_name: str, x: torch.Tensor, y: torch.Tensor, batch_size: int, windows: int, steps: int,

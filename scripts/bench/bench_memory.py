@@ -1,0 +1,156 @@
+"""Peak memory of ``diag predict`` and ``diag prepare`` against the length of the file they read.
+
+    python scripts/bench/bench_memory.py [--sizes 100,400] [--csv-sizes 25,100]
+
+Builds a run whose preprocessing does everything that could hold a whole file (a band limit, and files
+recorded at twice the model's rate so they are resampled), writes float32 .npy recordings of the given
+sizes (MB) and one-column CSV recordings, and runs each command in a child process, reporting its peak
+resident memory (``ru_maxrss`` of the child). Goals (issue 26): predict's peak within 10 % between a
+100 MB and a 400 MB file; prepare's peak proportional to the samples it keeps (float32), not to the text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+FS_FILE = 24000.0  # the recordings' rate; the model's is 12 kHz (resampled on the way in)
+
+CONFIG = """
+[source]
+kind = "files"
+path = "{data}"
+
+[windows]
+fs = 12000
+length = 2048
+hop = 2048
+normalize = "zscore"
+band = [0, 5000]
+
+[split]
+method = "time"
+
+[transform]
+kind = "cwt"
+size = [32, 32]
+n_scales = 32
+fmin = 40.0
+
+[train]
+model = "convnext_atto"
+epochs = 1
+batch_size = 32
+"""
+
+
+def child(args: list[str]) -> tuple[float, float]:
+    """Peak RSS (MB) and seconds of ``python -m diag ARGS`` in a fresh process."""
+    code = ("import resource, runpy, sys; sys.argv = ['diag'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_module('diag', run_name='__main__')\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if res.returncode != 0:
+        raise SystemExit(f"diag {' '.join(args)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    kb = int(res.stdout.rsplit("MAXRSS", 1)[1].split()[0])
+    return kb / 1024, time.perf_counter() - t0
+
+
+def tiny_run(tmp: Path) -> Path:
+    """A prepared set of short recordings (labels.csv at 24 kHz) and a one-epoch run on it."""
+    from diag.sources.base import Recording
+    from diag.sources.files import write_recordings
+
+    rng = np.random.default_rng(0)
+    recs = [Recording(signal=(rng.standard_normal(48000) * (1 + k)).astype(np.float32)[None], fs=FS_FILE,
+                      label=lab, source=f"{lab}{k}", channels=("accel",))
+            for lab in ("a", "b") for k in range(2)]
+    write_recordings(recs, tmp / "data")
+    (tmp / "cfg.toml").write_text(CONFIG.format(data=tmp / "data"))
+    subprocess.run([sys.executable, "-m", "diag", "prepare", "--config", str(tmp / "cfg.toml"), "--out",
+                    str(tmp / "prep"), "-q"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "diag", "train", "--config", str(tmp / "cfg.toml"), "--data",
+                    str(tmp / "prep"), "--out", str(tmp / "run"), "-q"], cwd=ROOT, check=True,
+                   env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return tmp / "run"
+
+
+def npy_file(path: Path, mb: int) -> None:
+    n = mb * 2**20 // 4
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n,))
+    rng = np.random.default_rng(mb)
+    for a in range(0, n, 1 << 22):
+        arr[a : a + (1 << 22)] = rng.standard_normal(min(1 << 22, n - a)).astype(np.float32)
+    arr.flush()
+    del arr
+
+
+def csv_file(path: Path, mb: int) -> int:
+    """A one-column CSV of about ``mb`` MB (``%.6f`` numbers); returns its number of samples."""
+    rng = np.random.default_rng(mb)
+    rows, written = 0, 0
+    with open(path, "w") as fh:
+        fh.write("accel\n")
+        while written < mb * 2**20:
+            x = rng.standard_normal(1 << 20)
+            text = "\n".join(f"{v:.6f}" for v in x) + "\n"
+            fh.write(text)
+            written += len(text)
+            rows += len(x)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="100,400", help="npy file sizes for predict (MB)")
+    ap.add_argument("--csv-sizes", default="25,100", help="CSV file sizes for predict and prepare (MB)")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        run = tiny_run(tmp)
+        report: dict[str, list] = {"predict_npy": [], "predict_csv": [], "prepare_csv": []}
+        for mb in [int(v) for v in a.sizes.split(",")]:
+            f = tmp / f"rec{mb}.npy"
+            npy_file(f, mb)
+            rss, sec = child(["predict", str(run), str(f), "--fs", str(FS_FILE), "--hop", "65536", "-q",
+                              "--json", str(tmp / f"p{mb}.json")])
+            report["predict_npy"].append({"file_mb": mb, "peak_mb": round(rss), "seconds": round(sec, 1)})
+            f.unlink()
+        for mb in [int(v) for v in a.csv_sizes.split(",")]:
+            d = tmp / f"csv{mb}" / "a"
+            d.mkdir(parents=True)
+            n = csv_file(d / "rec.csv", mb)
+            rss, sec = child(["predict", str(run), str(d / "rec.csv"), "--fs", str(FS_FILE), "--hop", "65536", "-q"])
+            report["predict_csv"].append({"file_mb": mb, "peak_mb": round(rss), "seconds": round(sec, 1)})
+            cfg = tmp / f"csv{mb}.toml"
+            cfg.write_text(CONFIG.format(data=tmp / f"csv{mb}").replace('kind = "files"',
+                                                                       'kind = "files"\nlabel_from = "folder"\nfs = 24000')
+                           .replace('method = "time"', 'method = "time"\ntest_fraction = 0.2'))
+            rss, sec = child(["prepare", "--config", str(cfg), "--out", str(tmp / f"prep{mb}"), "-q"])
+            report["prepare_csv"].append({"file_mb": mb, "samples": n, "float32_mb": round(n * 4 / 2**20, 1),
+                                          "peak_mb": round(rss), "peak_mb_per_csv_mb": round(rss / mb, 2),
+                                          "seconds": round(sec, 1)})
+    print(json.dumps(report, indent=1))
+    p = report["predict_npy"]
+    if len(p) >= 2:
+        print(f"predict peak, {p[0]['file_mb']} MB vs {p[-1]['file_mb']} MB npy: {p[0]['peak_mb']} vs {p[-1]['peak_mb']} MB "
+              f"({100 * (p[-1]['peak_mb'] / p[0]['peak_mb'] - 1):+.1f} %; goal within 10 %)")
+    for r in report["prepare_csv"]:
+        print(f"prepare, {r['file_mb']} MB CSV ({r['float32_mb']} MB as float32): peak {r['peak_mb']} MB = "
+              f"{r['peak_mb_per_csv_mb']} MB per MB of CSV")
+
+
+if __name__ == "__main__":
+    main()
