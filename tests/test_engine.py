@@ -11,12 +11,12 @@ import diag
 import diag.serving.predictor
 from diag.errors import DiagError
 from diag.serving.engine import make_engine, prefetch
-from test_predict_fixtures import FS, tone, trained_run
+from test_predict_fixtures import FS, tone
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(tmp_path_factory.getbasetemp() / "predict_run")
+def run(predict_run):
+    return predict_run
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import torch
 from typer.testing import CliRunner
 
 from diag.cli import app
-from test_predict_fixtures import trained_run
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -16,8 +15,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(tmp_path_factory.getbasetemp() / "predict_run")
+def run(predict_run):
+    return predict_run
 
 
 def test_export_matches_pytorch_for_any_batch_and_writes_the_preprocessing(run, tmp_path):

@@ -21,14 +21,14 @@ from diag.sources.stream import open_signal
 from diag.cli import app
 from diag.errors import DiagError
 from diag.learning.unknown import METHODS, calibrate_run
-from test_predict_fixtures import CLASSES, FS, recordings, tone, trained_run
+from test_predict_fixtures import CLASSES, FS, recordings, tone
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(tmp_path_factory.getbasetemp() / "predict_run")
+def run(predict_run):
+    return predict_run
 
 
 @pytest.fixture(scope="module")

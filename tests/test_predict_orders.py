@@ -18,14 +18,14 @@ from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
 from diag.learning.unknown import forward_parts
 from diag.sources.stream import Signal
-from test_predict_fixtures import FS, RPM, modulated, order_run
+from test_predict_fixtures import FS, RPM, modulated
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def orun(tmp_path_factory):
-    return order_run(tmp_path_factory.getbasetemp() / "order_run")
+def orun(order_run):
+    return order_run
 
 
 @pytest.fixture(scope="module")

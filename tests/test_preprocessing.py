@@ -22,14 +22,14 @@ from diag.signal.windows import band_limit
 from diag.sources.base import Recording
 from diag.sources.checks import check_signal, scan_signal
 from diag.sources.stream import Signal, open_signal
-from test_predict_fixtures import CONFIG, FS, recordings, tone, trained_run
+from test_predict_fixtures import CONFIG, FS, recordings, tone
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(tmp_path_factory.getbasetemp() / "predict_run")
+def run(predict_run):
+    return predict_run
 
 
 @pytest.fixture(scope="module")

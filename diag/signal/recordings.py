@@ -20,53 +20,27 @@ from diag.sources.checks import Finding, check_recordings
 __all__ = ["Recordings", "READERS", "get_reader", "load_recordings"]
 
 
-def _cwru() -> Callable:
-    from diag.sources.cwru import read_cwru
-
-    return read_cwru
-
-
-def _paderborn() -> Callable:
-    from diag.sources.paderborn import read_paderborn
-
-    return read_paderborn
-
-
-def _ottawa() -> Callable:
-    from diag.sources.ottawa import read_ottawa
-
-    return read_ottawa
-
-
-def _files() -> Callable:
-    from diag.sources.files import read_files
-
-    return read_files
-
-
-def _bearing_sim() -> Callable:
-    from diag.simulate.bearing import simulate_bearing_recordings
-
-    return simulate_bearing_recordings
-
-
-def _inverter_sim() -> Callable:
-    from diag.simulate.inverter import simulate_inverter_recordings
-
-    return simulate_inverter_recordings
-
-
-#: source.kind -> the reader (imported on first use so ``diag --help`` stays fast)
-READERS: dict[str, Callable[[], Callable[..., list[Recording]]]] = {
-    "cwru": _cwru, "paderborn": _paderborn, "ottawa": _ottawa, "files": _files,
-    "bearing_sim": _bearing_sim, "inverter_sim": _inverter_sim,
-}
+#: the source kinds: readers of files, then the simulators
+READERS = ("cwru", "paderborn", "ottawa", "files", "bearing_sim", "inverter_sim")
 
 
 def get_reader(kind: str) -> Callable[..., list[Recording]]:
-    if kind not in READERS:
+    """The reader of ``source.kind`` (imported on first use so ``diag --help`` stays fast)."""
+    if kind == "cwru":
+        from diag.sources.cwru import read_cwru as reader
+    elif kind == "paderborn":
+        from diag.sources.paderborn import read_paderborn as reader
+    elif kind == "ottawa":
+        from diag.sources.ottawa import read_ottawa as reader
+    elif kind == "files":
+        from diag.sources.files import read_files as reader
+    elif kind == "bearing_sim":
+        from diag.simulate.bearing import simulate_bearing_recordings as reader
+    elif kind == "inverter_sim":
+        from diag.simulate.inverter import simulate_inverter_recordings as reader
+    else:
         raise DiagError(f"source.kind: unknown '{kind}'; choose one of {', '.join(READERS)}")
-    return READERS[kind]()
+    return reader
 
 
 class Recordings(list):
