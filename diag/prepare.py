@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import torch
 
 import diag
+from diag.audit import recording_stats, report_findings, run_audit, stored_findings
+from diag.choose import choice_table, choose_transform
 from diag.config import SPLITS, PrepareConfig, load_prepare_config, resolve_auto_norms
 from diag.dataset import FORMAT_VERSION, MANIFEST, DatasetWriter
 from diag.errors import DiagError
@@ -124,6 +126,7 @@ def prepare(
     force: bool = False,
     quiet: bool = False,
     device: str = "cpu",
+    strict: bool = False,
 ) -> Path:
     """Prepare a dataset directory (see :mod:`diag.dataset` for its layout) and return its path.
 
@@ -132,6 +135,7 @@ def prepare(
     interrupted run leaves nothing at ``out``. ``device``: where the time-frequency transform runs,
     ``cpu`` (default; bit-reproducible), ``cuda[:N]`` or ``auto`` (CUDA when present). GPU images
     agree with CPU ones to float rounding; the device is recorded in the manifest, not the fingerprint.
+    ``strict``: a finding of the data audit (:mod:`diag.audit`) is an error and nothing is written.
     """
     from diag.transforms import make_transform, reference_hz, window_reference_hz
 
@@ -147,6 +151,7 @@ def prepare(
         if ok:
             if not quiet:
                 console.print(f"{out}: up to date (same config and sources); reusing it")
+            report_findings(stored_findings(out) if strict else [], console, strict=True, where=f"{out}: ")
             return out
         if not force:
             raise DiagError(f"{out}: already exists and {why}; choose another --out or pass --force to replace it")
@@ -160,6 +165,9 @@ def prepare(
     for note in resolve_auto_norms(cfg.windows, cfg.transform, recordings[0].n_channels):
         if not quiet:
             console.print(f"[yellow]note:[/] {note}")
+    choice = choose_transform(raw, recordings, cfg) if cfg.transform.kind == "auto" else None  # diag.choose
+    for line in [choice_table(choice), *choice["notes"]] if choice and not quiet else []:
+        console.print(line)
     # order images (envorder / harmonics): every recording's reference rate, from its meta or the config,
     # or estimated (transform.ref_search) from the recording as read -- as diag predict reads a file
     refs = []
@@ -168,9 +176,11 @@ def prepare(
             refs.append(reference_hz(r.meta, cfg.transform, r.signal, r.fs))
         except DiagError as exc:
             raise DiagError(f"{r.source}: {exc}") from None
+    rec_stats = recording_stats(raw)  # per recording as read, for the data audit (diag.audit)
     del raw
     fs = recordings[0].fs
     plan = plan_split(recordings, cfg.windows, cfg.split)
+    cfg.split.method = plan.method  # split.method=auto resolved (diag.split_auto); the notes say why
     if plan.leaky:
         console.print("[bold yellow]warning:[/] random window split: neighbouring windows of one recording sit on "
                       "both sides of train/test; reported accuracy will be optimistic and will not transfer")
@@ -286,9 +296,12 @@ def prepare(
             ],
             "source_checksums": checksums,
             "source_checks": [f.to_dict() for f in source_checks],
+            **({"transform_choice": choice} if choice else {}),
             "versions": package_versions(),
             "seconds": round(elapsed, 2),
         }
+        manifest["audit"] = run_audit(manifest, np.load(writer.tmp / "train.npy", mmap_mode="r"), metas["train"],
+                                      rec_stats, console, strict=strict)  # prints; strict: raises, nothing written
         writer.commit(metas, manifest, replace=force)
 
     if not quiet:
