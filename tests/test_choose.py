@@ -85,7 +85,7 @@ def test_auto_never_reads_the_test_split():
     test = sorted({int(i) for i in plan.windows.rec[plan.windows.side == "test"]})
     assert test and len(test) < len(recs)
     poisoned = list(recs)
-    for i in test:  # NaN samples: any window cut from a test recording would make the transform refuse it
+    for i in test:  # NaN samples: a probe that scored (or fit on) test windows would get other numbers
         poisoned[i] = dataclasses.replace(recs[i], signal=np.full_like(recs[i].signal, np.nan))
     again = choose_transform(raw, poisoned, dataclasses.replace(cfg, transform=TransformConfig(kind="auto", norm="image")))
     assert again["candidates"] == clean["candidates"] and again["chosen"] == clean["chosen"]
