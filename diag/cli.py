@@ -69,11 +69,12 @@ def prepare(
     data: Optional[str] = typer.Option(None, "--data", help="Override source.path (file or folder)."),
     source: Optional[str] = typer.Option(None, "--source", help="Override source.kind."),
     split: Optional[str] = typer.Option(None, "--split", help="Split method: time|recording|group|condition|fault-size|random."),
-    transform: Optional[str] = typer.Option(None, "--transform", help="Image kinds joined by +: cwt, stft, envorder (envelope spectrum on a shaft-order axis), harmonics (multiples of the fundamental), e.g. cwt+envorder."),
+    transform: Optional[str] = typer.Option(None, "--transform", help="Image kinds joined by +: cwt, stft, envorder (envelope spectrum on a shaft-order axis), harmonics (multiples of the fundamental), e.g. cwt+envorder; or auto: pick by a probe on the validation split."),
     allow_leaky: bool = typer.Option(False, "--allow-leaky", help="Permit the leaky 'random' split (prints a warning)."),
     force: bool = typer.Option(False, "--force", help="Replace a prepared dataset at --out made with a different config (never other files)."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override any setting: section.key=value (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="Where the CWT/STFT runs: cpu (bit-reproducible) | cuda[:N] | auto."),
+    strict: bool = typer.Option(False, "--strict", help="Make every data-audit finding an error (exit 2, nothing written)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output or summary table."),
 ) -> None:
     """Read recordings, resample, window, split without leakage, and write time-frequency images."""
@@ -90,7 +91,20 @@ def prepare(
         overrides.append(f"transform.kind={_toml_str(transform)}")
     if allow_leaky:
         overrides.append("split.allow_leaky=true")
-    run_prepare(config, out, overrides=overrides, force=force, device=device, quiet=quiet)
+    run_prepare(config, out, overrides=overrides, force=force, device=device, quiet=quiet, strict=strict)
+
+
+@app.command()
+@friendly
+def audit(
+    prepared: Path = typer.Argument(..., help="A prepared dataset folder (diag prepare)."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 2 when there is any finding."),
+) -> None:
+    """Re-run the data audit on a prepared dataset: classes on one recording / group / condition, trivial
+    separators (one image row, per-recording RMS / DC offset), resampling for some classes only, one-sided splits."""
+    from diag.signal.audit import audit_prepared
+
+    audit_prepared(prepared, console, strict=strict)
 
 
 def _toml_str(s: str) -> str:

@@ -30,7 +30,7 @@ except ModuleNotFoundError:  # pragma: no cover
 from diag.errors import DiagError
 
 SOURCE_KINDS = ("cwru", "paderborn", "ottawa", "files", "bearing_sim", "inverter_sim")
-SPLIT_METHODS = ("time", "recording", "group", "condition", "fault-size", "random")
+SPLIT_METHODS = ("auto", "time", "recording", "group", "condition", "fault-size", "random")
 NORMALIZATIONS = ("auto", "none", "zscore", "rms", "minmax", "zscore-joint", "rms-joint", "dataset")
 VAL_METHODS = ("auto", "time", "recording", "group", "condition", "fault-size")
 IMAGE_NORMS = ("auto", "image", "image-joint", "none")
@@ -134,6 +134,8 @@ SPLITS = ("train", "val", "test")  # the sides of every split, in this order (pr
 class SplitConfig:
     """Train / validation / test split that does not leak.
 
+    * ``auto`` (default): ``group`` where groups are given, else ``recording``, wherever every class
+      has at least two of them; else ``time``, with a warning (:mod:`diag.signal.split_auto`).
     * ``time``: each recording is cut into contiguous blocks ``train | guard | val | guard | test``
       (fractions of its length); the guard is ``guard_windows`` window lengths, so no two windows on
       different sides share a sample.
@@ -153,7 +155,7 @@ class SplitConfig:
     class has two of them on the training side).
     """
 
-    method: str = "time"
+    method: str = "auto"
     val_method: str = "auto"
     test_fraction: float = 0.2
     val_fraction: float = 0.15
@@ -173,7 +175,7 @@ class SplitConfig:
             raise DiagError(f"split.val_method: '{self.val_method}' holds out whole units for validation, but "
                             f"split.method={self.method} puts every recording on the training and the test side; "
                             "use split.val_method=time (or a grouping split.method)")
-        if not 0.0 < self.test_fraction < 1.0 and self.method in ("time", "random", "recording", "group"):
+        if not 0.0 < self.test_fraction < 1.0 and self.method in ("auto", "time", "random", "recording", "group"):
             raise DiagError(f"split.test_fraction: must be in (0, 1), got {self.test_fraction}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise DiagError(f"split.val_fraction: must be in [0, 1), got {self.val_fraction}")
@@ -198,7 +200,8 @@ class TransformConfig:
 
     ``kind``: ``cwt`` (analytic Morlet scalogram), ``stft`` (spectrogram), ``envorder`` or
     ``harmonics`` (order images, below), or several joined by ``+`` (``cwt+stft``, ``cwt+envorder``:
-    stacked as channels, same H x W). ``size`` = ``[H, W]`` of the output image: rows are frequencies in
+    stacked as channels, same H x W); ``auto``: ``diag prepare`` scores the candidates by a cheap probe
+    on the validation split and uses the best (:mod:`diag.signal.choose`). ``size`` = ``[H, W]`` of the output image: rows are frequencies in
     ascending order (row 0 = lowest; plot with ``origin="lower"``), columns are time. CWT:
     ``n_scales`` log-spaced centre frequencies from ``fmin`` to ``fmax`` Hz (``fmax`` 0 means
     0.45 * fs), Morlet parameter ``w0`` (radians). A Morlet wavelet at f Hz lasts about
@@ -254,10 +257,12 @@ class TransformConfig:
         return tuple(self.kind.split("+"))
 
     def validate(self) -> None:
-        parts = self.parts
-        if not parts or any(p not in TRANSFORM_PARTS for p in parts) or len(set(parts)) != len(parts):
+        parts = () if self.kind == "auto" else self.parts  # auto: diag prepare picks the kind (diag.signal.choose)
+        if self.kind != "auto" and (not parts or any(p not in TRANSFORM_PARTS for p in parts)
+                                    or len(set(parts)) != len(parts)):
             raise DiagError(f"transform.kind: unknown '{self.kind}'; choose one or more of "
-                            f"{', '.join(TRANSFORM_PARTS)} joined by '+' (each once), e.g. cwt+envorder")
+                            f"{', '.join(TRANSFORM_PARTS)} joined by '+' (each once), e.g. cwt+envorder, "
+                            "or auto (diag prepare picks it by a probe on the validation split)")
         if "envorder" in parts and "harmonics" in parts:
             raise DiagError("transform.kind: envorder (shaft orders) and harmonics (orders of the electrical "
                             "fundamental) need different reference rates; use one of them")

@@ -28,7 +28,8 @@ PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-6}
 DEVICE=${DEVICE:-auto}
 start=$(date +%s)
 DATA=(--set 'source.classes="all"' --set source.recordings_per_class=4 --set source.duration=1.5
-      --set windows.hop=1024 --split condition --set 'split.test_conditions=["50Hz"]')
+      --set windows.hop=1024 --split condition --set 'split.test_conditions=["50Hz"]'
+      --transform cwt)   # the README's demo numbers are CWT (+ polarity) images; the config's default is cwt+harmonics
 
 echo "== 1/3 prepare: simulate 22 inverter classes, window, split by condition (50 Hz held out), CWT images"
 $DIAG prepare --config "$CONFIG" --out "$OUT/prepared" "${DATA[@]}" --device "$DEVICE"

@@ -101,10 +101,10 @@ if has val; then
       && fit "cwru-faultsize-val$v" configs/cwru.toml
     prep "cwru-condition-val$v" configs/cwru.toml "${CW[@]}" "${CO[@]}" --set "split.val_method=\"$v\"" \
       && fit "cwru-condition-val$v" configs/cwru.toml
-    prep "bearing-condition-val$v" configs/bearing_sim.toml --split condition \
+    prep "bearing-condition-val$v" configs/bearing_sim.toml --split condition --transform cwt \
       --set 'split.test_conditions=["1730rpm"]' --set "split.val_method=\"$v\"" \
       && fit "bearing-condition-val$v" configs/bearing_sim.toml
-    prep "inverter-condition-val$v" configs/inverter_sim.toml --split condition \
+    prep "inverter-condition-val$v" configs/inverter_sim.toml --split condition --transform cwt \
       --set 'split.test_conditions=["50Hz"]' --set "split.val_method=\"$v\"" \
       && fit "inverter-condition-val$v" configs/inverter_sim.toml
   done

@@ -20,7 +20,7 @@ CFG=configs/inverter_sim.toml
 for pol in false true; do
   d=$OUT/rec-polarity-$pol
   [ -f "$d/manifest.json" ] || $PY -m diag prepare --config $CFG --out "$d" --split recording \
-    --set transform.polarity=$pol >/dev/null
+    --set transform.polarity=$pol --transform cwt >/dev/null
   for s in $SEEDS; do
     [ -f "$d-s$s/test_metrics.json" ] || $PY -m diag train --data "$d" --out "$d-s$s" --config $CFG --seed "$s" -q
   done
@@ -29,7 +29,7 @@ done
 known=$($PY -c "import json, sys; print(json.dumps([c for c in ['normal','S1','S2','S3','S4','S5','S6'] if c != sys.argv[1]]))" "$HELD_OUT")
 d=$OUT/unknown-no$HELD_OUT
 [ -f "$d/manifest.json" ] || $PY -m diag prepare --config $CFG --out "$d" --set "source.classes=$known" \
-  --set source.recordings_per_class=4 --set transform.polarity=true >/dev/null
+  --set source.recordings_per_class=4 --set transform.polarity=true --transform cwt >/dev/null
 [ -f "$d-run/test_metrics.json" ] || $PY -m diag train --data "$d" --out "$d-run" --config $CFG --epochs 10 -q
 
 echo "== 7 classes, recording split (unseen drives): test accuracy / macro-F1"

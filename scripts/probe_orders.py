@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Cheap checks of prepared image datasets, no CNN: what the README's order-image figures were measured with.
 
-    probe DIR...   logistic regression (C = 0.1, standardised features) on each image's row profile
-                   (mean over columns, every channel concatenated), fit on train, scored on test:
-                   accuracy, macro-F1 and per-class F1. --balanced weighs classes by 1/frequency.
+    probe DIR...   the probe of `diag prepare --transform auto` (diag.signal.choose.linear_probe: logistic regression,
+                   C = 0.1, standardised features) on each image's row means (every channel concatenated),
+                   fit on train, scored on test: accuracy, macro-F1 and per-class F1. --balanced weighs
+                   classes by 1/frequency.
     lines DIR      for an envorder dataset: per split and class, the mean height of the rows at the
                    6205's defect orders (BPFO, BPFI, 2xBSF, 2xBPFO, 2xBPFI, 1x) above each window's row
                    median (image std units), and the four highest rows.
@@ -30,17 +31,16 @@ def load(d: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def probe(dirs: list[Path], balanced: bool) -> None:
-    from sklearn.linear_model import LogisticRegression
+    """The probe of ``diag prepare --transform auto`` (diag.signal.choose), on a prepared dataset's test split, with
+    the row means only (the README's figures were measured so; --transform auto adds the rows' spread)."""
     from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.preprocessing import StandardScaler
+
+    from diag.signal.choose import linear_probe, row_profile
 
     for d in dirs:
         classes = json.loads((d / "manifest.json").read_text())["classes"]
         (xtr, ytr), (xte, yte) = load(d, "train"), load(d, "test")
-        ftr, fte = xtr.mean(axis=3).reshape(len(xtr), -1), xte.mean(axis=3).reshape(len(xte), -1)
-        sc = StandardScaler().fit(ftr)
-        clf = LogisticRegression(max_iter=3000, C=0.1, class_weight="balanced" if balanced else None)
-        p = clf.fit(sc.transform(ftr), ytr).predict(sc.transform(fte))
+        p = linear_probe(row_profile(xtr, spread=False), ytr, row_profile(xte, spread=False), balanced=balanced)
         per = f1_score(yte, p, average=None, labels=range(len(classes)), zero_division=0)
         print(f"{d.name:20s} test acc {accuracy_score(yte, p):.3f} macro-F1 {f1_score(yte, p, average='macro'):.3f}  "
               + " ".join(f"{c}={v:.2f}" for c, v in zip(classes, per)))

@@ -18,7 +18,8 @@ PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 D=$OUT/work
 mkdir -p "$OUT"
-$PY -m diag prepare --config configs/bearing_sim.toml --out $D/prepared >/dev/null || exit 1
+# the split and images this study was measured on (the config's defaults are now auto -> recording, envorder)
+$PY -m diag prepare --config configs/bearing_sim.toml --out $D/prepared --split time --transform cwt >/dev/null || exit 1
 run() {
   name=$1
   shift

@@ -95,7 +95,8 @@ config_norm() { $PY -c "from diag.config import read_toml; print(read_toml('$1')
 for s in "${STUDIES[@]}"; do
   case $s in
     converter)
-      INV=(--set 'source.classes="all"' --split condition --set 'split.test_conditions=["50Hz"]' "${SIM_DATA[@]}")
+      INV=(--set 'source.classes="all"' --split condition --set 'split.test_conditions=["50Hz"]' --transform cwt
+           "${SIM_DATA[@]}")   # CWT: the images the README's converter study was measured on
       study converter configs/inverter_sim.toml full "${INV[@]}"
       norm=$(config_norm configs/inverter_sim.toml)
       if [[ $norm != *joint* ]]; then
@@ -108,7 +109,7 @@ for s in "${STUDIES[@]}"; do
       fi
       ;;
     bearings)
-      study bearings configs/bearing_sim.toml full "${SIM_DATA[@]}"
+      study bearings configs/bearing_sim.toml full --transform cwt "${SIM_DATA[@]}"  # CWT, as in the README
       ;;
     bearings-envorder)
       study bearings-envorder configs/bearing_sim.toml full "${SIM_DATA[@]}" --transform envorder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import datetime, timezone
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     import torch
 
 from diag.config import SPLITS, PrepareConfig, load_prepare_config, resolve_auto_norms
+from diag.signal.audit import recording_stats, report_findings, run_audit, stored_findings
+from diag.signal.choose import choice_table, choose_transform
 from diag.signal.dataset import FORMAT_VERSION, MANIFEST, DatasetWriter
 from diag.errors import DiagError
 from diag.version import __version__
@@ -117,6 +120,7 @@ def prepare(
     force: bool = False,
     quiet: bool = False,
     device: str = "cpu",
+    strict: bool = False,
 ) -> Path:
     """Prepare a dataset directory (see :mod:`diag.signal.dataset` for its layout) and return its path.
 
@@ -125,6 +129,7 @@ def prepare(
     interrupted run leaves nothing at ``out``. ``device``: where the time-frequency transform runs,
     ``cpu`` (default; bit-reproducible), ``cuda[:N]`` or ``auto`` (CUDA when present). GPU images
     agree with CPU ones to float rounding; the device is recorded in the manifest, not the fingerprint.
+    ``strict``: a finding of the data audit (:mod:`diag.signal.audit`) is an error and nothing is written.
 
     The steps from a recording to its images are one fitted object, :class:`Preprocessing`, stored in
     the manifest and carried by every run trained on the dataset, so ``diag predict`` applies the same.
@@ -135,6 +140,7 @@ def prepare(
     out = Path(out)
     checksums = source_checksums(cfg)
     if _up_to_date(out, cfg, checksums, force, quiet):
+        report_findings(stored_findings(out) if strict else [], console, strict=True, where=f"{out}: ")
         return out
     raw = load_recordings(cfg.source)
     if not raw:
@@ -148,8 +154,13 @@ def prepare(
             console.print(f"[yellow]note:[/] {note}")
     pre = Preprocessing.from_config(cfg, raw[0])
     recordings = pre.harmonise(raw)
+    choice = choose_transform(raw, recordings, cfg) if cfg.transform.kind == "auto" else None  # signal.choose
+    for line in [choice_table(choice), *choice["notes"]] if choice and not quiet else []:
+        console.print(line)
+    pre.transform = dataclasses.replace(cfg.transform)  # the kind auto chose
     refs = _references(pre, raw)  # from each recording as read -- as diag predict reads a file
     fs_original = [r.fs for r in raw]
+    rec_stats = recording_stats(raw)  # per recording as read, for the data audit (diag.signal.audit)
     del raw
     plan = _plan(recordings, cfg, quiet)
     _advise(recordings, cfg, quiet)
@@ -164,6 +175,10 @@ def prepare(
         elapsed = time.perf_counter() - t0
         manifest = _manifest(cfg, pre, fingerprint, classes, recordings, refs, plan, sizes, counts, checksums,
                              source_checks, dev, elapsed)
+        if choice:
+            manifest["transform_choice"] = choice
+        manifest["audit"] = run_audit(manifest, np.load(writer.tmp / "train.npy", mmap_mode="r"), metas["train"],
+                                      rec_stats, console, strict=strict)  # prints; strict: raises, nothing written
         writer.commit(metas, manifest, replace=force)
     if not quiet:
         _print_summary(out, classes, counts, sides, tuple(pre.image_shape), elapsed, len(recordings))
@@ -209,6 +224,7 @@ def _references(pre: Preprocessing, raw: list[Recording]) -> list[tuple[tuple[fl
 def _plan(recordings: list[Recording], cfg: PrepareConfig, quiet: bool) -> Any:
     """The split plan, checked leak-free, with its notes and warnings printed."""
     plan = plan_split(recordings, cfg.windows, cfg.split)
+    cfg.split.method = plan.method  # split.method=auto resolved (diag.signal.split_auto); the notes say why
     if plan.leaky:
         console.print("[bold yellow]warning:[/] random window split: neighbouring windows of one recording sit on "
                       "both sides of train/test; reported accuracy will be optimistic and will not transfer")

@@ -879,6 +879,8 @@ class Transform:
     def __init__(self, cfg: TransformConfig, fs: float, length: int, device: str | torch.device | None = None,
                  threads: int | None = None):
         cfg.validate()
+        if cfg.kind == "auto":
+            raise DiagError("transform.kind=auto: diag prepare picks the kind (diag.signal.choose); build a Transform for one")
         if threads is not None and threads < 1:
             raise DiagError(f"transform: threads must be >= 1, got {threads}")
         self.threads = threads  # CPU worker threads; None: torch.get_num_threads() at call time

@@ -8,6 +8,9 @@ length. Hence no training window shares a sample with a validation or test windo
 
 Splits (``SplitConfig.method``):
 
+``auto`` (default)
+    ``group`` where groups are given, else ``recording``, wherever every class has at least two of
+    them; else ``time``, with a warning (:mod:`diag.signal.split_auto`).
 ``time``
     every recording is cut into ``train | guard | val | guard | test`` (test at the end).
 ``recording`` / ``group``
@@ -49,6 +52,7 @@ from scipy.signal import resample_poly
 from diag.config import SPLITS, SplitConfig, WindowConfig, auto_norms
 from diag.errors import DiagError
 from diag.sources.base import Recording
+from diag.signal.split_auto import resolve_split
 
 
 # ------------------------------------------------------------------------------------------------
@@ -397,6 +401,7 @@ class SplitPlan:
     leaky: bool = False
     val_by: str = "time"  # how validation was chosen: time | recording | group | condition | fault-size (+time)
     warnings: list[str] = field(default_factory=list)  # also in notes; printed by prepare
+    method: str = ""  # the split method used (split.method, with auto resolved: diag.signal.split_auto)
 
 
 def _time_blocks(i: int, n: int, length: int, guard: int, test_fraction: float, val_fraction: float,
@@ -560,8 +565,17 @@ def _holdout_sides(recordings: list[Recording], cfg: SplitConfig) -> tuple[list[
 def plan_split(recordings: list[Recording], wcfg: WindowConfig, scfg: SplitConfig) -> SplitPlan:
     """Assign sample blocks of every recording to train/val/test and list the windows.
 
-    ``recordings`` must already be at the target rate (see :func:`harmonise`).
+    ``recordings`` must already be at the target rate (see :func:`harmonise`). ``split.method = "auto"``
+    is resolved first (:func:`diag.signal.split_auto.resolve_split`); ``plan.method`` is the method used.
     """
+    scfg, auto_notes, auto_warnings = resolve_split(recordings, scfg)  # auto -> group | recording | time
+    plan = _plan_split(recordings, wcfg, scfg)
+    plan.notes[:0], plan.warnings[:0], plan.method = auto_notes, auto_warnings, scfg.method
+    return plan
+
+
+def _plan_split(recordings: list[Recording], wcfg: WindowConfig, scfg: SplitConfig) -> SplitPlan:
+    """:func:`plan_split` for a resolved ``split.method``."""
     length, hop = wcfg.length, wcfg.hop
     guard = int(math.ceil(scfg.guard_windows * length))
     blocks: list[Block] = []

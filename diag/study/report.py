@@ -42,6 +42,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from diag.signal.audit import audit_lines
 from diag.errors import DiagError
 from diag.storage import atomic_write_bytes, atomic_write_text
 from diag.study.names import COMPARE_RECORD, INIT_LABEL, INIT_ORDER, budget_name, budget_words, warmup_name
@@ -358,6 +359,7 @@ def describe_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "sizes": m.get("sizes") or {},
         "fs": m.get("fs"), "window": m.get("window"), "transform": m.get("transform"),
         "image_shape": m.get("image_shape"), "recordings": len(m.get("recordings", [])),
+        "audit": audit_lines(m),  # the data audit's findings (diag.signal.audit); None: never audited
         "name": f"{src.get('kind', '?')} data ({Path(path).name})",
     })
     return info
@@ -613,6 +615,16 @@ def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
         sides = [s for s in ("train", "val", "test") if s in data["counts"]]
         doc.table(["class"] + sides, [[c] + [str(data["counts"][s].get(c, 0)) for s in sides] for c in data["classes"]]
                   + [["total"] + [str(sum(data["counts"][s].values())) for s in sides]], cls="counts")
+
+    doc.h(2, "Data audit")
+    audit = data.get("audit")
+    doc.p("The prepared dataset is not available here; no data audit." if "missing" in data else
+          "Never audited (prepared before the data audit; `diag audit PREPARED` runs it)." if audit is None else
+          "No findings: no class rests on one recording / group / condition, no single image row or per-recording "
+          "statistic separates a class trivially, no class alone was resampled, no one-sided class or condition."
+          if not audit else "What `diag prepare` found in this data (`diag audit PREPARED` re-runs it):")
+    if audit:
+        doc.ul(audit)
 
     doc.h(2, "Main table")
     doc.p("Mean ± standard deviation over seeds (one value: one seed). val = validation split (selects the epoch); "
