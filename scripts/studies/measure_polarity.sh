@@ -6,9 +6,9 @@
 #   2. "unknown" on a held-out switch (HELD_OUT, default S1) with polarity on: the README's protocol
 #      (4 drives per class, time split, scripts/unknown_study.py)
 # Resumable: finished steps are reused. Outputs under OUT (default runs/polarity).
-# Usage: bash scripts/measure_polarity.sh        OMP_NUM_THREADS=1 SEEDS="0 1 2" bash scripts/measure_polarity.sh
+# Usage: bash scripts/studies/measure_polarity.sh        OMP_NUM_THREADS=1 SEEDS="0 1 2" bash scripts/studies/measure_polarity.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python

@@ -9,8 +9,8 @@
                    6205's defect orders (BPFO, BPFI, 2xBSF, 2xBPFO, 2xBPFI, 1x) above each window's row
                    median (image std units), and the four highest rows.
 
-    python scripts/probe_orders.py probe prepared/a prepared/b [--balanced]
-    python scripts/probe_orders.py lines prepared/cwru-size-env [--channel 0]
+    python scripts/studies/probe_orders.py probe prepared/a prepared/b [--balanced]
+    python scripts/studies/probe_orders.py lines prepared/cwru-size-env [--channel 0]
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@
 #   bearings  configs/bearing_sim.toml, the 4 classes without HELD_BEAR (inner)
 # The defaults were chosen before any of these runs, after the threshold rule (bounded_threshold) was fixed.
 # Resumable: finished steps are reused. Outputs under OUT (default runs/unknown-rec).
-# Usage: OMP_NUM_THREADS=1 bash scripts/measure_unknown.sh [inverter] [bearings]
-#        TRANSFORM=envorder bash scripts/measure_unknown.sh bearings   (other images; folders get -envorder)
+# Usage: OMP_NUM_THREADS=1 bash scripts/studies/measure_unknown.sh [inverter] [bearings]
+#        TRANSFORM=envorder bash scripts/studies/measure_unknown.sh bearings   (other images; folders get -envorder)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
