@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The shipped defaults on unseen recordings (issue 21; numbers in PATH_FINDINGS.md), per image kind and seed.
+# The shipped defaults on unseen recordings (numbers in docs/findings/engineer-path.md), per image kind and seed.
 #   SETUP=bearing (default): the issue's engineer's commands -- configs/bearing_sim.toml, 3 classes x 4
 #     recordings, the default split (auto -> recording), train 6 epochs; scored on the test split (whole
 #     unseen recordings) and by `diag predict` on a fresh simulation (simulator seed 11, 4 recordings each
