@@ -63,12 +63,43 @@ def test_the_option_table_is_read_from_the_app():
         docs_hooks.options_markdown("nosuch")
 
 
+def test_readme_is_a_front_door_and_its_relative_links_resolve():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250
+    assert "bash scripts/demo.sh" in text and "bash scripts/test.sh" in text and "pip install -e ." in text
+    assert "<!-- results:answer:begin -->" in text
+    links = [t for t in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text) if "://" not in t]
+    assert links
+    for target in links:
+        assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+
 
 def test_committed_results_tables_match_their_records():
     stale = results_tables.outdated()
     assert not stale, (f"{', '.join(str(p.relative_to(ROOT)) for p in stale)}: a results table differs from "
                        "docs/results; run python scripts/dev/results_tables.py write")
 
+
+def test_check_fails_when_a_committed_table_is_edited(tmp_path, monkeypatch):
+    cmp = tmp_path / "cmp"
+    for seed, (a, b) in enumerate([(0.81, 0.62), (0.77, 0.64)]):
+        fake_run(cmp, f"imagenet-s{seed}", "imagenet", seed, a)
+        fake_run(cmp, f"scratch-s{seed}", "scratch", seed, b)
+    monkeypatch.setattr(results_tables, "RESULTS", tmp_path / "results")
+    results_tables.record("toy", cmp, title="toy", command="diag compare")
+    page = tmp_path / "README.md"
+    page.write_text("<!-- results:answer:begin -->\n<!-- results:answer:end -->\n"
+                    "<!-- results:toy:begin -->\n<!-- results:toy:end -->\n", encoding="utf-8")
+    monkeypatch.setattr(results_tables, "pages", lambda: [page])
+    assert results_tables.main(["write"]) == 0 and results_tables.main(["check"]) == 0
+    text = page.read_text(encoding="utf-8")
+    for block in ("answer", "toy"):  # one digit changed in either table is caught
+        number = re.compile(r"\d\.\d{3}").search(text, text.index(f"<!-- results:{block}:begin -->"))
+        page.write_text(text[: number.start()] + ("0.000" if number.group() != "0.000" else "0.001")
+                        + text[number.end():], encoding="utf-8")
+        assert results_tables.main(["check"]) == 1
+    page.write_text(text, encoding="utf-8")
+    assert results_tables.main(["check"]) == 0
 
 
 def test_record_then_write_gives_the_runs_means_and_paired_intervals(tmp_path, monkeypatch):
