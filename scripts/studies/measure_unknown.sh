@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The honest "unknown" on machines never trained on (README, "The honest unknown", recording split):
+# The honest "unknown" on machines never trained on (docs/scoring.md, "The honest unknown", recording split):
 # a fault class is left out of training, the model is trained on a recording split (validation = whole
 # held-out recordings, test = other unseen recordings), and scripts/unknown_study.py scores the known
 # classes' test windows against freshly simulated recordings (seed 1) of the left-out class.
@@ -18,7 +18,7 @@ OUT=${OUT:-runs/unknown-rec}
 SEED=${SEED:-0}
 HELD_INV=${HELD_INV:-S3}
 HELD_BEAR=${HELD_BEAR:-inner}
-TRANSFORM=${TRANSFORM:-}          # empty: CWT, the images the README's numbers were measured on
+TRANSFORM=${TRANSFORM:-}          # empty: CWT, the images the documented numbers were measured on
 PREP=(--transform cwt)
 [ -n "$TRANSFORM" ] && PREP=(--transform "$TRANSFORM")
 KINDS=("$@")
