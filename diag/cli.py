@@ -313,7 +313,7 @@ def predict(
     variable: Optional[str] = typer.Option(None, "--variable", help="Variable to read from .mat files holding several."),
     ref_hz: Optional[float] = typer.Option(None, "--ref-hz", help="Order-image runs (envorder / harmonics): the shaft rate / electrical fundamental in Hz of every file (default: each file's metadata, else the run's transform.ref_hz)."),
     rpm: Optional[float] = typer.Option(None, "--rpm", help="The shaft speed in rpm instead of --ref-hz (envorder: --ref-hz RPM/60)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON (schema in the README)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON (schema: docs/scoring.md)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per file (per window with --windows)."),
     windows: bool = typer.Option(False, "--windows", help="Per-window rows in --csv and a windows list per file in --json."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for one PNG per file: waveform, scalogram, probabilities."),

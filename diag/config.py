@@ -313,7 +313,7 @@ def resolve_auto_norms(windows: WindowConfig, transform: TransformConfig, n_chan
 
     One channel: ``zscore`` / ``image`` (per window, per image: the defaults before ``auto``). Several:
     ``zscore-joint`` / ``image-joint``, one scale for all channels of a window, so the level relations
-    between channels recorded together survive (measured on the inverter's phase currents, README
+    between channels recorded together survive (measured on the inverter's phase currents, docs/images.md
     "Band limit and normalisation"). Returns what was resolved, as notes for the user.
     """
     notes = []

@@ -11,7 +11,7 @@ methods need large batches; on time-frequency images of waveforms a batch of 64 
 because windows of different recordings differ strongly. On the simulated bearing set (k-NN probe on
 the validation split, random initialisation 0.621) SimCLR reached 0.895 after 5 epochs and 0.934
 after 10 (20-epoch schedule, CPU), while BYOL crept to 0.625 after 8 epochs and 0.688 after 50
-(``scripts/ssl_study.sh``); fine-tuning from SimCLR then beat scratch by 4.7 points of test accuracy
+(``scripts/studies/ssl_study.sh``); fine-tuning from SimCLR then beat scratch by 4.7 points of test accuracy
 (21.5 with 10 labels per class), from BYOL by nothing. Faster BYOL schedules drifted onto
 nuisances (0.47-0.51): without negatives BYOL can settle on whatever is easiest to keep constant
 between two views of one window (noise texture, level), which here is not the fault.
