@@ -59,13 +59,36 @@ def _value_hash(v: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: modules whose names a module of MODULES re-exports (the refactored area, new modules included); a name
+#: imported from any other module (diag.config, diag.errors, ...) is a tool it uses, not its API
+AREA = ("diag.simulate", "diag.signal", "diag.sources.checks", "diag.sources.cwru", "diag.sources.paderborn",
+        "diag.sources.ottawa")
+OUTSIDE_AREA = ("diag.signal.split_auto", "diag.signal.recordings", "diag.signal.dataset", "diag.signal.stream",
+                "diag.signal.preprocessing", "diag.signal.audit", "diag.signal.choose", "diag.signal.toy")
+
+
+def _foreign_imports(mod: Any) -> set[str]:
+    """Names ``mod`` imports with ``from X import name`` from a module X outside the area."""
+    import ast
+
+    tree = ast.parse(inspect.getsource(mod))
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            inside = node.module.startswith(AREA) and not node.module.startswith(OUTSIDE_AREA)
+            if not inside:
+                out |= {a.asname or a.name for a in node.names}
+    return out
+
+
 def api() -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for name in MODULES:
         mod = importlib.import_module(name)
+        foreign = _foreign_imports(mod)
         entries: dict[str, str] = {}
         for attr in sorted(dir(mod)):
-            if attr.startswith("_"):
+            if attr.startswith("_") or attr in foreign:
                 continue
             obj = getattr(mod, attr)
             if inspect.ismodule(obj):
