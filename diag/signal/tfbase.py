@@ -9,30 +9,32 @@ from typing import Any
 import numpy as np
 import torch
 
+from diag.checks import check_signal_array
 from diag.errors import DiagError
 
 #: per-chunk working memory of the fast path, bytes (CPU: small enough to stay in cache; a GPU gets 64x)
 CHUNK_BYTES = 12 * 2**20
 
-__all__ = ["CHUNK_BYTES", "check_real_array", "as_signals", "next_5_smooth"]
+__all__ = ["CHUNK_BYTES", "ANY_NDIM", "check_real_array", "as_signals", "next_5_smooth"]
+
+
+#: any number of dimensions (a time axis at least)
+ANY_NDIM = tuple(range(1, 65))
 
 
 def check_real_array(x: Any, name: str, axis: int) -> tuple[np.ndarray, int]:
-    x = np.asarray(x)
-    if x.ndim == 0:
-        raise DiagError(f"{name}: x must have a time axis, got a scalar")
-    if np.iscomplexobj(x) or not np.issubdtype(x.dtype, np.number):
-        raise DiagError(f"{name}: x must be real-valued numbers, got dtype {x.dtype}")
-    if not -x.ndim <= axis < x.ndim:
-        raise DiagError(f"{name}: axis {axis} out of range for x with {x.ndim} dimensions")
-    ax = axis % x.ndim
-    if x.shape[ax] < 2:
-        raise DiagError(f"{name}: the time axis needs at least 2 samples, got {x.shape[ax]}")
-    if not np.isfinite(x).all():
-        raise DiagError(f"{name}: x contains {int((~np.isfinite(x)).sum())} NaN or infinite values")
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)
-    return x, ax
+    """``x`` as a real numeric array whose time axis ``axis`` has at least 2 samples, with no NaN / Inf:
+    the checks of :func:`diag.checks.check_signal_array` on any number of dimensions. Integers become
+    float64. Returns ``(x, axis % x.ndim)``."""
+    hint = f"[..., samples, ...] with time on axis {axis}"
+    a = check_signal_array(x, name, ndim=ANY_NDIM, min_samples=0, finite=False, shape_hint=hint)
+    if not -a.ndim <= axis < a.ndim:
+        raise DiagError(f"{name}: axis {axis} out of range for x with {a.ndim} dimensions")
+    ax = axis % a.ndim
+    check_signal_array(np.moveaxis(a, ax, -1), name, ndim=ANY_NDIM, min_samples=2, shape_hint=hint)
+    if not np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float64)
+    return a, ax
 
 
 def as_signals(x: Any, name: str, axis: int) -> tuple[torch.Tensor, tuple[int, ...], int]:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from diag.checks import check_finite, check_signal_array
 from diag.config import ORDER_PARTS, TransformConfig, auto_norms
 from diag.errors import DiagError
 from diag.signal.cwt import (
@@ -174,35 +175,33 @@ class Transform:
     # -- call ----------------------------------------------------------------------------------------
 
     def _check(self, x: Any) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            try:
-                x = np.asarray(x)
-            except (TypeError, ValueError):
-                raise DiagError(f"transform: expected an array of windows, got {type(x).__name__}") from None
-        shape = tuple(x.shape)
+        """Windows ``[batch, channels, length]`` of real finite numbers as a float32 tensor (NumPy input:
+        :func:`diag.checks.check_signal_array`, moved to ``self.device``; a tensor stays where it is)."""
         want = f"[batch, channels, {self.length}]"
-        if len(shape) != 3:
-            raise DiagError(f"transform: expected windows shaped {want}, got shape {shape}")
-        if shape[2] != self.length:
+        if isinstance(x, torch.Tensor):
+            if x.ndim != 3:
+                raise DiagError(f"transform: expected real samples shaped {want}, got shape {tuple(x.shape)}")
+            if x.is_complex() or x.dtype == torch.bool:
+                raise DiagError(f"transform: samples must be real numbers, got dtype {x.dtype}")
+        else:
+            x = check_signal_array(x, "transform", ndim=(3,), finite=False, shape_hint=want)
+        if x.shape[2] != self.length:
             raise DiagError(
-                f"transform: windows have {shape[2]} samples but this transform was built for {self.length}; "
+                f"transform: windows have {x.shape[2]} samples but this transform was built for {self.length}; "
                 "use the window length of the config / checkpoint"
             )
-        if shape[1] < 1:
-            raise DiagError(f"transform: expected at least one channel, got shape {shape}")
+        if x.shape[1] < 1:
+            raise DiagError(f"transform: expected at least one channel, got shape {tuple(x.shape)}")
+        fix = "clean or drop those windows first"
         if isinstance(x, torch.Tensor):
-            if x.is_complex() or x.dtype == torch.bool:
-                raise DiagError(f"transform: windows must be real numbers, got {x.dtype}")
             t = x.to(torch.float32)
-        else:
-            a = np.asarray(x)
-            if np.iscomplexobj(a) or not np.issubdtype(a.dtype, np.number):
-                raise DiagError(f"transform: windows must be real numbers, got dtype {a.dtype}")
-            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
-        bad = int((~torch.isfinite(t)).sum())
-        if bad:
-            raise DiagError(f"transform: windows contain {bad} NaN or infinite samples; clean or drop them first")
-        return t
+            n_bad = int((~torch.isfinite(t)).sum())
+            if n_bad:
+                raise DiagError(f"transform: {n_bad} NaN/Inf samples; {fix}")
+            return t
+        a = np.ascontiguousarray(x, dtype=np.float32)
+        check_finite(a, "transform", fix=fix)  # after the cast: a float64 beyond float32's range is Inf here
+        return torch.from_numpy(a).to(self.device)
 
     def _mat(self, name: str, a: np.ndarray, device: torch.device) -> torch.Tensor:
         key = f"{name}@{device}"

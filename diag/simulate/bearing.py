@@ -58,6 +58,7 @@ from diag.simulate.params import (
     check_count,
     check_positive,
     check_samples,
+    check_sampling_rate,
     check_seed,
     check_snr,
     child_seed,
@@ -446,7 +447,7 @@ class BearingSetParams:
     def validated(self) -> "BearingSetParams":
         classes = class_list("classes", self.classes, BEARING_FAULTS, {"all": BEARING_FAULTS})
         check_count(self.recordings_per_class)
-        fs = check_positive("fs", self.fs)
+        fs = check_sampling_rate(self.fs)
         duration = check_positive("duration", self.duration)
         rpm_levels = as_levels("rpm", self.rpm, lo=0.0)
         for r in rpm_levels:

@@ -78,7 +78,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import signal as sps
 
 from diag.errors import DiagError
 from diag.simulate.circuit import Drive, Integration, simulate_batch, steady_current
@@ -88,6 +87,7 @@ from diag.simulate.params import (
     check_count,
     check_positive,
     check_samples,
+    check_sampling_rate,
     check_seed,
     check_snr,
     child_seed,
@@ -251,7 +251,7 @@ class InverterParams:
         """A copy with every value checked (a one-line DiagError naming the first bad one); ``fs`` and
         ``duration`` as floats, ``short_fraction`` checked (used by ``itsc_*`` only)."""
         open_switches(self.fault)
-        fs = check_positive("fs", self.fs)
+        fs = check_sampling_rate(self.fs)
         duration = check_positive("duration", self.duration)
         for name in ("m", "f1", "vdc", "r", "l", "fsw"):
             check_positive(name, getattr(self, name))

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from diag.checks import check_fs
 from diag.errors import DiagError
 
 SNR_LIMITS_DB = (-20.0, 60.0)
@@ -69,9 +70,14 @@ def check_positive(name: str, value: Any, strict: bool = True) -> float:
     return v
 
 
+def check_sampling_rate(fs: Any) -> float:
+    """The simulator option ``fs`` (Hz) as a positive float: :func:`diag.checks.check_fs`."""
+    return check_fs(fs, "fs", option="fs=HZ")
+
+
 def check_samples(fs: Any, duration: Any) -> tuple[float, float, int]:
     """``(fs, duration, n)`` checked: both > 0 and at least 16 samples."""
-    fs = check_positive("fs", fs)
+    fs = check_sampling_rate(fs)
     duration = check_positive("duration", duration)
     n = int(round(duration * fs))
     if n < 16:
