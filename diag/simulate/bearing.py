@@ -205,7 +205,36 @@ def _check_snr_reference(snr_reference: Any) -> None:
 
 @dataclass(frozen=True)
 class BearingParams:
-    """The inputs of :func:`simulate_bearing` (documented there), checked in one place by :meth:`validated`."""
+    """The inputs of :func:`simulate_bearing`, checked in one place by :meth:`validated`.
+
+    Parameters
+    ----------
+    fault : {"normal", "inner", "outer", "ball", "combined"}
+    severity : float
+        Impact amplitude in g (> 0; ignored for ``normal``).
+    rpm : float or (start, end)
+        Shaft speed in rpm, constant or a linear ramp over the recording.
+    fs, duration : float
+        Sampling rate (Hz) and length (s).
+    snr_db : float or None
+        Noise level in dB, in [-20, 60]; None adds no noise.
+    snr_reference : {"signal", "healthy"}
+        Power the SNR refers to: the whole noise-free signal, or its healthy part only.
+    resonances : list of (frequency Hz, damping ratio[, gain])
+        Structural resonances excited by each impact; every frequency must be below fs/2.
+    geometry : BearingGeometry
+        Default: SKF 6205 (CWRU drive end).
+    slip : float
+        Relative standard deviation of the impact spacing (0.01-0.02 is typical), in [0, 0.1].
+    am_depth : float
+        Modulation depth ``m`` of inner (shaft rate) and ball (cage rate) impacts, in [0, 1].
+    amplitude_jitter : float
+        Relative standard deviation of the impact amplitudes, in [0, 0.5].
+    shaft_amplitudes : (a1, a2)
+        Amplitudes (g) of the 1x and 2x shaft harmonics (any number of harmonics may be given).
+    roughness : float
+        RMS (g) of the healthy distributed-roughness response (white noise through ``h``).
+    """
 
     fault: str = "outer"
     severity: float = 0.3
@@ -371,34 +400,7 @@ def simulate_bearing(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Simulate one bearing vibration signal (see the module docstring for the model).
 
-    Parameters
-    ----------
-    fault : {"normal", "inner", "outer", "ball", "combined"}
-    severity : float
-        Impact amplitude in g (> 0; ignored for ``normal``).
-    rpm : float or (start, end)
-        Shaft speed in rpm, constant or a linear ramp over the recording.
-    fs, duration : float
-        Sampling rate (Hz) and length (s).
-    snr_db : float or None
-        Noise level in dB, in [-20, 60]; None adds no noise.
-    snr_reference : {"signal", "healthy"}
-        Power the SNR refers to: the whole noise-free signal, or its healthy part only.
-    resonances : list of (frequency Hz, damping ratio[, gain])
-        Structural resonances excited by each impact; every frequency must be below fs/2.
-    geometry : BearingGeometry
-        Default: SKF 6205 (CWRU drive end).
-    slip : float
-        Relative standard deviation of the impact spacing (0.01-0.02 is typical), in [0, 0.1].
-    am_depth : float
-        Modulation depth ``m`` of inner (shaft rate) and ball (cage rate) impacts, in [0, 1].
-    amplitude_jitter : float
-        Relative standard deviation of the impact amplitudes, in [0, 0.5].
-    shaft_amplitudes : (a1, a2)
-        Amplitudes (g) of the 1x and 2x shaft harmonics (any number of harmonics may be given).
-    roughness : float
-        RMS (g) of the healthy distributed-roughness response (white noise through ``h``).
-    seed : int or SeedSequence
+    Parameters: the fields of :class:`BearingParams` (and ``seed``: int or SeedSequence).
 
     Returns
     -------
@@ -420,8 +422,28 @@ def simulate_bearing(
 
 @dataclass(frozen=True)
 class BearingSetParams:
-    """The options of :func:`simulate_bearing_recordings` (documented there), checked in one place by
-    :meth:`validated` (which turns levels and ranges into tuples)."""
+    """The options of :func:`simulate_bearing_recordings`, checked in one place by
+    :meth:`validated` (which turns levels and ranges into tuples).
+
+    Parameters (ranges ``[low, high]`` are drawn uniformly per recording; a number fixes the value)
+    ----------
+    classes : list of "normal", "inner", "outer", "ball", "combined" (inner + outer), or "all".
+    recordings_per_class : int >= 1.
+    duration, fs : seconds and Hz of every recording.
+    rpm : speed levels in rpm (each recording's speed is its level +-0.3 %).
+    severities : impact amplitude levels in g.
+    snr_db : range of the noise SNR in dB (within [-20, 60]), against ``snr_reference``.
+    snr_reference : "healthy" (noise floor independent of the fault; default) or "signal".
+    ramp : relative speed change over a recording (0.1: from 0.95 to 1.05 x the level, direction
+        random); 0 keeps the speed constant.
+    slip, am_depth : ranges of the impact spacing jitter and of the modulation depth.
+    resonances : nominal (Hz, damping ratio[, gain]) list; each machine moves every frequency by up
+        to +-``resonance_jitter`` (relative) and every damping ratio by a factor in [0.8, 1.25].
+    shaft_amplitude : range of the 1x amplitude in g (log-uniform); 2x is 0.2-0.6 of it.
+    roughness : range of the healthy roughness RMS in g.
+    n_balls, ball_diameter, pitch_diameter, contact_angle : bearing geometry (default SKF 6205).
+    seed : recording ``j`` of class ``c`` uses ``SeedSequence(seed, spawn_key=(crc32(c), j))``.
+    """
 
     classes: str | Sequence[str] = ("normal", "inner", "outer", "ball")
     recordings_per_class: int = 8
@@ -579,25 +601,8 @@ def simulate_bearing_recordings(
     defaults, 4 classes x 8 recordings x 10 s at 12 kHz, give 32 recordings (116 windows each, 3,712 in all, of
     2048 samples at hop 1024), every (speed, severity) pair once per faulty class.
 
-    Parameters (ranges ``[low, high]`` are drawn uniformly per recording; a number fixes the value)
-    ----------
-    path : unused (the reader signature of ``diag.sources``).
-    classes : list of "normal", "inner", "outer", "ball", "combined" (inner + outer), or "all".
-    recordings_per_class : int >= 1.
-    duration, fs : seconds and Hz of every recording.
-    rpm : speed levels in rpm (each recording's speed is its level +-0.3 %).
-    severities : impact amplitude levels in g.
-    snr_db : range of the noise SNR in dB (within [-20, 60]), against ``snr_reference``.
-    snr_reference : "healthy" (noise floor independent of the fault; default) or "signal".
-    ramp : relative speed change over a recording (0.1: from 0.95 to 1.05 x the level, direction
-        random); 0 keeps the speed constant.
-    slip, am_depth : ranges of the impact spacing jitter and of the modulation depth.
-    resonances : nominal (Hz, damping ratio[, gain]) list; each machine moves every frequency by up
-        to +-``resonance_jitter`` (relative) and every damping ratio by a factor in [0.8, 1.25].
-    shaft_amplitude : range of the 1x amplitude in g (log-uniform); 2x is 0.2-0.6 of it.
-    roughness : range of the healthy roughness RMS in g.
-    n_balls, ball_diameter, pitch_diameter, contact_angle : bearing geometry (default SKF 6205).
-    seed : recording ``j`` of class ``c`` uses ``SeedSequence(seed, spawn_key=(crc32(c), j))``.
+    Parameters: ``path`` (unused: the reader signature of ``diag.sources``) and the fields of
+    :class:`BearingSetParams`.
     """
     del path  # simulated: nothing to read
     o = BearingSetParams(

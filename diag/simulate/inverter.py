@@ -377,8 +377,31 @@ RANGED = ("vdc", "r", "l", "emf_ratio", "load_angle", "fsw")
 
 @dataclass(frozen=True)
 class InverterSetParams:
-    """The options of :func:`simulate_inverter_recordings` (documented there), checked in one place by
-    :meth:`validated` (which turns levels and ranges into tuples)."""
+    """The options of :func:`simulate_inverter_recordings`, checked in one place by
+    :meth:`validated` (which turns levels and ranges into tuples).
+
+    Parameters (ranges ``[low, high]`` are drawn uniformly per recording; a number fixes the value)
+    ----------
+    classes : "single" (normal + S1..S6, default, 7 classes), "double" (normal + 15 pairs), "all"
+        (the 22 switch classes), "motor" (normal + inter-turn shorts itsc_a/b/c), "single+motor"
+        (10), or a list of names from those and "ia_gain", "ia_offset".
+    recordings_per_class : int >= 1.
+    duration, fs : seconds and Hz of every recording.
+    f1 : fundamental-frequency levels (Hz), the conditions.
+    rated_f1, m_rated : V/f law; ``m`` must stay in (0, 1.15].
+    vdc, r, l, emf_ratio, load_angle, fsw : ranges (V, ohm, H, -, degrees, Hz).
+    pwm : "spwm", "svpwm", or a list to draw from per recording.
+    snr_db : range of the current-sensor SNR (dB, within [-20, 60]) relative to the healthy RMS.
+    sensor_offset : std of the sensor offsets (fraction of the healthy peak current).
+    voltages : add line-voltage channels vab, vbc, vca.
+    steps_per_carrier, chunk : integration resolution and time-chunk length (s).
+    short_fraction : range of the shorted fraction of the winding for the ``itsc_*`` classes.
+    seed : recording ``j`` of class ``c`` uses ``SeedSequence(seed, spawn_key=(crc32(c), j))``: the
+        same call gives the same recordings; with other classes in the batch a recording keeps its
+        draws, and its waveform agrees to within the integration error (float rounding in a wider
+        batch can move a diode turn-off by one step; seen up to ~1 % of the peak current, in
+        discontinuous-conduction episodes of double faults).
+    """
 
     classes: str | Sequence[str] = "single"
     recordings_per_class: int = 8
@@ -534,28 +557,7 @@ def simulate_inverter_recordings(
     (e.g. ``"30Hz"``); the modulation index follows the V/f law ``m = m_rated f1 / rated_f1`` and the
     back-EMF scales with it. All recordings are simulated in one vectorised batch.
 
-    Parameters (ranges ``[low, high]`` are drawn uniformly per recording; a number fixes the value)
-    ----------
-    path : unused.
-    classes : "single" (normal + S1..S6, default, 7 classes), "double" (normal + 15 pairs), "all"
-        (the 22 switch classes), "motor" (normal + inter-turn shorts itsc_a/b/c), "single+motor"
-        (10), or a list of names from those and "ia_gain", "ia_offset".
-    recordings_per_class : int >= 1.
-    duration, fs : seconds and Hz of every recording.
-    f1 : fundamental-frequency levels (Hz), the conditions.
-    rated_f1, m_rated : V/f law; ``m`` must stay in (0, 1.15].
-    vdc, r, l, emf_ratio, load_angle, fsw : ranges (V, ohm, H, -, degrees, Hz).
-    pwm : "spwm", "svpwm", or a list to draw from per recording.
-    snr_db : range of the current-sensor SNR (dB, within [-20, 60]) relative to the healthy RMS.
-    sensor_offset : std of the sensor offsets (fraction of the healthy peak current).
-    voltages : add line-voltage channels vab, vbc, vca.
-    steps_per_carrier, chunk : integration resolution and time-chunk length (s).
-    short_fraction : range of the shorted fraction of the winding for the ``itsc_*`` classes.
-    seed : recording ``j`` of class ``c`` uses ``SeedSequence(seed, spawn_key=(crc32(c), j))``: the
-        same call gives the same recordings; with other classes in the batch a recording keeps its
-        draws, and its waveform agrees to within the integration error (float rounding in a wider
-        batch can move a diode turn-off by one step; seen up to ~1 % of the peak current, in
-        discontinuous-conduction episodes of double faults).
+    Parameters: ``path`` (unused) and the fields of :class:`InverterSetParams`.
     """
     del path
     o = InverterSetParams(
