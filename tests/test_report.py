@@ -12,7 +12,9 @@ import pytest
 from scipy import stats as sps
 
 from diag.errors import DiagError
-from diag.study.report import answer_paragraph, compare_settings, compare_starts, paired_difference, verdict, write_report
+from diag.study.report import answer_paragraph, write_report
+from diag.study.runs import collect_runs, training_budget
+from diag.study.stats import compare_settings, compare_starts, paired_difference, verdict
 from helpers import make_toy_dataset
 
 CLASSES = ["class0", "class1", "class2"]
@@ -86,8 +88,6 @@ def test_compare_starts_pairs_by_cell_and_the_answer_follows_the_verdicts(tmp_pa
         fake_run(tmp_path, f"scratch-all-s{s}", "scratch", s, [0.74, 0.77, 0.76][s])
         fake_run(tmp_path, f"imagenet-5pc-s{s}", "imagenet", s, [0.50, 0.61, 0.40][s], budget=5)
         fake_run(tmp_path, f"scratch-5pc-s{s}", "scratch", s, [0.52, 0.48, 0.47][s], budget=5)
-    from diag.study.report import collect_runs
-
     rows = collect_runs(tmp_path)
     st = {(s["budget"], s["a"], s["b"]): s for s in compare_starts(rows)}
     assert set(st) == {("5pc", "imagenet", "scratch"), ("all", "imagenet", "scratch"), ("all", "ssl", "scratch"),
@@ -113,8 +113,6 @@ def test_ablations_are_paired_with_the_main_setting_of_the_same_start(tmp_path):
             # warmup off: +0.03, -0.04, +0.01 -- no measurable change
             fake_run(tmp_path, f"{init}-20-w0-s{s}", init, s, v + [0.03, -0.04, 0.01][s], budget=20, warmup=0.0)
     fake_run(tmp_path, "scratch-5-bb-s0", "scratch", 0, 0.2, budget=5, freeze="backbone")  # no main run at 5: skipped
-    from diag.study.report import collect_runs
-
     rows = collect_runs(tmp_path)
     st = {(s["init"], s["setting"]): s for s in compare_settings(rows)}
     assert set(st) == {(i, x) for i in main for x in ("freeze backbone", "warmup 0")}
@@ -277,8 +275,6 @@ def test_report_refuses_mixed_datasets_and_empty_folders(tmp_path):
 
 
 def test_the_report_states_the_training_budget(tmp_path):
-    from diag.study.report import collect_runs, training_budget
-
     fake_run(tmp_path, "a", "scratch", 0, 0.5, epochs=3)
     assert training_budget(collect_runs(tmp_path)).startswith("Training: a fixed 3 epoch(s) with no step budget "
                                                               "(15-15 optimiser steps per run)")

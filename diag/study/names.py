@@ -7,13 +7,23 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["INIT_ORDER", "INIT_LABEL", "COMPARE_RECORD", "budget_name", "budget_words", "freeze_name",
-           "warmup_name", "run_dir"]
+           "warmup_name", "run_dir", "init_key", "budget_key"]
 
 #: the starts, in the order every table shows them
 INIT_ORDER = ("imagenet", "ssl", "scratch")
 INIT_LABEL = {"imagenet": "ImageNet", "ssl": "SSL", "scratch": "scratch"}
 #: what a compare folder records: the dataset, the model, every command that filled it, skipped starts
 COMPARE_RECORD = "compare.json"
+
+
+def init_key(init: str) -> int:
+    """Sort key of a start: its place in :data:`INIT_ORDER` (unknown starts last)."""
+    return INIT_ORDER.index(init) if init in INIT_ORDER else len(INIT_ORDER)
+
+
+def budget_key(labels_per_class: int) -> int:
+    """Sort key of a label budget: fewest labels first, ``all`` (0) last."""
+    return labels_per_class if labels_per_class else 10**9
 
 
 def budget_name(labels_per_class: int) -> str:
