@@ -286,11 +286,16 @@ def compare(
 
 @app.command()
 @friendly
-def report(runs: Path = typer.Argument(..., help="Folder holding finished diag train runs (e.g. a compare --out).")) -> None:
-    """Write report.html + report.md (the answer, tables, paired statistics, figures) and runs.csv/summary.csv."""
+def report(
+    runs: Path = typer.Argument(..., help="Folder holding finished diag train runs (e.g. a compare --out)."),
+    effect: float = typer.Option(0.05, "--effect", help="The difference of test macro-F1 that matters: an interval "
+                                 "holding 0 says 'too few seeds to decide' when the seeds could not detect it."),
+) -> None:
+    """Write report.html + report.md (the answer, tables, paired statistics with power, figures), power.json and
+    runs.csv/summary.csv."""
     from diag.study.report import write_report
 
-    write_report(runs)
+    write_report(runs, effect=effect)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ prepared dataset; :mod:`diag.study.runs`) and writes
   with the main setting of the same start, a confusion matrix per start, example images of each
   class, and the exact commands, the training config and package versions.
 * ``answer.txt``: the answer paragraph alone (what ``scripts/demo.sh`` prints).
+* ``power.json``: every paired verdict with the smallest difference its seeds could detect and the seeds
+  the difference that matters (``effect``) would need (:func:`diag.study.stats.power_record`).
 * ``runs.csv`` (one row per run), ``summary.csv`` / ``summary.md`` (the main table) and
   ``comparison.png``.
 
@@ -34,14 +36,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from diag.errors import DiagError
-from diag.storage import atomic_write_bytes, atomic_write_text
+from diag.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 from diag.study.figures import fig_confusion, fig_examples, fig_label_efficiency, fig_warmup
-from diag.study.names import COMPARE_RECORD, INIT_LABEL, budget_key, budget_words, init_key, warmup_name
+from diag.study.names import COMPARE_RECORD, INIT_LABEL, INIT_ORDER, budget_key, budget_words, init_key, warmup_name
 from diag.study.runs import (cell_of, collect_runs, describe_data, main_setting, starts, summarise,
                              training_budget)
-from diag.study.stats import CONFIDENCE, compare_settings, compare_starts
+from diag.study.stats import CONFIDENCE, EFFECT, MAX_SEEDS, POWER, compare_settings, compare_starts, power_record
 
-__all__ = ["write_report", "answer_paragraph", "ablation_sentences", "load_study", "read_record"]
+__all__ = ["write_report", "answer_paragraph", "ablation_sentences", "start_sentence", "load_study", "read_record"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -76,15 +78,10 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
         said = [f"{INIT_LABEL.get(s['a'], s['a'])} vs {INIT_LABEL.get(s['b'], s['b'])}: {s['verdict']}"
                 for s in main if s["labels_per_class"] == budget]
         parts.append(f"With {budget_words(budget)}: " + "; ".join(said) + ".")
-    for start in ("imagenet", "ssl"):
-        against = [s for s in main if s["a"] == start and s["b"] == "scratch"]
-        if against and all(s["n"] > 1 for s in against):
-            if not any(s["verdict"].startswith("better") for s in against):
-                parts.append(f"{INIT_LABEL[start]} did not help here: at no label budget was it measurably better "
-                             "than training from scratch.")
-            else:
-                where = [budget_words(s["labels_per_class"]) for s in against if s["verdict"].startswith("better")]
-                parts.append(f"{INIT_LABEL[start]} helped measurably with {', '.join(where)}.")
+    for start in (i for i in INIT_ORDER if i != "scratch"):
+        said = start_sentence(start, [s for s in main if s["a"] == start and s["b"] == "scratch"])
+        if said:
+            parts.append(said)
     parts += ablation_sentences(compare_settings(rows) if settings is None else settings)
     parts.append(training_budget(rows))
     spread = [s for s in summarise(rows) if s["seeds"] > 1 and (s["freeze"], s["warmup"]) == (freeze, warmup)]
@@ -95,7 +92,33 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
                      f"{budget_words(worst['labels_per_class'])}).")
     else:
         parts.append("Only one seed per setting: no interval and no seed spread; differences are not tested.")
+    mdd = [s["detectable"] for s in main if s["n"] > 1 and math.isfinite(s["detectable"])]
+    if mdd:
+        effect = main[0]["effect"]
+        parts.append(f"Power: the smallest difference these seeds could detect (probability {POWER:g}) is "
+                     f"{min(mdd):.3f}-{max(mdd):.3f} macro-F1 across the comparisons of starts; the difference that "
+                     f"matters here is {effect:g} (--effect).")
     return " ".join(parts)
+
+
+def start_sentence(start: str, against: list[dict[str, Any]]) -> str | None:
+    """What the verdicts of ``start`` against scratch over the label budgets add up to: helped where the
+    interval says so; "did not help" only where every budget was decided (powered); else not decided."""
+    if not against or any(s["n"] < 2 for s in against):
+        return None
+    name = INIT_LABEL.get(start, start)
+    where = [budget_words(s["labels_per_class"]) for s in against if s["verdict"].startswith("better")]
+    if where:
+        return f"{name} helped measurably with {', '.join(where)}."
+    open_ = [s for s in against if not s["decided"]]
+    if not open_:
+        return (f"{name} did not help here: at no label budget was it measurably better than training from "
+                "scratch.")
+    need = [s["seeds_needed"] for s in open_]
+    more = f"~{max(need)}" if all(need) else f"more than {MAX_SEEDS}"
+    return (f"Whether {name} helps is not decided: too few seeds with "
+            f"{', '.join(budget_words(s['labels_per_class']) for s in open_)} (would need {more} seeds to detect "
+            f"{open_[0]['effect']:g}).")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,20 +209,24 @@ def read_record(root: Path) -> dict[str, Any]:
         raise DiagError(f"{path}: unreadable ({exc}); delete it (diag compare writes it again)") from None
 
 
-def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
-    """Write ``report.html``, ``report.md``, ``answer.txt``, ``runs.csv``, ``summary.csv``/``.md`` and
-    ``comparison.png`` for the runs under ``root``; returns the rows, summary, statistics and answer."""
+def write_report(root: str | Path, quiet: bool = False, effect: float = EFFECT) -> dict[str, Any]:
+    """Write ``report.html``, ``report.md``, ``answer.txt``, ``power.json``, ``runs.csv``,
+    ``summary.csv``/``.md`` and ``comparison.png`` for the runs under ``root``; ``effect`` is the difference
+    of test macro-F1 that matters (:mod:`diag.study.stats`). Returns the rows, summary, statistics, answer."""
     root = Path(root)
     rows = load_study(root)
     record = read_record(root)
     skipped: dict[str, str] = record.get("skipped", {})
     summary = summarise(rows)
-    stats = compare_starts(rows)
+    if not (math.isfinite(effect) and 0 < effect < 1):
+        raise DiagError(f"--effect {effect:g}: a difference of macro-F1 between 0 and 1, e.g. 0.05")
+    stats = compare_starts(rows, effect=effect)
     data = describe_data(rows)
-    settings = compare_settings(rows)
+    settings = compare_settings(rows, effect=effect)
     answer = answer_paragraph(rows, stats, data, settings)
 
     _write_tables(root, rows, summary, skipped)
+    atomic_write_json(root / "power.json", power_record(stats, settings, effect))
     label_png = fig_label_efficiency(rows)
     atomic_write_bytes(root / "comparison.png", label_png)
 
@@ -229,7 +256,7 @@ def write_report(root: str | Path, quiet: bool = False) -> dict[str, Any]:
     if not quiet:
         _print(root, summary, answer, skipped)
     return {"runs": rows, "summary": summary, "stats": stats, "settings": settings, "answer": answer,
-            "skipped": skipped, "html": root / "report.html", "md": root / "report.md"}
+            "skipped": skipped, "html": root / "report.html", "md": root / "report.md", "power": root / "power.json"}
 
 
 def _section_data(doc: _Doc, data: dict[str, Any]) -> None:
@@ -273,11 +300,14 @@ def _section_pairs(doc: _Doc, stats: list[dict[str, Any]]) -> None:
     doc.h(2, "Starts compared (paired over seeds)")
     doc.p(f"Difference of test macro-F1, first start minus second, paired by seed; {int(CONFIDENCE * 100)} % "
           "Student-t interval over seeds (scipy.stats.t, n-1 degrees of freedom). The verdict is computed from "
-          "the interval.")
+          f"the interval; where it holds 0, from the smallest difference the seeds could detect (found with "
+          f"probability {POWER:g}, from the measured spread of the per-seed differences) against the difference "
+          f"that matters ({stats[0]['effect'] if stats else EFFECT:g}): larger means too few seeds to decide "
+          "(power.json).")
     doc.table(["labels/class", "freeze", "warmup", "first", "second", "seeds", "mean difference", "95 % interval",
-               "verdict"],
+               "smallest detectable", "verdict"],
               [[s["budget"], s["freeze"], warmup_name(s["warmup"]), s["a"], s["b"], str(s["n"]), _f(s["mean"]),
-                _interval(s), s["verdict"]] for s in stats], cls="stats")
+                _interval(s), _f(s["detectable"]), s["verdict"]] for s in stats], cls="stats")
 
 
 def _interval(s: dict[str, Any]) -> str:
@@ -318,9 +348,10 @@ def _section_ablations(doc: _Doc, rows: list[dict[str, Any]], summary: list[dict
         doc.p("Change of test macro-F1 when one start is trained with another warmup or freeze mode than the main "
               f"setting, paired by seed (same start, labelled subset and seed); {int(CONFIDENCE * 100)} % Student-t "
               "interval over seeds. The verdict is computed from the interval.")
-        doc.table(["start", "labels/class", "setting", "against", "seeds", "mean change", "95 % interval", "verdict"],
+        doc.table(["start", "labels/class", "setting", "against", "seeds", "mean change", "95 % interval",
+                   "smallest detectable", "verdict"],
                   [[s["init"], s["budget"], s["setting"], s["against"], str(s["n"]), _f(s["mean"]), _interval(s),
-                    s["verdict"]] for s in settings], cls="settings")
+                    _f(s["detectable"]), s["verdict"]] for s in settings], cls="settings")
     else:
         doc.p("No ablation: every run used the main setting.")
 
