@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from diag.errors import DiagError
 from diag.study.report import answer_paragraph, write_report
-from diag.study.runs import collect_runs, training_budget
+from diag.study.runs import collect_runs, pretraining_by_start, training_budget
 from diag.study.stats import (compare_settings, compare_starts, detectable, paired_difference, power_of, seeds_needed,
                               verdict)
 from helpers import make_toy_dataset
@@ -22,7 +22,7 @@ CLASSES = ["class0", "class1", "class2"]
 
 
 def fake_run(root, name, init, seed, f1, budget=0, freeze="none", warmup=0.1, acc=None, val=None, dataset=None,
-             epochs=3):
+             epochs=3, weights=None):
     """A finished run as diag train leaves it (only the files the report reads)."""
     rd = root / name
     rd.mkdir(parents=True)
@@ -40,7 +40,7 @@ def fake_run(root, name, init, seed, f1, budget=0, freeze="none", warmup=0.1, ac
         "dataset": {"path": str(dataset) if dataset else "/nonexistent/ds", "fingerprint": "fp"},
         "selected": {"epoch": 2, "val_macro_f1": val, "val_accuracy": val},
         "labeled": {"n": 3 * budget if budget else 72, "of": 72},
-        "start": {"weights": f"/w/{init}.pth", "weights_sha256": "ab" * 32} if init != "scratch" else {},
+        "start": {"weights": str(weights or f"/w/{init}.pth"), "weights_sha256": "ab" * 32} if init != "scratch" else {},
         "versions": {"python": "3.11", "torch": "x"}, "runtime": {"device": "cpu"}}))
     (rd / "test_metrics.json").write_text(json.dumps({"split": "test", "accuracy": acc, "macro_f1": f1, "n": n,
                                                       "confusion": confusion}))
@@ -192,6 +192,65 @@ def test_the_cross_study_answer_table_reads_the_main_setting_of_each_folder(tmp_
                       f"**+0.190 [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]** | — |")
     assert out[3] == "| study B | 5pc | 1 | — | 0.500 | — | — | — |"
     assert mod.main(["no-equals-sign"]) == 2
+
+
+def fake_pretraining(folder, probe=None, init="imagenet", old=False):
+    """A diag pretrain folder as the report reads it: pretrain.json (diag-ssl/2 with its probe, or an older
+    diag-ssl/1 without) and the backbone file the runs point at."""
+    folder.mkdir(parents=True)
+    (folder / "backbone.safetensors").write_bytes(b"x")
+    meta = {"format": "diag-ssl/1", "pretrain": {"init": init}, "knn_start": {"knn_accuracy": 0.5},
+            "knn_last": {"knn_accuracy": 0.4}} if old else {"format": "diag-ssl/2", "init": init, "probe": probe}
+    (folder / "pretrain.json").write_text(json.dumps(meta))
+    return folder / "backbone.safetensors"
+
+
+def _ssl_vs_scratch(root, weights, ssl=(0.40, 0.42, 0.39), scratch=(0.70, 0.71, 0.69)):
+    for s in range(3):
+        fake_run(root, f"ssl-s{s}", "ssl", s, ssl[s], weights=weights)
+        fake_run(root, f"scratch-s{s}", "scratch", s, scratch[s])
+    return collect_runs(root)
+
+
+FELL = {"curve": [0.622, 0.40, 0.252], "initial": 0.622, "best": 0.622, "best_epoch": 0, "delta": -0.37,
+        "margin": 0.01, "learned": False, "verdict": "fell"}
+
+
+def test_a_failed_pretraining_is_said_next_to_the_ssl_row_and_never_called_worse(tmp_path):
+    w = fake_pretraining(tmp_path / "pre", FELL, init="scratch")
+    rows = _ssl_vs_scratch(tmp_path / "runs", w)
+    raw = {(s["a"], s["b"]): s for s in compare_starts(rows)}[("ssl", "scratch")]
+    assert raw["verdict"].startswith("worse by 0.297")  # the statistics alone would call it worse
+    text = answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
+    said = "pretraining failed (probe 0.622 → 0.252; the initial weights were kept)"
+    assert f"SSL: {said}, so its runs are no evidence" in text
+    assert "worse" not in text and "SSL did not help" not in text
+    assert f"SSL vs scratch: {said}: no verdict on SSL (difference -0.297, interval excludes 0)" in text
+    res = write_report(tmp_path / "runs", quiet=True)
+    p = _Collect()
+    p.feed((tmp_path / "runs" / "report.html").read_text())
+    main = next(t for t in p.tables if t["class"] == "main")
+    col = main["rows"][0].index("pretraining")
+    assert {r[0]: r[col] for r in main["rows"][1:]} == {"ssl": said, "scratch": "—"}
+    assert "worse" not in next(t for t in p.tables if t["class"] == "stats")["rows"][1][-1]
+    power = json.loads((tmp_path / "runs" / "power.json").read_text())
+    assert not power["pairs"][0]["decided"] and res["stats"][0]["verdict"].startswith(said)
+    assert f"ssl start: {said}." in (tmp_path / "runs" / "summary.md").read_text()
+
+
+def test_a_pretraining_that_learned_lets_the_verdict_stand_and_an_old_record_is_not_measured(tmp_path):
+    learned = dict(FELL, curve=[0.5, 0.7, 0.8], initial=0.5, best=0.8, best_epoch=2, learned=True)
+    rows = _ssl_vs_scratch(tmp_path / "a", fake_pretraining(tmp_path / "p1", learned))
+    text = answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
+    assert "SSL vs scratch: worse by 0.297 (interval excludes 0)" in text
+    assert pretraining_by_start(rows)["ssl"]["text"] == "pretraining learned (probe 0.500 → 0.800 at epoch 2)"
+    rows = _ssl_vs_scratch(tmp_path / "b", fake_pretraining(tmp_path / "p2", old=True))
+    how = next(r["pretraining"] for r in rows if r["init"] == "ssl")
+    assert how["learned"] is None and how["text"].startswith("pretraining probe not measured (older pretrain.json")
+    assert "0.500 → 0.400" in how["text"]
+    assert "SSL vs scratch: worse by 0.297" in answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
+    rows = _ssl_vs_scratch(tmp_path / "c", tmp_path / "gone" / "backbone.safetensors")  # the folder moved away
+    assert next(r["pretraining"] for r in rows if r["init"] == "ssl")["text"].startswith("pretraining not measured")
 
 
 # ------------------------------------------------------------------------------------------------

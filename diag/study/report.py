@@ -39,11 +39,11 @@ from diag.errors import DiagError
 from diag.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 from diag.study.figures import fig_confusion, fig_examples, fig_label_efficiency, fig_warmup
 from diag.study.names import COMPARE_RECORD, INIT_LABEL, INIT_ORDER, budget_key, budget_words, init_key, warmup_name
-from diag.study.runs import (cell_of, collect_runs, describe_data, main_setting, starts, summarise,
-                             training_budget)
+from diag.study.runs import (cell_of, collect_runs, describe_data, main_setting, pretraining_by_start, starts,
+                             summarise, training_budget)
 from diag.study.stats import CONFIDENCE, EFFECT, MAX_SEEDS, POWER, compare_settings, compare_starts, power_record
 
-__all__ = ["write_report", "answer_paragraph", "ablation_sentences", "start_sentence", "load_study", "read_record"]
+__all__ = ["write_report", "answer_paragraph", "ablation_sentences", "start_sentence", "qualify_failed", "load_study", "read_record"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -65,6 +65,8 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
     """The answer in a few sentences, generated from the verdicts of the main setting (``stats``,
     :func:`compare_starts`) and of the ablations (``settings``, :func:`compare_settings`; computed
     from ``rows`` when not given)."""
+    stats = qualify_failed(stats, rows)
+    failed = {k: v for k, v in pretraining_by_start(rows).items() if v["learned"] is False}
     freeze, warmup = main_setting(rows)
     models = sorted({r["model"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
@@ -79,6 +81,10 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
                 for s in main if s["labels_per_class"] == budget]
         parts.append(f"With {budget_words(budget)}: " + "; ".join(said) + ".")
     for start in (i for i in INIT_ORDER if i != "scratch"):
+        if start in failed and any(r["init"] == start for r in rows):
+            parts.append(f"{INIT_LABEL.get(start, start)}: {failed[start]['text']}, so its runs are no evidence "
+                         "about self-supervised pretraining either way: judge it after a pretraining whose probe rises.")
+            continue
         said = start_sentence(start, [s for s in main if s["a"] == start and s["b"] == "scratch"])
         if said:
             parts.append(said)
@@ -99,6 +105,22 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
                      f"{min(mdd):.3f}-{max(mdd):.3f} macro-F1 across the comparisons of starts; the difference that "
                      f"matters here is {effect:g} (--effect).")
     return " ".join(parts)
+
+
+def qualify_failed(stats: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The verdicts with every one that would call a start whose pretraining failed (its probe fell) worse
+    replaced: a fine-tune from features that got worse than their initialisation is a failed pretraining,
+    not evidence against the start. The numbers stay; only the words change."""
+    failed = {k: v for k, v in pretraining_by_start(rows).items() if v["learned"] is False}
+    out = []
+    for s in stats:
+        loser = s["a"] if s["verdict"].startswith("worse") else s["b"] if s["verdict"].startswith("better") else None
+        if loser in failed:
+            name = INIT_LABEL.get(loser, loser)
+            s = dict(s, verdict=f"{failed[loser]['text']}: no verdict on {name} (difference {s['mean']:+.3f}, "
+                                f"interval excludes 0)", decided=False)
+        out.append(s)
+    return out
 
 
 def start_sentence(start: str, against: list[dict[str, Any]]) -> str | None:
@@ -220,12 +242,12 @@ def write_report(root: str | Path, quiet: bool = False, effect: float = EFFECT) 
     summary = summarise(rows)
     if not (math.isfinite(effect) and 0 < effect < 1):
         raise DiagError(f"--effect {effect:g}: a difference of macro-F1 between 0 and 1, e.g. 0.05")
-    stats = compare_starts(rows, effect=effect)
+    stats = qualify_failed(compare_starts(rows, effect=effect), rows)
     data = describe_data(rows)
     settings = compare_settings(rows, effect=effect)
     answer = answer_paragraph(rows, stats, data, settings)
 
-    _write_tables(root, rows, summary, skipped)
+    _write_tables(root, rows, summary, skipped, pretraining_by_start(rows))
     atomic_write_json(root / "power.json", power_record(stats, settings, effect))
     label_png = fig_label_efficiency(rows)
     atomic_write_bytes(root / "comparison.png", label_png)
@@ -239,8 +261,10 @@ def write_report(root: str | Path, quiet: bool = False, effect: float = EFFECT) 
     doc.p(answer, strong=True)
     for init, why in skipped.items():
         doc.p(f"{INIT_LABEL.get(init, init)} start skipped: {why}")
+    for init, how in pretraining_by_start(rows).items():
+        doc.p(f"{INIT_LABEL.get(init, init)} start: {how['text']} ({how['path']}).")
     _section_data(doc, data)
-    _section_main(doc, summary)
+    _section_main(doc, summary, pretraining_by_start(rows))
     _section_pairs(doc, stats)
     doc.h(2, "Label efficiency")
     doc.img(label_png, "test macro-F1 vs labelled windows per class, one line per start")
@@ -254,7 +278,7 @@ def write_report(root: str | Path, quiet: bool = False, effect: float = EFFECT) 
     atomic_write_text(root / "report.md", "\n".join(doc.md))
     atomic_write_text(root / "answer.txt", answer + "\n")
     if not quiet:
-        _print(root, summary, answer, skipped)
+        _print(root, summary, answer, skipped, pretraining_by_start(rows))
     return {"runs": rows, "summary": summary, "stats": stats, "settings": settings, "answer": answer,
             "skipped": skipped, "html": root / "report.html", "md": root / "report.md", "power": root / "power.json"}
 
@@ -284,16 +308,17 @@ def _section_data(doc: _Doc, data: dict[str, Any]) -> None:
         doc.ul(audit)
 
 
-def _section_main(doc: _Doc, summary: list[dict[str, Any]]) -> None:
+def _section_main(doc: _Doc, summary: list[dict[str, Any]], pretraining: dict[str, dict[str, Any]]) -> None:
     doc.h(2, "Main table")
     doc.p("Mean ± standard deviation over seeds (one value: one seed). val = validation split (selects the epoch); "
           "test = test split, scored once.")
     doc.table(["start", "freeze", "warmup", "labels/class", "labelled windows", "steps", "seeds", "val macro-F1",
-               "test accuracy", "test macro-F1"],
+               "test accuracy", "test macro-F1", "pretraining"],
               [[s["init"], s["freeze"], warmup_name(s["warmup"]), s["budget"], _f(s["labeled"]), _f(s["steps"]),
                 str(s["seeds"]), _pm(s["val_macro_f1"], s["val_macro_f1_std"], s["seeds"]),
                 _pm(s["test_accuracy"], s["test_accuracy_std"], s["seeds"]),
-                _pm(s["test_macro_f1"], s["test_macro_f1_std"], s["seeds"])] for s in summary], cls="main")
+                _pm(s["test_macro_f1"], s["test_macro_f1_std"], s["seeds"]),
+                pretraining[s["init"]]["text"] if s["init"] in pretraining else "—"] for s in summary], cls="main")
 
 
 def _section_pairs(doc: _Doc, stats: list[dict[str, Any]]) -> None:
@@ -407,7 +432,8 @@ def _csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def _write_tables(root: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]], skipped: dict[str, str]) -> None:
+def _write_tables(root: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]], skipped: dict[str, str],
+                  pretraining: dict[str, dict[str, Any]]) -> None:
     run_cols = ["run", "init", "freeze", "warmup", "model", "labels_per_class", "labeled", "seed", "epochs", "min_steps",
                 "steps",
                 "selected_epoch", "val_macro_f1", "test_accuracy", "test_macro_f1", "test_n"]
@@ -426,10 +452,12 @@ def _write_tables(root: Path, rows: list[dict[str, Any]], summary: list[dict[str
         md.append(f"| {init} | — | — | — | — | 0 | skipped: {why} | | |")
     md += ["", "Mean ± standard deviation over seeds. Test scores: the test split, scored once per run with the "
                "checkpoint chosen on the validation split."]
+    md += [f"{init} start: {how['text']}." for init, how in pretraining.items()]
     atomic_write_text(root / "summary.md", "\n".join(md) + "\n")
 
 
-def _print(root: Path, summary: list[dict[str, Any]], answer: str, skipped: dict[str, str]) -> None:
+def _print(root: Path, summary: list[dict[str, Any]], answer: str, skipped: dict[str, str],
+           pretraining: dict[str, dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -446,5 +474,7 @@ def _print(root: Path, summary: list[dict[str, Any]], answer: str, skipped: dict
     con.print(t)
     for init, why in skipped.items():
         con.print(f"[yellow]{init} skipped:[/] {why}")
+    for init, how in pretraining.items():
+        con.print(f"{init}: {how['text']}", style="yellow" if how["learned"] is False else None, markup=False)
     con.print(f"[bold]Answer:[/] {answer}", soft_wrap=True)
     con.print(f"report: {root / 'report.html'} (and report.md)")

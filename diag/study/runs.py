@@ -32,7 +32,8 @@ SPLIT_TESTS = {
 def collect_runs(root: str | Path) -> list[dict[str, Any]]:
     """One row per finished run (a folder with model.json and test_metrics.json) under ``root``."""
     root = Path(root)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    cache: dict[Path, dict[str, Any] | None] = {}
     for mj in sorted(root.rglob("model.json")):
         rd = mj.parent
         tm = rd / "test_metrics.json"
@@ -77,8 +78,80 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
             "versions": model.get("versions", {}),
             "runtime": model.get("runtime", {}),
             "history": history,
+            "pretraining": pretraining_of(model.get("start", {}), tr, cache),
         })
     return rows
+
+
+#: the SSL starts: fine-tuned from a ``diag pretrain`` folder whose pretrain.json says how pretraining went
+SSL_STARTS = ("ssl",)
+
+
+def pretraining_of(start: dict[str, Any], train: dict[str, Any], cache: dict[Path, dict[str, Any] | None]
+                   ) -> dict[str, Any] | None:
+    """How the pretraining an SSL run started from went (:func:`pretraining_outcome` of the ``pretrain.json``
+    beside its starting weights); None for a start that is not SSL. ``cache`` holds folders read already."""
+    from diag.learning.models import SSL_META
+
+    if train.get("init") not in SSL_STARTS:
+        return None
+    where = start.get("weights") or train.get("weights") or ""
+    folder = Path(where) if Path(where).is_dir() else Path(where).parent
+    if folder not in cache:
+        meta = None
+        if where and (folder / SSL_META).is_file():
+            try:
+                meta = json.loads((folder / SSL_META).read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, OSError):
+                meta = None
+        cache[folder] = pretraining_outcome(meta, folder / SSL_META)
+    return cache[folder]
+
+
+def pretraining_by_start(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each SSL start in ``rows``: how its pretraining went (the first run's; a start has one pretraining)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("pretraining") and r["init"] not in out:
+            out[r["init"]] = r["pretraining"]
+    return out
+
+
+def _probe_value(v: Any) -> float | None:
+    """A probe value of pretrain.json's curve: a number, or a dict holding one (``value``, ``accuracy``...)."""
+    if isinstance(v, dict):
+        v = next((v[k] for k in ("value", "probe", "accuracy", "knn_accuracy", "macro_f1", "knn_macro_f1") if k in v),
+                 None)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def pretraining_outcome(meta: dict[str, Any] | None, path: Path) -> dict[str, Any]:
+    """Whether a pretraining learned, in words, from its ``pretrain.json`` (``diag-ssl/2``: the ``probe``
+    dict {curve, initial, best, best_epoch, learned, ...}). ``learned`` is True / False as pretraining
+    measured it, None where it was not measured (no pretrain.json, or an older one without ``probe``)."""
+    out: dict[str, Any] = {"path": str(path), "learned": None, "initial": None, "final": None, "best": None,
+                           "best_epoch": None, "init": None}
+    if not isinstance(meta, dict):
+        return out | {"text": f"pretraining not measured ({path} not found)"}
+    out["init"] = meta.get("init") or (meta.get("pretrain") or {}).get("init") or "scratch"
+    probe = meta.get("probe")
+    if not isinstance(probe, dict) or not isinstance(probe.get("learned"), bool):
+        old = [_probe_value(meta.get(k)) for k in ("knn_start", "knn_last")]
+        seen = (f"; its k-NN validation accuracy went {old[0]:.3f} → {old[1]:.3f}, the last epoch kept"
+                if None not in old else "")
+        return out | {"text": f"pretraining probe not measured (older pretrain.json, no best-by-probe choice{seen})"}
+    curve = [_probe_value(v) for v in probe.get("curve") or []]
+    curve = [v for v in curve if v is not None]
+    initial, best = _probe_value(probe.get("initial")), _probe_value(probe.get("best"))
+    final = curve[-1] if curve else best
+    out.update(learned=probe["learned"], initial=initial, final=final, best=best, best_epoch=probe.get("best_epoch"))
+    if initial is None or final is None:
+        return out | {"text": "pretraining " + ("learned" if probe["learned"] else "failed") + " (probe values missing)"}
+    if probe["learned"]:
+        at = f" at epoch {out['best_epoch']}" if out["best_epoch"] is not None else ""
+        return out | {"text": f"pretraining learned (probe {initial:.3f} → {best if best is not None else final:.3f}{at})"}
+    kept = "; the initial weights were kept" if probe.get("best_epoch") == 0 else ""
+    return out | {"text": f"pretraining failed (probe {initial:.3f} → {final:.3f}{kept})"}
 
 
 def mean_std(vals: Sequence[Any]) -> tuple[float, float]:
