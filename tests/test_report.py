@@ -194,7 +194,7 @@ def test_the_cross_study_answer_table_reads_the_main_setting_of_each_folder(tmp_
     assert mod.main(["no-equals-sign"]) == 2
 
 
-def fake_pretraining(folder, probe=None, init="imagenet", old=False):
+def fake_pretraining(folder, probe=None, init="scratch", old=False):
     """A diag pretrain folder as the report reads it: pretrain.json (diag-ssl/2 with its probe, or an older
     diag-ssl/1 without) and the backbone file the runs point at."""
     folder.mkdir(parents=True)

@@ -13,7 +13,7 @@ from diag.errors import DiagError
 from diag.study.names import INIT_LABEL, budget_key, budget_name, budget_words, warmup_name
 from diag.study.runs import main_setting, starts, summarise
 
-INIT_COLORS = {"imagenet": "tab:blue", "ssl": "tab:orange", "scratch": "tab:gray"}
+INIT_COLORS = {"imagenet": "tab:blue", "imagenet+ssl": "tab:green", "ssl": "tab:orange", "scratch": "tab:gray"}
 
 
 def png(fig) -> bytes:

@@ -2,7 +2,8 @@
 setting, the data the runs were trained on, and the training budget in words.
 
 Everything is read from each run's ``model.json``, ``test_metrics.json`` and ``metrics.jsonl``, never from
-folder names."""
+folder names; an SSL run's start (``ssl`` or ``imagenet+ssl``) and how its pretraining went come from the
+``pretrain.json`` beside its starting weights."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from diag.errors import DiagError
 from diag.signal.audit import audit_lines
-from diag.study.names import budget_key, budget_name, init_key
+from diag.study.names import SSL_STARTS, budget_key, budget_name, init_key, pretrained_from
 
 SPLIT_TESTS = {
     "time": "later time blocks of the same recordings (generalisation in time within recordings seen in "
@@ -80,11 +81,10 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
             "history": history,
             "pretraining": pretraining_of(model.get("start", {}), tr, cache),
         })
+        how = rows[-1]["pretraining"]
+        if rows[-1]["init"] == "ssl" and how and how.get("init"):  # ImageNet, then SSL: the fourth start
+            rows[-1]["init"] = "imagenet+ssl" if how["init"] == "imagenet" else "ssl"
     return rows
-
-
-#: the SSL starts: fine-tuned from a ``diag pretrain`` folder whose pretrain.json says how pretraining went
-SSL_STARTS = ("ssl",)
 
 
 def pretraining_of(start: dict[str, Any], train: dict[str, Any], cache: dict[Path, dict[str, Any] | None]
@@ -133,7 +133,7 @@ def pretraining_outcome(meta: dict[str, Any] | None, path: Path) -> dict[str, An
                            "best_epoch": None, "init": None}
     if not isinstance(meta, dict):
         return out | {"text": f"pretraining not measured ({path} not found)"}
-    out["init"] = meta.get("init") or (meta.get("pretrain") or {}).get("init") or "scratch"
+    out["init"] = pretrained_from(meta)
     probe = meta.get("probe")
     if not isinstance(probe, dict) or not isinstance(probe.get("learned"), bool):
         old = [_probe_value(meta.get(k)) for k in ("knn_start", "knn_last")]

@@ -24,7 +24,9 @@ import numpy as np
 from diag.study.names import budget_key, budget_name, init_key, warmup_name
 from diag.study.runs import cell_of, main_setting
 
-PAIRS = (("imagenet", "scratch"), ("ssl", "scratch"), ("imagenet", "ssl"))
+#: the direction of each pair of starts (first minus second); pairs not listed follow INIT_ORDER
+PAIRS = (("imagenet", "scratch"), ("imagenet+ssl", "scratch"), ("ssl", "scratch"), ("imagenet", "ssl"),
+         ("imagenet+ssl", "imagenet"), ("imagenet+ssl", "ssl"))
 CONFIDENCE = 0.95
 #: the probability of finding a difference that the "smallest detectable difference" is defined by
 POWER = 0.8
