@@ -258,7 +258,8 @@ def _floats(text: str, what: str) -> list[float]:
 def compare(
     data: Path = typer.Option(..., "--data", help="Prepared dataset folder (diag prepare)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the runs and the report."),
-    inits: str = typer.Option("scratch,ssl,imagenet", "--inits", help="Starts to compare, comma-separated."),
+    inits: str = typer.Option("scratch,ssl,imagenet", "--inits", help="Starts to compare, comma-separated: imagenet, "
+                              "imagenet+ssl, ssl, scratch."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds, comma-separated."),
     labels_per_class: str = typer.Option("all", "--labels-per-class", help="Label budgets, e.g. 5,20,all."),
     freeze: Optional[str] = typer.Option(None, "--freeze", help="Freeze modes, e.g. none,stages:1,backbone (default: the config's)."),
@@ -268,8 +269,11 @@ def compare(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag train reads its train table."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a training setting: train.key=value."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    imagenet_ssl_weights: Optional[str] = typer.Option(None, "--imagenet-ssl-weights", help="diag pretrain output "
+                                                       "folder pretrained from ImageNet (for --inits imagenet+ssl)."),
 ) -> None:
-    """Train each start (imagenet | ssl | scratch) over seeds, label budgets, freeze modes and warmup; then report."""
+    """Train each start (imagenet | imagenet+ssl | ssl | scratch) over seeds, label budgets, freeze modes and warmup;
+    then report."""
     import shlex
 
     from diag.study.compare import compare as run_compare
@@ -279,18 +283,24 @@ def compare(
     res = run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
                       budgets=_ints(labels_per_class, "--labels-per-class", budget=True), freezes=freezes,
                       warmups=_floats(warmup, "--warmup") if warmup else None, ssl_weights=ssl_weights,
-                      imagenet_weights=imagenet_weights, config=config, overrides=list(set_),
+                      imagenet_weights=imagenet_weights, imagenet_ssl_weights=imagenet_ssl_weights, config=config,
+                      overrides=list(set_),
                       command="diag " + " ".join(shlex.quote(a) for a in sys.argv[1:]), quiet=quiet)
     write_report(res["out"], quiet=quiet)
 
 
 @app.command()
 @friendly
-def report(runs: Path = typer.Argument(..., help="Folder holding finished diag train runs (e.g. a compare --out).")) -> None:
-    """Write report.html + report.md (the answer, tables, paired statistics, figures) and runs.csv/summary.csv."""
+def report(
+    runs: Path = typer.Argument(..., help="Folder holding finished diag train runs (e.g. a compare --out)."),
+    effect: float = typer.Option(0.05, "--effect", help="The difference of test macro-F1 that matters: an interval "
+                                 "holding 0 says 'too few seeds to decide' when the seeds could not detect it."),
+) -> None:
+    """Write report.html + report.md (the answer, tables, paired statistics with power, figures), power.json and
+    runs.csv/summary.csv."""
     from diag.study.report import write_report
 
-    write_report(runs)
+    write_report(runs, effect=effect)
 
 
 # ------------------------------------------------------------------------------------------------

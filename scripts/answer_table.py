@@ -5,7 +5,7 @@ Usage: python scripts/answer_table.py NAME=DIR [NAME=DIR ...]
 For each folder (one study, one prepared dataset) and each label budget of its main setting (the
 (freeze, warmup) with the most runs, as in `diag report`): test macro-F1 mean ± std over seeds per
 start, and the paired difference of ImageNet and SSL against scratch with its 95 % t interval.
-Every number is read from the runs' own JSON through diag.study.report, never typed by hand.
+Every number is read from the runs' own JSON through diag.study (runs, stats), never typed by hand.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import math
 import sys
 
 from diag.errors import DiagError
-from diag.study.report import INIT_LABEL, budget_name, collect_runs, compare_starts, main_setting, summarise
+from diag.study.names import INIT_LABEL, budget_name
+from diag.study.runs import collect_runs, main_setting, summarise
+from diag.study.stats import compare_starts
 
 
 def _diff(s: dict | None) -> str:

@@ -12,14 +12,17 @@ import pytest
 from scipy import stats as sps
 
 from diag.errors import DiagError
-from diag.study.report import answer_paragraph, compare_settings, compare_starts, paired_difference, verdict, write_report
+from diag.study.report import answer_paragraph, write_report
+from diag.study.runs import collect_runs, pretraining_by_start, training_budget
+from diag.study.stats import (compare_settings, compare_starts, detectable, paired_difference, power_of, seeds_needed,
+                              verdict)
 from helpers import make_toy_dataset
 
 CLASSES = ["class0", "class1", "class2"]
 
 
 def fake_run(root, name, init, seed, f1, budget=0, freeze="none", warmup=0.1, acc=None, val=None, dataset=None,
-             epochs=3):
+             epochs=3, weights=None):
     """A finished run as diag train leaves it (only the files the report reads)."""
     rd = root / name
     rd.mkdir(parents=True)
@@ -37,7 +40,7 @@ def fake_run(root, name, init, seed, f1, budget=0, freeze="none", warmup=0.1, ac
         "dataset": {"path": str(dataset) if dataset else "/nonexistent/ds", "fingerprint": "fp"},
         "selected": {"epoch": 2, "val_macro_f1": val, "val_accuracy": val},
         "labeled": {"n": 3 * budget if budget else 72, "of": 72},
-        "start": {"weights": f"/w/{init}.pth", "weights_sha256": "ab" * 32} if init != "scratch" else {},
+        "start": {"weights": str(weights or f"/w/{init}.pth"), "weights_sha256": "ab" * 32} if init != "scratch" else {},
         "versions": {"python": "3.11", "torch": "x"}, "runtime": {"device": "cpu"}}))
     (rd / "test_metrics.json").write_text(json.dumps({"split": "test", "accuracy": acc, "macro_f1": f1, "n": n,
                                                       "confusion": confusion}))
@@ -64,12 +67,44 @@ def test_paired_difference_matches_a_t_interval_and_finds_a_known_difference():
     assert paired_difference(b, a)["verdict"] == f"worse by {d.mean():.3f} (interval excludes 0)"
 
 
-def test_no_measurable_difference_when_the_interval_holds_zero():
+def test_an_interval_holding_zero_with_too_few_seeds_says_so_and_how_many_would_do():
     a = {0: 0.80, 1: 0.70, 2: 0.75}
-    b = {0: 0.72, 1: 0.79, 2: 0.74}  # differences +0.08, -0.09, +0.01
+    b = {0: 0.72, 1: 0.79, 2: 0.74}  # differences +0.08, -0.09, +0.01: a spread of 0.085
     res = paired_difference(a, b)
-    assert res["low"] < 0 < res["high"]
-    assert res["verdict"] == "no measurable difference"
+    assert res["low"] < 0 < res["high"] and not res["decided"]
+    sd = np.std([0.08, -0.09, 0.01], ddof=1)
+    need = seeds_needed(0.05, sd)
+    assert power_of(0.05, sd, need) >= 0.8 > power_of(0.05, sd, need - 1)  # the fewest that would do
+    assert res["seeds_needed"] == need and res["detectable"] == pytest.approx(detectable(sd, 3))
+    assert res["detectable"] > 0.05
+    assert res["verdict"] == (f"too few seeds to decide (would need ~{need} to detect 0.05; these 3 detect "
+                              f"{res['detectable']:.3f})")
+    # the same seeds are enough for a question about a large difference
+    loose = paired_difference(a, b, effect=0.5)
+    assert loose["decided"] and loose["verdict"] == (f"no measurable difference (the seeds detect "
+                                                     f"{loose['detectable']:.3f} or more)")
+
+
+def test_a_tight_interval_holding_zero_is_no_measurable_difference():
+    a = {s: 0.8 for s in range(6)}
+    b = {s: 0.8 - d for s, d in enumerate([0.005, -0.005, 0.004, -0.004, 0.0, 0.001])}
+    res = paired_difference(a, b)
+    assert res["low"] < 0 < res["high"] and res["decided"] and res["detectable"] < 0.05
+    assert res["verdict"].startswith("no measurable difference (the seeds detect 0.00")
+
+
+def test_power_agrees_with_a_simulated_t_test_and_the_normal_limit():
+    rng = np.random.default_rng(0)
+    for delta, sd, n in ((0.12, 0.1, 5), (0.0, 0.1, 4), (0.05, 0.03, 3)):
+        d = rng.normal(delta, sd, (40000, n))
+        t = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(n))
+        rate = float((np.abs(t) > sps.t.ppf(0.975, n - 1)).mean())
+        assert power_of(delta, sd, n) == pytest.approx(rate, abs=0.01), (delta, sd, n)
+    # the smallest detectable difference is found with probability 0.8; for many seeds, the z formula
+    assert power_of(detectable(0.07, 4), 0.07, 4) == pytest.approx(0.8, abs=1e-6)
+    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
+    assert detectable(0.1, 1000) == pytest.approx(z * 0.1 / math.sqrt(1000), rel=0.01)
+    assert math.isnan(detectable(0.1, 1)) and detectable(0.0, 3) == 0.0
 
 
 def test_one_seed_gives_no_interval_and_says_so():
@@ -86,19 +121,25 @@ def test_compare_starts_pairs_by_cell_and_the_answer_follows_the_verdicts(tmp_pa
         fake_run(tmp_path, f"scratch-all-s{s}", "scratch", s, [0.74, 0.77, 0.76][s])
         fake_run(tmp_path, f"imagenet-5pc-s{s}", "imagenet", s, [0.50, 0.61, 0.40][s], budget=5)
         fake_run(tmp_path, f"scratch-5pc-s{s}", "scratch", s, [0.52, 0.48, 0.47][s], budget=5)
-    from diag.study.report import collect_runs
-
     rows = collect_runs(tmp_path)
     st = {(s["budget"], s["a"], s["b"]): s for s in compare_starts(rows)}
     assert set(st) == {("5pc", "imagenet", "scratch"), ("all", "imagenet", "scratch"), ("all", "ssl", "scratch"),
                        ("all", "imagenet", "ssl")}
     assert st[("all", "imagenet", "scratch")]["verdict"].startswith("better by 0.190")
-    assert st[("all", "ssl", "scratch")]["verdict"] == "no measurable difference"
-    assert st[("5pc", "imagenet", "scratch")]["verdict"] == "no measurable difference"
+    ssl = st[("all", "ssl", "scratch")]  # -0.03, +0.03, -0.01: three seeds detect only ~0.10
+    assert ssl["verdict"].startswith("too few seeds to decide (would need ~6 to detect 0.05")
+    assert st[("5pc", "imagenet", "scratch")]["verdict"].startswith("too few seeds to decide")
     text = answer_paragraph(rows, compare_starts(rows), {"name": "toy", "split_tests": "later blocks"})
     assert "With all labels: ImageNet vs scratch: better by 0.190 (interval excludes 0)" in text
-    assert "SSL vs scratch: no measurable difference" in text
-    assert "SSL did not help here" in text and "ImageNet helped measurably with all labels" in text
+    assert "SSL vs scratch: too few seeds to decide" in text
+    assert "SSL did not help here" not in text  # not decided: never "did not help" on three noisy seeds
+    assert "Whether SSL helps is not decided: too few seeds with all labels (would need ~6 seeds" in text
+    assert "ImageNet helped measurably with all labels" in text
+    mdd = [s["detectable"] for s in st.values()]
+    assert f"smallest difference these seeds could detect (probability 0.8) is {min(mdd):.3f}-{max(mdd):.3f}" in text
+    # a large enough effect makes the same seeds decide: then, and only then, "did not help"
+    text = answer_paragraph(rows, compare_starts(rows, effect=0.5), {"name": "toy"})
+    assert "SSL did not help here: at no label budget was it measurably better" in text
 
 
 def test_ablations_are_paired_with_the_main_setting_of_the_same_start(tmp_path):
@@ -113,8 +154,6 @@ def test_ablations_are_paired_with_the_main_setting_of_the_same_start(tmp_path):
             # warmup off: +0.03, -0.04, +0.01 -- no measurable change
             fake_run(tmp_path, f"{init}-20-w0-s{s}", init, s, v + [0.03, -0.04, 0.01][s], budget=20, warmup=0.0)
     fake_run(tmp_path, "scratch-5-bb-s0", "scratch", 0, 0.2, budget=5, freeze="backbone")  # no main run at 5: skipped
-    from diag.study.report import collect_runs
-
     rows = collect_runs(tmp_path)
     st = {(s["init"], s["setting"]): s for s in compare_settings(rows)}
     assert set(st) == {(i, x) for i in main for x in ("freeze backbone", "warmup 0")}
@@ -125,11 +164,11 @@ def test_ablations_are_paired_with_the_main_setting_of_the_same_start(tmp_path):
     assert probe["mean"] == pytest.approx(d.mean()) and probe["low"] == pytest.approx(d.mean() - half)
     assert probe["verdict"] == "worse by 0.410 (interval excludes 0)"
     assert st[("scratch", "warmup 0")]["against"] == "warmup 0.1"
-    assert st[("scratch", "warmup 0")]["verdict"] == "no measurable difference"
+    assert st[("scratch", "warmup 0")]["verdict"].startswith("too few seeds to decide (would need ~7 ")
     text = answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
     assert ("Freeze backbone instead of freeze none (20 labels per class): ImageNet: worse by 0.410 (interval "
             "excludes 0); scratch: worse by 0.410 (interval excludes 0).") in text
-    assert "Warmup 0 instead of warmup 0.1 (20 labels per class): ImageNet: no measurable difference" in text
+    assert "Warmup 0 instead of warmup 0.1 (20 labels per class): ImageNet: too few seeds to decide" in text
 
 
 def test_the_cross_study_answer_table_reads_the_main_setting_of_each_folder(tmp_path):
@@ -153,6 +192,65 @@ def test_the_cross_study_answer_table_reads_the_main_setting_of_each_folder(tmp_
                       f"**+0.190 [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]** | — |")
     assert out[3] == "| study B | 5pc | 1 | — | 0.500 | — | — | — |"
     assert mod.main(["no-equals-sign"]) == 2
+
+
+def fake_pretraining(folder, probe=None, init="scratch", old=False):
+    """A diag pretrain folder as the report reads it: pretrain.json (diag-ssl/2 with its probe, or an older
+    diag-ssl/1 without) and the backbone file the runs point at."""
+    folder.mkdir(parents=True)
+    (folder / "backbone.safetensors").write_bytes(b"x")
+    meta = {"format": "diag-ssl/1", "pretrain": {"init": init}, "knn_start": {"knn_accuracy": 0.5},
+            "knn_last": {"knn_accuracy": 0.4}} if old else {"format": "diag-ssl/2", "init": init, "probe": probe}
+    (folder / "pretrain.json").write_text(json.dumps(meta))
+    return folder / "backbone.safetensors"
+
+
+def _ssl_vs_scratch(root, weights, ssl=(0.40, 0.42, 0.39), scratch=(0.70, 0.71, 0.69)):
+    for s in range(3):
+        fake_run(root, f"ssl-s{s}", "ssl", s, ssl[s], weights=weights)
+        fake_run(root, f"scratch-s{s}", "scratch", s, scratch[s])
+    return collect_runs(root)
+
+
+FELL = {"curve": [0.622, 0.40, 0.252], "initial": 0.622, "best": 0.622, "best_epoch": 0, "delta": -0.37,
+        "margin": 0.01, "learned": False, "verdict": "fell"}
+
+
+def test_a_failed_pretraining_is_said_next_to_the_ssl_row_and_never_called_worse(tmp_path):
+    w = fake_pretraining(tmp_path / "pre", FELL, init="scratch")
+    rows = _ssl_vs_scratch(tmp_path / "runs", w)
+    raw = {(s["a"], s["b"]): s for s in compare_starts(rows)}[("ssl", "scratch")]
+    assert raw["verdict"].startswith("worse by 0.297")  # the statistics alone would call it worse
+    text = answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
+    said = "pretraining failed (probe 0.622 → 0.252; the initial weights were kept)"
+    assert f"SSL: {said}, so its runs are no evidence" in text
+    assert "worse" not in text and "SSL did not help" not in text
+    assert f"SSL vs scratch: {said}: no verdict on SSL (difference -0.297, interval excludes 0)" in text
+    res = write_report(tmp_path / "runs", quiet=True)
+    p = _Collect()
+    p.feed((tmp_path / "runs" / "report.html").read_text())
+    main = next(t for t in p.tables if t["class"] == "main")
+    col = main["rows"][0].index("pretraining")
+    assert {r[0]: r[col] for r in main["rows"][1:]} == {"ssl": said, "scratch": "—"}
+    assert "worse" not in next(t for t in p.tables if t["class"] == "stats")["rows"][1][-1]
+    power = json.loads((tmp_path / "runs" / "power.json").read_text())
+    assert not power["pairs"][0]["decided"] and res["stats"][0]["verdict"].startswith(said)
+    assert f"ssl start: {said}." in (tmp_path / "runs" / "summary.md").read_text()
+
+
+def test_a_pretraining_that_learned_lets_the_verdict_stand_and_an_old_record_is_not_measured(tmp_path):
+    learned = dict(FELL, curve=[0.5, 0.7, 0.8], initial=0.5, best=0.8, best_epoch=2, learned=True)
+    rows = _ssl_vs_scratch(tmp_path / "a", fake_pretraining(tmp_path / "p1", learned))
+    text = answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
+    assert "SSL vs scratch: worse by 0.297 (interval excludes 0)" in text
+    assert pretraining_by_start(rows)["ssl"]["text"] == "pretraining learned (probe 0.500 → 0.800 at epoch 2)"
+    rows = _ssl_vs_scratch(tmp_path / "b", fake_pretraining(tmp_path / "p2", old=True))
+    how = next(r["pretraining"] for r in rows if r["init"] == "ssl")
+    assert how["learned"] is None and how["text"].startswith("pretraining probe not measured (older pretrain.json")
+    assert "0.500 → 0.400" in how["text"]
+    assert "SSL vs scratch: worse by 0.297" in answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
+    rows = _ssl_vs_scratch(tmp_path / "c", tmp_path / "gone" / "backbone.safetensors")  # the folder moved away
+    assert next(r["pretraining"] for r in rows if r["init"] == "ssl")["text"].startswith("pretraining not measured")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -220,7 +318,7 @@ def test_report_html_parses_images_decode_and_numbers_equal_the_runs(tmp_path):
     # the answer comes before the tables and is generated from the verdicts
     text = " ".join(p.text)
     assert text.index("The answer") < text.index("Main table")
-    assert "ImageNet vs scratch: no measurable difference" in res["answer"] or "better by" in res["answer"]
+    assert "ImageNet vs scratch: too few seeds to decide" in res["answer"]  # 2 seeds: +0.30, +0.25
     # every number in the main table equals the runs' JSON (mean ± std over seeds)
     main = next(t for t in p.tables if t["class"] == "main")
     header, body = main["rows"][0], main["rows"][1:]
@@ -251,7 +349,17 @@ def test_report_html_parses_images_decode_and_numbers_equal_the_runs(tmp_path):
     # the ablations against the main setting, start by start: the numbers recomputed from the runs
     ab = next(t for t in p.tables if t["class"] == "settings")
     row = next(r for r in ab["rows"][1:] if r[:3] == ["imagenet", "all", "freeze backbone"])
-    assert row[3] == "freeze none" and row[5] == f"{-0.2:.3f}" and row[7] == "worse by 0.200 (interval excludes 0)"
+    assert row[3] == "freeze none" and row[5] == f"{-0.2:.3f}" and row[8] == "worse by 0.200 (interval excludes 0)"
+    # power.json: every paired verdict with what its seeds could detect, recomputed here from the runs
+    power = json.loads((root / "power.json").read_text())
+    pair = next(p for p in power["pairs"] if (p["budget"], p["freeze"], p["warmup"], p["a"], p["b"]) ==
+                ("all", "none", 0.1, "imagenet", "scratch"))
+    sd = np.std([0.9 - 0.6, 0.8 - 0.55], ddof=1)
+    assert pair["n"] == 2 and pair["detectable"] == pytest.approx(detectable(sd, 2)) and not pair["decided"]
+    assert pair["seeds_needed"] == seeds_needed(0.05, sd) and power["effect"] == 0.05
+    assert power["seeds_needed"] == max(p["seeds_needed"] for p in power["pairs"] if not p["decided"])
+    row = next(r for r in st["rows"][1:] if r[:5] == ["all", "none", "0.1", "imagenet", "scratch"])
+    assert row[8] == f"{pair['detectable']:.3f}"
     assert "diag compare --data X --out Y" in page
     md = (root / "report.md").read_text()
     assert res["answer"] in md and md.count("data:image/png;base64,") == len(p.imgs)
@@ -277,8 +385,23 @@ def test_report_refuses_mixed_datasets_and_empty_folders(tmp_path):
 
 
 def test_the_report_states_the_training_budget(tmp_path):
-    from diag.study.report import collect_runs, training_budget
-
     fake_run(tmp_path, "a", "scratch", 0, 0.5, epochs=3)
     assert training_budget(collect_runs(tmp_path)).startswith("Training: a fixed 3 epoch(s) with no step budget "
                                                               "(15-15 optimiser steps per run)")
+
+
+def test_report_effect_is_checked_and_changes_the_verdicts(tmp_path):
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+
+    for s, (x, y) in enumerate([(0.80, 0.72), (0.70, 0.79), (0.75, 0.74)]):
+        fake_run(tmp_path, f"imagenet-s{s}", "imagenet", s, x)
+        fake_run(tmp_path, f"scratch-s{s}", "scratch", s, y)
+    bad = CliRunner().invoke(app, ["report", str(tmp_path), "--effect", "2"])
+    assert bad.exit_code == 2 and "--effect 2" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "power.json").exists()
+    ok = CliRunner().invoke(app, ["report", str(tmp_path), "--effect", "0.5"])
+    assert ok.exit_code == 0, ok.output
+    power = json.loads((tmp_path / "power.json").read_text())
+    assert power["effect"] == 0.5 and power["pairs"][0]["decided"] and power["seeds_needed"] is None

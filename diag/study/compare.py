@@ -1,4 +1,4 @@
-"""``diag compare``: the three starts side by side, over seeds, label budgets, freeze modes and warmup.
+"""``diag compare``: the starts (imagenet, imagenet+ssl, ssl, scratch) side by side, over seeds, label budgets, freeze modes and warmup.
 
 One run per (label budget, start, freeze, warmup, seed) is trained with :func:`diag.learning.train.train` into
 ``OUT/<init>-<budget>-<freeze>-w<warmup>-s<seed>/`` (e.g. ``imagenet-5pc-stages1-w0.1-s0``); a
@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from rich.console import Console
 
 from diag.errors import DiagError
-from diag.study.names import COMPARE_RECORD, INIT_ORDER, budget_name, run_dir
+from diag.study.names import COMPARE_RECORD, INIT_ORDER, budget_name, pretrained_from, run_dir, ssl_start, train_init
 from diag.storage import (atomic_write_json, check_writable, claim_output, file_sha256, locked, read_json,
                           write_marker)
 
@@ -42,6 +42,7 @@ def compare(
     ssl_weights: str | None = None,
     imagenet_weights: str | None = None,
     config: str | Path | None = None,
+    imagenet_ssl_weights: str | None = None,
     overrides: Sequence[str] = (),
     command: str | None = None,
     quiet: bool = False,
@@ -51,6 +52,7 @@ def compare(
     ``budgets`` are labels per class (0 = every training window labelled). ``freezes`` (``none``,
     ``stages:K``, ``backbone``, ...) and ``warmups`` (fractions of the steps, or steps) default to
     the config's single value. ``ssl_weights`` is a ``diag pretrain`` folder, needed for ``ssl``;
+    ``imagenet_ssl_weights`` one pretrained from ImageNet (``pretrain.init = "imagenet"``), for ``imagenet+ssl``;
     ``imagenet_weights`` a local ImageNet checkpoint (else ``$DIAG_IMAGENET_WEIGHTS``, the weights a
     package ships for the model, or timm's hub). An ImageNet start whose weights cannot be had is
     skipped with its reason (recorded in ``compare.json``) and the other starts still run.
@@ -71,6 +73,9 @@ def compare(
         raise DiagError("--inits, --seeds and --labels-per-class each need at least one value")
     if "ssl" in inits and not ssl_weights:
         raise DiagError("--inits ssl needs --ssl-weights DIR (a `diag pretrain` output folder)")
+    if "imagenet+ssl" in inits and not imagenet_ssl_weights:
+        raise DiagError("--inits imagenet+ssl needs --imagenet-ssl-weights DIR (a `diag pretrain --set "
+                        "'pretrain.init=\"imagenet\"'` output folder)")
     for text in overrides:
         key = text.split("=", 1)[0].strip()
         if key in OWNED:
@@ -85,10 +90,12 @@ def compare(
     for w in warmups:
         if w < 0 or (w >= 1 and not float(w).is_integer()):
             raise DiagError(f"--warmup: a fraction in [0, 1) or a whole number of steps, got {w:g}")
-    if "ssl" in inits:
-        _check_ssl_model(ssl_weights, base.model)
+    ssl_folders = {"ssl": (ssl_weights, "--ssl-weights"), "imagenet+ssl": (imagenet_ssl_weights, "--imagenet-ssl-weights")}
+    for start, (folder, option) in ssl_folders.items():
+        if start in inits:
+            _check_ssl_model(folder, base.model, start, option)
 
-    claim_output(out, "compare", inputs=[data, ssl_weights, imagenet_weights])
+    claim_output(out, "compare", inputs=[data, ssl_weights, imagenet_weights, imagenet_ssl_weights])
     check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, "compare")
@@ -99,9 +106,10 @@ def compare(
     plans = []
     for budget, init, freeze, warmup, seed in jobs:
         rd = run_dir(out, init, budget, seed, freeze, warmup)
-        weights = {"ssl": ssl_weights or "", "imagenet": imagenet_weights or ""}.get(init, "")
+        weights = {"ssl": ssl_weights, "imagenet": imagenet_weights,
+                   "imagenet+ssl": imagenet_ssl_weights}.get(init) or ""
         cfg = load_train_config(config, list(overrides) + [
-            f"train.init={json.dumps(init)}", f"train.seed={seed}", f"train.labels_per_class={budget}",
+            f"train.init={json.dumps(train_init(init))}", f"train.seed={seed}", f"train.labels_per_class={budget}",
             f"train.weights={json.dumps(weights)}", f"train.freeze={json.dumps(freeze)}", f"train.warmup={warmup}"])
         if not rd.exists():
             rd = _older_layout(out, init, budget, seed, cfg) or rd
@@ -137,20 +145,29 @@ def compare(
     return {"out": out, "runs": [p[0] for p in plans if (p[0] / "test_metrics.json").is_file()], "skipped": skipped}
 
 
-def _check_ssl_model(ssl_weights: str | None, model: str) -> None:
-    """The SSL start must be the compared architecture: refuse weights pretrained on another model."""
+def _check_ssl_model(ssl_weights: str | None, model: str, start: str = "ssl", option: str = "--ssl-weights") -> None:
+    """An SSL start must be the compared architecture (refuse weights pretrained on another model) and the
+    start its pretraining began from (``ssl``: scratch; ``imagenet+ssl``: ImageNet), as pretrain.json says."""
     from diag.learning.models import SSL_META, SSL_WEIGHTS
 
     p = Path(ssl_weights or "")
     folder = p if p.is_dir() else p.parent
     if not (folder / SSL_WEIGHTS).is_file() and not p.is_file():
-        raise DiagError(f"--ssl-weights {p}: no {SSL_WEIGHTS} there; run `diag pretrain --out DIR` and pass that DIR")
+        raise DiagError(f"{option} {p}: no {SSL_WEIGHTS} there; run `diag pretrain --out DIR` and pass that DIR")
     meta = folder / SSL_META
     if meta.is_file():
-        pretrained = json.loads(meta.read_text(encoding="utf-8")).get("model")
+        record = read_json(meta, "the pretraining record", "pass the output folder of a finished `diag pretrain`")
+        pretrained = record.get("model")
         if pretrained and pretrained != model:
-            raise DiagError(f"--ssl-weights {p}: pretrained as {pretrained}, but this comparison trains {model}; every "
+            raise DiagError(f"{option} {p}: pretrained as {pretrained}, but this comparison trains {model}; every "
                             f"start must be the same architecture: pretrain {model} or pass --set train.model={pretrained}")
+        if ssl_start(record) != start:
+            other = "--imagenet-ssl-weights (start imagenet+ssl)" if start == "ssl" else "--ssl-weights (start ssl)"
+            raise DiagError(f"{option} {p}: its pretraining began from {pretrained_from(record)} (pretrain.json), so it "
+                            f"is the other start; pass it as {other}")
+    elif start == "imagenet+ssl":
+        raise DiagError(f"{option} {p}: no {SSL_META} beside the weights to show the pretraining began from ImageNet; "
+                        "pass the whole `diag pretrain` output folder")
 
 
 def update_record(out: str | Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

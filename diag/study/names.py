@@ -6,14 +6,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["INIT_ORDER", "INIT_LABEL", "COMPARE_RECORD", "budget_name", "budget_words", "freeze_name",
-           "warmup_name", "run_dir"]
+__all__ = ["INIT_ORDER", "INIT_LABEL", "SSL_STARTS", "COMPARE_RECORD", "train_init", "pretrained_from", "ssl_start",
+           "budget_name", "budget_words", "freeze_name",
+           "warmup_name", "run_dir", "init_key", "budget_key"]
 
-#: the starts, in the order every table shows them
-INIT_ORDER = ("imagenet", "ssl", "scratch")
-INIT_LABEL = {"imagenet": "ImageNet", "ssl": "SSL", "scratch": "scratch"}
+#: the starts, in the order every table shows them. ``imagenet+ssl``: self-supervised pretraining on the
+#: user's own signals continued from ImageNet weights (``diag pretrain --set pretrain.init="imagenet"``),
+#: then fine-tuned -- hierarchical pretraining
+INIT_ORDER = ("imagenet", "imagenet+ssl", "ssl", "scratch")
+INIT_LABEL = {"imagenet": "ImageNet", "imagenet+ssl": "ImageNet+SSL", "ssl": "SSL", "scratch": "scratch"}
+#: the starts fine-tuned from a ``diag pretrain`` folder (its pretrain.json says how pretraining went)
+SSL_STARTS = ("ssl", "imagenet+ssl")
 #: what a compare folder records: the dataset, the model, every command that filled it, skipped starts
 COMPARE_RECORD = "compare.json"
+
+
+def train_init(start: str) -> str:
+    """The ``train.init`` a start is trained with: both SSL starts fine-tune from a ``diag pretrain`` folder
+    (``ssl``); which one it is, the folder's pretrain.json says (:func:`pretrained_from`)."""
+    return "ssl" if start in SSL_STARTS else start
+
+
+def pretrained_from(meta: dict) -> str:
+    """What a pretraining began from, read from its pretrain.json: ``imagenet`` or ``scratch`` (``init`` at the
+    top in ``diag-ssl/2``, ``pretrain.init`` before; a record with neither began from scratch)."""
+    return str(meta.get("init") or (meta.get("pretrain") or {}).get("init") or "scratch")
+
+
+def ssl_start(meta: dict) -> str:
+    """The start a run fine-tuned from this pretraining is: ``imagenet+ssl`` when it began from ImageNet."""
+    return "imagenet+ssl" if pretrained_from(meta) == "imagenet" else "ssl"
+
+
+def init_key(init: str) -> int:
+    """Sort key of a start: its place in :data:`INIT_ORDER` (unknown starts last)."""
+    return INIT_ORDER.index(init) if init in INIT_ORDER else len(INIT_ORDER)
+
+
+def budget_key(labels_per_class: int) -> int:
+    """Sort key of a label budget: fewest labels first, ``all`` (0) last."""
+    return labels_per_class if labels_per_class else 10**9
 
 
 def budget_name(labels_per_class: int) -> str:

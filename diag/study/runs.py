@@ -1,0 +1,251 @@
+"""Reading a study's run records: one row per finished ``diag train`` run, summaries over seeds, the main
+setting, the data the runs were trained on, and the training budget in words.
+
+Everything is read from each run's ``model.json``, ``test_metrics.json`` and ``metrics.jsonl``, never from
+folder names; an SSL run's start (``ssl`` or ``imagenet+ssl``) and how its pretraining went come from the
+``pretrain.json`` beside its starting weights."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from diag.errors import DiagError
+from diag.signal.audit import audit_lines
+from diag.study.names import SSL_STARTS, budget_key, budget_name, init_key, pretrained_from
+
+SPLIT_TESTS = {
+    "time": "later time blocks of the same recordings (generalisation in time within recordings seen in "
+            "training; the most optimistic of the leakage-free splits)",
+    "recording": "whole recordings never seen in training (unseen recordings of known conditions)",
+    "group": "whole groups (machines, bearings) never seen in training",
+    "condition": "operating conditions never trained on (transfer to an unseen condition)",
+    "fault-size": "fault sizes never trained on (unseen damaged bearings)",
+    "random": "randomly drawn windows (LEAKY: neighbouring windows of one recording sit on both sides; optimistic)",
+}
+
+
+
+def collect_runs(root: str | Path) -> list[dict[str, Any]]:
+    """One row per finished run (a folder with model.json and test_metrics.json) under ``root``."""
+    root = Path(root)
+    rows: list[dict[str, Any]] = []
+    cache: dict[Path, dict[str, Any] | None] = {}
+    for mj in sorted(root.rglob("model.json")):
+        rd = mj.parent
+        tm = rd / "test_metrics.json"
+        if not tm.is_file():
+            continue
+        try:
+            model = json.loads(mj.read_text(encoding="utf-8"))
+            test = json.loads(tm.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DiagError(f"{rd}: unreadable run record ({exc}); delete that run folder or train it again") from None
+        tr = model.get("train", {})
+        history = []
+        mf = rd / "metrics.jsonl"
+        if mf.is_file():
+            history = [json.loads(line) for line in mf.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows.append({
+            "run": str(rd.relative_to(root)),
+            "init": tr.get("init", "?"),
+            "freeze": tr.get("freeze", "none"),
+            "warmup": float(tr.get("warmup", 0.0)),
+            "model": model.get("model", "?"),
+            "labels_per_class": int(tr.get("labels_per_class", 0) or 0),
+            "label_fraction": float(tr.get("label_fraction", 0.0) or 0.0),
+            "labeled": model.get("labeled", {}).get("n"),
+            "seed": int(tr.get("seed", 0)),
+            "epochs": int(model.get("schedule", {}).get("epochs") or tr.get("epochs", 0)),
+            "min_steps": int(tr.get("min_steps", 0) or 0),
+            "epochs_run": len(history),
+            "steps": history[-1].get("step") if history else None,
+            "selected_epoch": model.get("selected", {}).get("epoch"),
+            "val_accuracy": model.get("selected", {}).get("val_accuracy"),
+            "val_macro_f1": model.get("selected", {}).get("val_macro_f1"),
+            "test_accuracy": test.get("accuracy"),
+            "test_macro_f1": test.get("macro_f1"),
+            "test_n": test.get("n"),
+            "confusion": test.get("confusion"),
+            "classes": model.get("classes", []),
+            "dataset": model.get("dataset", {}).get("fingerprint"),
+            "dataset_path": model.get("dataset", {}).get("path"),
+            "start": model.get("start", {}),
+            "train": tr,
+            "versions": model.get("versions", {}),
+            "runtime": model.get("runtime", {}),
+            "history": history,
+            "pretraining": pretraining_of(model.get("start", {}), tr, cache),
+        })
+        how = rows[-1]["pretraining"]
+        if rows[-1]["init"] == "ssl" and how and how.get("init"):  # ImageNet, then SSL: the fourth start
+            rows[-1]["init"] = "imagenet+ssl" if how["init"] == "imagenet" else "ssl"
+    return rows
+
+
+def pretraining_of(start: dict[str, Any], train: dict[str, Any], cache: dict[Path, dict[str, Any] | None]
+                   ) -> dict[str, Any] | None:
+    """How the pretraining an SSL run started from went (:func:`pretraining_outcome` of the ``pretrain.json``
+    beside its starting weights); None for a start that is not SSL. ``cache`` holds folders read already."""
+    from diag.learning.models import SSL_META
+
+    if train.get("init") not in SSL_STARTS:
+        return None
+    where = start.get("weights") or train.get("weights") or ""
+    folder = Path(where) if Path(where).is_dir() else Path(where).parent
+    if folder not in cache:
+        meta = None
+        if where and (folder / SSL_META).is_file():
+            try:
+                meta = json.loads((folder / SSL_META).read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, OSError):
+                meta = None
+        cache[folder] = pretraining_outcome(meta, folder / SSL_META)
+    return cache[folder]
+
+
+def pretraining_by_start(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each SSL start in ``rows``: how its pretraining went (the first run's; a start has one pretraining)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("pretraining") and r["init"] not in out:
+            out[r["init"]] = r["pretraining"]
+    return out
+
+
+def _probe_value(v: Any) -> float | None:
+    """A probe value of pretrain.json's curve: a number, or a dict holding one (``value``, ``accuracy``...)."""
+    if isinstance(v, dict):
+        v = next((v[k] for k in ("value", "probe", "accuracy", "knn_accuracy", "macro_f1", "knn_macro_f1") if k in v),
+                 None)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def pretraining_outcome(meta: dict[str, Any] | None, path: Path) -> dict[str, Any]:
+    """Whether a pretraining learned, in words, from its ``pretrain.json`` (``diag-ssl/2``: the ``probe``
+    dict {curve, initial, best, best_epoch, learned, ...}). ``learned`` is True / False as pretraining
+    measured it, None where it was not measured (no pretrain.json, or an older one without ``probe``)."""
+    out: dict[str, Any] = {"path": str(path), "learned": None, "initial": None, "final": None, "best": None,
+                           "best_epoch": None, "init": None}
+    if not isinstance(meta, dict):
+        return out | {"text": f"pretraining not measured ({path} not found)"}
+    out["init"] = pretrained_from(meta)
+    probe = meta.get("probe")
+    if not isinstance(probe, dict) or not isinstance(probe.get("learned"), bool):
+        old = [_probe_value(meta.get(k)) for k in ("knn_start", "knn_last")]
+        seen = (f"; its k-NN validation accuracy went {old[0]:.3f} → {old[1]:.3f}, the last epoch kept"
+                if None not in old else "")
+        return out | {"text": f"pretraining probe not measured (older pretrain.json, no best-by-probe choice{seen})"}
+    curve = [_probe_value(v) for v in probe.get("curve") or []]
+    curve = [v for v in curve if v is not None]
+    initial, best = _probe_value(probe.get("initial")), _probe_value(probe.get("best"))
+    final = curve[-1] if curve else best
+    out.update(learned=probe["learned"], initial=initial, final=final, best=best, best_epoch=probe.get("best_epoch"))
+    if initial is None or final is None:
+        return out | {"text": "pretraining " + ("learned" if probe["learned"] else "failed") + " (probe values missing)"}
+    if probe["learned"]:
+        at = f" at epoch {out['best_epoch']}" if out["best_epoch"] is not None else ""
+        return out | {"text": f"pretraining learned (probe {initial:.3f} → {best if best is not None else final:.3f}{at})"}
+    kept = "; the initial weights were kept" if probe.get("best_epoch") == 0 else ""
+    return out | {"text": f"pretraining failed (probe {initial:.3f} → {final:.3f}{kept})"}
+
+
+def mean_std(vals: Sequence[Any]) -> tuple[float, float]:
+    a = np.asarray([v for v in vals if v is not None], dtype=float)
+    if not len(a):
+        return math.nan, math.nan
+    return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else 0.0)
+
+
+def cell_of(r: dict[str, Any]) -> tuple[int, str, float]:
+    """The (labels per class, freeze, warmup) cell a run belongs to."""
+    return r["labels_per_class"], r["freeze"], r["warmup"]
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean ± std (ddof=1) over seeds per (init, freeze, warmup, budget)."""
+    keys = sorted({(r["init"], r["freeze"], r["warmup"], r["labels_per_class"]) for r in rows},
+                  key=lambda k: (budget_key(k[3]), k[1] != "none", k[1], -k[2], init_key(k[0]), k[0]))
+    out = []
+    for init, freeze, warmup, budget in keys:
+        rs = [r for r in rows if (r["init"], r["freeze"], r["warmup"], r["labels_per_class"]) == (init, freeze, warmup, budget)]
+        acc, acc_sd = mean_std([r["test_accuracy"] for r in rs])
+        f1, f1_sd = mean_std([r["test_macro_f1"] for r in rs])
+        vf1, vf1_sd = mean_std([r["val_macro_f1"] for r in rs])
+        out.append({"init": init, "freeze": freeze, "warmup": warmup, "budget": budget_name(budget),
+                    "labels_per_class": budget, "seeds": len(rs), "labeled": rs[0]["labeled"],
+                    "steps": rs[0]["steps"],
+                    "val_macro_f1": vf1, "val_macro_f1_std": vf1_sd,
+                    "test_accuracy": acc, "test_accuracy_std": acc_sd,
+                    "test_macro_f1": f1, "test_macro_f1_std": f1_sd})
+    return out
+
+
+def main_setting(rows: list[dict[str, Any]]) -> tuple[str, float]:
+    """The (freeze, warmup) of the main matrix: the one with the most runs (ablations sit at one budget)."""
+    counts: dict[tuple[str, float], int] = {}
+    for r in rows:
+        counts[(r["freeze"], r["warmup"])] = counts.get((r["freeze"], r["warmup"]), 0) + 1
+    return max(counts, key=lambda k: (counts[k], k[0] == "none", k[1]))
+
+
+
+def training_budget(rows: list[dict[str, Any]]) -> str:
+    """One sentence on how long the runs trained (the step budget, or its absence)."""
+    mins = sorted({r["min_steps"] for r in rows})
+    steps = [r["steps"] for r in rows if r["steps"]]
+    span = f" ({min(steps)}-{max(steps)} optimiser steps per run)" if steps else ""
+    if mins == [0]:
+        eps = sorted({int(r["train"].get("epochs", 0)) for r in rows})
+        return (f"Training: a fixed {', '.join(map(str, eps))} epoch(s) with no step budget{span}, so small label "
+                "budgets had fewer optimiser steps; selection on validation.")
+    return (f"Training: at least {', '.join(map(str, mins))} optimiser steps per run (train.min_steps: small label "
+            f"budgets get more epochs){span}; the epoch selected on validation.")
+
+
+
+def describe_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Source, split and what it tests, class counts per side -- from the prepared dataset's manifest."""
+    path = next((r["dataset_path"] for r in rows if r.get("dataset_path")), None)
+    info: dict[str, Any] = {"path": path, "name": Path(path).name if path else "the prepared dataset",
+                            "fingerprint": rows[0]["dataset"], "classes": rows[0]["classes"]}
+    mf = Path(path) / "manifest.json" if path else None
+    if mf is None or not mf.is_file():
+        info["missing"] = f"{path}: prepared dataset not found; data details unavailable"
+        return info
+    m = json.loads(mf.read_text(encoding="utf-8"))
+    counts = m.get("counts")
+    if not counts:  # older manifests: count the labels
+        from diag.signal.dataset import PreparedDataset
+
+        ds = PreparedDataset(path)
+        counts = {s: {c: int((ds.labels(s) == k).sum()) for k, c in enumerate(ds.classes)} for s in ds.splits}
+    cfg = m.get("config", {})
+    src = cfg.get("source", {})
+    split = cfg.get("split", {})
+    method = (m.get("split") or {}).get("method") or split.get("method", "?")
+    detail = {"condition": split.get("test_conditions"), "fault-size": split.get("test_fault_sizes"),
+              "group": split.get("test_groups"), "recording": split.get("test_groups")}.get(method)
+    info.update({
+        "source": src.get("kind", "?") + (f" ({src['path']})" if src.get("path") else ""),
+        "source_options": {k: v for k, v in src.items() if k not in ("kind", "path")},
+        "split": method + (f" (test: {', '.join(map(str, detail))})" if detail else ""),
+        "split_tests": SPLIT_TESTS.get(method, f"a '{method}' split (not described in the manifest)"),
+        "counts": counts,
+        "sizes": m.get("sizes") or {},
+        "fs": m.get("fs"), "window": m.get("window"), "transform": m.get("transform"),
+        "image_shape": m.get("image_shape"), "recordings": len(m.get("recordings", [])),
+        "audit": audit_lines(m),  # the data audit's findings (diag.signal.audit); None: never audited
+        "name": f"{src.get('kind', '?')} data ({Path(path).name})",
+    })
+    return info
+
+
+
+def starts(rows: list[dict[str, Any]]) -> list[str]:
+    """The starts present in ``rows``, in table order."""
+    return sorted({r["init"] for r in rows}, key=lambda i: (init_key(i), i))
