@@ -199,9 +199,14 @@ def train(
 @app.command()
 @friendly
 def pretrain(
-    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder; its train split is pretrained on."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder; its train split is pretrained on, its val split probes."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (backbone.safetensors + pretrain.json)."),
     extra: List[Path] = typer.Option([], "--extra", help="More prepared datasets whose train split is used, unlabelled (repeatable)."),
+    unlabelled: Optional[Path] = typer.Option(None, "--unlabelled", help="Folder of unlabelled recordings (any format prepare reads), imaged with --data's preprocessing; test recordings are refused."),
+    fs: Optional[float] = typer.Option(None, "--fs", help="Sampling rate in Hz of --unlabelled files whose format carries none (CSV, NPY, NPZ, MAT)."),
+    method: Optional[str] = typer.Option(None, "--method", help="simclr (default) | moco | vicreg | byol | msm."),
+    init: Optional[str] = typer.Option(None, "--init", help="scratch (default) | imagenet (then SSL on your signals: the fourth start)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local ImageNet checkpoint for --init imagenet."),
     model: Optional[str] = typer.Option(None, "--model", help="timm model name (default convnext_atto)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 50)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
@@ -214,14 +219,14 @@ def pretrain(
     force: bool = typer.Option(False, "--force", help="Replace a diag pretraining in --out and start over (never other files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Self-supervised pretraining (SimCLR, or BYOL) on unlabelled training windows; logs a k-NN probe on val."""
-    from diag.learning.pretrain import load_pretrain_config
-    from diag.learning.pretrain import pretrain as run_pretrain
+    """Self-supervised pretraining on unlabelled windows; a probe on val keeps the best epoch and says whether it learned."""
+    from diag.commands.pretrain import run
 
-    flags = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
+    flags = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+             "method": method, "init": init, "weights": weights}
     overrides = list(set_) + [f"pretrain.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
-    cfg = load_pretrain_config(config, overrides) if (config or overrides or not resume) else None
-    run_pretrain(data, out, cfg, extra=extra, force=force, quiet=quiet, resume=resume)
+    run(data, out, config, overrides, extra=extra, unlabelled=unlabelled, fs=fs, resume=resume, force=force,
+        quiet=quiet)
 
 
 def _toml_value(v: object) -> str:
