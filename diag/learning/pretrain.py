@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from diag.learning import tracking
 from diag.learning.augment import TimeFrequencyAugment
 from diag.config import changed_settings, from_dict, load_section
 from diag.signal.dataset import PreparedDataset
@@ -198,7 +199,7 @@ def knn_probe(backbone: nn.Module, bank_x: torch.Tensor, bank_y: torch.Tensor, q
 
 def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | None = None,
              extra: Sequence[str | Path] = (), force: bool = False, quiet: bool = False,
-             resume: bool = False) -> dict[str, Any]:
+             resume: bool = False, track: Any = None) -> dict[str, Any]:
     """SimCLR (or BYOL) on the training windows of ``data`` (+ ``extra`` prepared datasets); writes ``out``.
 
     ``last.pt`` (the networks, optimiser, random states) is written every epoch; ``resume=True``
@@ -318,6 +319,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         "versions": package_versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     step, first = 0, 1
+    tracker = tracking.open_run(track, out, "pretrain", asdict(cfg), warn=console.print)
     with rt.session():
         if saved is not None:  # ---- resume ----------------------------------------------------
             last = load_checkpoint(out / "last.pt", keys=("model", "optimizer", "scaler", "rng", "epoch", "step",
@@ -383,6 +385,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
                                               "scaler": scaler.state_dict(), "rng": rng_state(gen, aug_gen, Dist()),
                                               "epoch": epoch, "step": step,
                                               "history": history, "device": device.type})
+            tracker.epoch(row)
             if show:
                 knn_txt = (f"  k-NN val accuracy {knn['knn_accuracy']:.3f}  F1 {knn['knn_macro_f1']:.3f}"
                            if not math.isnan(knn["knn_accuracy"]) else "")
@@ -393,7 +396,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     if show:
         console.print(f"k-NN val accuracy {start['knn_accuracy']:.3f} ({cfg.init} init) -> "
                       f"{final['knn_accuracy']:.3f} after {cfg.epochs} epochs  -> {out / SSL_WEIGHTS}")
-    return {"out": str(out), "knn_start": start, "knn_final": final, "history": history}
+    return tracker.finish({"out": str(out), "knn_start": start, "knn_final": final, "history": history}, out, cfg.epochs)
 
 
 def _saved_pretrain(out: Path) -> dict[str, Any]:
