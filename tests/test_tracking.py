@@ -129,3 +129,33 @@ def test_a_failing_tracker_stops_logging_but_not_the_run():
     t.epoch({"epoch": 1, "train_loss": 1.0})
     t.epoch({"epoch": 2, "train_loss": 0.9})  # no second warning, no error
     assert len(said) == 1 and "server gone" in said[0] and t.sinks == []
+
+
+def test_compare_logs_each_run_under_its_own_tracked_run_with_the_report(toy, tmp_path):
+    """Through the CLI, two runs side by side (child processes): each logs its own MLflow child run of the
+    compare's, and its TensorBoard curves; the compare's run holds the grid and the report."""
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+
+    uri = (tmp_path / "mlruns").as_uri()
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(app, ["compare", "--data", str(toy), "--out", str(out), "--inits", "scratch",
+                                   "--seeds", "0,1", "--warmup", "0", "--jobs", "2", "--track", "tensorboard,mlflow",
+                                   "--set", f'track.mlflow_uri="{uri}"', "--set", "train.epochs=1",
+                                   "--set", "train.batch_size=16", "-q"])
+    assert res.exit_code == 0, res.output
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("diag").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["diag.kind"] == "compare"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["scratch-all-none-w0-s0", "scratch-all-none-w0-s1"]
+    for r in children:
+        test = json.loads((out / r.info.run_name / "test_metrics.json").read_text())
+        assert r.data.metrics["test/macro_f1"] == pytest.approx(test["macro_f1"]) and r.info.status == "FINISHED"
+        scalars, _ = _scalars(out / r.info.run_name / "tensorboard")
+        assert [s for s, _ in scalars["val/macro_f1"]] == [1]
+    assert parent.data.params["grid.seeds"] == "0,1" and parent.data.params["compare.jobs"] == "2"
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"report.html", "report.md", "answer.txt", "summary.csv"} <= logged

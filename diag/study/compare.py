@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from contextlib import closing
+from typing import Any, Callable, Generator, Sequence
 
 from rich.console import Console
 
@@ -96,7 +98,7 @@ def compare(
                    dataclasses.asdict(track) if track.enabled else None)
     todo = [s for s in specs if not finished(s)]
     skipped = _skip_imagenet(base.model, imagenet_weights, todo)
-    todo = [s for s in todo if s.init not in skipped]
+    todo = [s for s in todo if s.init not in skipped or (Path(s.path) / "last.pt").is_file()]  # a resume needs none
     tracker = tracking.open_run(track, out, "compare", _grid_params(axes, base, cc), warn=console.print)
     reused = sum(finished(s) for s in specs)
     failed = _run_grid(out, todo, cc, base.device, not quiet, reused)
@@ -196,8 +198,8 @@ def _run_grid(out: Path, todo: list[RunSpec], cc: CompareConfig, device: str, sh
     """Carry out ``todo`` here, side by side or on the cluster, recording each outcome as it comes;
     returns the runs that failed (``{run: reason}``)."""
     failed: dict[str, str] = {}
-    with GridProgress(show, len(todo), reused) as progress:
-        for o in _outcomes(out, todo, cc, device, progress):
+    with GridProgress(show, len(todo), reused) as progress, closing(_outcomes(out, todo, cc, device, progress)) as each:
+        for o in each:  # closed on any error (Ctrl-C too): child processes ended, cluster tasks released
             _record_outcome(out, o)
             if o.ok:
                 progress.ended(_finished_line(o))
@@ -209,13 +211,11 @@ def _run_grid(out: Path, todo: list[RunSpec], cc: CompareConfig, device: str, sh
 
 
 def _outcomes(out: Path, todo: list[RunSpec], cc: CompareConfig, device: str,
-              progress: "GridProgress") -> Iterator[Outcome]:
+              progress: "GridProgress") -> Generator[Outcome, None, None]:
     """The executor for this grid: a Dask cluster, processes side by side, or this process."""
     from diag.study.pool import run_here, run_local
 
-    if not todo:
-        return iter(())
-    if cc.cluster:
+    if cc.cluster and todo:
         from diag.study.cluster import run_on_cluster
 
         needs = cc.resource_needs() or ({"GPU": 1.0} if device.startswith("cuda") else {})
@@ -299,27 +299,36 @@ def record_command(out: str | Path, data: str | Path, fingerprint: str | None, m
 
 
 class GridProgress:
-    """One display for the whole grid: runs done / running / left, elapsed time and ETA (from the pace of
-    the runs finished in this call: reused ones took no time now), with a line per finished run above
-    it. Nothing is drawn when ``show`` is False; off a terminal only the lines are printed."""
+    """One display for the whole grid: runs done / running / left, elapsed time and ETA, with a line per
+    finished run above it. The ETA is the runs left at the pace of this call so far (runs done per
+    second of wall time, side by side included; reused runs took no time now and do not count). Nothing
+    is drawn when ``show`` is False; off a terminal only the lines are printed."""
 
     def __init__(self, show: bool, todo: int, reused: int):
         self.show, self.todo, self.reused = show, todo, reused
         self.done = self.running = 0
         self.progress: Any = None
         self.task: Any = None
+        self.t0 = time.monotonic()
+
+    def eta(self) -> str:
+        """``ETA 0:12:30`` once a run finished in this call, else ``ETA -``."""
+        if not self.done or self.done >= self.todo:
+            return "ETA -" if not self.done else ""
+        left = (self.todo - self.done) * (time.monotonic() - self.t0) / self.done
+        return f"ETA {int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
 
     def __enter__(self) -> "GridProgress":
         if not self.show:
             return self
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("compare"), BarColumn(),
                                  TextColumn("{task.completed}/{task.total} done, {task.fields[running]} running, "
-                                            "{task.fields[left]} left"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=console)
+                                            "{task.fields[left]} left"), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[eta]}"), console=console)
         self.progress.start()
-        self.task = self.progress.add_task("compare", total=self.todo, running=0, left=self.todo)
+        self.task = self.progress.add_task("compare", total=self.todo, running=0, left=self.todo, eta=self.eta())
         if self.reused:
             self.say(f"{self.reused} run(s) finished earlier: reused")
         return self
@@ -327,7 +336,7 @@ class GridProgress:
     def _refresh(self) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=self.done, running=self.running,
-                                 left=self.todo - self.done - self.running)
+                                 left=self.todo - self.done - self.running, eta=self.eta())
 
     def started(self, spec: RunSpec) -> None:
         self.running += 1
