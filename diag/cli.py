@@ -179,6 +179,7 @@ def train(
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: train.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Replace a diag training run in --out and start over (never other files)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Log to tensorboard and/or mlflow, comma-separated (pip install 'diag[track]'); also the config's [track] table."),
     refit_from: Optional[Path] = typer.Option(None, "--refit-from", help="A finished run: train its settings for the epochs it selected on --data prepared with split.val_fraction=0 (every training unit, same test side)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -193,7 +194,8 @@ def train(
              "labels_per_class": budget[0] if budget else None,
              "label_fraction": label_fraction, "seed": seed, "device": device}
     overrides = list(set_) + [f"train.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
-    run(data, out, config, overrides, resume=resume, force=force, quiet=quiet, refit_from=refit_from)
+    run(data, out, config, overrides, resume=resume, force=force, quiet=quiet, refit_from=refit_from,
+        track=_track(track, config))
 
 
 @app.command()
@@ -217,6 +219,7 @@ def pretrain(
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: pretrain.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out with its saved settings."),
     force: bool = typer.Option(False, "--force", help="Replace a diag pretraining in --out and start over (never other files)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Log to tensorboard and/or mlflow, comma-separated (pip install 'diag[track]'); also the config's [track] table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Self-supervised pretraining on unlabelled windows; a probe on val keeps the best epoch and says whether it learned."""
@@ -226,11 +229,21 @@ def pretrain(
              "method": method, "init": init, "weights": weights}
     overrides = list(set_) + [f"pretrain.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
     run(data, out, config, overrides, extra=extra, unlabelled=unlabelled, fs=fs, resume=resume, force=force,
-        quiet=quiet)
+        quiet=quiet, track=_track(track, config))
 
 
 def _toml_value(v: object) -> str:
     return _toml_str(v) if isinstance(v, str) else str(v)
+
+
+def _track(flag: Optional[str], config: Optional[Path]):
+    """The config's [track] table with ``--track`` trackers turned on; their packages checked at once."""
+    from diag.config import TrackConfig, load_section
+    from diag.learning.tracking import check_available
+
+    cfg = TrackConfig.from_flag(flag, load_section(TrackConfig, "track", config))
+    check_available(cfg)
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,7 +285,10 @@ def compare(
     ssl_weights: Optional[str] = typer.Option(None, "--ssl-weights", help="diag pretrain output folder (for --inits ssl)."),
     imagenet_weights: Optional[str] = typer.Option(None, "--imagenet-weights", help="Local ImageNet checkpoint (else $DIAG_IMAGENET_WEIGHTS, packaged weights, or timm's hub)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag train reads its train table."),
-    set_: List[str] = typer.Option([], "--set", "-s", help="Override a training setting: train.key=value."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: train.key=value (or compare.key, track.key)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Runs side by side, each in its own process (default: as many as the cores / GPUs allow; compare.threads torch threads each)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address (tcp://HOST:8786): every run a task there (pip install 'diag[cluster]'; docs/cluster.md)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Log every run and the report to tensorboard and/or mlflow, comma-separated (pip install 'diag[track]')."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     imagenet_ssl_weights: Optional[str] = typer.Option(None, "--imagenet-ssl-weights", help="diag pretrain output "
                                                        "folder pretrained from ImageNet (for --inits imagenet+ssl)."),
@@ -285,13 +301,12 @@ def compare(
     from diag.study.report import write_report
 
     freezes = [f.strip() for f in freeze.split(",") if f.strip()] if freeze else None
-    res = run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
-                      budgets=_ints(labels_per_class, "--labels-per-class", budget=True), freezes=freezes,
-                      warmups=_floats(warmup, "--warmup") if warmup else None, ssl_weights=ssl_weights,
-                      imagenet_weights=imagenet_weights, imagenet_ssl_weights=imagenet_ssl_weights, config=config,
-                      overrides=list(set_),
-                      command="diag " + " ".join(shlex.quote(a) for a in sys.argv[1:]), quiet=quiet)
-    write_report(res["out"], quiet=quiet)
+    run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
+                budgets=_ints(labels_per_class, "--labels-per-class", budget=True), freezes=freezes,
+                warmups=_floats(warmup, "--warmup") if warmup else None, ssl_weights=ssl_weights,
+                imagenet_weights=imagenet_weights, imagenet_ssl_weights=imagenet_ssl_weights, config=config,
+                overrides=list(set_), command="diag " + " ".join(shlex.quote(a) for a in sys.argv[1:]), quiet=quiet,
+                jobs=jobs, cluster=cluster, track=track, report=lambda folder: write_report(folder, quiet=quiet))
 
 
 @app.command()

@@ -28,7 +28,7 @@ from diag.storage import file_sha256
 
 def run(data: str | Path | None, out: str | Path, config: str | Path | None = None, overrides: Sequence[str] = (),
         extra: Sequence[str | Path] = (), unlabelled: str | Path | None = None, fs: float | None = None,
-        resume: bool = False, force: bool = False, quiet: bool = False) -> dict[str, Any]:
+        resume: bool = False, force: bool = False, quiet: bool = False, track: Any = None) -> dict[str, Any]:
     """What ``diag pretrain`` calls."""
     cfg = load_pretrain_config(config, overrides) if (config or overrides or not resume) else None
     pool = None
@@ -36,7 +36,7 @@ def run(data: str | Path | None, out: str | Path, config: str | Path | None = No
         if data is None:
             raise DiagError("--unlabelled needs --data: the pool is imaged with that dataset's preprocessing")
         pool = read_unlabelled(PreparedDataset(data), unlabelled, fs=fs, quiet=quiet)
-    return pretrain(data, out, cfg, extra=extra, force=force, quiet=quiet, resume=resume, unlabelled=pool)
+    return pretrain(data, out, cfg, extra=extra, force=force, quiet=quiet, resume=resume, unlabelled=pool, track=track)
 
 
 def sample_hash(signal: np.ndarray) -> str:

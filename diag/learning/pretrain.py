@@ -62,6 +62,7 @@ from torch import nn
 
 from diag.config import changed_settings, from_dict, load_section
 from diag.errors import DiagError
+from diag.learning import tracking
 from diag.learning.augment import TimeFrequencyAugment, views_for
 from diag.learning.evaluate import accuracy_f1, predict_images
 from diag.learning.models import SSL_META, SSL_WEIGHTS, check_input_size, check_model_name, create_backbone
@@ -425,7 +426,7 @@ def _probe_and_keep(st: LoopState, pool: Pool, cfg: PretrainConfig, rt: Runtime,
 
 def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | None = None,
              extra: Sequence[str | Path] = (), force: bool = False, quiet: bool = False,
-             resume: bool = False, unlabelled: UnlabelledPool | None = None) -> dict[str, Any]:
+             resume: bool = False, unlabelled: UnlabelledPool | None = None, track: Any = None) -> dict[str, Any]:
     """Self-supervised pretraining on the training windows of ``data`` (+ ``extra`` prepared datasets,
     + an ``unlabelled`` pool); writes ``out``.
 
@@ -469,6 +470,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     meta = _meta(cfg, ds, extras, pool, unlabelled, backbone, views, kinds, rt)
     n_val = 0 if pool.val_y is None else len(pool.val_y)
     first = 1
+    tracker = tracking.open_run(track, out, "pretrain", asdict(cfg), warn=console.print)
     with rt.session():
         if saved is not None:
             first = _resume(st, out, rt.device, meta, saved)
@@ -487,11 +489,12 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             row.update(_probe_and_keep(st, pool, cfg, rt, len(ds.classes), epoch))
             st.history.append({"epoch": epoch, "step": st.step, **row, "seconds": round(time.perf_counter() - t0, 3)})
             _save_epoch(out, st, meta, cfg, epoch, n_val, rt)
+            tracker.epoch(st.history[-1])
     summary = meta["probe"]
     if rt.show:
         console.print(f"{summary['verdict']} -> {out / SSL_WEIGHTS}", soft_wrap=True)
-    return {"out": str(out), "probe": summary, "knn_start": _knn(st.history[:1]), "knn_final": _knn(st.history),
-            "history": st.history}
+    return tracker.finish({"out": str(out), "probe": summary, "knn_start": _knn(st.history[:1]),
+                           "knn_final": _knn(st.history), "history": st.history}, out, cfg.epochs)
 
 
 def _settle(saved: dict[str, Any] | None, data: Any, extra: Sequence[Any], cfg: PretrainConfig | None,
