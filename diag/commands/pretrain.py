@@ -19,7 +19,7 @@ import numpy as np
 from rich.console import Console
 
 from diag.errors import DiagError
-from diag.learning.pretrain import PretrainConfig, UnlabelledPool, load_pretrain_config, pretrain
+from diag.learning.pretrain import UnlabelledPool, load_pretrain_config, pretrain
 from diag.signal.dataset import PreparedDataset
 from diag.sources.files import list_files
 from diag.sources.stream import SUPPORTED, open_signal

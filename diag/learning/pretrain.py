@@ -47,7 +47,6 @@ Output folder::
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import time
