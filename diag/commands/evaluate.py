@@ -175,7 +175,7 @@ def run_held_out(data: str | Path, out: str | Path, far: float | None = None, cs
     res = held_out_study(data, DEFAULT_FAR if far is None else far)
     t = Table(title=f"{data}: every class held out in turn ({res['method']} score, no network; "
                     f"{res['split']} split, {100 * res['far']:g} % false-alarm bound)")
-    for col in ("held out", "AUROC", "held-out flagged unknown", "known test flagged (false alarms)", "windows: held out / known test"):
+    for col in ("held out", "AUROC", "held-out flagged", "false alarms (known test)", "windows held / known"):
         t.add_column(col, justify="left" if col == "held out" else "right")
     for r in res["classes"]:
         n = r["windows"]
