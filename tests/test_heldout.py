@@ -134,3 +134,12 @@ def test_mixed_modes_are_refused(tmp_path):
     _refused(_evaluate("--held-out", str(data), "--far", "1.5", "--out", str(tmp_path / "e")), "--far 1.5")
     _refused(_evaluate("--out", str(tmp_path / "e")), "RUN and DATA")
     _refused(_evaluate("runs/x", str(data), "--csv", "--out", str(tmp_path / "e")), "--csv", "only with --held-out")
+
+
+def test_a_folder_of_the_users_files_is_never_written(study, tmp_path):
+    tmp, _, _ = study
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    _refused(_evaluate("--held-out", str(tmp / "data"), "--out", str(mine), "--force"), "did not write")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
