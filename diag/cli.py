@@ -363,17 +363,34 @@ def predict(
 @app.command()
 @friendly
 def evaluate(
-    run: Path = typer.Argument(..., help="A diag train run folder."),
-    data: Path = typer.Argument(..., help="A prepared dataset (diag prepare) made with the run's preprocessing."),
-    split: str = typer.Option("test", "--split", help="train | val | test."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json and confusion.png."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
+    run: Optional[Path] = typer.Argument(None, help="A diag train run folder (not with --held-out)."),
+    data: Optional[Path] = typer.Argument(None, help="A prepared dataset (diag prepare) made with the run's preprocessing."),
+    split: Optional[str] = typer.Option(None, "--split", help="train | val | test (default test; not with --held-out)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json and confusion.png (heldout.json with --held-out)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda[:N] (default cpu; not with --held-out)."),
+    held_out: Optional[Path] = typer.Option(None, "--held-out", help="Instead of RUN DATA: a prepared dataset on a recording/group/condition/fault-size split; hold every class out in turn and measure the network-free unknown score on it."),
+    far: Optional[float] = typer.Option(None, "--far", help="With --held-out: the false-alarm bound of the threshold (default 0.05, as diag train)."),
+    csv: bool = typer.Option(False, "--csv", help="With --held-out: also write heldout.csv (one row per class)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out folder's results."),
 ) -> None:
-    """Score a trained model on a prepared dataset: accuracy, macro-F1, per-class recall, unknown detection."""
-    from diag.commands.evaluate import run_evaluate
+    """Score a trained model on a prepared dataset: accuracy, macro-F1, per-class recall, unknown detection.
+    With --held-out PREPARED: how well unknown flags each class when it was never seen (no model needed)."""
+    from diag.commands.evaluate import run_evaluate, run_held_out
 
-    run_evaluate(run, data, split=split, out=out, device=device, force=force)
+    if held_out is not None:
+        given = [n for n, v in (("RUN", run), ("DATA", data), ("--split", split), ("--device", device)) if v is not None]
+        if given:
+            raise DiagError(f"--held-out {held_out}: takes no {', '.join(given)} (it scores no model); "
+                            "drop them, or drop --held-out to score RUN on DATA")
+        run_held_out(held_out, out, far=far, csv=csv, force=force)
+        return
+    if run is None or data is None:
+        raise DiagError("diag evaluate needs RUN and DATA (diag evaluate RUN DATA --out DIR), "
+                        "or --held-out PREPARED --out DIR")
+    given = [n for n, v in (("--far", far), ("--csv", csv or None)) if v is not None]
+    if given:
+        raise DiagError(f"{', '.join(given)}: only with --held-out PREPARED; drop it to score {run} on {data}")
+    run_evaluate(run, data, split=split or "test", out=out, device=device or "cpu", force=force)
 
 
 @app.command()

@@ -134,3 +134,61 @@ def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: st
     plot_confusion(res["confusion"]["matrix"], res["confusion"]["labels"], out / CONFUSION, title)
     Console(stderr=True).print(f"-> {out / METRICS}, {out / CONFUSION}")
     return res
+
+
+HELD_OUT_JSON = "heldout.json"
+HELD_OUT_CSV = "heldout.csv"
+HELD_OUT_COLUMNS = ("held_out", "auroc", "held_out_detected", "known_test_flagged", "threshold", "guaranteed",
+                    "n_held_out", "n_known_test", "n_known_val")
+
+
+def held_out_csv(res: dict[str, Any]) -> str:
+    """One CSV row per held-out class (:data:`HELD_OUT_COLUMNS`)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(HELD_OUT_COLUMNS)
+    for r in res["classes"]:
+        n = r["windows"]
+        w.writerow([r["held_out"], r["auroc"], r["held_out_detected"], r["known_test_flagged"], r["threshold"],
+                    r["guaranteed"], n["held_out"], n["known_test"], n["known_val"]])
+    return buf.getvalue()
+
+
+def run_held_out(data: str | Path, out: str | Path, far: float | None = None, csv: bool = False,
+                 force: bool = False) -> dict[str, Any]:
+    """What ``diag evaluate --held-out DATA`` does: check --out, run
+    :func:`diag.learning.heldout.held_out_study`, print a table, write heldout.json (and heldout.csv)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from diag.learning.heldout import held_out_study
+    from diag.learning.unknown import DEFAULT_FAR
+    from diag.storage import atomic_write_json, atomic_write_text, check_writable, claim_output, write_marker
+
+    out = Path(out)
+    if claim_output(out, "evaluate", force=force, inputs=[data]) and not force:
+        raise DiagError(f"--out {out}: already holds an evaluation; choose another folder or pass --force to replace it")
+    check_writable(out)
+    res = held_out_study(data, DEFAULT_FAR if far is None else far)
+    t = Table(title=f"{data}: every class held out in turn ({res['method']} score, no network; "
+                    f"{res['split']} split, {100 * res['far']:g} % false-alarm bound)")
+    for col in ("held out", "AUROC", "held-out flagged", "false alarms (known test)", "windows held / known"):
+        t.add_column(col, justify="left" if col == "held out" else "right")
+    for r in res["classes"]:
+        n = r["windows"]
+        warn = "" if r["guaranteed"] else " [yellow](too few val windows for the bound)[/]"
+        t.add_row(r["held_out"], f"{r['auroc']:.3f}", f"{r['held_out_detected']:.3f}",
+                  f"{r['known_test_flagged']:.3f}{warn}", f"{n['held_out']} / {n['known_test']}")
+    Console().print(t)
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "evaluate")
+    atomic_write_json(out / HELD_OUT_JSON, res)
+    written = [out / HELD_OUT_JSON]
+    if csv:
+        atomic_write_text(out / HELD_OUT_CSV, held_out_csv(res))
+        written.append(out / HELD_OUT_CSV)
+    Console(stderr=True).print(f"-> {', '.join(map(str, written))}")
+    return res

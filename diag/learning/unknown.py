@@ -36,7 +36,8 @@ guaranteed. :func:`calibrate_run` (called at the end of ``diag train``) writes
 it was computed for) and, for the feature-space methods, ``unknown.safetensors`` (class means and
 precision matrix, or training features) into the run.
 
-The default is chosen by measurement (docs/scoring.md, ``scripts/unknown_study.py``):
+The default is chosen by measurement (docs/scoring.md, ``scripts/studies/unknown_study.py``,
+``diag evaluate --held-out``):
 ``rows`` for ``envorder`` images, else ``layers`` where the model has stage outputs (every timm CNN diag
 uses), else ``energy`` (:func:`default_method`).
 """

@@ -4,7 +4,7 @@
 #   1. the 7 single-switch classes, recording split (test on drives never trained on), convnext_atto from
 #      scratch with the config's schedule, polarity off vs on, SEEDS (default 0 1): test accuracy / macro-F1
 #   2. "unknown" on a held-out switch (HELD_OUT, default S1) with polarity on: the documented protocol
-#      (4 drives per class, time split, scripts/unknown_study.py)
+#      (4 drives per class, time split, scripts/studies/unknown_study.py)
 # Resumable: finished steps are reused. Outputs under OUT (default runs/polarity).
 # Usage: bash scripts/studies/measure_polarity.sh        OMP_NUM_THREADS=1 SEEDS="0 1 2" bash scripts/studies/measure_polarity.sh
 set -euo pipefail
@@ -41,4 +41,4 @@ for pol in false true; do
   done
 done
 echo "== unknown: $HELD_OUT held out, polarity on"
-$PY scripts/unknown_study.py "$d-run" --held-out "$HELD_OUT" --kind inverter_sim --option recordings_per_class=4
+$PY scripts/studies/unknown_study.py "$d-run" --held-out "$HELD_OUT" --kind inverter_sim --option recordings_per_class=4

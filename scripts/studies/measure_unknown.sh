@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The honest "unknown" on machines never trained on (docs/scoring.md, "The honest unknown", recording split):
 # a fault class is left out of training, the model is trained on a recording split (validation = whole
-# held-out recordings, test = other unseen recordings), and scripts/unknown_study.py scores the known
+# held-out recordings, test = other unseen recordings), and scripts/studies/unknown_study.py scores the known
 # classes' test windows against freshly simulated recordings (seed 1) of the left-out class.
 #   inverter  configs/inverter_sim.toml (polarity on), the 7 single-switch classes without HELD_INV (S3)
 #   bearings  configs/bearing_sim.toml, the 4 classes without HELD_BEAR (inner)
@@ -32,7 +32,7 @@ one() {  # one NAME CONFIG KIND HELD ALL_CLASSES_JSON
     --set "source.classes=$known" "${PREP[@]}" >/dev/null
   [ -f "$d-s$SEED/test_metrics.json" ] || $PY -m diag train --data "$d" --out "$d-s$SEED" --config "$cfg" --seed "$SEED" -q
   echo "== $name: $held held out, recording split, seed $SEED${TRANSFORM:+, $TRANSFORM images}"
-  $PY scripts/unknown_study.py "$d-s$SEED" --held-out "$held" --kind "$kind" --json "$d-s$SEED/unknown_study.json"
+  $PY scripts/studies/unknown_study.py "$d-s$SEED" --held-out "$held" --kind "$kind" --json "$d-s$SEED/unknown_study.json"
 }
 
 for k in "${KINDS[@]}"; do

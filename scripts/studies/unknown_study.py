@@ -1,7 +1,7 @@
 """Measure the "unknown" scores on a class the model never saw (README, "Scoring new recordings").
 
-    python scripts/unknown_study.py RUN --held-out ball [--kind bearing_sim] [--seed 1] [--option k=json]
-    python scripts/unknown_study.py RUN --held-out IR --held-data PREPARED     (real recordings)
+    python scripts/studies/unknown_study.py RUN --held-out ball [--kind bearing_sim] [--seed 1] [--option k=json]
+    python scripts/studies/unknown_study.py RUN --held-out IR --held-data PREPARED     (real recordings)
 
 RUN was trained on a prepared simulated set without the held-out class. Every method of
 diag.learning.unknown is fitted on RUN's training split and thresholded on its validation split (1 % / 5 %
