@@ -78,8 +78,9 @@ def test_pretraining_is_logged(toy, tmp_path):
     meta = json.loads((out / "pretrain.json").read_text())
     scalars, _ = _scalars(out / "tensorboard")
     assert [v for _, v in scalars["train/loss"]] == pytest.approx([h["loss"] for h in meta["history"][1:]], rel=1e-6)
-    assert [v for _, v in scalars["val/knn_accuracy"]] == pytest.approx(
-        [h["knn_accuracy"] for h in meta["history"][1:]], rel=1e-6)
+    assert [v for _, v in scalars["val/probe_accuracy"]] == pytest.approx(
+        [h["probe_accuracy"] for h in meta["history"][1:]], rel=1e-6)
+    assert scalars["final/probe_best"][0][1] == pytest.approx(meta["probe"]["best"])
     assert scalars["final/knn_accuracy"][0][1] == pytest.approx(meta["knn_last"]["knn_accuracy"])
 
 

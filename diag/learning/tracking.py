@@ -25,6 +25,7 @@ is set; diag sets it for the file stores it is asked to use (a database store ne
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -45,7 +46,8 @@ ARTIFACTS = ("config.json", "model.json", "test_metrics.json", "metrics.csv", "c
 NOT_METRICS = ("epoch", "step", "selected")
 _NAMES = {"train_loss": "train/loss", "val_loss": "val/loss", "val_accuracy": "val/accuracy",
           "val_macro_f1": "val/macro_f1", "loss": "train/loss", "knn_accuracy": "val/knn_accuracy",
-          "knn_macro_f1": "val/knn_macro_f1", "seconds": "time/epoch_seconds", "train_seconds": "time/train_seconds",
+          "knn_macro_f1": "val/knn_macro_f1", "probe_accuracy": "val/probe_accuracy",
+          "probe_macro_f1": "val/probe_macro_f1", "seconds": "time/epoch_seconds", "train_seconds": "time/train_seconds",
           "images_per_s": "time/images_per_s"}
 
 
@@ -62,11 +64,9 @@ def check_available(cfg: TrackConfig | None) -> None:
                                     (cfg.mlflow, "mlflow", "mlflow-skinny")):
         if not wanted:
             continue
-        try:
-            __import__(module)
-        except ImportError:
+        if importlib.util.find_spec(module) is None:  # a third-party package, never a diag module
             raise DiagError(f"--track {module}: the {package} package is not installed; "
-                            f"pip install 'diag[track]' (or {package})") from None
+                            f"pip install 'diag[track]' (or {package})")
 
 
 def mlflow_uri(cfg: TrackConfig) -> str:
@@ -214,6 +214,9 @@ class Tracker:
         self.metrics({f"test/{k}": v for k, v in test.items()}, at)
         if "knn_final" in summary:
             self.metrics({f"final/{k}": v for k, v in summary["knn_final"].items() if k != "epoch"}, at)
+        probe = summary.get("probe") or {}
+        self.metrics({f"final/probe_{k}": probe[k] for k in ("initial", "best", "delta")
+                      if isinstance(probe.get(k), (int, float))}, at)
         if folder is not None:
             self.artifacts(Path(folder) / name for name in ARTIFACTS)
         self.close()
