@@ -9,7 +9,7 @@
 #   cwru       CWRU 12 kHz drive end (../shared/data/cwru12k): the fault-size split (unseen 0.014"
 #              bearings, 4 type classes) and the condition split (3 HP never trained on), 3 starts x 3 seeds
 # Each study writes OUT/<study>/compare/report.html (+ report.md, answer.txt) and prints its answer;
-# the end prints the answer across the studies run as one table (scripts/answer_table.py).
+# the end writes the answer across the studies run as one table: OUT/answer/answer.md + answer.html (diag report).
 # Resumable: re-running reuses prepared data, finished pretraining and finished runs, and resumes
 # an interrupted run. GPU-aware: --device auto everywhere (CUDA when present, else CPU).
 # Usage: bash scripts/study.sh [converter] [bearings] [bearings-envorder] [cwru]      (default: all)
@@ -129,5 +129,5 @@ for s in "${STUDIES[@]}"; do
 done
 if [ ${#DONE[@]} -gt 0 ]; then
   echo "-- the answer across the studies (test macro-F1, main setting; paired differences with 95 % t intervals):"
-  $PY scripts/answer_table.py "${DONE[@]}"
+  "${DIAG[@]}" report "${DONE[@]}" --out "$OUT/answer"
 fi
