@@ -179,6 +179,7 @@ def train(
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: train.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Replace a diag training run in --out and start over (never other files)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Log to tensorboard and/or mlflow, comma-separated (pip install 'diag[track]'); also the config's [track] table."),
     refit_from: Optional[Path] = typer.Option(None, "--refit-from", help="A finished run: train its settings for the epochs it selected on --data prepared with split.val_fraction=0 (every training unit, same test side)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -193,15 +194,21 @@ def train(
              "labels_per_class": budget[0] if budget else None,
              "label_fraction": label_fraction, "seed": seed, "device": device}
     overrides = list(set_) + [f"train.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
-    run(data, out, config, overrides, resume=resume, force=force, quiet=quiet, refit_from=refit_from)
+    run(data, out, config, overrides, resume=resume, force=force, quiet=quiet, refit_from=refit_from,
+        track=_track(track, config))
 
 
 @app.command()
 @friendly
 def pretrain(
-    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder; its train split is pretrained on."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset folder; its train split is pretrained on, its val split probes."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (backbone.safetensors + pretrain.json)."),
     extra: List[Path] = typer.Option([], "--extra", help="More prepared datasets whose train split is used, unlabelled (repeatable)."),
+    unlabelled: Optional[Path] = typer.Option(None, "--unlabelled", help="Folder of unlabelled recordings (any format prepare reads), imaged with --data's preprocessing; test recordings are refused."),
+    fs: Optional[float] = typer.Option(None, "--fs", help="Sampling rate in Hz of --unlabelled files whose format carries none (CSV, NPY, NPZ, MAT)."),
+    method: Optional[str] = typer.Option(None, "--method", help="simclr (default) | moco | vicreg | byol | msm."),
+    init: Optional[str] = typer.Option(None, "--init", help="scratch (default) | imagenet (then SSL on your signals: the fourth start)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local ImageNet checkpoint for --init imagenet."),
     model: Optional[str] = typer.Option(None, "--model", help="timm model name (default convnext_atto)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default 50)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
@@ -212,20 +219,31 @@ def pretrain(
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: pretrain.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out with its saved settings."),
     force: bool = typer.Option(False, "--force", help="Replace a diag pretraining in --out and start over (never other files)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Log to tensorboard and/or mlflow, comma-separated (pip install 'diag[track]'); also the config's [track] table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Self-supervised pretraining (SimCLR, or BYOL) on unlabelled training windows; logs a k-NN probe on val."""
-    from diag.learning.pretrain import load_pretrain_config
-    from diag.learning.pretrain import pretrain as run_pretrain
+    """Self-supervised pretraining on unlabelled windows; a probe on val keeps the best epoch and says whether it learned."""
+    from diag.commands.pretrain import run
 
-    flags = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
+    flags = {"model": model, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+             "method": method, "init": init, "weights": weights}
     overrides = list(set_) + [f"pretrain.{k}={_toml_value(v)}" for k, v in flags.items() if v is not None]
-    cfg = load_pretrain_config(config, overrides) if (config or overrides or not resume) else None
-    run_pretrain(data, out, cfg, extra=extra, force=force, quiet=quiet, resume=resume)
+    run(data, out, config, overrides, extra=extra, unlabelled=unlabelled, fs=fs, resume=resume, force=force,
+        quiet=quiet, track=_track(track, config))
 
 
 def _toml_value(v: object) -> str:
     return _toml_str(v) if isinstance(v, str) else str(v)
+
+
+def _track(flag: Optional[str], config: Optional[Path]):
+    """The config's [track] table with ``--track`` trackers turned on; their packages checked at once."""
+    from diag.config import TrackConfig, load_section
+    from diag.learning.tracking import check_available
+
+    cfg = TrackConfig.from_flag(flag, load_section(TrackConfig, "track", config))
+    check_available(cfg)
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------------
@@ -267,7 +285,10 @@ def compare(
     ssl_weights: Optional[str] = typer.Option(None, "--ssl-weights", help="diag pretrain output folder (for --inits ssl)."),
     imagenet_weights: Optional[str] = typer.Option(None, "--imagenet-weights", help="Local ImageNet checkpoint (else $DIAG_IMAGENET_WEIGHTS, packaged weights, or timm's hub)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag train reads its train table."),
-    set_: List[str] = typer.Option([], "--set", "-s", help="Override a training setting: train.key=value."),
+    set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: train.key=value (or compare.key, track.key)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Runs side by side, each in its own process (default: as many as the cores / GPUs allow; compare.threads torch threads each)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address (tcp://HOST:8786): every run a task there (pip install 'diag[cluster]'; docs/cluster.md)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Log every run and the report to tensorboard and/or mlflow, comma-separated (pip install 'diag[track]')."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     imagenet_ssl_weights: Optional[str] = typer.Option(None, "--imagenet-ssl-weights", help="diag pretrain output "
                                                        "folder pretrained from ImageNet (for --inits imagenet+ssl)."),
@@ -280,13 +301,12 @@ def compare(
     from diag.study.report import write_report
 
     freezes = [f.strip() for f in freeze.split(",") if f.strip()] if freeze else None
-    res = run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
-                      budgets=_ints(labels_per_class, "--labels-per-class", budget=True), freezes=freezes,
-                      warmups=_floats(warmup, "--warmup") if warmup else None, ssl_weights=ssl_weights,
-                      imagenet_weights=imagenet_weights, imagenet_ssl_weights=imagenet_ssl_weights, config=config,
-                      overrides=list(set_),
-                      command="diag " + " ".join(shlex.quote(a) for a in sys.argv[1:]), quiet=quiet)
-    write_report(res["out"], quiet=quiet)
+    run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
+                budgets=_ints(labels_per_class, "--labels-per-class", budget=True), freezes=freezes,
+                warmups=_floats(warmup, "--warmup") if warmup else None, ssl_weights=ssl_weights,
+                imagenet_weights=imagenet_weights, imagenet_ssl_weights=imagenet_ssl_weights, config=config,
+                overrides=list(set_), command="diag " + " ".join(shlex.quote(a) for a in sys.argv[1:]), quiet=quiet,
+                jobs=jobs, cluster=cluster, track=track, report=lambda folder: write_report(folder, quiet=quiet))
 
 
 @app.command()
@@ -334,7 +354,7 @@ def predict(
     variable: Optional[str] = typer.Option(None, "--variable", help="Variable to read from .mat files holding several."),
     ref_hz: Optional[float] = typer.Option(None, "--ref-hz", help="Order-image runs (envorder / harmonics): the shaft rate / electrical fundamental in Hz of every file (default: each file's metadata, else the run's transform.ref_hz)."),
     rpm: Optional[float] = typer.Option(None, "--rpm", help="The shaft speed in rpm instead of --ref-hz (envorder: --ref-hz RPM/60)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON (schema in the README)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON (schema: docs/scoring.md)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per file (per window with --windows)."),
     windows: bool = typer.Option(False, "--windows", help="Per-window rows in --csv and a windows list per file in --json."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for one PNG per file: waveform, scalogram, probabilities."),

@@ -8,6 +8,8 @@ A config file has one table per stage::
     [transform]   # CWT / STFT image parameters
     [train]       # fine-tuning (read by diag.learning.train, and by diag.study.compare for each run)
     [pretrain]    # self-supervised pretraining (read by diag.learning.pretrain)
+    [compare]     # how diag compare runs its grid: jobs side by side, threads per run, a Dask cluster
+    [track]       # experiment tracking: TensorBoard and/or MLflow (optional extras, off by default)
 
 Every value is validated when loaded; an unknown key is an error (a flag that is parsed and then
 ignored is worse than no flag).
@@ -313,7 +315,7 @@ def resolve_auto_norms(windows: WindowConfig, transform: TransformConfig, n_chan
 
     One channel: ``zscore`` / ``image`` (per window, per image: the defaults before ``auto``). Several:
     ``zscore-joint`` / ``image-joint``, one scale for all channels of a window, so the level relations
-    between channels recorded together survive (measured on the inverter's phase currents, README
+    between channels recorded together survive (measured on the inverter's phase currents, docs/images.md
     "Band limit and normalisation"). Returns what was resolved, as notes for the user.
     """
     notes = []
@@ -508,10 +510,10 @@ def load_prepare_config(path: str | Path | None = None, overrides: list[str] | N
     """
     data = read_toml(path) if path else {}
     known = [f.name for f in fields(PrepareConfig)]
-    unknown = sorted(set(data) - set(known) - {"train", "pretrain"})
+    unknown = sorted(set(data) - set(known) - set(RUN_TABLES))
     if unknown:
         raise DiagError(f"{path}: unknown table(s) {', '.join(f'[{k}]' for k in unknown)}; "
-                        f"a config holds {', '.join(f'[{k}]' for k in [*known, 'train', 'pretrain'])}")
+                        f"a config holds {', '.join(f'[{k}]' for k in [*known, *RUN_TABLES])}")
     for text in overrides or []:
         section = parse_override(text)[0][0]
         if section not in known:
@@ -520,3 +522,99 @@ def load_prepare_config(path: str | Path | None = None, overrides: list[str] | N
     sub = {k: v for k, v in data.items() if k in known}
     cfg = from_dict(PrepareConfig, sub)
     return cfg.validate()
+
+
+# ---------------------------------------------------------------------------------------------------
+# How runs are carried out and where they are logged: [compare] and [track] (read by diag compare / train /
+# pretrain; neither changes what a run computes, so neither is part of a run's saved settings)
+
+#: the tables a config file may hold besides the four of diag prepare
+RUN_TABLES = ("train", "pretrain", "compare", "track")
+
+
+@dataclass
+class CompareConfig:
+    """How ``diag compare`` carries out its grid (``[compare]``; ``--jobs``, ``--cluster``).
+
+    jobs: runs side by side on this machine, each in its own process; 0 = as many as the machine
+    allows (one per GPU when the runs train on CUDA, else the CPU cores divided by ``threads``).
+    threads: torch CPU threads of every run, whatever ``jobs`` is: on a CPU a run's numbers depend on
+    its thread count (reductions are split differently), so fixing it here makes ``--jobs 1`` and
+    ``--jobs 4`` give the same runs. cluster: the address of a Dask scheduler (``tcp://host:8786``)
+    to submit every run to as a task instead (optional extra ``diag[cluster]``); "" = this machine.
+    retries: how often a run whose process or worker died is started again (it resumes from its
+    last checkpoint); a run that still fails is recorded in ``compare.json`` and reported.
+    resources: Dask resources one run needs, e.g. ``GPU=1`` or ``GPU=1,MEM=8e9``; "" = ``GPU=1``
+    when the runs train on CUDA, else none (start workers with ``--nthreads 1``).
+    """
+
+    jobs: int = 0
+    threads: int = 1
+    cluster: str = ""
+    retries: int = 1
+    resources: str = ""
+
+    def validate(self) -> "CompareConfig":
+        if self.jobs < 0:
+            raise DiagError(f"compare.jobs: must be >= 0 (0 = as many as the machine allows), got {self.jobs}")
+        if self.threads < 1:
+            raise DiagError(f"compare.threads: must be >= 1, got {self.threads}")
+        if self.retries < 0:
+            raise DiagError(f"compare.retries: must be >= 0, got {self.retries}")
+        self.resource_needs()
+        return self
+
+    def resource_needs(self) -> dict[str, float]:
+        """``resources`` as a dict (``GPU=1,MEM=8e9`` -> ``{"GPU": 1.0, "MEM": 8e9}``)."""
+        needs: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in self.resources.split(","))):
+            name, _, amount = part.partition("=")
+            try:
+                needs[name.strip()] = float(amount)
+            except ValueError:
+                raise DiagError(f"compare.resources: expected NAME=AMOUNT[,NAME=AMOUNT], e.g. GPU=1, "
+                                f"got '{self.resources}'") from None
+            if not name.strip() or needs[name.strip()] <= 0:
+                raise DiagError(f"compare.resources: '{part}' needs a name and an amount > 0, e.g. GPU=1")
+        return needs
+
+
+TRACKERS = ("tensorboard", "mlflow")
+
+
+@dataclass
+class TrackConfig:
+    """Experiment tracking (``[track]``; ``--track tensorboard,mlflow``); off by default.
+
+    tensorboard: write TensorBoard event files (needs the ``tensorboard`` package: ``diag[track]``)
+    into ``tensorboard_dir`` ("" = the run folder's ``tensorboard/``; ``tensorboard --logdir`` a
+    compare folder shows every run). mlflow: log to MLflow (``mlflow-skinny``: ``diag[track]``) at
+    ``mlflow_uri`` ("" = ``$MLFLOW_TRACKING_URI``, else a local file store ``mlruns/`` beside the
+    output folder), in ``experiment``. Logged: the settings, per epoch the losses, learning rate
+    and validation metrics, the final test metrics, and the run's files (and a compare's report).
+    """
+
+    tensorboard: bool = False
+    mlflow: bool = False
+    tensorboard_dir: str = ""
+    mlflow_uri: str = ""
+    experiment: str = "diag"
+
+    @property
+    def enabled(self) -> bool:
+        return self.tensorboard or self.mlflow
+
+    def validate(self) -> "TrackConfig":
+        if not self.experiment.strip():
+            raise DiagError("track.experiment: give the MLflow experiment a name, e.g. track.experiment=\"diag\"")
+        return self
+
+    @classmethod
+    def from_flag(cls, text: str | None, base: "TrackConfig | None" = None) -> "TrackConfig":
+        """``--track tensorboard,mlflow`` on top of ``base`` (a config's ``[track]`` table)."""
+        cfg = dataclasses.replace(base) if base is not None else cls()
+        for name in filter(None, (t.strip() for t in (text or "").split(","))):
+            if name not in TRACKERS:
+                raise DiagError(f"--track: unknown '{name}'; choose from {', '.join(TRACKERS)} (comma-separated)")
+            setattr(cfg, name, True)
+        return cfg.validate()

@@ -10,8 +10,8 @@
 #      score the test split once -> report.html with the answer first.
 # Shortened to fit in 15 minutes on a 2-core CPU: 4 recordings x 1.5 s per class (594 training,
 # 66 validation, 286 test windows), one seed, 8 fine-tuning and 6 pretraining epochs (EPOCHS,
-# PRETRAIN_EPOCHS). Timed end to end, alone on the 2-core CPU with the install done: 459 s (README,
-# "What the demo measured"). The full study (3 seeds, label budgets, ablations) is
+# PRETRAIN_EPOCHS). Timed end to end, alone on the 2-core CPU with the install done: 459 s (docs/results/demo.md,
+# "Earlier runs on the development machine"). The full study (3 seeds, label budgets, ablations) is
 # scripts/study.sh. With DIAG_IMAGENET_WEIGHTS=convnext_atto.safetensors, ConvNeXt (imagenet vs
 # scratch) joins in $OUT/compare-convnext.
 # Usage: bash scripts/demo.sh      (outputs in runs/demo/; re-running reuses finished steps)

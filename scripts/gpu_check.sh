@@ -20,13 +20,13 @@ echo "== CUDA tests"
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_envorder.py "tests/test_transforms.py::test_cuda_path_matches_cpu" 2>&1 | tee "$OUT/pytest_cuda.log"
 
 echo "== transforms benchmark"
-python3 scripts/bench_transforms.py --threads 16 2>&1 | tee "$OUT/bench_transforms.log"
+python3 scripts/bench/bench_transforms.py --threads 16 2>&1 | tee "$OUT/bench_transforms.log"
 
 echo "== training benchmark (convnext_atto, 64x64)"
-python3 scripts/bench_train.py --device cuda 2>&1 | tee "$OUT/bench_train.log"
+python3 scripts/bench/bench_train.py --device cuda 2>&1 | tee "$OUT/bench_train.log"
 
 echo "== scoring benchmark (diag predict end to end vs bare forward)"
-python3 scripts/bench_predict.py --device cuda 2>&1 | tee "$OUT/bench_predict.log"
+python3 scripts/bench/bench_predict.py --device cuda 2>&1 | tee "$OUT/bench_predict.log"
 
 echo "== demo on the GPU"
 D=/tmp/gpu_demo

@@ -60,19 +60,21 @@ def test_compare_trains_every_combination_and_reports(toy, tmp_path, monkeypatch
 
 def test_compare_goes_seed_by_seed_so_a_cut_short_matrix_leaves_whole_paired_seeds(toy, tmp_path, monkeypatch):
     import diag.learning.train as dt
+    import diag.study.compare as cmp
 
     order = []
 
-    def record(data, rd, cfg, resume=False, force=False, quiet=True):
+    def record(data, rd, cfg, resume=False, force=False, quiet=True, track=None):
         order.append(rd.name)
         if len(order) == 3:
             raise KeyboardInterrupt  # the user stops it after the third run
         return {"selected_epoch": 1, "val": {"val_macro_f1": 0.5}, "test": {"macro_f1": 0.5}}
 
     monkeypatch.setattr(dt, "train", record)
+    monkeypatch.setattr(cmp, "_skip_imagenet", lambda *a: {})  # as if ImageNet weights were at hand
     with pytest.raises(KeyboardInterrupt):
         compare(toy, tmp_path / "o2", inits=["scratch", "imagenet"], seeds=[0, 1], budgets=[0], warmups=[0],
-                overrides=FAST, quiet=True)
+                overrides=FAST, quiet=True, jobs=1)
     assert order == ["scratch-all-none-w0-s0", "imagenet-all-none-w0-s0", "scratch-all-none-w0-s1"]
 
 
@@ -222,3 +224,116 @@ def test_comparisons_filling_one_folder_side_by_side_keep_every_command(tmp_path
         t.join()
     cmds = json.loads((tmp_path / "compare.json").read_text())["commands"]
     assert len(cmds) == 2 + 6 * 15 and len(set(cmds)) == len(cmds)
+
+
+# ------------------------------------------------------------------------------------------------
+# --jobs: runs side by side in child processes; the same runs as one after another; killed runs
+
+
+def _sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def ssl_folder(toy, tmp_path_factory):
+    from diag.learning.pretrain import PretrainConfig, pretrain
+
+    out = tmp_path_factory.mktemp("ssl") / "ssl"
+    pretrain(toy, out, PretrainConfig(epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
+    return out
+
+
+def test_jobs_2_trains_the_very_runs_that_jobs_1_trains(toy, ssl_folder, tmp_path):
+    """Bit-identical weights and metrics whether the runs go one after another in this process (after a
+    pretraining in it) or two at a time in child processes: each run has its own thread count and seeds."""
+    import os
+
+    kw = dict(inits=["scratch", "ssl"], seeds=[0, 1], budgets=[0], warmups=[0], ssl_weights=str(ssl_folder),
+              overrides=FAST, quiet=True)
+    compare(toy, tmp_path / "j1", jobs=1, **kw)
+    compare(toy, tmp_path / "j2", jobs=2, **kw)
+    names = sorted(p.name for p in (tmp_path / "j1").iterdir() if (p / "test_metrics.json").is_file())
+    assert len(names) == 4
+    for name in names:
+        one, two = tmp_path / "j1" / name, tmp_path / "j2" / name
+        assert _sha(one / "model.safetensors") == _sha(two / "model.safetensors"), name
+        assert json.loads((one / "test_metrics.json").read_text()) == json.loads((two / "test_metrics.json").read_text())
+    runs1 = json.loads((tmp_path / "j1" / "compare.json").read_text())["runs"]
+    runs2 = json.loads((tmp_path / "j2" / "compare.json").read_text())["runs"]
+    assert {r["pid"] for r in runs1.values()} == {os.getpid()}  # --jobs 1: here
+    assert os.getpid() not in {r["pid"] for r in runs2.values()} and len({r["pid"] for r in runs2.values()}) == 4
+    assert {r["threads"] for r in [*runs1.values(), *runs2.values()]} == {1}
+
+
+def _kill_when_checkpointed(run, epochs_done=1, timeout=600):
+    """Kill the child process training ``run`` once its metrics.jsonl holds ``epochs_done`` epochs."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    def watch():
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            hist = run / "metrics.jsonl"
+            if (run / "last.pt").is_file() and hist.is_file() and len(hist.read_text().splitlines()) >= epochs_done:
+                for child in multiprocessing.active_children():
+                    if child.name == f"diag-{run.name}":
+                        os.kill(child.pid, signal.SIGKILL)
+                        killed.append(child.pid)
+                        return
+            time.sleep(0.02)
+
+    killed = []
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t, killed
+
+
+def test_a_killed_run_is_reported_retried_and_resumed_to_the_same_weights(tmp_path):
+    from diag.errors import DiagError as Err
+
+    ds = make_toy_dataset(tmp_path / "ds", n_train=64, n_val=8, n_test=8, classes=2, size=32)
+    out = tmp_path / "cmp"
+    s0 = out / "scratch-all-none-w0-s0"
+    kw = dict(inits=["scratch"], seeds=[0, 1], budgets=[0], warmups=[0], quiet=True, jobs=2)
+    over = ["train.epochs=10", "train.batch_size=16"]
+    # 1. no retries: the killed run is reported (compare.json and the error), the other one finishes
+    watcher, killed = _kill_when_checkpointed(s0, 1)
+    with pytest.raises(Err, match=r"1 of 2 runs failed \(scratch-all-none-w0-s0: its process died \(exit code -9\)\)"):
+        compare(ds, out, overrides=over + ["compare.retries=0"], **kw)
+    watcher.join()
+    assert killed
+    rec = json.loads((out / "compare.json").read_text())
+    assert list(rec["failed"]) == ["scratch-all-none-w0-s0"] and rec["runs"]["scratch-all-none-w0-s0"]["kind"] == "died"
+    assert rec["runs"]["scratch-all-none-w0-s1"]["status"] == "finished" and not (s0 / "test_metrics.json").exists()
+    done = len((s0 / "metrics.jsonl").read_text().splitlines())
+    # 2. the same command again, killed again a little later: retried at once, resumed, finished
+    watcher, killed = _kill_when_checkpointed(s0, done + 1)
+    compare(ds, out, overrides=over, **kw)
+    watcher.join()
+    assert killed
+    rec = json.loads((out / "compare.json").read_text())
+    assert rec["failed"] == {} and rec["runs"]["scratch-all-none-w0-s0"]["resumed"] is True
+    assert rec["runs"]["scratch-all-none-w0-s0"]["attempts"] == 2
+    # 3. twice killed and resumed, it reached the weights of a run never interrupted
+    compare(ds, tmp_path / "ref", overrides=over, **{**kw, "seeds": [0], "jobs": 1})
+    assert _sha(s0 / "model.safetensors") == _sha(tmp_path / "ref" / s0.name / "model.safetensors")
+
+
+def test_compare_options_are_checked(toy, tmp_path):
+    from diag.config import CompareConfig
+
+    with pytest.raises(DiagError, match="compare.jobs: must be >= 0"):
+        compare(toy, tmp_path / "x", inits=["scratch"], seeds=[0], jobs=-1, quiet=True)
+    with pytest.raises(DiagError, match="compare.threads: must be >= 1"):
+        compare(toy, tmp_path / "x", inits=["scratch"], seeds=[0], overrides=["compare.threads=0"], quiet=True)
+    with pytest.raises(DiagError, match="compare.resources: expected NAME=AMOUNT"):
+        CompareConfig(resources="GPU").validate()
+    assert CompareConfig(resources="GPU=1, MEM=8e9").resource_needs() == {"GPU": 1.0, "MEM": 8e9}
+    with pytest.raises(DiagError, match="track.nope: unknown setting"):
+        compare(toy, tmp_path / "x", inits=["scratch"], seeds=[0], overrides=["track.nope=1"], quiet=True)
+    assert not (tmp_path / "x").exists()

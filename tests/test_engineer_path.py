@@ -47,6 +47,6 @@ def test_shipped_defaults_name_recordings_of_another_simulator_seed(tmp_path):
     # (the old defaults, CWT images on a time split: 2-5 of 12 new recordings right with 6 epochs)
     assert test["accuracy"] >= 0.7
     assert right >= len(known) - 1, [(truth[f["path"]], f["verdict"]) for f in known]
-    # the never-seen class: 3 epochs are too few to calibrate "unknown" (PATH_FINDINGS.md has the 6-epoch
+    # the never-seen class: 3 epochs are too few to calibrate "unknown" (docs/findings/engineer-path.md has the 6-epoch
     # numbers); here only no known recording may be called unknown
     assert all(f["verdict"] != "unknown" for f in known) and len(ball) == 2

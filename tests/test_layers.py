@@ -159,3 +159,26 @@ def test_commands_never_import_each_other():
     commands = {m for m in _graph() if m.startswith("diag.commands.")}
     bad = [f"{m} imports {dep}" for m in commands for dep, _, _ in _graph()[m] if dep in commands and dep != m]
     assert not bad, bad
+
+
+#: modules split by concern inside a layer point one way too: tier by tier, lowest first; a module may import
+#: only modules of lower tiers of its group (none of its own tier: siblings by concern stay independent)
+TIERS = (
+    (("diag.signal.tfbase", "diag.signal.pixels"),
+     ("diag.signal.cwt", "diag.signal.stft", "diag.signal.orders", "diag.signal.refrate"),
+     ("diag.signal.transforms",)),
+    (("diag.signal.resampling", "diag.signal.normalization", "diag.signal.splits"), ("diag.signal.windows",)),
+    (("diag.simulate.params",), ("diag.simulate.circuit",), ("diag.simulate.bearing", "diag.simulate.inverter"),
+     ("diag.simulate",)),
+)
+
+
+def test_modules_split_by_concern_point_one_way():
+    graph, bad = _graph(), []
+    for group in TIERS:
+        tier = {m: i for i, mods in enumerate(group) for m in mods}
+        for m in tier:
+            assert m in graph, f"{m} is listed in TIERS but is no module"
+            bad += [f"{m}:{line} imports {dep} (tier {tier[dep]} >= {tier[m]})"
+                    for dep, _, line in graph[m] if dep in tier and dep != m and tier[dep] >= tier[m]]
+    assert not bad, bad

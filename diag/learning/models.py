@@ -384,26 +384,38 @@ def checkpoint_filter(model: nn.Module):
 def positional_filter(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Rename a checkpoint that holds exactly ``model``'s tensors in the same order under other names.
 
-    Key by key in order; every shape must match the model's (the stem's input channels and the
-    classifier's outputs may differ: they are adapted or dropped afterwards). Raises ValueError naming
-    the first mismatch.
+    The classifier is set aside on both sides first: the model's head keys (absent altogether from a
+    feature extractor, ``num_classes=0``) and the checkpoint's last as many tensors, when it holds that
+    many more than the model's body. The bodies are then renamed key by key in order; every shape must
+    match the model's (the stem's input channels may differ: they are adapted afterwards). The
+    checkpoint's head goes under the model's head keys where the model has a head (its outputs may
+    differ: it is dropped or kept by :func:`load_weights`). Raises ValueError naming the first mismatch.
     """
     target = model.state_dict()
-    if len(state_dict) != len(target):
-        raise ValueError(f"{len(state_dict)} tensors, the model has {len(target)}")
+    heads = _classifier_keys(model)
+    body = [(k, v) for k, v in target.items() if k not in heads]
+    items = list(state_dict.items())
+    if len(items) == len(body) + len(heads):
+        items, src_head = items[:len(body)], items[len(body):]
+    elif len(items) == len(body):
+        src_head = []
+    else:
+        raise ValueError(f"{len(items)} tensors, the model has {len(body) + len(heads)}")
     first_conv = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     stems = {f"{c}.weight" for c in ([first_conv] if isinstance(first_conv, str) else list(first_conv or []))}
-    heads = set(_classifier_keys(model))
     out = {}
-    for i, ((ks, vs), (kt, vt)) in enumerate(zip(state_dict.items(), target.items())):
+    for i, ((ks, vs), (kt, vt)) in enumerate(zip(items, body)):
         same = vs.shape == vt.shape
         if not same and kt in stems:
             same = vs.ndim == 4 and vs.shape[0] == vt.shape[0] and vs.shape[2:] == vt.shape[2:]
-        if not same and kt in heads:
-            same = vs.shape[1:] == vt.shape[1:]
         if not same:
             raise ValueError(f"tensor {i} '{ks}' {tuple(vs.shape)} does not fit '{kt}' {tuple(vt.shape)}")
         out[kt] = vs
+    for (ks, vs), kt in zip(src_head, heads):
+        if kt in target and vs.shape[1:] != target[kt].shape[1:]:
+            raise ValueError(f"classifier '{ks}' {tuple(vs.shape)} does not fit '{kt}' {tuple(target[kt].shape)}")
+        if kt in target:
+            out[kt] = vs
     return out
 
 

@@ -1,54 +1,56 @@
-"""``diag pretrain``: self-supervised pretraining (SimCLR, or BYOL) on the user's own unlabelled windows.
+"""``diag pretrain``: self-supervised pretraining on the user's own unlabelled windows, with a probe that
+says whether it learned.
 
-Two augmented views of each window go through the backbone and a projector. The default method,
-SimCLR (Chen et al., 2020), asks each view to pick out its partner among all other views of the
-batch (NT-Xent loss, temperature 0.2): the other windows are the negatives. The alternative, BYOL
-(Grill et al., 2020; ``method = "byol"``), needs no negatives: an online network with a predictor
-is pulled towards an exponential-moving-average target network.
+Methods (``pretrain.method`` / ``--method``), each three small parts -- views, head, loss -- in
+:mod:`diag.learning.selfsup`:
 
-Why SimCLR is the default -- measured, not assumed. The usual argument for BYOL is that contrastive
-methods need large batches; on time-frequency images of waveforms a batch of 64 on a CPU is plenty,
-because windows of different recordings differ strongly. On the simulated bearing set (k-NN probe on
-the validation split, random initialisation 0.621) SimCLR reached 0.895 after 5 epochs and 0.934
-after 10 (20-epoch schedule, CPU), while BYOL crept to 0.625 after 8 epochs and 0.688 after 50
-(``scripts/ssl_study.sh``); fine-tuning from SimCLR then beat scratch by 4.7 points of test accuracy
-(21.5 with 10 labels per class), from BYOL by nothing. Faster BYOL schedules drifted onto
-nuisances (0.47-0.51): without negatives BYOL can settle on whatever is easiest to keep constant
-between two views of one window (noise texture, level), which here is not the fault.
+* ``simclr`` (default; Chen et al., 2020): each view picks its partner among the other views of the
+  batch (NT-Xent, temperature 0.2);
+* ``moco`` (He et al., 2020): the same loss against a queue of ``queue_size`` keys from an EMA encoder,
+  so a batch of 64 sees thousands of negatives;
+* ``vicreg`` (Bardes et al., 2022) and ``byol`` (Grill et al., 2020): no negatives, small batches;
+* ``msm``: masked spectrogram modelling (blank time-frequency patches, reconstruct them).
 
-Both only ask the augmentations to define what should *not* matter -- and for time-frequency
-images we know that well: where in time a window starts, how long a transient lasts, missing time
-slices or frequency bands, the overall level (an offset in the log domain) and noise. Nothing flips or rotates the image: the frequency axis carries the fault.
+Which is the default is measured, not assumed (``SSL_FINDINGS.md``, ``scripts/studies/ssl_methods.sh``):
+on real ITSC motor currents SimCLR moved the probe most.
 
-Positive pairs: two views of the same window (``positives = "window"``, the default), or of two
-nearby windows of the same recording (``"recording"``, within ``neighbours`` hops; uses the
-recording identity, never a label).
+The views (:class:`diag.learning.augment.TimeFrequencyAugment`) say what should *not* matter: where
+in time a window starts, missing time slices or frequency bands, the level, noise. With ``views =
+"auto"`` (default) they follow the image kind (:func:`diag.learning.augment.views_for`): no time crop
+of envelope-order images (their columns are bands), a row shift for order images.
 
-The method's parts are small and testable alone (lightly style): the views
-(:class:`diag.learning.augment.TimeFrequencyAugment`), the heads and losses (:mod:`diag.learning.selfsup`:
-:class:`~diag.learning.selfsup.ProjectionHead`, :func:`~diag.learning.selfsup.nt_xent_loss`, :func:`~diag.learning.selfsup.byol_loss`),
-and :func:`~diag.learning.selfsup.knn_predict` for the k-NN probe that shows the features improve: features of the labelled
-training windows are the bank, the validation windows are classified by their k nearest
-neighbours (cosine similarity), before pretraining (random initialisation, epoch 0) and every
-``knn_every`` epochs. Pretraining itself only sees the *training* split (of ``--data`` and of every
-``--extra`` prepared dataset), never validation or test windows.
+**The probe decides what is kept.** Before pretraining (epoch 0: the initialisation, random or
+ImageNet) and after every ``knn_every`` epochs, BatchNorm statistics are recalibrated on unaugmented
+unlabelled windows and the pooled features are probed: the labelled *training* windows are the bank
+(``probe = "knn"``: weighted k-NN, cosine; ``"logistic"``: a logistic regression on them) and the
+*validation* windows are classified. ``backbone.safetensors`` is the backbone of the best probe
+(epoch 0 included: a pretraining that never beats its start hands back the start, and says so).
+``pretrain.json`` (schema ``diag-ssl/2``) records the curve and the verdict under ``probe``:
+``initial``, ``best``, ``best_epoch``, ``delta``, ``margin`` (twice the binomial standard error of the
+initial accuracy on the validation windows, at least one window: differences below it are noise;
+windows of one recording are correlated, so it is a lower bound), ``learned`` (``delta > margin``) and
+``verdict``, a sentence. Selecting the best of several probed epochs is itself a small optimism; the
+probe never sees the test split.
 
-The loop shares its runtime (device, precision, schedule, step, checkpoints) with ``diag train``
-through :mod:`diag.learning.runtime`; the probe's features come from :func:`diag.learning.evaluate.predict_images`.
+Pretraining reads the *training* windows of ``--data`` (and of every ``--extra`` prepared dataset),
+plus an unlabelled pool of other recordings (``--unlabelled DIR``, imaged by
+:mod:`diag.commands.pretrain` with the dataset's own preprocessing; recordings of the test split are
+refused there). A non-finite loss stops the run with one line; no backbone is written.
 
 Output folder::
 
     .diag-output           marker: a diag pretraining (only such a folder is ever replaced, with --force)
-    backbone.safetensors   the (online) backbone (timm keys, no classifier): create_backbone(init="ssl", weights=DIR)
-    pretrain.json          model, in_chans, preprocessing of the dataset, pretrain config, history, k-NN probe
-    metrics.jsonl / metrics.csv
+    backbone.safetensors   best-by-probe backbone (timm keys, no classifier), written when the run finishes
+    pretrain.json          model, init, in_chans, preprocessing, settings, views, history, probe (diag-ssl/2)
+    metrics.jsonl / metrics.csv, last.pt (resume state)
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,21 +59,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from diag.learning.augment import TimeFrequencyAugment
 from diag.config import changed_settings, from_dict, load_section
-from diag.signal.dataset import PreparedDataset
 from diag.errors import DiagError
+from diag.learning import tracking
+from diag.learning.augment import TimeFrequencyAugment, views_for
 from diag.learning.evaluate import accuracy_f1, predict_images
 from diag.learning.models import SSL_META, SSL_WEIGHTS, check_input_size, check_model_name, create_backbone
-from diag.provenance import check_run_dir, package_versions, start_run_dir
 from diag.learning.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint, lr_at,
-                          make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
-                          save_safetensors, set_lr, set_rng_state, warmup_steps)
-from diag.learning.selfsup import BYOL, SimCLR, knn_predict, momentum_at
+                                   make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
+                                   save_safetensors, set_lr, set_rng_state, warmup_steps)
+from diag.learning.selfsup import BYOL, MaskedSpectrogram, MoCo, SimCLR, VICReg, knn_predict, momentum_at
+from diag.provenance import check_run_dir, package_versions, start_run_dir
+from diag.signal.dataset import PreparedDataset
 from diag.storage import atomic_write_json, read_json, write_history
 
 POSITIVES = ("window", "recording")
-METHODS = ("simclr", "byol")
+METHODS = ("simclr", "moco", "vicreg", "byol", "msm")
+METHOD_NAMES = {"simclr": "SimCLR", "moco": "MoCo", "vicreg": "VICReg", "byol": "BYOL", "msm": "MSM"}
+PROBES = ("knn", "logistic")
+VIEWS = ("auto", "given")
 
 
 def neighbour_table(recording: np.ndarray, start: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,15 +112,18 @@ class PretrainConfig:
     """Self-supervised pretraining settings (the ``[pretrain]`` table; ``--set pretrain.key=value``).
 
     model: timm model name; init: ``scratch`` or ``imagenet`` (continue from ImageNet weights,
-    ``weights`` as for train). epochs, batch_size, lr (peak AdamW), weight_decay, warmup (fraction
-    of steps when < 1, else steps), grad_clip (0 = off). method: ``simclr`` (default) or ``byol``;
-    temperature: SimCLR's NT-Xent temperature; momentum: BYOL's base EMA rate (rises to 1 along a
-    cosine). hidden_dim / proj_dim: head sizes. View strengths: crop_min, time_mask,
-    freq_mask, gain, noise, shift (see :class:`TimeFrequencyAugment`). positives: ``window`` (two
-    views of one window) or ``recording`` (views of two windows of one recording at most
-    ``neighbours`` hops apart). knn_k, knn_every: the k-NN probe
-    (k neighbours, every N epochs and at the end; epoch 0 is the starting network). amp, device,
-    channels_last as for train; in_memory_gb: the unlabelled windows are held in memory up to this size.
+    ``weights`` as for train: the fourth start, ImageNet then own-data SSL). epochs, batch_size, lr (peak
+    AdamW), weight_decay, warmup (fraction of steps when < 1, else steps), grad_clip (0 = off).
+    method: simclr | moco | vicreg | byol | msm. temperature: NT-Xent / InfoNCE temperature;
+    momentum: the EMA rate of BYOL's target and MoCo's key encoder (rises to 1 along a cosine);
+    queue_size: MoCo's negatives; mask_ratio: MSM's blanked fraction of patches. hidden_dim /
+    proj_dim: head sizes. views: ``auto`` (the strengths below, adapted to the image kind) or ``given``;
+    view strengths crop_min, time_mask, freq_mask, gain, noise, shift, freq_shift (see
+    :class:`TimeFrequencyAugment`). positives: ``window`` (two views of one window) or ``recording``
+    (views of two windows of one recording at most ``neighbours`` hops apart). probe: ``knn`` or
+    ``logistic``; knn_k; knn_every: probe every N epochs and at the end (epoch 0 always).
+    amp, device, channels_last as for train; in_memory_gb: the unlabelled windows are held in memory
+    up to this size.
     """
 
     model: str = "convnext_atto"
@@ -127,21 +136,26 @@ class PretrainConfig:
     weight_decay: float = 0.05
     warmup: float = 0.1
     grad_clip: float = 3.0
+    method: str = "simclr"
     momentum: float = 0.99
+    temperature: float = 0.2
+    queue_size: int = 4096
+    mask_ratio: float = 0.5
     hidden_dim: int = 512
     proj_dim: int = 128
+    views: str = "auto"
     crop_min: float = 0.5
     time_mask: float = 0.2
     freq_mask: float = 0.1
     gain: float = 0.3
     noise: float = 0.2
     shift: float = 0.0
-    method: str = "simclr"
-    temperature: float = 0.2
+    freq_shift: float = 0.0
     positives: str = "window"
     neighbours: int = 4
+    probe: str = "knn"
     knn_k: int = 20
-    knn_every: int = 5
+    knn_every: int = 1
     seed: int = 0
     amp: str = "auto"
     channels_last: bool = True
@@ -160,11 +174,15 @@ class PretrainConfig:
              f"pretrain.warmup: a fraction in [0, 1) or a whole number of steps, got {self.warmup}"),
             (self.grad_clip >= 0, f"pretrain.grad_clip: must be >= 0, got {self.grad_clip}"),
             (0 < self.momentum < 1, f"pretrain.momentum: must be in (0, 1), got {self.momentum}"),
+            (self.queue_size >= 1, f"pretrain.queue_size: must be >= 1, got {self.queue_size}"),
+            (0 < self.mask_ratio < 1, f"pretrain.mask_ratio: must be in (0, 1), got {self.mask_ratio}"),
             (self.hidden_dim >= 1 and self.proj_dim >= 1, "pretrain.hidden_dim / proj_dim: must be >= 1"),
             (self.method in METHODS, f"pretrain.method: choose one of {', '.join(METHODS)}, got '{self.method}'"),
             (self.temperature > 0, f"pretrain.temperature: must be > 0, got {self.temperature}"),
+            (self.views in VIEWS, f"pretrain.views: choose one of {', '.join(VIEWS)}, got '{self.views}'"),
             (self.positives in POSITIVES, f"pretrain.positives: choose one of {', '.join(POSITIVES)}, got '{self.positives}'"),
             (self.neighbours >= 1, f"pretrain.neighbours: must be >= 1, got {self.neighbours}"),
+            (self.probe in PROBES, f"pretrain.probe: choose one of {', '.join(PROBES)}, got '{self.probe}'"),
             (self.knn_k >= 1, f"pretrain.knn_k: must be >= 1, got {self.knn_k}"),
             (self.knn_every >= 1, f"pretrain.knn_every: must be >= 1, got {self.knn_every}"),
             (self.amp in AMP_MODES, f"pretrain.amp: choose one of {', '.join(AMP_MODES)}, got '{self.amp}'"),
@@ -173,11 +191,16 @@ class PretrainConfig:
         for ok, message in checks:
             if not ok:
                 raise DiagError(message)
-        self.views()  # validates the view strengths
+        self.augment()  # validates the view strengths
         return self
 
-    def views(self) -> TimeFrequencyAugment:
-        return TimeFrequencyAugment(self.crop_min, self.time_mask, self.freq_mask, self.gain, self.noise, self.shift)
+    def view_settings(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in ("crop_min", "time_mask", "freq_mask", "gain", "noise", "shift", "freq_shift")}
+
+    def augment(self, kinds: Sequence[str] = ()) -> TimeFrequencyAugment:
+        """The views: the given strengths, adapted to the image ``kinds`` when ``views = "auto"``."""
+        settings = views_for(list(kinds), self.view_settings())[0] if self.views == "auto" else self.view_settings()
+        return TimeFrequencyAugment(**settings)
 
 
 def load_pretrain_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> PretrainConfig:
@@ -185,33 +208,297 @@ def load_pretrain_config(path: str | Path | None = None, overrides: Sequence[str
     return load_section(PretrainConfig, "pretrain", path, overrides, example="pretrain.epochs=100")
 
 
-def knn_probe(backbone: nn.Module, bank_x: torch.Tensor, bank_y: torch.Tensor, query_x: torch.Tensor,
-              query_y: np.ndarray, num_classes: int, k: int, device: torch.device, batch_size: int = 256,
-              dtype: torch.dtype | None = None) -> dict[str, float]:
-    """k-NN accuracy and macro-F1 of ``query`` (validation) windows against the labelled ``bank``."""
-    bank = predict_images(backbone, bank_x, batch_size=batch_size, device=device, dtype=dtype, features=True)
-    query = predict_images(backbone, query_x, batch_size=batch_size, device=device, dtype=dtype, features=True)
-    pred = knn_predict(bank, bank_y.to(device), query, num_classes, k)
-    acc, f1 = accuracy_f1(np.asarray(query_y), pred.cpu().numpy())
-    return {"knn_accuracy": acc, "knn_macro_f1": f1}
+@dataclass
+class UnlabelledPool:
+    """Images of recordings outside the labelled set (``diag pretrain --unlabelled DIR``), made with the
+    prepared dataset's own preprocessing; ``record``: what pretrain.json says of them (folder, files,
+    windows, a digest of their content hashes, the files refused)."""
 
+    images: np.ndarray
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pool:
+    """What one pretraining holds in memory: the unlabelled windows (training splits + pool), the probe's
+    bank (labelled training windows) and query (validation), the recording neighbours of each window."""
+
+    unlabeled: torch.Tensor
+    bank_x: torch.Tensor
+    bank_y: torch.Tensor
+    val_x: torch.Tensor | None
+    val_y: np.ndarray | None
+    cand: torch.Tensor | None = None
+    counts: torch.Tensor | None = None
+
+
+def load_pool(ds: PreparedDataset, extras: list[PreparedDataset], extra_pool: UnlabelledPool | None,
+              cfg: PretrainConfig, device: torch.device) -> Pool:
+    """The training windows of ``ds`` and ``extras`` (never validation or test) plus ``extra_pool``."""
+    sources = [ds, *extras]
+    n_pool = 0 if extra_pool is None else len(extra_pool.images)
+    nbytes = (sum(len(s.labels("train")) for s in sources) + n_pool) * int(np.prod(ds.image_shape)) * 2
+    if nbytes > cfg.in_memory_gb * 2**30:
+        raise DiagError(f"the unlabelled windows need {nbytes / 2**30:.1f} GB, more than "
+                        f"pretrain.in_memory_gb={cfg.in_memory_gb}; raise it or use fewer --extra / --unlabelled")
+    keep = device if device.type == "cuda" else torch.device("cpu")
+    parts = [torch.from_numpy(np.array(s.images("train"))) for s in sources]
+    if n_pool:
+        parts.append(torch.from_numpy(np.asarray(extra_pool.images, dtype=parts[0].dtype)))
+    unlabeled = torch.cat(parts).to(keep)
+    if len(unlabeled) < cfg.batch_size:
+        raise DiagError(f"only {len(unlabeled)} unlabelled windows; pretrain.batch_size={cfg.batch_size} needs at least that many")
+    n_bank = len(ds.labels("train"))
+    has_val = "val" in ds.splits and len(ds.labels("val")) > 0
+    pool = Pool(unlabeled, unlabeled[:n_bank], torch.as_tensor(ds.labels("train")),
+                torch.from_numpy(np.array(ds.images("val"))).to(keep) if has_val else None,
+                ds.labels("val") if has_val else None)
+    if cfg.positives == "recording":  # pairs: two nearby windows of the same recording (metadata, no labels)
+        metas = [s.meta("train") for s in sources]
+        rec = np.concatenate([np.array([f"{i}|{v}" for v in m["rec"]], dtype=object) for i, m in enumerate(metas)]
+                             + [np.array([f"pool|{i}" for i in range(n_pool)], dtype=object)])
+        start = np.concatenate([m["start"] for m in metas] + [np.zeros(n_pool)]).astype(np.int64)
+        cand, counts = neighbour_table(np.unique(rec, return_inverse=True)[1], start, cfg.neighbours)
+        pool.cand, pool.counts = torch.from_numpy(cand), torch.from_numpy(counts)
+    return pool
+
+
+def build_method(cfg: PretrainConfig, backbone: nn.Module, image_shape: Sequence[int]) -> nn.Module:
+    """The SSL method's network around ``backbone`` (see :mod:`diag.learning.selfsup`)."""
+    if cfg.method == "simclr":
+        return SimCLR(backbone, cfg.hidden_dim, cfg.proj_dim, cfg.temperature)
+    if cfg.method == "moco":
+        return MoCo(backbone, cfg.hidden_dim, cfg.proj_dim, cfg.temperature, cfg.queue_size)
+    if cfg.method == "vicreg":
+        return VICReg(backbone, cfg.hidden_dim, cfg.proj_dim)
+    if cfg.method == "msm":
+        return MaskedSpectrogram(backbone, image_shape[0], tuple(image_shape[1:]), cfg.mask_ratio)
+    return BYOL(backbone, cfg.hidden_dim, cfg.proj_dim)
+
+
+# ------------------------------------------------------------------------------------------------
+# The probe
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 64,
+                          max_windows: int = 512) -> None:
+    """Re-estimate every BatchNorm's running statistics on ``images`` (unaugmented; the first
+    ``max_windows``), as a cumulative average: the EMA statistics of training were gathered on
+    augmented views. Nothing happens to a model without BatchNorm (ConvNeXt)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    was = model.training
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for i in range(0, min(len(images), max_windows), batch_size):
+        model(images[i:i + batch_size].to(device).float())
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.train(was)
+
+
+def probe_features(backbone: nn.Module, pool: Pool, cfg: PretrainConfig, num_classes: int, device: torch.device,
+                   dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Probe accuracy and macro-F1 of the validation windows against the labelled training windows
+    (after BatchNorm recalibration); NaN without a validation split."""
+    if pool.val_x is None:
+        return {"probe_accuracy": float("nan"), "probe_macro_f1": float("nan")}
+    recalibrate_batchnorm(backbone, pool.unlabeled, device)
+    bank = predict_images(backbone, pool.bank_x, batch_size=256, device=device, dtype=dtype, features=True)
+    query = predict_images(backbone, pool.val_x, batch_size=256, device=device, dtype=dtype, features=True)
+    if cfg.probe == "knn":
+        pred = knn_predict(bank, pool.bank_y.to(device), query, num_classes, cfg.knn_k).cpu().numpy()
+    else:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        scale = StandardScaler().fit(bank.cpu().numpy())
+        clf = LogisticRegression(max_iter=500, C=1.0).fit(scale.transform(bank.cpu().numpy()), pool.bank_y.numpy())
+        pred = clf.predict(scale.transform(query.cpu().numpy()))
+    acc, f1 = accuracy_f1(np.asarray(pool.val_y), pred)
+    return {"probe_accuracy": acc, "probe_macro_f1": f1}
+
+
+def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: str) -> dict[str, Any]:
+    """The ``probe`` record of pretrain.json: curve, initial, best (epoch 0 included), delta, noise margin,
+    learned (``delta > margin``) and a one-sentence verdict."""
+    curve = [{"epoch": h["epoch"], "accuracy": h["probe_accuracy"], "macro_f1": h["probe_macro_f1"]}
+             for h in history if not math.isnan(h["probe_accuracy"])]
+    out: dict[str, Any] = {"kind": probe, "metric": "accuracy", "query": "val", "bank": "train (labelled)",
+                           "windows": n_val, "curve": curve}
+    if not curve:
+        return {**out, "initial": None, "best": None, "best_epoch": None, "delta": None, "margin": None,
+                "learned": None, "verdict": "no validation split: the probe cannot tell whether pretraining learned; "
+                                            "the last epoch's backbone is kept"}
+    p0 = curve[0]["accuracy"]
+    best = max(curve, key=lambda c: (c["accuracy"], -c["epoch"]))  # ties: the earlier epoch
+    delta = best["accuracy"] - p0
+    margin = max(2.0 * math.sqrt(max(p0 * (1 - p0), 0.0) / max(n_val, 1)), 1.0 / max(n_val, 1))
+    learned = bool(delta > margin)
+    last = curve[-1]["accuracy"]
+    if learned:
+        verdict = (f"learned: the {probe} probe on validation rose from {p0:.3f} ({init} initialisation) to "
+                   f"{best['accuracy']:.3f} at epoch {best['epoch']} (+{delta:.3f}, noise margin {margin:.3f}); "
+                   f"that epoch's backbone is kept")
+    else:
+        how = "fell" if last < p0 - margin else "did not move beyond noise"
+        verdict = (f"did not learn: the {probe} probe on validation {how} ({p0:.3f} at {init} initialisation, best "
+                   f"{best['accuracy']:.3f} at epoch {best['epoch']}, last {last:.3f}; noise margin {margin:.3f}); "
+                   + ("the initial weights are kept" if best["epoch"] == 0 else
+                      f"epoch {best['epoch']}'s backbone is kept, within noise of the initial weights"))
+    return {**out, "initial": p0, "best": best["accuracy"], "best_epoch": best["epoch"], "delta": delta,
+            "margin": margin, "learned": learned, "last": last, "verdict": verdict}
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class LoopState:
+    """Everything one epoch updates: the network, optimiser, scaler, random generators, step, history,
+    and the best-by-probe backbone so far."""
+
+    net: nn.Module
+    optimizer: Any
+    scaler: Any
+    gen: torch.Generator
+    aug_gen: torch.Generator
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, torch.Tensor] | None = None
+    best_score: float = -math.inf
+
+
+def pretrain_epoch(st: LoopState, pool: Pool, cfg: PretrainConfig, rt: Runtime, views: TimeFrequencyAugment,
+                   epoch: int) -> dict[str, float]:
+    """One pass over the unlabelled windows (full batches only: the heads' BatchNorm). A non-finite loss
+    raises a one-line DiagError (the caller writes no backbone)."""
+    steps_per_epoch = len(pool.unlabeled) // cfg.batch_size
+    total = cfg.epochs * steps_per_epoch
+    warmup = warmup_steps(cfg.warmup, total)
+    st.net.train()
+    batches = batch_plan(len(pool.unlabeled), cfg.batch_size, st.gen)[:steps_per_epoch]
+    loss_sum = torch.zeros((), device=rt.device)
+    lr = m = 0.0
+    params = [p for mod in st.net.online_modules() for p in mod.parameters()]
+    with progress(rt.show, f"pretrain {epoch}/{cfg.epochs}", len(batches)) as advance:
+        for b in batches:
+            lr = lr_at(st.step, total, warmup, cfg.lr)
+            set_lr(st.optimizer, lr)
+            x = pool.unlabeled[b.to(pool.unlabeled.device)].to(rt.device).float()
+            x2 = x if pool.cand is None else pool.unlabeled[
+                sample_partners(b, pool.cand, pool.counts, st.gen).to(pool.unlabeled.device)].to(rt.device).float()
+            v1, v2 = views(x, st.aug_gen), views(x2, st.aug_gen)
+            extra = {"mask": st.net.draw_mask(torch.cat([v1, v2]), st.aug_gen)} if cfg.method == "msm" else {}
+            with rt.autocast():
+                loss = st.net(rt.layout(v1), rt.layout(v2), **extra)
+            if not torch.isfinite(loss.detach()).item():
+                raise DiagError(f"pretraining stopped: the {METHOD_NAMES[cfg.method]} loss is {loss.item()} at epoch "
+                                f"{epoch}, step {st.step}; no backbone written; lower pretrain.lr (now {cfg.lr:g}) "
+                                "or raise pretrain.warmup, then run again with --force")
+            optimizer_step(loss, st.optimizer, st.scaler, params, cfg.grad_clip)
+            m = momentum_at(st.step, total, cfg.momentum)
+            st.net.update_target(m)
+            loss_sum += loss.detach().float()
+            st.step += 1
+            advance()
+    return {"loss": (loss_sum / max(1, len(batches))).item(), "lr": lr, "momentum": m}
+
+
+def _probe_and_keep(st: LoopState, pool: Pool, cfg: PretrainConfig, rt: Runtime, num_classes: int,
+                    epoch: int) -> dict[str, float]:
+    """Probe (when due) and keep the backbone if it is the best so far (epoch 0 is the first candidate)."""
+    due = epoch == 0 or epoch % cfg.knn_every == 0 or epoch == cfg.epochs
+    res = (probe_features(st.net.backbone, pool, cfg, num_classes, rt.device, rt.dtype) if due
+           else {"probe_accuracy": float("nan"), "probe_macro_f1": float("nan")})
+    score = res["probe_accuracy"]
+    if (not math.isnan(score) and score > st.best_score) or (pool.val_x is None and epoch == cfg.epochs):
+        st.best_score = score if not math.isnan(score) else st.best_score
+        st.best = {k: v.detach().cpu().clone() for k, v in st.net.backbone.state_dict().items()}
+    return res
 
 def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | None = None,
              extra: Sequence[str | Path] = (), force: bool = False, quiet: bool = False,
-             resume: bool = False) -> dict[str, Any]:
-    """SimCLR (or BYOL) on the training windows of ``data`` (+ ``extra`` prepared datasets); writes ``out``.
+             resume: bool = False, unlabelled: UnlabelledPool | None = None, track: Any = None) -> dict[str, Any]:
+    """Self-supervised pretraining on the training windows of ``data`` (+ ``extra`` prepared datasets,
+    + an ``unlabelled`` pool); writes ``out``.
 
-    ``last.pt`` (the networks, optimiser, random states) is written every epoch; ``resume=True``
-    continues an interrupted run with its saved settings and data (``data``, ``extra`` and ``cfg``
-    may then be left out; given, they must match) and reaches the same weights as an uninterrupted
-    run (same seed, CPU). Returns a summary with the k-NN probe before (``knn_start``) and after
-    (``knn_final``).
+    ``last.pt`` (the networks, optimiser, random states, best backbone so far) is written every epoch;
+    ``resume=True`` continues an interrupted run with its saved settings and data (``data``, ``extra``
+    and ``cfg`` may then be left out; given, they must match) and reaches the same weights as an
+    uninterrupted run (same seed, CPU). Returns a summary: ``probe`` (see :func:`probe_summary`),
+    ``knn_start`` / ``knn_final`` (the probe at epoch 0 and at the last epoch), ``history``.
     """
     if init_distributed().world > 1:
         raise DiagError("diag pretrain runs in one process (the heads' BatchNorm is not synchronised); "
                         "start it without torchrun")
     out = Path(out)
     saved = _saved_pretrain(out) if resume else None
+    data, extra, cfg = _settle(saved, data, extra, cfg, out)
+    ds, extras = _datasets(data, extra)
+    fingerprints = [s.manifest.get("fingerprint") for s in (ds, *extras)] + [_pool_digest(unlabelled)]
+    if saved is not None and _data_fingerprints(saved) != fingerprints:
+        raise DiagError(f"{out}: --resume needs the same prepared datasets and --unlabelled recordings the run started "
+                        f"on ({', '.join([saved['dataset']['path']] + [e['path'] for e in saved['extra']])})")
+    if not resume and not force:
+        done = _finished_same(out, cfg, fingerprints, quiet)
+        if done is not None:
+            return done
+    inputs = [data, *extra, cfg.weights]
+    check_run_dir(out, "pretrain", resume=resume, force=force, inputs=inputs)
+    rt = Runtime.setup(cfg.device, cfg.amp, cfg.channels_last, quiet, "pretrain")
+    pool = load_pool(ds, extras, unlabelled, cfg, rt.device)
+    kinds = _image_kinds(ds)
+    views = cfg.augment(kinds)
+    torch.manual_seed(cfg.seed)
+    backbone = create_backbone(cfg.model, cfg.init, ds.image_shape[0], num_classes=0, weights=cfg.weights or None,
+                               replicate_channels=cfg.replicate_channels)
+    check_input_size(backbone, cfg.model, ds.image_shape, str(ds.path))
+    net = rt.prepare_model(build_method(cfg, backbone, ds.image_shape))
+    st = LoopState(net, make_optimizer(nn.ModuleList(net.online_modules()), cfg.lr, cfg.weight_decay, rt.device),
+                   make_scaler(rt), torch.Generator().manual_seed(cfg.seed),
+                   torch.Generator(device=rt.device).manual_seed(cfg.seed + 1))
+    if saved is None:
+        start_run_dir(out, "pretrain", force=force, inputs=inputs)
+    meta = _meta(cfg, ds, extras, pool, unlabelled, backbone, views, kinds, rt)
+    n_val = 0 if pool.val_y is None else len(pool.val_y)
+    first = 1
+    tracker = tracking.open_run(track, out, "pretrain", asdict(cfg), warn=console.print)
+    with rt.session():
+        if saved is not None:
+            first = _resume(st, out, rt.device, meta, saved)
+            if rt.show:
+                console.print(f"resuming {out} after epoch {first - 1}/{cfg.epochs}")
+        else:
+            row = _probe_and_keep(st, pool, cfg, rt, len(ds.classes), 0)
+            st.history.append({"epoch": 0, "step": 0, "loss": float("nan"), **row, "lr": 0.0,
+                               "momentum": cfg.momentum, "seconds": 0.0})
+            if rt.show:
+                console.print(f"epoch   0  probe val accuracy {row['probe_accuracy']:.3f}  F1 {row['probe_macro_f1']:.3f}"
+                              f"  ({cfg.init} initialisation; {len(pool.unlabeled)} unlabelled windows)")
+        for epoch in range(first, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            row = pretrain_epoch(st, pool, cfg, rt, views, epoch)
+            row.update(_probe_and_keep(st, pool, cfg, rt, len(ds.classes), epoch))
+            st.history.append({"epoch": epoch, "step": st.step, **row, "seconds": round(time.perf_counter() - t0, 3)})
+            _save_epoch(out, st, meta, cfg, epoch, n_val, rt)
+            tracker.epoch(st.history[-1])
+    summary = meta["probe"]
+    if rt.show:
+        console.print(f"{summary['verdict']} -> {out / SSL_WEIGHTS}", soft_wrap=True)
+    return tracker.finish({"out": str(out), "probe": summary, "knn_start": _knn(st.history[:1]),
+                           "knn_final": _knn(st.history), "history": st.history}, out, cfg.epochs)
+
+
+def _settle(saved: dict[str, Any] | None, data: Any, extra: Sequence[Any], cfg: PretrainConfig | None,
+            out: Path) -> tuple[Any, list[Any], PretrainConfig]:
+    """The data and settings of this run: a resumed run's saved ones (given ones must match)."""
     if saved is not None:
         diff = changed_settings(cfg, saved["pretrain"]) if cfg is not None else []
         if diff:
@@ -221,179 +508,125 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         extra = list(extra) or [e["path"] for e in saved["extra"]]
     if data is None:
         raise DiagError("--data: the prepared dataset folder is required (made by `diag prepare`)")
-    cfg = (cfg or PretrainConfig()).validate()
+    return data, list(extra), (cfg or PretrainConfig()).validate()
+
+
+def _datasets(data: Any, extra: Sequence[Any]) -> tuple[PreparedDataset, list[PreparedDataset]]:
     ds = PreparedDataset(data)
     extras = [PreparedDataset(p) for p in extra]
-    fingerprints = [s.manifest.get("fingerprint") for s in (ds, *extras)]
-    if saved is not None and _data_fingerprints(saved) != fingerprints:
-        raise DiagError(f"{out}: --resume needs the same prepared datasets the run started on "
-                        f"({', '.join([saved['dataset']['path']] + [e['path'] for e in saved['extra']])})")
     for e in extras:
         if tuple(e.image_shape) != tuple(ds.image_shape):
             raise DiagError(f"--extra {e.path}: images are {tuple(e.image_shape)}, but {ds.path} has "
                             f"{tuple(ds.image_shape)}; prepare both with the same transform size and channels")
         if e.path.resolve() == ds.path.resolve():
             raise DiagError(f"--extra {e.path}: is the --data dataset itself")
-    if not resume and not force and (out / SSL_META).is_file():  # the same finished run: reuse it
-        done = read_json(out / SSL_META, "the pretraining record")
-        if done.get("finished"):
-            diff = changed_settings(cfg, done.get("pretrain", {}))
-            if _data_fingerprints(done) != fingerprints:
-                diff.insert(0, "the prepared dataset(s)")
-            if diff:
-                raise DiagError(f"{out}: holds a finished pretraining with other settings ({', '.join(diff)}); "
-                                "pass --force to replace it, or choose another --out")
-            if not quiet:
-                console.print(f"{out}: finished earlier with the same settings and data; reusing it")
-            return {"out": str(out), "knn_start": done["knn_start"], "knn_final": done["knn_last"],
-                    "history": done["history"], "reused": True}
-    inputs = [data, *extra, cfg.weights]
-    check_run_dir(out, "pretrain", resume=resume, force=force, inputs=inputs)
-    rt = Runtime.setup(cfg.device, cfg.amp, cfg.channels_last, quiet, "pretrain")
-    device, show = rt.device, rt.show
+    return ds, extras
 
-    # ---- data: unlabelled = training windows only; the k-NN probe uses train labels vs val ----------
-    sources = [ds, *extras]
-    nbytes = sum(len(s.labels("train")) for s in sources) * int(np.prod(ds.image_shape)) * 2
-    if nbytes > cfg.in_memory_gb * 2**30:
-        raise DiagError(f"the unlabelled training windows need {nbytes / 2**30:.1f} GB, more than "
-                        f"pretrain.in_memory_gb={cfg.in_memory_gb}; raise it or use fewer --extra datasets")
-    keep = device if device.type == "cuda" else torch.device("cpu")
-    unlabeled = torch.cat([torch.from_numpy(np.array(s.images("train"))) for s in sources]).to(keep)
+
+def _finished_same(out: Path, cfg: PretrainConfig, fingerprints: list[Any], quiet: bool) -> dict[str, Any] | None:
+    """The summary of a finished run in ``out`` with the same settings and data (reused), else None;
+    a finished run with others is refused."""
+    if not (out / SSL_META).is_file():
+        return None
+    done = read_json(out / SSL_META, "the pretraining record")
+    if not done.get("finished"):
+        return None
+    diff = changed_settings(cfg, done.get("pretrain", {}))
+    if _data_fingerprints(done) != fingerprints:
+        diff.insert(0, "the prepared dataset(s) or unlabelled recordings")
+    if diff:
+        raise DiagError(f"{out}: holds a finished pretraining with other settings ({', '.join(diff)}); "
+                        "pass --force to replace it, or choose another --out")
+    if not quiet:
+        console.print(f"{out}: finished earlier with the same settings and data; reusing it")
+    return {"out": str(out), "probe": done.get("probe"), "knn_start": done["knn_start"], "knn_final": done["knn_last"],
+            "history": done["history"], "reused": True}
+
+
+def _meta(cfg: PretrainConfig, ds: PreparedDataset, extras: list[PreparedDataset], pool: Pool,
+          unlabelled: UnlabelledPool | None, backbone: nn.Module, views: TimeFrequencyAugment, kinds: list[str],
+          rt: Runtime) -> dict[str, Any]:
+    """The parts of pretrain.json known before the first epoch."""
     n_bank = len(ds.labels("train"))
-    if cfg.positives == "recording":  # pairs: two nearby windows of the same recording (metadata, no labels)
-        metas = [s.meta("train") for s in sources]
-        recording = np.concatenate([np.array([f"{i}|{v}" for v in m["rec"]], dtype=object)
-                                    for i, m in enumerate(metas)])
-        _, rec_id = np.unique(recording, return_inverse=True)
-        cand_np, counts_np = neighbour_table(rec_id, np.concatenate([m["start"] for m in metas]).astype(np.int64),
-                                             cfg.neighbours)
-        cand, counts = torch.from_numpy(cand_np), torch.from_numpy(counts_np)
-    bank_x, bank_y = unlabeled[:n_bank], torch.as_tensor(ds.labels("train"))
-    has_val = "val" in ds.splits and len(ds.labels("val")) > 0
-    val_x = torch.from_numpy(np.array(ds.images("val"))).to(keep) if has_val else None
-    val_y = ds.labels("val") if has_val else None
-    if len(unlabeled) < cfg.batch_size:
-        raise DiagError(f"only {len(unlabeled)} training windows; pretrain.batch_size={cfg.batch_size} needs at least that many")
-
-    # ---- model --------------------------------------------------------------------------------
-    torch.manual_seed(cfg.seed)
-    backbone = create_backbone(cfg.model, cfg.init, ds.image_shape[0], num_classes=0, weights=cfg.weights or None,
-                               replicate_channels=cfg.replicate_channels)
-    check_input_size(backbone, cfg.model, ds.image_shape, str(ds.path))
-    net = (SimCLR(backbone, cfg.hidden_dim, cfg.proj_dim, cfg.temperature) if cfg.method == "simclr"
-           else BYOL(backbone, cfg.hidden_dim, cfg.proj_dim))
-    rt.prepare_model(net)
-    online = nn.ModuleList(net.online_modules())
-    optimizer = make_optimizer(online, cfg.lr, cfg.weight_decay, device)
-    scaler = make_scaler(rt)
-    views = cfg.views()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    steps_per_epoch = len(unlabeled) // cfg.batch_size  # full batches only (BatchNorm heads)
-    total = cfg.epochs * steps_per_epoch
-    warmup = warmup_steps(cfg.warmup, total)
-
-    def probe() -> dict[str, float]:
-        if not has_val:
-            return {"knn_accuracy": float("nan"), "knn_macro_f1": float("nan")}
-        return knn_probe(net.backbone, bank_x, bank_y, val_x, val_y, len(ds.classes), cfg.knn_k, device,
-                         dtype=rt.dtype)
-
-    if saved is None:
-        start_run_dir(out, "pretrain", force=force, inputs=inputs)
-    history: list[dict[str, Any]] = []
-    meta: dict[str, Any] = {
-        "format": "diag-ssl/1", "method": {"simclr": "SimCLR", "byol": "BYOL"}[cfg.method], "model": cfg.model,
-        "in_chans": ds.image_shape[0],
-        "replicate_channels": cfg.replicate_channels, "feature_dim": backbone.num_features,
-        "classes": ds.classes, "preprocessing": ds.preprocessing_record(),
+    return {
+        "format": "diag-ssl/2", "method": METHOD_NAMES[cfg.method], "model": cfg.model, "init": cfg.init,
+        "weights_from": cfg.weights or ("packaged / timm hub" if cfg.init == "imagenet" else None),
+        "in_chans": ds.image_shape[0], "replicate_channels": cfg.replicate_channels,
+        "feature_dim": backbone.num_features, "classes": ds.classes, "preprocessing": ds.preprocessing_record(),
         "dataset": {"path": str(ds.path), "fingerprint": ds.manifest.get("fingerprint"), "split": "train",
                     "windows": n_bank},
-        "unlabeled_windows": len(unlabeled),
+        "unlabeled_windows": len(pool.unlabeled),
         "extra": [{"path": str(e.path), "fingerprint": e.manifest.get("fingerprint"), "split": "train",
                    "windows": len(e.labels("train"))} for e in extras],
-        "pretrain": asdict(cfg), "knn_probe": {"bank": "train (labelled)", "query": "val", "k": cfg.knn_k},
-        "runtime": rt.info(),
-        "versions": package_versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "unlabelled": ({**unlabelled.record, "windows": len(unlabelled.images), "digest": _pool_digest(unlabelled)}
+                       if unlabelled is not None else None),
+        "pretrain": asdict(cfg), "views": {**views.settings(), "notes": views_for(kinds, cfg.view_settings())[1]
+                                           if cfg.views == "auto" else []},
+        "knn_probe": {"bank": "train (labelled)", "query": "val", "k": cfg.knn_k, "probe": cfg.probe},
+        "runtime": rt.info(), "versions": package_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    step, first = 0, 1
-    with rt.session():
-        if saved is not None:  # ---- resume ----------------------------------------------------
-            last = load_checkpoint(out / "last.pt", keys=("model", "optimizer", "scaler", "rng", "epoch", "step",
-                                                          "history"))
-            if last.get("device", device.type) != device.type:
-                raise DiagError(f"{out}: this run started on {last['device']}, here it would continue on "
-                                f"{device.type}; resume it on a machine with {last['device']}")
-            net.load_state_dict(last["model"])
-            optimizer.load_state_dict(last["optimizer"])
-            scaler.load_state_dict(last["scaler"])
-            set_rng_state(last["rng"], gen, aug_gen, Dist())
-            history = list(last["history"])
-            step, first = last["step"], last["epoch"] + 1
-            meta["created"] = saved.get("created", meta["created"])
-            start = {k: history[0][k] for k in ("knn_accuracy", "knn_macro_f1")}
-            if show:
-                console.print(f"resuming {out} after epoch {last['epoch']}/{cfg.epochs}")
-        else:
-            start = probe()
-            history.append({"epoch": 0, "step": 0, "loss": float("nan"), **start, "lr": 0.0,
-                            "momentum": cfg.momentum, "seconds": 0.0})
-            if show:
-                console.print(f"epoch   0  k-NN val accuracy {start['knn_accuracy']:.3f}  F1 {start['knn_macro_f1']:.3f}"
-                              f"  ({cfg.init} initialisation; {len(unlabeled)} unlabelled training windows)")
-        for epoch in range(first, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            net.train()
-            batches = batch_plan(len(unlabeled), cfg.batch_size, gen)[:steps_per_epoch]
-            loss_sum = torch.zeros((), device=device)
-            with progress(show, f"pretrain {epoch}/{cfg.epochs}", len(batches)) as advance:
-                for b in batches:
-                    lr = lr_at(step, total, warmup, cfg.lr)
-                    set_lr(optimizer, lr)
-                    x = unlabeled[b.to(unlabeled.device)].to(device).float()
-                    if cfg.positives == "recording":
-                        x2 = unlabeled[sample_partners(b, cand, counts, gen).to(unlabeled.device)].to(device).float()
-                    else:
-                        x2 = x
-                    v1, v2 = views(x, aug_gen), views(x2, aug_gen)
-                    with rt.autocast():
-                        loss = net(rt.layout(v1), rt.layout(v2))
-                    optimizer_step(loss, optimizer, scaler, online.parameters(), cfg.grad_clip)
-                    m = momentum_at(step, total, cfg.momentum)
-                    net.update_target(m)
-                    loss_sum += loss.detach().float()
-                    step += 1
-                    advance()
-            row: dict[str, Any] = {"epoch": epoch, "step": step, "loss": (loss_sum / len(batches)).item()}
-            knn = probe() if (epoch % cfg.knn_every == 0 or epoch == cfg.epochs) else {
-                "knn_accuracy": float("nan"), "knn_macro_f1": float("nan")}
-            row.update(knn)
-            row.update({"lr": lr, "momentum": m, "seconds": round(time.perf_counter() - t0, 3)})
-            history.append(row)
-            save_safetensors(out / SSL_WEIGHTS, net.backbone.state_dict(), metadata={"format": "pt", "model": cfg.model})
-            meta.update(history=history, epochs_done=epoch, knn_start=_last_knn(history[:1]),
-                        knn_last=_last_knn(history))
-            # Order matters for a crash between the writes: weights, then pretrain.json (which says
-            # finished on the last epoch), then last.pt; a resume restarts from the older last.pt.
-            meta["finished"] = epoch == cfg.epochs
-            atomic_write_json(out / SSL_META, meta)
-            write_history(out, history)
-            save_checkpoint(out / "last.pt", {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                              "scaler": scaler.state_dict(), "rng": rng_state(gen, aug_gen, Dist()),
-                                              "epoch": epoch, "step": step,
-                                              "history": history, "device": device.type})
-            if show:
-                knn_txt = (f"  k-NN val accuracy {knn['knn_accuracy']:.3f}  F1 {knn['knn_macro_f1']:.3f}"
-                           if not math.isnan(knn["knn_accuracy"]) else "")
-                mom = f"  momentum {m:.4f}" if cfg.method == "byol" else ""
-                console.print(f"epoch {epoch:>3}/{cfg.epochs}  {meta['method']} loss {row['loss']:.4f}{knn_txt}  "
-                              f"lr {lr:.2e}{mom}  {row['seconds']:.1f} s")
-    final = _last_knn(history)
-    if show:
-        console.print(f"k-NN val accuracy {start['knn_accuracy']:.3f} ({cfg.init} init) -> "
-                      f"{final['knn_accuracy']:.3f} after {cfg.epochs} epochs  -> {out / SSL_WEIGHTS}")
-    return {"out": str(out), "knn_start": start, "knn_final": final, "history": history}
+
+
+def _resume(st: LoopState, out: Path, device: torch.device, meta: dict[str, Any], saved: dict[str, Any]) -> int:
+    """Load ``last.pt`` into ``st``; returns the first epoch still to run."""
+    last = load_checkpoint(out / "last.pt", keys=("model", "optimizer", "scaler", "rng", "epoch", "step", "history",
+                                                  "best", "best_score"))
+    if last.get("device", device.type) != device.type:
+        raise DiagError(f"{out}: this run started on {last['device']}, here it would continue on "
+                        f"{device.type}; resume it on a machine with {last['device']}")
+    st.net.load_state_dict(last["model"])
+    st.optimizer.load_state_dict(last["optimizer"])
+    st.scaler.load_state_dict(last["scaler"])
+    set_rng_state(last["rng"], st.gen, st.aug_gen, Dist())
+    st.history, st.step = list(last["history"]), last["step"]
+    st.best, st.best_score = last["best"], float(last["best_score"])
+    meta["created"] = saved.get("created", meta["created"])
+    return last["epoch"] + 1
+
+
+def _save_epoch(out: Path, st: LoopState, meta: dict[str, Any], cfg: PretrainConfig, epoch: int, n_val: int,
+                rt: Runtime) -> None:
+    """pretrain.json, the history and last.pt after ``epoch``; on the last epoch the best backbone first.
+
+    Order matters for a crash between the writes: backbone, then pretrain.json (which says finished on
+    the last epoch), then last.pt; a resume restarts from the older last.pt."""
+    finished = epoch == cfg.epochs
+    meta.update(history=st.history, epochs_done=epoch, knn_start=_knn(st.history[:1]), knn_last=_knn(st.history),
+                probe=probe_summary(st.history, n_val, cfg.init, cfg.probe), finished=finished)
+    if finished:
+        save_safetensors(out / SSL_WEIGHTS, st.best, metadata={"format": "pt", "model": cfg.model,
+                                                               "epoch": str(meta["probe"]["best_epoch"])})
+    atomic_write_json(out / SSL_META, meta)
+    write_history(out, st.history)
+    save_checkpoint(out / "last.pt", {"model": st.net.state_dict(), "optimizer": st.optimizer.state_dict(),
+                                      "scaler": st.scaler.state_dict(), "rng": rng_state(st.gen, st.aug_gen, Dist()),
+                                      "epoch": epoch, "step": st.step, "history": st.history, "best": st.best,
+                                      "best_score": st.best_score, "device": rt.device.type})
+    if rt.show:
+        h = st.history[-1]
+        probe = (f"  probe val accuracy {h['probe_accuracy']:.3f}  F1 {h['probe_macro_f1']:.3f}"
+                 if not math.isnan(h["probe_accuracy"]) else "")
+        console.print(f"epoch {epoch:>3}/{cfg.epochs}  {meta['method']} loss {h['loss']:.4f}{probe}  "
+                      f"lr {h['lr']:.2e}  {h['seconds']:.1f} s")
+
+
+def _image_kinds(ds: PreparedDataset) -> list[str]:
+    """The image kinds of ``ds`` (``["cwt", "harmonics"]``); empty when its record does not say."""
+    try:
+        return [str(p) for p in ds.preprocessing.transform.parts]
+    except (DiagError, AttributeError):
+        return []
+
+
+def _pool_digest(pool: UnlabelledPool | None) -> str | None:
+    """sha256 over the pool's images (None without a pool): what the reuse and resume checks compare."""
+    if pool is None:
+        return None
+    arr = np.ascontiguousarray(pool.images)
+    h = hashlib.sha256(f"{arr.shape}{arr.dtype}".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
 
 
 def _saved_pretrain(out: Path) -> dict[str, Any]:
@@ -410,11 +643,15 @@ def _saved_pretrain(out: Path) -> dict[str, Any]:
 
 
 def _data_fingerprints(meta: dict[str, Any]) -> list[str | None]:
-    """Fingerprints of the prepared datasets (``--data`` then each ``--extra``) a pretrain.json names."""
-    return [meta.get("dataset", {}).get("fingerprint")] + [e.get("fingerprint") for e in meta.get("extra", [])]
+    """Fingerprints of the prepared datasets (``--data`` then each ``--extra``) and the digest of the
+    ``--unlabelled`` pool a pretrain.json names."""
+    pool = meta.get("unlabelled") or {}
+    return ([meta.get("dataset", {}).get("fingerprint")] + [e.get("fingerprint") for e in meta.get("extra", [])]
+            + [pool.get("digest")])
 
 
-def _last_knn(history: list[dict[str, Any]]) -> dict[str, Any]:
-    done = [h for h in history if not math.isnan(h["knn_accuracy"])] or history[:1]
+def _knn(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last probed row of ``history`` (legacy keys: knn_accuracy / knn_macro_f1, whatever the probe)."""
+    done = [h for h in history if not math.isnan(h["probe_accuracy"])] or history[:1]
     h = done[-1]
-    return {"epoch": h["epoch"], "knn_accuracy": h["knn_accuracy"], "knn_macro_f1": h["knn_macro_f1"]}
+    return {"epoch": h["epoch"], "knn_accuracy": h["probe_accuracy"], "knn_macro_f1": h["probe_macro_f1"]}

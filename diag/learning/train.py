@@ -47,6 +47,7 @@ from diag.learning.rundir import ModelRecord, RunDir
 from diag.learning.runtime import (AMP_MODES, all_reduce_sum, batch_plan, broadcast_flag, console, end_distributed,
                                    lr_at, optimizer_step, progress, rng_state, save_checkpoint, save_safetensors,
                                    set_lr)
+from diag.learning import tracking
 from diag.learning.session import Session, check_classes, epochs_for, refit_source, select_labeled, start  # noqa: F401
 from diag.learning.unknown import calibrate_run
 from diag.provenance import package_versions
@@ -175,13 +176,14 @@ def evaluate_split(model: nn.Module, images: SplitImages, y: torch.Tensor, batch
 
 
 def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, resume: bool = False,
-          force: bool = False, quiet: bool = False) -> dict[str, Any]:
+          force: bool = False, quiet: bool = False, track: Any = None) -> dict[str, Any]:
     """Train on the prepared dataset ``data``, writing the run to ``out``, then :func:`finish_run` it; returns
     a summary dict. With ``resume=True`` the run in ``out`` continues from ``last.pt`` with its saved config
     (a ``cfg`` that differs from it is an error)."""
     s = start(data, out, cfg, TrainConfig, resume, force, quiet)
     cfg, state, show = s.cfg, s.state, s.rt.show
     epochs = s.schedule["epochs"]
+    tracker = tracking.open_run(track, s.run.path, "train", asdict(cfg), s.dist.main, warn=console.print)
     with s.rt.session():
         stop = state["bad_epochs"] >= cfg.patience > 0
         for epoch in range(state["epoch"] + 1, epochs + 1):
@@ -211,13 +213,14 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
             state["history"].append(record)
             state["epoch"] = epoch
             checkpoint(s, improved)
+            tracker.epoch(record)
             if show:
                 console.print(f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
                               f"acc {val_acc:.3f}  F1 {val_f1:.3f}  lr {lr:.2e}  {record['seconds']:.1f} s "
                               f"({record['images_per_s']:.0f} img/s){'  *' if improved else ''}")
             if stop and show:
                 console.print(f"early stop: no better {s.selected_by} for {cfg.patience} epochs")
-    return finish_run(s)
+    return tracker.finish(finish_run(s), s.run.path)
 
 
 def train_epoch(s: Session, epoch: int) -> tuple[float, float, int, float]:

@@ -21,7 +21,7 @@ Scores (higher = less like the training data), computed from one forward pass:
                  (``envorder``) a fault is a line in a row (its impact rate in shaft orders), so a fault
                  type never trained on puts energy in a row where no training window had any, on any
                  machine: the network's features, trained to tell the known lines apart, map it onto a
-                 known class instead (measured, README "The honest unknown")
+                 known class instead (measured, docs/scoring.md "The honest unknown")
 
 The threshold is set on the *validation* windows (known classes, never trained on) so that the stated
 false-alarm rate ``far`` (default 5 %) is a promise, not a hope (:func:`bounded_threshold`): the plain
@@ -36,7 +36,7 @@ guaranteed. :func:`calibrate_run` (called at the end of ``diag train``) writes
 it was computed for) and, for the feature-space methods, ``unknown.safetensors`` (class means and
 precision matrix, or training features) into the run.
 
-The default is chosen by measurement (README, "Scoring new recordings", ``scripts/unknown_study.py``):
+The default is chosen by measurement (docs/scoring.md, ``scripts/unknown_study.py``):
 ``rows`` for ``envorder`` images, else ``layers`` where the model has stage outputs (every timm CNN diag
 uses), else ``energy`` (:func:`default_method`).
 """
@@ -59,7 +59,7 @@ METHODS = ("energy", "msp", "mahalanobis", "knn", "layers", "rows")
 FEATURES = {"energy": "pooled", "msp": "pooled", "mahalanobis": "pooled", "knn": "pooled", "layers": "layers",
             "rows": "rows"}
 FITTED = ("mahalanobis", "knn", "layers", "rows")  # need statistics of the training split
-#: chosen by measurement (README): best AUROC on the simulated bearing set with a held-out fault class
+#: chosen by measurement (docs/scoring.md): best AUROC on the simulated bearing set with a held-out fault class
 DEFAULT_METHOD = "layers"
 FALLBACK_METHOD = "energy"  # for models without stage outputs (no timm forward_intermediates)
 #: transforms whose default is ``rows`` (measured on unseen recordings: envorder 0.97-0.99 AUROC for every

@@ -147,7 +147,7 @@ def run_export(run: str | Path, onnx_path: str | Path, with_transform: bool = Fa
 
     if with_transform:
         raise DiagError("--with-transform: the CWT cannot be exported inside the ONNX graph (torch's ONNX exporters "
-                        "do not translate its complex FFT filter bank, see the README); export without it and compute "
+                        "do not translate its complex FFT filter bank, see docs/commands/export.md); export without it and compute "
                         "the images as the .json describes")
     check = export_onnx(run, onnx_path, force=force)
     Console().print(f"{onnx_path}: ONNX Runtime vs PyTorch on {check['images']}: max |diff| logits "

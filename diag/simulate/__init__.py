@@ -10,7 +10,9 @@ Both expose a dataset function with the source-reader signature
 ``fn(path=None, **options) -> list[Recording]`` (``source.kind = "bearing_sim"`` / ``"inverter_sim"``)
 and a single-signal function for experiments and tests.
 
-Their shared parameter helpers live in :mod:`diag.simulate.params`.
+Their options are parameter dataclasses validated in one place (``BearingParams`` / ``BearingSetParams``,
+``InverterParams`` / ``InverterSetParams``, each with ``validated()``); the shared option checks live in
+:mod:`diag.simulate.params`, the inverter's batched circuit integration in :mod:`diag.simulate.circuit`.
 """
 
 from __future__ import annotations

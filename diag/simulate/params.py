@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from diag.checks import check_fs
 from diag.errors import DiagError
 
 SNR_LIMITS_DB = (-20.0, 60.0)
@@ -67,6 +68,31 @@ def check_positive(name: str, value: Any, strict: bool = True) -> float:
     if not math.isfinite(v) or v < 0 or (strict and v == 0):
         raise DiagError(f"{name}: must be {'> 0' if strict else '>= 0'}, got {value!r}")
     return v
+
+
+def check_sampling_rate(fs: Any) -> float:
+    """The simulator option ``fs`` (Hz) as a positive float: :func:`diag.checks.check_fs`."""
+    return check_fs(fs, "fs", option="fs=HZ")
+
+
+def check_samples(fs: Any, duration: Any) -> tuple[float, float, int]:
+    """``(fs, duration, n)`` checked: both > 0 and at least 16 samples."""
+    fs = check_sampling_rate(fs)
+    duration = check_positive("duration", duration)
+    n = int(round(duration * fs))
+    if n < 16:
+        raise DiagError(f"duration: {duration:g} s at {fs:g} Hz gives only {n} samples; need at least 16")
+    return fs, duration, n
+
+
+def check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DiagError(f"seed: expected a non-negative integer, got {seed!r}")
+
+
+def check_count(recordings_per_class: Any) -> None:
+    if isinstance(recordings_per_class, bool) or not isinstance(recordings_per_class, int) or recordings_per_class < 1:
+        raise DiagError(f"recordings_per_class: expected an integer >= 1, got {recordings_per_class!r}")
 
 
 def seed_sequence(seed: Any) -> np.random.SeedSequence:

@@ -125,14 +125,18 @@ def read_ottawa(
         raise DiagError(f"channels: {list(chans)} names a channel twice")
     keep_h = _letters(health, HEALTH, "health")
     keep_p = _letters(profiles, PROFILES, "profiles")
+    return [_recording(run, f, chans) for run, f in _select(root, keep_h, keep_p)]
 
+
+def _select(root: Path, keep_h: set[str] | None, keep_p: set[str] | None) -> list[tuple[tuple[str, str, int], Path]]:
+    """``((health, profile, trial), file)`` of the files under ``root`` that pass the filters, sorted by
+    health, profile, trial; the same run twice is an error."""
     if root.is_file():
         files = [root]
     else:
         files = list_files(root, ".mat")
         if not files:
             raise DiagError(f"{root}: no .mat files below the folder; download and unzip the dataset (diag fetch ottawa)")
-
     entries = []
     seen: dict[tuple[str, str, int], Path] = {}
     for f in files:
@@ -147,37 +151,39 @@ def read_ottawa(
         raise DiagError(f"{root}: no Ottawa recordings left after the health/profiles filters")
     order = {k: i for i, k in enumerate(HEALTH)}
     entries.sort(key=lambda e: (order[e[0][0]], e[0][1], e[0][2]))
+    return entries
 
-    out = []
-    for (h, s, t), f in entries:
-        wanted = [VARIABLES[c] for c in chans]
-        data = load_mat(f, variable_names=wanted)
-        missing = [v for v in wanted if v not in data]
-        if missing:
-            present = sorted(load_mat(f))
-            raise DiagError(
-                f"{f}: no variable {', '.join(missing)}; the file holds {', '.join(present) or 'nothing'} "
-                "(Ottawa files hold Channel_1 = vibration and Channel_2 = encoder)"
-            )
-        sigs = []
-        for v in wanted:
-            arr = data[v]
-            if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
-                raise DiagError(f"{f}: variable {v} is not a numeric array; re-download the file")
-            sigs.append(np.asarray(arr, dtype=np.float32).ravel())
-        lengths = {len(x) for x in sigs}
-        if len(lengths) != 1:
-            raise DiagError(f"{f}: Channel_1 and Channel_2 have different lengths {sorted(lengths)}; re-download the file")
-        rec = Recording(
-            signal=np.stack(sigs),
-            fs=OTTAWA_FS,
-            label=HEALTH[h],
-            group=f"{h}-{s}-{t}",
-            condition=PROFILES[s],
-            source=str(f),
-            fault_size="",
-            channels=chans,
-            meta={"health": h, "profile": s, "trial": t, "bearing": h},
+
+def _recording(run: tuple[str, str, int], f: Path, chans: tuple[str, ...]) -> Recording:
+    """The validated :class:`Recording` of one file with channels ``chans``."""
+    h, s, t = run
+    wanted = [VARIABLES[c] for c in chans]
+    data = load_mat(f, variable_names=wanted)
+    missing = [v for v in wanted if v not in data]
+    if missing:
+        present = sorted(load_mat(f))
+        raise DiagError(
+            f"{f}: no variable {', '.join(missing)}; the file holds {', '.join(present) or 'nothing'} "
+            "(Ottawa files hold Channel_1 = vibration and Channel_2 = encoder)"
         )
-        out.append(rec.validate())
-    return out
+    sigs = []
+    for v in wanted:
+        arr = data[v]
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
+            raise DiagError(f"{f}: variable {v} is not a numeric array; re-download the file")
+        sigs.append(np.asarray(arr, dtype=np.float32).ravel())
+    lengths = {len(x) for x in sigs}
+    if len(lengths) != 1:
+        raise DiagError(f"{f}: Channel_1 and Channel_2 have different lengths {sorted(lengths)}; re-download the file")
+    rec = Recording(
+        signal=np.stack(sigs),
+        fs=OTTAWA_FS,
+        label=HEALTH[h],
+        group=f"{h}-{s}-{t}",
+        condition=PROFILES[s],
+        source=str(f),
+        fault_size="",
+        channels=chans,
+        meta={"health": h, "profile": s, "trial": t, "bearing": h},
+    )
+    return rec.validate()

@@ -228,11 +228,7 @@ def read_paderborn(
     list of Recording
         One per file (4 s), sorted by bearing, setting and measurement; float64 ``[channels, samples]``.
     """
-    if path is None or str(path) == "":
-        raise DiagError("paderborn reader: no path given; pass the folder of extracted bearing folders (--data PATH)")
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise DiagError(f"{root}: no such file or folder; download and extract the bearing archives first (diag fetch paderborn)")
+    root = _check_root(path)
     chans = _names(channels, "channels")
     assert chans is not None
     if len(set(chans)) != len(chans):
@@ -246,7 +242,23 @@ def read_paderborn(
         bad = [d for d in keep_damage if d not in DAMAGE]
         if bad:
             raise DiagError(f"damage: unknown {bad}; choose from {', '.join(DAMAGE)}")
+    entries = _select(root, keep_cond, keep_bear, keep_damage)
+    return [_recording(entry, chans, label_by) for entry in entries]
 
+
+def _check_root(path: str | Path | None) -> Path:
+    if path is None or str(path) == "":
+        raise DiagError("paderborn reader: no path given; pass the folder of extracted bearing folders (--data PATH)")
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DiagError(f"{root}: no such file or folder; download and extract the bearing archives first (diag fetch paderborn)")
+    return root
+
+
+def _select(root: Path, keep_cond: list[str] | None, keep_bear: list[str] | None,
+            keep_damage: list[str] | None) -> list[tuple]:
+    """The files under ``root`` that pass the filters, as ``(bearing, condition, measurement, file, name
+    info, location, damage, extent, method)``, sorted by bearing, setting and measurement."""
     if root.is_file():
         files = [root]
     else:
@@ -255,7 +267,6 @@ def read_paderborn(
             rars = sorted(p.name for p in root.rglob("*.rar"))
             hint = f" ({len(rars)} .rar archives found: extract them first)" if rars else ""
             raise DiagError(f"{root}: no .mat files below the folder{hint}; download and extract the bearing archives")
-
     entries = []
     for f in files:
         info = parse_name(f)
@@ -270,40 +281,42 @@ def read_paderborn(
     if not entries:
         raise DiagError(f"{root}: no Paderborn recordings left after the conditions/bearings/damage filters")
     entries.sort(key=lambda e: e[:3])
+    return entries
 
-    out = []
-    for code, cond, meas, f, info, loc, dmg, extent, method in entries:
-        sigs = _signals(f)
-        missing = [c for c in chans if c not in sigs]
-        if missing:
-            raise DiagError(f"{f}: no signal {', '.join(missing)}; the file has {', '.join(sigs)}")
-        rates = {sigs[c][1] for c in chans}
-        if len(rates) != 1:
-            desc = ", ".join(f"{c} {sigs[c][1]:g} Hz" for c in chans)
-            raise DiagError(f"channels: {desc} are sampled at different rates; read each rate separately")
-        lengths = [len(sigs[c][0]) for c in chans]
-        n = min(lengths)
-        if max(lengths) - n > max(2, 0.001 * n):
-            raise DiagError(f"{f}: channels {', '.join(chans)} have different lengths {lengths}; re-download the file")
-        rec = Recording(
-            signal=np.stack([sigs[c][0][:n] for c in chans]),
-            fs=rates.pop(),
-            label=loc if label_by == "location" else code,
-            group=code,
-            condition=cond,
-            source=str(f),
-            fault_size=str(extent) if extent else "",
-            channels=tuple(chans),
-            meta={
-                "bearing": code,
-                "rpm": info["rpm"],
-                "torque_nm": info["torque_nm"],
-                "radial_force_n": info["radial_force_n"],
-                "measurement": meas,
-                "damage": dmg,
-                "method": method,
-                "location": loc,
-            },
-        )
-        out.append(rec.validate())
-    return out
+
+def _recording(entry: tuple, chans: list[str], label_by: str) -> Recording:
+    """The validated :class:`Recording` of one selected file (see :func:`_select`) with channels ``chans``."""
+    code, cond, meas, f, info, loc, dmg, extent, method = entry
+    sigs = _signals(f)
+    missing = [c for c in chans if c not in sigs]
+    if missing:
+        raise DiagError(f"{f}: no signal {', '.join(missing)}; the file has {', '.join(sigs)}")
+    rates = {sigs[c][1] for c in chans}
+    if len(rates) != 1:
+        desc = ", ".join(f"{c} {sigs[c][1]:g} Hz" for c in chans)
+        raise DiagError(f"channels: {desc} are sampled at different rates; read each rate separately")
+    lengths = [len(sigs[c][0]) for c in chans]
+    n = min(lengths)
+    if max(lengths) - n > max(2, 0.001 * n):
+        raise DiagError(f"{f}: channels {', '.join(chans)} have different lengths {lengths}; re-download the file")
+    rec = Recording(
+        signal=np.stack([sigs[c][0][:n] for c in chans]),
+        fs=rates.pop(),
+        label=loc if label_by == "location" else code,
+        group=code,
+        condition=cond,
+        source=str(f),
+        fault_size=str(extent) if extent else "",
+        channels=tuple(chans),
+        meta={
+            "bearing": code,
+            "rpm": info["rpm"],
+            "torque_nm": info["torque_nm"],
+            "radial_force_n": info["radial_force_n"],
+            "measurement": meas,
+            "damage": dmg,
+            "method": method,
+            "location": loc,
+        },
+    )
+    return rec.validate()

@@ -10,8 +10,8 @@ swing several-fold with other load, so both are measured as many short windows, 
 rounds, and summarised by the median of the best three windows (the first epoch / window is
 warm-up and left out).
 
-    python scripts/bench_train.py                     # CPU defaults: 128 images 1x64x64, batch 64, 10 epochs
-    python scripts/bench_train.py --device cuda       # GPU defaults: 8192 images, batch 256, 4 epochs
+    python scripts/bench/bench_train.py                     # CPU defaults: 128 images 1x64x64, batch 64, 10 epochs
+    python scripts/bench/bench_train.py --device cuda       # GPU defaults: 8192 images, batch 256, 4 epochs
 """
 
 from __future__ import annotations

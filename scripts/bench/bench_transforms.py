@@ -19,7 +19,7 @@ spectral-kurtosis band and the 64-band map; ``harmonics``) are timed next to a o
 spectrum with ``scipy.signal`` (Butterworth band-pass ``sosfiltfilt`` + ``hilbert`` + ``rfft``, no
 order axis, no pooling), at a shaft rate of 29.5 Hz.
 
-    python scripts/bench_transforms.py [--windows 256] [--length 2048] [--scales 64] [--size 64]
+    python scripts/bench/bench_transforms.py [--windows 256] [--length 2048] [--scales 64] [--size 64]
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# transform.polarity on the inverter simulator (README, "Polarity"): magnitude images cannot tell an
+# transform.polarity on the inverter simulator (docs/images.md, "Polarity"): magnitude images cannot tell an
 # open upper switch from the open lower switch of the same leg (mirror images half a period apart).
 #   1. the 7 single-switch classes, recording split (test on drives never trained on), convnext_atto from
 #      scratch with the config's schedule, polarity off vs on, SEEDS (default 0 1): test accuracy / macro-F1
-#   2. "unknown" on a held-out switch (HELD_OUT, default S1) with polarity on: the README's protocol
+#   2. "unknown" on a held-out switch (HELD_OUT, default S1) with polarity on: the documented protocol
 #      (4 drives per class, time split, scripts/unknown_study.py)
 # Resumable: finished steps are reused. Outputs under OUT (default runs/polarity).
-# Usage: bash scripts/measure_polarity.sh        OMP_NUM_THREADS=1 SEEDS="0 1 2" bash scripts/measure_polarity.sh
+# Usage: bash scripts/studies/measure_polarity.sh        OMP_NUM_THREADS=1 SEEDS="0 1 2" bash scripts/studies/measure_polarity.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python

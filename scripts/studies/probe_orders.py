@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Cheap checks of prepared image datasets, no CNN: what the README's order-image figures were measured with.
+"""Cheap checks of prepared image datasets, no CNN: what the order-image figures of docs/images.md were measured with.
 
     probe DIR...   the probe of `diag prepare --transform auto` (diag.signal.choose.linear_probe: logistic regression,
                    C = 0.1, standardised features) on each image's row means (every channel concatenated),
@@ -9,8 +9,8 @@
                    6205's defect orders (BPFO, BPFI, 2xBSF, 2xBPFO, 2xBPFI, 1x) above each window's row
                    median (image std units), and the four highest rows.
 
-    python scripts/probe_orders.py probe prepared/a prepared/b [--balanced]
-    python scripts/probe_orders.py lines prepared/cwru-size-env [--channel 0]
+    python scripts/studies/probe_orders.py probe prepared/a prepared/b [--balanced]
+    python scripts/studies/probe_orders.py lines prepared/cwru-size-env [--channel 0]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def load(d: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def probe(dirs: list[Path], balanced: bool) -> None:
     """The probe of ``diag prepare --transform auto`` (diag.signal.choose), on a prepared dataset's test split, with
-    the row means only (the README's figures were measured so; --transform auto adds the rows' spread)."""
+    the row means only (the documented figures were measured so; --transform auto adds the rows' spread)."""
     from sklearn.metrics import accuracy_score, f1_score
 
     from diag.signal.choose import linear_probe, row_profile

@@ -8,9 +8,9 @@
 #   rec:       as shift, with positives from two nearby windows of the same recording
 # Meant for a GPU (about 2-3 minutes on an H100, the runs in parallel); on a 2-core CPU each run
 # takes about 15 minutes: run them one at a time there (PARALLEL=0).
-# Usage: bash scripts/ssl_study.sh     (outputs in $OUT or runs/ssl_study; installed diag or PYTHONPATH)
+# Usage: bash scripts/studies/ssl_study.sh     (outputs in $OUT or runs/ssl_study; installed diag or PYTHONPATH)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/ssl_study}
 PARALLEL=${PARALLEL:-1}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg

@@ -10,9 +10,9 @@
 # on each dataset's training windows first); SEEDS seeds. Prints test accuracy / macro-F1 / per-class F1
 # (mean +- std over seeds) and the validation macro-F1 the epoch was selected on.
 # Resumable: finished runs are reused. CPU: ~1 min per run of 8 epochs; GPU: much less.
-# Usage: TRAIN_EXTRA="--label-fraction 0.25" SEEDS="0 1 2" EPOCHS=8 INITS=scratch,ssl bash scripts/measure_envorder.sh
+# Usage: TRAIN_EXTRA="--label-fraction 0.25" SEEDS="0 1 2" EPOCHS=8 INITS=scratch,ssl bash scripts/studies/measure_envorder.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data/cwru12k}
 OUT=${OUT:-runs/envorder}
 SEEDS=${SEEDS:-0 1 2}

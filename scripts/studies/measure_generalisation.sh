@@ -9,10 +9,10 @@
 #   features: the short measurement behind the inverter default (logistic regression on per-phase window
 #          features, no training; about a minute on a 2-core CPU) -- the cheapest step
 # Usage: STEPS="features val band norm" SEEDS="0 1 2" EPOCHS=10 DEVICE=auto CWRU=../shared/data/cwru12k \
-#        bash scripts/measure_generalisation.sh        (outputs in $OUT, default runs/generalisation)
+#        bash scripts/studies/measure_generalisation.sh        (outputs in $OUT, default runs/generalisation)
 # At the end it prints one table of every finished run: selected epoch, validation and test macro-F1.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/generalisation}
 STEPS=${STEPS:-"features val band norm"}
 SEEDS=${SEEDS:-"0 1 2"}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The shipped defaults on unseen recordings (issue 21; numbers in PATH_FINDINGS.md), per image kind and seed.
+# The shipped defaults on unseen recordings (numbers in docs/findings/engineer-path.md), per image kind and seed.
 #   SETUP=bearing (default): the issue's engineer's commands -- configs/bearing_sim.toml, 3 classes x 4
 #     recordings, the default split (auto -> recording), train 6 epochs; scored on the test split (whole
 #     unseen recordings) and by `diag predict` on a fresh simulation (simulator seed 11, 4 recordings each
@@ -10,10 +10,10 @@
 # One line per run: kind, seed, test accuracy / macro-F1, new known recordings named right, recordings of
 # the never-seen class flagged unknown, known recordings flagged unknown, then every file's truth:verdict.
 # Resumable: finished steps are reused. Outputs under OUT (default runs/defaults-SETUP).
-# Usage: OMP_NUM_THREADS=1 [SETUP=inverter] [KINDS="cwt envorder"] [SEEDS="0 1 2"] bash scripts/measure_defaults.sh
+# Usage: OMP_NUM_THREADS=1 [SETUP=inverter] [KINDS="cwt envorder"] [SEEDS="0 1 2"] bash scripts/studies/measure_defaults.sh
 #        KINDS=config: no --transform (the config's own default)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 PY=${PY:-python3}
 [ -x .venv/bin/python ] && PY=.venv/bin/python

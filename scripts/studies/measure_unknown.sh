@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The honest "unknown" on machines never trained on (README, "The honest unknown", recording split):
+# The honest "unknown" on machines never trained on (docs/scoring.md, "The honest unknown", recording split):
 # a fault class is left out of training, the model is trained on a recording split (validation = whole
 # held-out recordings, test = other unseen recordings), and scripts/unknown_study.py scores the known
 # classes' test windows against freshly simulated recordings (seed 1) of the left-out class.
@@ -7,10 +7,10 @@
 #   bearings  configs/bearing_sim.toml, the 4 classes without HELD_BEAR (inner)
 # The defaults were chosen before any of these runs, after the threshold rule (bounded_threshold) was fixed.
 # Resumable: finished steps are reused. Outputs under OUT (default runs/unknown-rec).
-# Usage: OMP_NUM_THREADS=1 bash scripts/measure_unknown.sh [inverter] [bearings]
-#        TRANSFORM=envorder bash scripts/measure_unknown.sh bearings   (other images; folders get -envorder)
+# Usage: OMP_NUM_THREADS=1 bash scripts/studies/measure_unknown.sh [inverter] [bearings]
+#        TRANSFORM=envorder bash scripts/studies/measure_unknown.sh bearings   (other images; folders get -envorder)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
@@ -18,7 +18,7 @@ OUT=${OUT:-runs/unknown-rec}
 SEED=${SEED:-0}
 HELD_INV=${HELD_INV:-S3}
 HELD_BEAR=${HELD_BEAR:-inner}
-TRANSFORM=${TRANSFORM:-}          # empty: CWT, the images the README's numbers were measured on
+TRANSFORM=${TRANSFORM:-}          # empty: CWT, the images the documented numbers were measured on
 PREP=(--transform cwt)
 [ -n "$TRANSFORM" ] && PREP=(--transform "$TRANSFORM")
 KINDS=("$@")

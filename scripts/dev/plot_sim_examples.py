@@ -1,6 +1,6 @@
 """Example figures of the two simulators: one row per class, time signal and time-frequency image.
 
-    python scripts/plot_sim_examples.py [--out docs/img/] [--seed 0] [--which bearing|inverter|both]
+    python scripts/dev/plot_sim_examples.py [--out docs/img/] [--seed 0] [--which bearing|inverter|both]
 
 Writes ``sim_bearing.png`` and ``sim_inverter.png``. Each row is one recording of the default
 dataset (same speed / fundamental level for every class, so rows are comparable): on the left a
@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import signal as sps  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from diag.simulate.bearing import simulate_bearing_recordings  # noqa: E402
 from diag.simulate.inverter import simulate_inverter_recordings  # noqa: E402

@@ -2,8 +2,8 @@
 
 For each seed: the shipped validation probe (diag.signal.choose.score_candidates) and, for comparison, a grouped
 cross-validation of the same probe over the training + validation recordings (never the test split).
-Numbers in PATH_FINDINGS.md. Usage (one CPU thread):
-    PYTHONPATH=. python scripts/probe_auto_seeds.py configs/bearing_sim.toml 'source.classes=["normal","inner","outer"]' source.recordings_per_class=4
+Numbers in docs/findings/engineer-path.md. Usage (one CPU thread):
+    PYTHONPATH=. python scripts/studies/probe_auto_seeds.py configs/bearing_sim.toml 'source.classes=["normal","inner","outer"]' source.recordings_per_class=4
 """
 import dataclasses
 import json

@@ -1,5 +1,5 @@
 """The probe of --transform auto on prepared datasets, row means only vs mean + std over time, fit on train,
-scored on val and test (PATH_FINDINGS.md). Usage: PYTHONPATH=. python scripts/probe_features.py DIR...
+scored on val and test (docs/findings/engineer-path.md). Usage: PYTHONPATH=. python scripts/studies/probe_features.py DIR...
 """
 import sys
 

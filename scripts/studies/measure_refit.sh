@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Issue 11: with a validation side that holds out whole units (fault sizes, loads), the selected model never
 # trained on them. Does refitting on every training unit after the epoch is chosen help on the test shift?
-# For each image kind and seed of scripts/measure_envorder.sh's runs of SPLIT (OUT/runs/SPLIT/KIND/scratch-sS):
+# For each image kind and seed of scripts/studies/measure_envorder.sh's runs of SPLIT (OUT/runs/SPLIT/KIND/scratch-sS):
 # read the epoch that run selected on its held-out validation unit (fault-size: the 0.021" bearings;
 # condition: the 2 HP load), prepare the same data with split.val_fraction=0 (train = every training unit,
 # no validation; the test side -- the unseen 0.014" bearings / the 3 HP load -- is unchanged: diag checks
 # it) and train a fresh model with the run's settings for exactly that many epochs (`diag train
 # --refit-from RUN`); it is scored once on test. Prints, per kind, both test macro-F1s and the paired per-seed
 # difference with a 95 % t interval. Resumable: finished runs are reused.
-# Usage: KINDS="cwt envorder" [SPLIT=condition] bash scripts/measure_refit.sh
+# Usage: KINDS="cwt envorder" [SPLIT=condition] bash scripts/studies/measure_refit.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data/cwru12k}
 OUT=${OUT:-runs/envorder}
 SEEDS=${SEEDS:-0 1 2}
@@ -31,7 +31,7 @@ for kind in $KINDS; do
     --set split.val_fraction=0 -q || exit 1
   for seed in $SEEDS; do
     sel=$OUT/runs/$SPLIT/$k/scratch-s$seed
-    if [ ! -f "$sel/test_metrics.json" ]; then echo "$sel: not finished; run scripts/measure_envorder.sh first"; exit 1; fi
+    if [ ! -f "$sel/test_metrics.json" ]; then echo "$sel: not finished; run scripts/studies/measure_envorder.sh first"; exit 1; fi
     r=$OUT/runs/$SPLIT-refit/$k/scratch-s$seed
     if [ -f "$r/test_metrics.json" ]; then continue; fi
     # the run's own settings (seed, start, label fraction, lr) for the epochs it selected (diag train --refit-from)

@@ -8,7 +8,7 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import matplotlib.pyplot as plt  # noqa: E402
 
 from diag.config import TransformConfig  # noqa: E402
@@ -30,4 +30,4 @@ for j, rpm in enumerate((900, 1750, 2600)):
     ax[1, j].imshow(e, origin="lower", aspect="auto", extent=[0, 64, o[0] - (o[1] - o[0]) / 2, o[-1] + (o[1] - o[0]) / 2])
     ax[1, j].axhline(info["orders"]["bpfo"], color="w", ls=":", lw=0.8)
     ax[1, j].set_title(f"envorder, BPFO {info['orders']['bpfo']:.2f} dotted"); ax[1, j].set_xlabel("column (repeated)"); ax[1, j].set_ylabel("shaft order")
-fig.savefig(Path(__file__).resolve().parents[1] / "docs/img/envorder_speeds.png", dpi=80)
+fig.savefig(Path(__file__).resolve().parents[2] / "docs/img/envorder_speeds.png", dpi=80)

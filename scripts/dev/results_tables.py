@@ -1,0 +1,297 @@
+"""Results generated, not typed: a study's committed record and the tables made from it.
+
+    python scripts/dev/results_tables.py record STUDY COMPARE_DIR --title T --command CMD [--note N] [--wall-s S]
+    python scripts/dev/results_tables.py write      # regenerate every table between markers
+    python scripts/dev/results_tables.py check      # exit 1 when a committed table differs from its records
+
+``record`` copies what the runs of a ``diag compare`` folder already wrote — per run ``model.json``,
+``test_metrics.json`` and ``metrics.jsonl`` (never weights) — and the folder's ``compare.json`` into
+``docs/results/STUDY/``, with ``record.json``: the title, the command that made the folder, the machine
+it ran on (CPU, cores, GPU, torch) and the diag commit.
+
+``write`` and ``check`` read those records through :mod:`diag.study.runs` and :mod:`diag.study.stats` (the functions ``diag
+report`` uses, so the numbers are the report's) and fill every block of ``README.md`` and ``docs/**.md``
+between ``<!-- results:NAME:begin -->`` and ``<!-- results:NAME:end -->``: NAME ``answer`` is the table
+across every recorded study, any other NAME is that study's own tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "docs" / "results"
+RUN_FILES = ("model.json", "test_metrics.json", "metrics.jsonl")
+BLOCK = re.compile(r"(<!-- results:([\w-]+):begin -->\n)(.*?)(<!-- results:\2:end -->)", re.S)
+STARTS = ("imagenet", "ssl", "scratch")
+LABEL = {"imagenet": "ImageNet", "ssl": "SSL", "scratch": "scratch"}
+
+
+class RecordError(Exception):
+    """A record or a marker is missing or unreadable (printed as one line, exit 2)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# record
+
+
+def machine() -> dict:
+    """The machine this process runs on, in words a reader can compare."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(terse=True),
+            "python": platform.python_version()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def record(study: str, compare_dir: Path, title: str, command: str, note: str = "", wall_s: float | None = None,
+           commit: str | None = None) -> Path:
+    """Copy a compare folder's run records into docs/results/STUDY (replacing an older record of it)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", study):
+        raise RecordError(f"study name {study!r}: use lower-case letters, digits and '-'")
+    runs = sorted(p.parent for p in compare_dir.rglob("test_metrics.json") if (p.parent / "model.json").is_file())
+    if not runs:
+        raise RecordError(f"{compare_dir}: no finished runs (model.json + test_metrics.json); run diag compare first")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{study}-", dir=RESULTS))
+    for rd in runs:
+        dest = tmp / "runs" / rd.relative_to(compare_dir)
+        dest.mkdir(parents=True)
+        for name in RUN_FILES:
+            if (rd / name).is_file():
+                shutil.copyfile(rd / name, dest / name)
+    if (compare_dir / "compare.json").is_file():
+        shutil.copyfile(compare_dir / "compare.json", tmp / "compare.json")
+    meta = {"study": study, "title": title, "command": command, "note": note, "wall_s": wall_s,
+            "machine": machine(), "diag_commit": commit or _commit(),
+            "recorded": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "runs": len(runs)}
+    (tmp / "record.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    final = RESULTS / study
+    if final.exists():
+        old = final.with_name(f".{study}-old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+    return final
+
+
+# ------------------------------------------------------------------------------------------------
+# tables
+
+
+def studies() -> dict[str, dict]:
+    """Every recorded study's record.json, by name, in name order."""
+    out = {}
+    for rj in sorted(RESULTS.glob("*/record.json")):
+        try:
+            out[rj.parent.name] = json.loads(rj.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{rj}: unreadable ({exc}); record the study again") from None
+    return out
+
+
+def _rows(study: str) -> list[dict]:
+    from diag.study.runs import collect_runs
+
+    rows = collect_runs(RESULTS / study / "runs")
+    if not rows:
+        raise RecordError(f"{RESULTS / study}: no run records; record the study again")
+    return rows
+
+
+def _pm(mean: float, std: float, n: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    return f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f}"
+
+
+def _diff(s: dict | None) -> str:
+    if s is None:
+        return "—"
+    if math.isnan(s["low"]):
+        return f"{s['mean']:+.3f} (one seed, no interval)"
+    mark = "**" if s["low"] > 0 or s["high"] < 0 else ""
+    return f"{mark}{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]{mark}"
+
+
+def _main_cells(rows: list[dict]) -> tuple[list[dict], dict, dict]:
+    from diag.study.runs import main_setting, summarise
+    from diag.study.stats import compare_starts
+
+    base = main_setting(rows)
+    rows = [r for r in rows if (r["freeze"], r["warmup"]) == base]
+    summary = {(s["init"], s["labels_per_class"]): s for s in summarise(rows)}
+    stats = {(s["a"], s["b"], s["labels_per_class"]): s for s in compare_starts(rows)}
+    return rows, summary, stats
+
+
+def machine_words(meta: dict) -> str:
+    m = meta.get("machine", {})
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU"
+    return f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores{gpu}, torch {m.get('torch', '?')}"
+
+
+def answer_table() -> str:
+    """Test macro-F1 per start and label budget of every recorded study, with the paired differences."""
+    from diag.study.names import budget_name
+
+    head = ["study", "labels/class", "seeds", *(LABEL[s] for s in STARTS), "ImageNet − scratch", "SSL − scratch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, meta in studies().items():
+        _, summary, stats = _main_cells(_rows(name))
+        for budget in dict.fromkeys(k[1] for k in summary):
+            cells = [_pm(s["test_macro_f1"], s["test_macro_f1_std"], s["seeds"]) if (s := summary.get((i, budget)))
+                     else "—" for i in STARTS]
+            seeds = max(summary[k]["seeds"] for k in summary if k[1] == budget)
+            link = f"[{meta.get('title', name)}](docs/results/{name}.md)"
+            lines.append("| " + " | ".join([link, budget_name(budget), str(seeds), *cells,
+                                           _diff(stats.get(("imagenet", "scratch", budget))),
+                                           _diff(stats.get(("ssl", "scratch", budget)))]) + " |")
+    return "\n".join(lines)
+
+
+def study_tables(name: str) -> str:
+    """One study: its main table, its paired differences, and where and how it was measured."""
+    meta = studies().get(name)
+    if meta is None:
+        raise RecordError(f"<!-- results:{name} -->: no record docs/results/{name}/record.json; "
+                          f"record it with scripts/dev/results_tables.py record {name} COMPARE_DIR ...")
+    rows, summary, stats = _main_cells(_rows(name))
+    from diag.study.names import budget_name
+
+    out = ["| start | labels/class | seeds | optimiser steps | val macro-F1 | test accuracy | **test macro-F1** |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (init, budget), s in summary.items():
+        out.append(f"| {LABEL.get(init, init)} | {budget_name(budget)} | {s['seeds']} | {s['steps']} | "
+                   f"{_pm(s['val_macro_f1'], s['val_macro_f1_std'], s['seeds'])} | "
+                   f"{_pm(s['test_accuracy'], s['test_accuracy_std'], s['seeds'])} | "
+                   f"{_pm(s['test_macro_f1'], s['test_macro_f1_std'], s['seeds'])} |")
+    out += ["", "| paired difference of test macro-F1 | labels/class | mean [95 % t interval] | verdict |",
+            "| --- | --- | --- | --- |"]
+    for (a, b, budget), s in stats.items():
+        out.append(f"| {LABEL.get(a, a)} − {LABEL.get(b, b)} | {budget_name(budget)} | {_diff(s)} | {s['verdict']} |")
+    model = rows[0]["model"]
+    wall = f"; {meta['wall_s']:.0f} s of wall time" if meta.get("wall_s") else ""
+    out += ["", f"Model `{model}`, {len(rows)} runs. Recorded {meta.get('recorded', '?')} at diag commit "
+            f"`{meta.get('diag_commit', '?')[:10]}` on: {machine_words(meta)}{wall}."
+            + (f" {meta['note']}" if meta.get("note") else ""),
+            "", "```bash", meta.get("command", "?"), "```"]
+    return "\n".join(out)
+
+
+def render(name: str) -> str:
+    return answer_table() if name == "answer" else study_tables(name)
+
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def _link_for(page: Path, text: str) -> str:
+    """Links in the answer table are written from the repository root; make them relative to ``page``."""
+    rel = os.path.relpath(ROOT / "docs", page.parent).replace(os.sep, "/")
+    return text if rel == "docs" else text.replace("](docs/", f"]({rel}/")
+
+
+def outdated() -> dict[Path, str]:
+    """Every page whose generated blocks differ from what the records say, with its regenerated text."""
+    out = {}
+    for page in pages():
+        if not page.is_file():
+            continue
+        text = page.read_text(encoding="utf-8")
+        if "<!-- results:" not in text:
+            continue
+        new = BLOCK.sub(lambda m: m.group(1) + _link_for(page, render(m.group(2))).rstrip("\n") + "\n" + m.group(4),
+                        text)
+        if new != text:
+            out[page] = new
+    return out
+
+
+def _shown(page: Path) -> str:
+    try:
+        return str(page.relative_to(ROOT))
+    except ValueError:
+        return str(page)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    rec = sub.add_parser("record", help="copy a compare folder's run records into docs/results/STUDY")
+    rec.add_argument("study")
+    rec.add_argument("compare_dir", type=Path)
+    rec.add_argument("--title", required=True)
+    rec.add_argument("--command", required=True, help="the command that made the folder, as run")
+    rec.add_argument("--note", default="")
+    rec.add_argument("--wall-s", type=float)
+    rec.add_argument("--commit", help="the diag commit the runs used (default: this checkout's HEAD)")
+    sub.add_parser("write", help="regenerate every table between results markers")
+    sub.add_parser("check", help="exit 1 when a committed table differs from its records")
+    a = ap.parse_args(argv)
+    try:
+        if a.what == "record":
+            print(record(a.study, a.compare_dir, a.title, a.command, a.note, a.wall_s, a.commit))
+            return 0
+        stale = outdated()
+        if a.what == "write":
+            for page, text in stale.items():
+                _write_atomic(page, text)
+                print(f"wrote {_shown(page)}")
+            return 0
+        for page in stale:
+            print(f"{_shown(page)}: a results table differs from docs/results; "
+                  "run python scripts/dev/results_tables.py write", file=sys.stderr)
+        return 1 if stale else 0
+    except RecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
