@@ -278,6 +278,14 @@ def test_a_pretraining_that_learned_lets_the_verdict_stand_and_an_old_record_is_
     assert how["learned"] is None and how["text"].startswith("pretraining probe not measured (older pretrain.json")
     assert "0.500 → 0.400" in how["text"]
     assert "SSL vs scratch: worse by 0.297" in answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
+    # the record diag pretrain writes: curve of {epoch, accuracy, macro_f1}, metric, last; a rise within noise
+    flat = {"kind": "knn", "metric": "accuracy", "initial": 0.558, "best": 0.583, "best_epoch": 1, "last": 0.583,
+            "margin": 0.080, "learned": False, "curve": [{"epoch": 0, "accuracy": 0.558, "macro_f1": 0.549},
+                                                           {"epoch": 1, "accuracy": 0.583, "macro_f1": 0.570}]}
+    rows = _ssl_vs_scratch(tmp_path / "d", fake_pretraining(tmp_path / "p3", flat, init="imagenet"))
+    assert set(pretraining_by_start(rows)) == {"imagenet+ssl"}
+    assert pretraining_by_start(rows)["imagenet+ssl"]["text"] == ("pretraining failed (probe 0.558 → 0.583, within the "
+                                                                  "noise margin 0.080)")
     rows = _ssl_vs_scratch(tmp_path / "c", tmp_path / "gone" / "backbone.safetensors")  # the folder moved away
     assert next(r["pretraining"] for r in rows if r["init"] == "ssl")["text"].startswith("pretraining not measured")
 
