@@ -115,8 +115,8 @@ def _how_to_read(effect: float) -> str:
             "with their 95 % Student-t interval, **bold** where it excludes 0. 'too few seeds': the interval holds 0 "
             f"and those seeds could not detect a difference of {effect:g} (the smallest difference they detect with "
             f"probability {POWER:g} is the 'smallest detectable' column, the largest over the row's comparisons). "
-            "'pretraining failed': that start's SSL probe fell below its initialisation, so its row says nothing "
-            "about self-supervised pretraining. Scores from one seed differ between CPUs; verdicts come from seeds.")
+            "'pretraining failed': that start's SSL probe on validation did not rise beyond its noise over its "
+            "initialisation (or fell), so its row says nothing about self-supervised pretraining. Scores from one seed differ between CPUs; verdicts come from seeds.")
 
 
 def html_page(t: dict[str, Any]) -> str:
