@@ -312,15 +312,26 @@ def compare(
 @app.command()
 @friendly
 def report(
-    runs: Path = typer.Argument(..., help="Folder holding finished diag train runs (e.g. a compare --out)."),
+    studies: List[str] = typer.Argument(..., help="A folder of finished diag train runs (e.g. a compare --out); "
+                                        "several, as DIR or NAME=DIR, for the answer across studies."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the answer across the studies given as "
+                                       "OUT/answer.md and OUT/answer.html."),
     effect: float = typer.Option(0.05, "--effect", help="The difference of test macro-F1 that matters: an interval "
                                  "holding 0 says 'too few seeds to decide' when the seeds could not detect it."),
 ) -> None:
-    """Write report.html + report.md (the answer, tables, paired statistics with power, figures), power.json and
-    runs.csv/summary.csv."""
-    from diag.study.report import write_report
+    """One folder: write report.html + report.md (the answer, tables, paired statistics with power, figures),
+    power.json and runs.csv/summary.csv. Several (or --out): the answer across studies, one table."""
+    if len(studies) == 1 and out is None and "=" not in studies[0]:
+        from diag.study.report import write_report
 
-    write_report(runs, effect=effect)
+        write_report(Path(studies[0]), effect=effect)
+        return
+    from diag.study.answer import parse_studies, write_answer
+
+    res = write_answer(parse_studies(studies), out, effect=effect)
+    typer.echo(res["markdown"])
+    if out is not None:
+        console.print(f"answer: {out / 'answer.md'} (and answer.html)")
 
 
 # ------------------------------------------------------------------------------------------------

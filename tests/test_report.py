@@ -171,27 +171,56 @@ def test_ablations_are_paired_with_the_main_setting_of_the_same_start(tmp_path):
     assert "Warmup 0 instead of warmup 0.1 (20 labels per class): ImageNet: too few seeds to decide" in text
 
 
-def test_the_cross_study_answer_table_reads_the_main_setting_of_each_folder(tmp_path):
-    import importlib.util
-    from pathlib import Path
+def test_the_cross_study_answer_reads_the_main_setting_of_each_folder(tmp_path):
+    from diag.study.answer import answer_tables, parse_studies
 
-    spec = importlib.util.spec_from_file_location(
-        "answer_table", Path(__file__).resolve().parents[1] / "scripts" / "answer_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     for s in range(3):
         fake_run(tmp_path / "a", f"imagenet-s{s}", "imagenet", s, [0.95, 0.93, 0.96][s])
         fake_run(tmp_path / "a", f"scratch-s{s}", "scratch", s, [0.74, 0.77, 0.76][s])
         fake_run(tmp_path / "a", f"scratch-bb-s{s}", "scratch", s, 0.1, freeze="backbone")  # an ablation: left out
-    fake_run(tmp_path / "b", "ssl-5-s0", "ssl", 0, 0.5, budget=5)
-    out = mod.table([("study A", str(tmp_path / "a")), ("study B", str(tmp_path / "b"))]).splitlines()
-    assert len(out) == 4
+    fake_run(tmp_path / "b" / "compare", "ssl-5-s0", "ssl", 0, 0.5, budget=5)
+    studies = parse_studies([f"study A={tmp_path / 'a'}", str(tmp_path / "b" / "compare")])
+    assert [n for n, _ in studies] == ["study A", "b"]  # a compare folder is named by the study above it
+    t = answer_tables(studies)
+    assert t["header"][3:7] == ["ImageNet", "ImageNet+SSL", "SSL", "scratch"]
+    assert len(t["rows"]) == 2
     d = np.array([0.21, 0.16, 0.20])
     half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
-    assert out[2] == (f"| study A | all | 3 | 0.947 ± 0.015 | — | 0.757 ± 0.015 | "
-                      f"**+0.190 [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]** | — |")
-    assert out[3] == "| study B | 5pc | 1 | — | 0.500 | — | — | — |"
-    assert mod.main(["no-equals-sign"]) == 2
+    assert t["rows"][0] == ["study A", "all", "3", "0.947 ± 0.015", "—", "—", "0.757 ± 0.015",
+                            f"**+0.190 [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]**", "—", "—",
+                            f"{detectable(d.std(ddof=1), 3):.3f}", "—"]
+    assert t["rows"][1][:10] == ["b", "5pc", "1", "—", "—", "0.500", "—", "—", "—", "—"]
+    assert t["rows"][1][11].startswith("SSL: pretraining not measured")
+    assert t["answers"]["study A"].startswith("On ") and "ImageNet vs scratch: better by 0.190" in t["answers"]["study A"]
+    with pytest.raises(DiagError, match="named twice"):
+        parse_studies([f"x={tmp_path / 'a'}", f"x={tmp_path / 'b'}"])
+
+
+def test_diag_report_across_studies_writes_answer_files_and_never_overwrites_a_users(tmp_path):
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+
+    for s in range(2):
+        fake_run(tmp_path / "a", f"imagenet-s{s}", "imagenet", s, [0.9, 0.8][s])
+        fake_run(tmp_path / "a", f"scratch-s{s}", "scratch", s, [0.6, 0.55][s])
+    fake_run(tmp_path / "b", "scratch-s0", "scratch", 0, 0.5)
+    out = tmp_path / "answer"
+    for _ in range(2):  # a second run replaces its own answer
+        res = CliRunner().invoke(app, ["report", f"A={tmp_path / 'a'}", f"B={tmp_path / 'b'}", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    md = (out / "answer.md").read_text()
+    assert "| A | all | 2 | 0.850 ± 0.071 | — | — | 0.575 ± 0.035 | +0.275 [" in md and "too few seeds" in md
+    assert "## B" in md and "<td>A</td>" in (out / "answer.html").read_text()
+    assert not (tmp_path / "a" / "report.html").exists()  # reads the studies, writes only OUT
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "answer.md").write_text("my notes")
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--out", str(mine)])
+    assert res.exit_code == 2 and "answer.md, which diag did not write" in res.output
+    assert (mine / "answer.md").read_text() == "my notes"
+    res = CliRunner().invoke(app, ["report", f"A={tmp_path / 'nowhere'}", "--out", str(out)])
+    assert res.exit_code == 2 and "no such folder" in res.output and "Traceback" not in res.output
 
 
 def fake_pretraining(folder, probe=None, init="scratch", old=False):
@@ -249,6 +278,14 @@ def test_a_pretraining_that_learned_lets_the_verdict_stand_and_an_old_record_is_
     assert how["learned"] is None and how["text"].startswith("pretraining probe not measured (older pretrain.json")
     assert "0.500 → 0.400" in how["text"]
     assert "SSL vs scratch: worse by 0.297" in answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
+    # the record diag pretrain writes: curve of {epoch, accuracy, macro_f1}, metric, last; a rise within noise
+    flat = {"kind": "knn", "metric": "accuracy", "initial": 0.558, "best": 0.583, "best_epoch": 1, "last": 0.583,
+            "margin": 0.080, "learned": False, "curve": [{"epoch": 0, "accuracy": 0.558, "macro_f1": 0.549},
+                                                           {"epoch": 1, "accuracy": 0.583, "macro_f1": 0.570}]}
+    rows = _ssl_vs_scratch(tmp_path / "d", fake_pretraining(tmp_path / "p3", flat, init="imagenet"))
+    assert set(pretraining_by_start(rows)) == {"imagenet+ssl"}
+    assert pretraining_by_start(rows)["imagenet+ssl"]["text"] == ("pretraining failed (probe 0.558 → 0.583, within the "
+                                                                  "noise margin 0.080)")
     rows = _ssl_vs_scratch(tmp_path / "c", tmp_path / "gone" / "backbone.safetensors")  # the folder moved away
     assert next(r["pretraining"] for r in rows if r["init"] == "ssl")["text"].startswith("pretraining not measured")
 

@@ -57,13 +57,13 @@ def test_compare_trains_the_fourth_start_from_its_own_pretraining(toy, tmp_path,
     both = pretrain_folder(tmp_path / "inssl", "imagenet")
     seen = {}
 
-    def record(data, rd, cfg, resume=False, force=False, quiet=True):
+    def record(data, rd, cfg, resume=False, force=False, quiet=True, track=None):
         seen[rd.name] = (cfg.init, cfg.weights)
         return {"selected_epoch": 1, "val": {"val_macro_f1": 0.5}, "test": {"macro_f1": 0.5}}
 
     monkeypatch.setattr(dt, "train", record)
     compare(toy, tmp_path / "out", inits=["imagenet+ssl", "ssl", "scratch"], seeds=[0], budgets=[0], warmups=[0],
-            ssl_weights=str(ssl), imagenet_ssl_weights=str(both), overrides=FAST, quiet=True)
+            ssl_weights=str(ssl), imagenet_ssl_weights=str(both), overrides=FAST, quiet=True, jobs=1)
     assert seen == {"imagenet+ssl-all-none-w0-s0": ("ssl", str(both)), "ssl-all-none-w0-s0": ("ssl", str(ssl)),
                     "scratch-all-none-w0-s0": ("scratch", "")}
 

@@ -117,11 +117,12 @@ def pretraining_by_start(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]
     return out
 
 
-def _probe_value(v: Any) -> float | None:
-    """A probe value of pretrain.json's curve: a number, or a dict holding one (``value``, ``accuracy``...)."""
+def _probe_value(v: Any, metric: str | None = None) -> float | None:
+    """A probe value of pretrain.json's curve: a number, or a dict holding one (the probe's ``metric``, else
+    ``value``, ``accuracy``...)."""
     if isinstance(v, dict):
-        v = next((v[k] for k in ("value", "probe", "accuracy", "knn_accuracy", "macro_f1", "knn_macro_f1") if k in v),
-                 None)
+        keys = ([metric] if metric else []) + ["value", "probe", "accuracy", "knn_accuracy", "macro_f1", "knn_macro_f1"]
+        v = next((v[k] for k in keys if k in v), None)
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
@@ -140,10 +141,12 @@ def pretraining_outcome(meta: dict[str, Any] | None, path: Path) -> dict[str, An
         seen = (f"; its k-NN validation accuracy went {old[0]:.3f} → {old[1]:.3f}, the last epoch kept"
                 if None not in old else "")
         return out | {"text": f"pretraining probe not measured (older pretrain.json, no best-by-probe choice{seen})"}
-    curve = [_probe_value(v) for v in probe.get("curve") or []]
+    metric = probe.get("metric") if isinstance(probe.get("metric"), str) else None
+    curve = [_probe_value(v, metric) for v in probe.get("curve") or []]
     curve = [v for v in curve if v is not None]
-    initial, best = _probe_value(probe.get("initial")), _probe_value(probe.get("best"))
-    final = curve[-1] if curve else best
+    initial, best = _probe_value(probe.get("initial"), metric), _probe_value(probe.get("best"), metric)
+    final = _probe_value(probe.get("last"), metric)
+    final = final if final is not None else curve[-1] if curve else best
     out.update(learned=probe["learned"], initial=initial, final=final, best=best, best_epoch=probe.get("best_epoch"))
     if initial is None or final is None:
         return out | {"text": "pretraining " + ("learned" if probe["learned"] else "failed") + " (probe values missing)"}
@@ -151,6 +154,9 @@ def pretraining_outcome(meta: dict[str, Any] | None, path: Path) -> dict[str, An
         at = f" at epoch {out['best_epoch']}" if out["best_epoch"] is not None else ""
         return out | {"text": f"pretraining learned (probe {initial:.3f} → {best if best is not None else final:.3f}{at})"}
     kept = "; the initial weights were kept" if probe.get("best_epoch") == 0 else ""
+    margin = _probe_value(probe.get("margin"))
+    if final >= initial and margin is not None:  # did not fall, but did not rise beyond the probe's noise either
+        kept = f", within the noise margin {margin:.3f}{kept}"
     return out | {"text": f"pretraining failed (probe {initial:.3f} → {final:.3f}{kept})"}
 
 

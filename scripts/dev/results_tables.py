@@ -9,7 +9,7 @@
 ``docs/results/STUDY/``, with ``record.json``: the title, the command that made the folder, the machine
 it ran on (CPU, cores, GPU, torch) and the diag commit.
 
-``write`` and ``check`` read those records through :mod:`diag.study.report` (the functions ``diag
+``write`` and ``check`` read those records through :mod:`diag.study.runs` and :mod:`diag.study.stats` (the functions ``diag
 report`` uses, so the numbers are the report's) and fill every block of ``README.md`` and ``docs/**.md``
 between ``<!-- results:NAME:begin -->`` and ``<!-- results:NAME:end -->``: NAME ``answer`` is the table
 across every recorded study, any other NAME is that study's own tables.
@@ -129,7 +129,7 @@ def studies() -> dict[str, dict]:
 
 
 def _rows(study: str) -> list[dict]:
-    from diag.study.report import collect_runs
+    from diag.study.runs import collect_runs
 
     rows = collect_runs(RESULTS / study / "runs")
     if not rows:
@@ -153,7 +153,8 @@ def _diff(s: dict | None) -> str:
 
 
 def _main_cells(rows: list[dict]) -> tuple[list[dict], dict, dict]:
-    from diag.study.report import compare_starts, main_setting, summarise
+    from diag.study.runs import main_setting, summarise
+    from diag.study.stats import compare_starts
 
     base = main_setting(rows)
     rows = [r for r in rows if (r["freeze"], r["warmup"]) == base]
@@ -170,7 +171,7 @@ def machine_words(meta: dict) -> str:
 
 def answer_table() -> str:
     """Test macro-F1 per start and label budget of every recorded study, with the paired differences."""
-    from diag.study.report import budget_name
+    from diag.study.names import budget_name
 
     head = ["study", "labels/class", "seeds", *(LABEL[s] for s in STARTS), "ImageNet − scratch", "SSL − scratch"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -194,7 +195,7 @@ def study_tables(name: str) -> str:
         raise RecordError(f"<!-- results:{name} -->: no record docs/results/{name}/record.json; "
                           f"record it with scripts/dev/results_tables.py record {name} COMPARE_DIR ...")
     rows, summary, stats = _main_cells(_rows(name))
-    from diag.study.report import budget_name
+    from diag.study.names import budget_name
 
     out = ["| start | labels/class | seeds | optimiser steps | val macro-F1 | test accuracy | **test macro-F1** |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
