@@ -65,11 +65,12 @@ def held_out_recordings(ds: PreparedDataset) -> tuple[dict[str, str], dict[str, 
             sig = open_signal(p, fs=rate)
             samples[sample_hash(np.asarray(sig.read(0, sig.n_samples)))] = src
     root = Path((ds.config.get("source") or {}).get("path") or "")
+    tested = {Path(src).resolve(): src for src in sources}
     files = {}
     for name, digest in (ds.manifest.get("source_checksums") or {}).items():
-        full = str(root / name) if root.is_dir() else str(root)
-        if full in sources or any(src.endswith(name) for src in sources):
-            files[digest] = full
+        full = (root / name if root.is_dir() or not root.suffix else root).resolve()
+        if full in tested:
+            files[digest] = tested[full]
     return samples, files
 
 
