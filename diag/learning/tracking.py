@@ -56,17 +56,13 @@ def metric_name(key: str) -> str:
 
 def check_available(cfg: TrackConfig | None) -> None:
     """Fail at once (one line, with the fix) when a chosen tracker's package is missing."""
-    if cfg is None:
-        return
-    for wanted, module, package in ((cfg.tensorboard, "tensorboard", "tensorboard"),
-                                    (cfg.mlflow, "mlflow", "mlflow-skinny")):
-        if not wanted:
-            continue
-        try:
-            __import__(module)
-        except ImportError:
+    from importlib.util import find_spec
+
+    for wanted, module, package in ((cfg and cfg.tensorboard, "tensorboard", "tensorboard"),
+                                    (cfg and cfg.mlflow, "mlflow", "mlflow-skinny")):
+        if wanted and find_spec(module) is None:
             raise DiagError(f"--track {module}: the {package} package is not installed; "
-                            f"pip install 'diag[track]' (or {package})") from None
+                            f"pip install 'diag[track]' (or {package})")
 
 
 def mlflow_uri(cfg: TrackConfig) -> str:
