@@ -32,13 +32,13 @@ def _cluster(allowed_failures=3):
                                         silence_logs=50)
 
 
-def _kill_worker_running(client, run, epochs_done=1, timeout=600):
-    """Kill (SIGKILL) the worker process that trains ``run`` once ``run`` has ``epochs_done`` epochs checkpointed."""
-    killed = []
+def _kill_worker_running(client, run, epochs_done=1):
+    """Kill (SIGKILL) the worker process that trains ``run`` once it has ``epochs_done`` epochs checkpointed;
+    the returned ``stop()`` ends the watch and gives the killed process ids."""
+    done, killed = threading.Event(), []
 
     def watch():
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        while not done.is_set():
             hist = run / "metrics.jsonl"
             if (run / "last.pt").is_file() and hist.is_file() and len(hist.read_text().splitlines()) >= epochs_done:
                 busy = [w for w, keys in client.processing().items() if any(run.name in str(k) for k in keys)]
@@ -47,11 +47,16 @@ def _kill_worker_running(client, run, epochs_done=1, timeout=600):
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
                     return
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
-    return t, killed
+
+    def stop():
+        done.set()
+        t.join()
+        return killed
+    return stop
 
 
 def test_a_grid_on_a_local_cluster_survives_a_killed_worker(ds, tmp_path):
@@ -61,10 +66,12 @@ def test_a_grid_on_a_local_cluster_survives_a_killed_worker(ds, tmp_path):
         with pytest.raises(DiagError, match=r"--cluster: no worker offers the resources a run needs \(GPU=1\)"):
             compare(ds, out, inits=["scratch"], seeds=[0], overrides=OVER + ["compare.resources=\"GPU=1\""],
                     cluster=addr, quiet=True)
-        watcher, killed = _kill_worker_running(client, out / "scratch-all-none-w0-s0")
-        res = compare(ds, out, inits=["scratch"], seeds=[0, 1], budgets=[0], warmups=[0], overrides=OVER,
-                      cluster=addr, quiet=True)
-        watcher.join()
+        stop = _kill_worker_running(client, out / "scratch-all-none-w0-s0")
+        try:
+            res = compare(ds, out, inits=["scratch"], seeds=[0, 1], budgets=[0], warmups=[0], overrides=OVER,
+                          cluster=addr, quiet=True)
+        finally:
+            killed = stop()
     assert killed, "the run finished before a worker could be killed"
     assert sorted(p.name for p in res["runs"]) == ["scratch-all-none-w0-s0", "scratch-all-none-w0-s1"]
     runs = json.loads((out / "compare.json").read_text())["runs"]
@@ -79,11 +86,12 @@ def test_a_run_whose_worker_dies_with_no_retry_left_is_reported_and_resumed_next
     out = tmp_path / "cmp"
     kw = dict(inits=["scratch"], seeds=[0, 1], budgets=[0], warmups=[0], overrides=OVER, quiet=True)
     with _cluster(allowed_failures=0) as cluster, distributed.Client(cluster) as client:
-        watcher, killed = _kill_worker_running(client, out / "scratch-all-none-w0-s1")
-        with pytest.raises(DiagError, match=r"1 of 2 runs failed \(scratch-all-none-w0-s1: its workers died"):
-            compare(ds, out, cluster=cluster.scheduler_address, **kw)
-        watcher.join()
-        assert killed
+        stop = _kill_worker_running(client, out / "scratch-all-none-w0-s1")
+        try:
+            with pytest.raises(DiagError, match=r"1 of 2 runs failed \(scratch-all-none-w0-s1: its workers died"):
+                compare(ds, out, cluster=cluster.scheduler_address, **kw)
+        finally:
+            assert stop(), "the run finished before a worker could be killed"
         rec = json.loads((out / "compare.json").read_text())
         assert list(rec["failed"]) == ["scratch-all-none-w0-s1"] and rec["runs"]["scratch-all-none-w0-s0"]["status"] == "finished"
         compare(ds, out, cluster=cluster.scheduler_address, **kw)  # the same command again: resumed, finished

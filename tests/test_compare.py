@@ -267,17 +267,19 @@ def test_jobs_2_trains_the_very_runs_that_jobs_1_trains(toy, ssl_folder, tmp_pat
     assert {r["threads"] for r in [*runs1.values(), *runs2.values()]} == {1}
 
 
-def _kill_when_checkpointed(run, epochs_done=1, timeout=600):
-    """Kill the child process training ``run`` once its metrics.jsonl holds ``epochs_done`` epochs."""
+def _kill_when_checkpointed(run, epochs_done=1):
+    """Kill the child process training ``run`` once its metrics.jsonl holds ``epochs_done`` epochs; call the
+    returned ``stop()`` afterwards (it ends the watch and says whether a process was killed)."""
     import multiprocessing
     import os
     import signal
     import threading
     import time
 
+    done, killed = threading.Event(), []
+
     def watch():
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        while not done.is_set():
             hist = run / "metrics.jsonl"
             if (run / "last.pt").is_file() and hist.is_file() and len(hist.read_text().splitlines()) >= epochs_done:
                 for child in multiprocessing.active_children():
@@ -287,10 +289,14 @@ def _kill_when_checkpointed(run, epochs_done=1, timeout=600):
                         return
             time.sleep(0.02)
 
-    killed = []
     t = threading.Thread(target=watch, daemon=True)
     t.start()
-    return t, killed
+
+    def stop():
+        done.set()
+        t.join()
+        return bool(killed)
+    return stop
 
 
 def test_a_killed_run_is_reported_retried_and_resumed_to_the_same_weights(tmp_path):
@@ -299,28 +305,31 @@ def test_a_killed_run_is_reported_retried_and_resumed_to_the_same_weights(tmp_pa
     ds = make_toy_dataset(tmp_path / "ds", n_train=64, n_val=8, n_test=8, classes=2, size=32)
     out = tmp_path / "cmp"
     s0 = out / "scratch-all-none-w0-s0"
-    kw = dict(inits=["scratch"], seeds=[0, 1], budgets=[0], warmups=[0], quiet=True, jobs=2)
+    kw = dict(inits=["scratch"], budgets=[0], warmups=[0], quiet=True, jobs=2)
     over = ["train.epochs=10", "train.batch_size=16"]
     # 1. no retries: the killed run is reported (compare.json and the error), the other one finishes
-    watcher, killed = _kill_when_checkpointed(s0, 1)
-    with pytest.raises(Err, match=r"1 of 2 runs failed \(scratch-all-none-w0-s0: its process died \(exit code -9\)\)"):
-        compare(ds, out, overrides=over + ["compare.retries=0"], **kw)
-    watcher.join()
-    assert killed
+    stop = _kill_when_checkpointed(s0, 1)
+    try:
+        with pytest.raises(Err, match=r"1 of 2 runs failed \(scratch-all-none-w0-s0: its process died \(exit code -9\)\)"):
+            compare(ds, out, seeds=[0, 1], overrides=over + ["compare.retries=0"], **kw)
+    finally:
+        assert stop(), "the run finished before it could be killed"
     rec = json.loads((out / "compare.json").read_text())
     assert list(rec["failed"]) == ["scratch-all-none-w0-s0"] and rec["runs"]["scratch-all-none-w0-s0"]["kind"] == "died"
     assert rec["runs"]["scratch-all-none-w0-s1"]["status"] == "finished" and not (s0 / "test_metrics.json").exists()
     done = len((s0 / "metrics.jsonl").read_text().splitlines())
-    # 2. the same command again, killed again a little later: retried at once, resumed, finished
-    watcher, killed = _kill_when_checkpointed(s0, done + 1)
-    compare(ds, out, overrides=over, **kw)
-    watcher.join()
-    assert killed
+    # 2. the same grid again (and one seed more, so that two runs go side by side in child processes), the run
+    #    killed again a little later: retried at once, resumed, finished
+    stop = _kill_when_checkpointed(s0, done + 1)
+    try:
+        compare(ds, out, seeds=[0, 1, 2], overrides=over, **kw)
+    finally:
+        assert stop(), "the run finished before it could be killed"
     rec = json.loads((out / "compare.json").read_text())
     assert rec["failed"] == {} and rec["runs"]["scratch-all-none-w0-s0"]["resumed"] is True
     assert rec["runs"]["scratch-all-none-w0-s0"]["attempts"] == 2
     # 3. twice killed and resumed, it reached the weights of a run never interrupted
-    compare(ds, tmp_path / "ref", overrides=over, **{**kw, "seeds": [0], "jobs": 1})
+    compare(ds, tmp_path / "ref", seeds=[0], overrides=over, **{**kw, "jobs": 1})
     assert _sha(s0 / "model.safetensors") == _sha(tmp_path / "ref" / s0.name / "model.safetensors")
 
 
@@ -337,3 +346,28 @@ def test_compare_options_are_checked(toy, tmp_path):
     with pytest.raises(DiagError, match="track.nope: unknown setting"):
         compare(toy, tmp_path / "x", inits=["scratch"], seeds=[0], overrides=["track.nope=1"], quiet=True)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_failing_on_its_input_is_reported_once_and_the_others_finish(toy, tmp_path):
+    """A DiagError inside one run (here: more labels per class than the data has) is not retried: the same
+    input fails the same way. It is recorded, the other run finishes, the report is written, the error names it."""
+    out = tmp_path / "cmp"
+    reported = []
+    with pytest.raises(DiagError, match=r"1 of 2 runs failed \(scratch-100pc-none-w0-s0: labels_per_class=100 is more"):
+        compare(toy, out, inits=["scratch"], seeds=[0], budgets=[2, 100], warmups=[0], overrides=FAST, quiet=True,
+                jobs=2, report=reported.append)
+    rec = json.loads((out / "compare.json").read_text())
+    assert rec["runs"]["scratch-100pc-none-w0-s0"] == {"status": "failed", "kind": "input", "attempts": 1,
+                                                       "error": rec["failed"]["scratch-100pc-none-w0-s0"]}
+    assert rec["runs"]["scratch-2pc-none-w0-s0"]["status"] == "finished" and reported == [out]
+
+
+def test_the_grid_display_counts_and_the_default_jobs():
+    from diag.study.compare import GridProgress
+    from diag.study.grid import cpu_count, default_jobs
+
+    g = GridProgress(False, todo=4, reused=2)
+    assert g.eta() == "ETA -"
+    g.started(None), g.started(None), g.ended("a")
+    assert (g.done, g.running) == (1, 1) and g.eta().startswith("ETA 0:")
+    assert default_jobs("cpu", 1) == (cpu_count(), []) and default_jobs("cpu", 64) == (1, [])

@@ -182,3 +182,21 @@ def test_modules_split_by_concern_point_one_way():
             bad += [f"{m}:{line} imports {dep} (tier {tier[dep]} >= {tier[m]})"
                     for dep, _, line in graph[m] if dep in tier and dep != m and tier[dep] >= tier[m]]
     assert not bad, bad
+
+
+#: packages of the optional extras (diag[cluster], diag[track]): imported only inside the functions that use them
+OPTIONAL = ("dask", "distributed", "mlflow", "tensorboard")
+
+
+def test_optional_extras_are_imported_only_where_used():
+    """The base install stays light: no module imports an optional engine at import time (module level), so
+    ``import diag.study.compare`` or ``diag train`` works without diag[cluster] / diag[track]."""
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:  # module level only
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{_module_name(path)}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in OPTIONAL]
+    assert not bad, bad
+    uses = {m for m, deps in _graph().items() if m in ("diag.study.cluster", "diag.learning.tracking")}
+    assert uses == {"diag.study.cluster", "diag.learning.tracking"}  # the modules this guards exist

@@ -25,7 +25,6 @@ is set; diag sets it for the file stores it is asked to use (a database store ne
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -58,13 +57,11 @@ def metric_name(key: str) -> str:
 
 def check_available(cfg: TrackConfig | None) -> None:
     """Fail at once (one line, with the fix) when a chosen tracker's package is missing."""
-    if cfg is None:
-        return
-    for wanted, module, package in ((cfg.tensorboard, "tensorboard", "tensorboard"),
-                                    (cfg.mlflow, "mlflow", "mlflow-skinny")):
-        if not wanted:
-            continue
-        if importlib.util.find_spec(module) is None:  # a third-party package, never a diag module
+    from importlib.util import find_spec
+
+    for wanted, module, package in ((cfg and cfg.tensorboard, "tensorboard", "tensorboard"),
+                                    (cfg and cfg.mlflow, "mlflow", "mlflow-skinny")):
+        if wanted and find_spec(module) is None:
             raise DiagError(f"--track {module}: the {package} package is not installed; "
                             f"pip install 'diag[track]' (or {package})")
 

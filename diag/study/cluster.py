@@ -58,7 +58,10 @@ def check_workers(client: Any, needs: dict[str, float], paths: Sequence[str], wa
     except TimeoutError:
         raise DiagError(f"--cluster: no worker joined the scheduler in {wait_s:.0f} s; start some with "
                         "`dask worker ADDRESS --nthreads 1`") from None
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    try:  # every worker (some Dask versions list only the first few by default)
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:  # older Dask: always all of them
+        workers = client.scheduler_info()["workers"]
     fit = [w for w in workers.values() if all(w.get("resources", {}).get(k, 0) >= v for k, v in needs.items())]
     if not fit:
         want = ",".join(f"{k}={v:g}" for k, v in needs.items())

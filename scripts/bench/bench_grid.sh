@@ -3,7 +3,8 @@
 # weights and test metrics are identical either way.
 #   the demo's data (scripts/demo.sh: 22 inverter classes, CWT, test at the unseen 50 Hz) and model
 #   (tf_efficientnet_lite0), its three starts (imagenet from the packaged weights, ssl, scratch) x 2 seeds,
-#   EPOCHS fine-tuning epochs (default 2), SSL weights from a PRETRAIN_EPOCHS pretraining (default 2);
+#   EPOCHS fine-tuning epochs (default 2) on BUDGET labels per class (default all), SSL weights from a
+#   PRETRAIN_EPOCHS pretraining (default 2);
 #   then JOBS1_THREADS=2 also times --jobs 1 with 2 threads per run (what one compare did before).
 # Usage: bash scripts/bench/bench_grid.sh     (outputs in runs/bench_grid/; prints a table)
 set -euo pipefail
@@ -12,6 +13,7 @@ DIAG=${DIAG:-.venv/bin/diag}
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/bench_grid}
 EPOCHS=${EPOCHS:-2}
+BUDGET=${BUDGET:-all}
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-2}
 MODEL=tf_efficientnet_lite0
 CONFIG=configs/inverter_sim.toml
@@ -32,6 +34,7 @@ grid() {  # $1 = folder, then extra options
   fi
   local t0; t0=$(date +%s.%N)
   $DIAG compare --config $CONFIG --data "$DATA" --out "$OUT/$dir" --inits imagenet,ssl,scratch --seeds 0,1 \
+    --labels-per-class "$BUDGET" \
     --ssl-weights "$SSL" --set "train.model=\"$MODEL\"" --set "train.epochs=$EPOCHS" --set train.min_steps=0 \
     --set 'train.device="cpu"' -q "$@" > /dev/null
   echo "$dir $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$t0" "$(date +%s.%N)")"
