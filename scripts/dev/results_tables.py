@@ -173,6 +173,9 @@ def answer_table() -> str:
     """Test macro-F1 per start and label budget of every recorded study, with the paired differences."""
     from diag.study.names import budget_name
 
+    if not studies():
+        return ("*No study has a committed record yet* (`python scripts/dev/results_tables.py record ...`); "
+                "the measured studies' typed tables are on the [results pages](docs/results/index.md).")
     head = ["study", "labels/class", "seeds", *(LABEL[s] for s in STARTS), "ImageNet − scratch", "SSL − scratch"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, meta in studies().items():
