@@ -68,6 +68,7 @@ from diag.learning.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console
                           make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
                           save_safetensors, set_lr, set_rng_state, warmup_steps)
 from diag.learning.selfsup import BYOL, SimCLR, knn_predict, momentum_at
+from diag.show import esc
 from diag.storage import atomic_write_json, read_json, write_history
 
 POSITIVES = ("window", "recording")
@@ -244,7 +245,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
                 raise DiagError(f"{out}: holds a finished pretraining with other settings ({', '.join(diff)}); "
                                 "pass --force to replace it, or choose another --out")
             if not quiet:
-                console.print(f"{out}: finished earlier with the same settings and data; reusing it")
+                console.print(esc(f"{out}: finished earlier with the same settings and data; reusing it"))
             return {"out": str(out), "knn_start": done["knn_start"], "knn_final": done["knn_last"],
                     "history": done["history"], "reused": True}
     inputs = [data, *extra, cfg.weights]
@@ -334,7 +335,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             meta["created"] = saved.get("created", meta["created"])
             start = {k: history[0][k] for k in ("knn_accuracy", "knn_macro_f1")}
             if show:
-                console.print(f"resuming {out} after epoch {last['epoch']}/{cfg.epochs}")
+                console.print(esc(f"resuming {out} after epoch {last['epoch']}/{cfg.epochs}"))
         else:
             start = probe()
             history.append({"epoch": 0, "step": 0, "loss": float("nan"), **start, "lr": 0.0,

@@ -370,10 +370,11 @@ class UnknownDetector:
         if "val" not in ds.splits or len(ds.labels("val")) == 0:  # e.g. a refit: nothing held out to calibrate on
             return None
         if not quiet:
-            from rich.console import Console
+            from diag.show import console as make_console
+            from diag.show import tagged
 
-            Console(stderr=True).print(f"[yellow]note:[/] {run} has no unknown threshold yet; calibrating it on "
-                                       f"the validation split of {data}")
+            make_console(stderr=True).print(tagged("[yellow]note:[/]", f"{run} has no unknown threshold yet; "
+                                                   f"calibrating it on the validation split of {data}"))
         calibrate_run(run, data, net=net, meta=meta, device=device)
         return cls.load(run)
 

@@ -25,7 +25,7 @@ from diag.study.names import COMPARE_RECORD, INIT_ORDER, budget_name, run_dir
 from diag.storage import (atomic_write_json, check_writable, claim_output, file_sha256, locked, read_json,
                           write_marker)
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 # Settings compare chooses per run itself (its axes); --set may not touch them.
 OWNED = ("train.init", "train.seed", "train.labels_per_class", "train.label_fraction", "train.weights",
          "train.freeze", "train.warmup")
