@@ -402,7 +402,7 @@ LIMITS: dict[str, tuple[float, float, bool, str]] = {
     "train.seed": (0, 2**32 - 1, False, "a random seed"),
     "pretrain.seed": (0, 2**32 - 1, False, "a random seed"),
     "split.seed": (0, 2**32 - 1, False, "a random seed"),
-    "windows.fs": (0.0, 1e9, False, "a sampling rate in Hz (0 keeps the recordings' rate)"),
+    "windows.fs": (0.0, 1e9, False, "a sampling rate in Hz, 0 keeps the recordings' rate"),
 }
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -451,7 +451,9 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         except (TypeError, ValueError, OverflowError):
             raise DiagError(f"{where}: expected a number, got {value!r}") from None
         if not math.isfinite(out):
-            raise DiagError(f"{where}: must be a finite number, got {value!r}")
+            rule = LIMITS.get(where)
+            span = f" ({rule[3]}) in {'(' if rule[2] else '['}{_num(rule[0])}, {_num(rule[1])}]" if rule else ""
+            raise DiagError(f"{where}: must be a finite number{span}, got {value!r}")
         _check_limit(out, where)
         return out
     if typ is str:

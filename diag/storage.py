@@ -386,13 +386,14 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _sealed_folder(path: Path, protected: Sequence[Path]) -> Path | None:
-    """The run / dataset / protected folder that ``path`` lies in, if any."""
-    here = path.resolve()
-    for d in protected:
+def sealed_folder(path: str | Path, protected: Iterable[str | Path | None] = ()) -> Path | None:
+    """The folder among ``protected`` or the run / dataset / pretraining folder that ``path`` lies in
+    (or is), if any: no output of another command goes there."""
+    here = Path(path).resolve()
+    for d in (Path(p) for p in protected if p is not None and str(p) != ""):
         if _is_within(here, d.resolve()):
             return d
-    for folder in here.parents:
+    for folder in (here, *here.parents):
         kind = _folder_kind(folder)
         if kind in SEALED_KINDS:
             return folder
@@ -448,7 +449,7 @@ def _claim_one(opt: str, p: Path, force: bool, ins: Sequence[Path], protected: S
                             f"even with --force; choose another {opt} name")
     if p.name == LEDGER or (p.name.startswith(".") and ".tmp-" in p.name):
         raise DiagError(f"{opt} {p}: a name diag keeps for itself; choose another {opt} name")
-    sealed = _sealed_folder(p, protected)
+    sealed = sealed_folder(p, protected)
     if sealed is not None:
         raise DiagError(f"{opt} {p}: lies inside {sealed}, a folder diag keeps for its own records (a run, a prepared "
                         f"dataset or an input); choose a {opt} outside it")

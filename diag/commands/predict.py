@@ -129,6 +129,13 @@ def check_outputs(run: str | Path, paths: Sequence[str | Path], json_path: Path 
         if p is not None and plot_dir is not None and Path(p).resolve() == Path(plot_dir).resolve():
             raise DiagError(f"{opt} {p} and --plot {plot_dir} name the same path; give each output its own name")
     folders = [run, calibrate, *(p for p in paths if Path(p).is_dir())]
+    if plot_dir is not None:
+        from diag.storage import sealed_folder
+
+        sealed = sealed_folder(plot_dir, folders)
+        if sealed is not None:
+            raise DiagError(f"--plot {plot_dir}: lies inside {sealed}, a folder diag keeps for its own records (a run, "
+                            "a prepared dataset or an input); choose a --plot folder outside it")
     claim_output_files([("--json", json_path), ("--csv", csv_path)], force=force, inputs=[run, *paths],
                        protected_dirs=folders)
 

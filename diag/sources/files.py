@@ -834,6 +834,9 @@ def _entries_from_manifest(mpath: Path) -> list[FileEntry]:
                             "files under its own folder (move or link the file there)")
         notes = [f"'{rel}' is a symbolic link to {os.path.realpath(fpath)}; followed"] \
             if not _is_within_real(fpath, base) else []
+        if fpath.exists() and not fpath.is_file():
+            what = "a folder" if fpath.is_dir() else "not a regular file (a device, a pipe or a socket)"
+            raise DiagError(f"{where}: '{rel}' is {what}; list data files only")
         if not fpath.is_file():
             raise DiagError(f"{where}: file '{rel}' not found next to the manifest; fix the path or remove the row")
         label = row.get("label", "")
@@ -1003,6 +1006,10 @@ def read_recording(
     keep = _as_names(channels, "channels option")
     got = _read_one(f, key, variable, tdms_group, keep)
     sig, names = got.signal, got.names
+    if sig.size == 0 or sig.shape[-1] < 2:
+        n = 0 if sig.size == 0 else sig.shape[-1]
+        raise DiagError(f"{f}: holds {n} sample(s) per channel, too few to be a recording; remove it from the data "
+                        "or re-export it")
     if got.fs is not None:
         for given, what in ((entry.fs, "the manifest"), (fs_opt, "the fs option")):
             if given is not None and abs(given - got.fs) > 1e-6 * got.fs:
