@@ -375,3 +375,65 @@ def test_ref_hz_on_a_cwt_run_and_key_on_npy_are_refused(run, rec):
     refused(["predict", run, rec, "--fs", FS, "--ref-hz", "30", "-q"], "use no reference rate", [rec])
     refused(["predict", run, rec, "--fs", FS, "--rpm", "1800", "-q"], "use no reference rate", [rec])
     refused(["predict", run, rec, "--fs", FS, "--key", "x", "-q"], "no .npz file is given", [rec])
+
+
+def test_plots_inside_the_run_folder_are_refused(run, rec):
+    refused(["predict", run, rec, "--fs", FS, "--plot", Path(run) / "plots", "-q"], "inside", [run])
+    assert not (Path(run) / "plots").exists()
+
+
+def test_a_folder_or_a_pipe_listed_in_labels_is_named_for_what_it_is(tmp_path):
+    d = tmp_path / "d"
+    (d / "sub.npy").mkdir(parents=True)
+    _labels(d, [["sub.npy", "x", "1000"]])
+    refused(_prepare(d, tmp_path / "o"), "is a folder", [d])
+    os.mkfifo(d / "pipe.npy")
+    _labels(d, [["pipe.npy", "x", "1000"]])
+    refused(_prepare(d, tmp_path / "o"), "not a regular file", [d / "labels.csv"])
+
+
+@pytest.mark.parametrize("name,write", [
+    ("one.csv", lambda p: p.write_text("a\n0.5\n")),
+    ("empty.npy", lambda p: np.save(p, np.zeros(0, np.float32))),
+])
+def test_a_recording_of_zero_or_one_sample_is_named_for_what_it_is(tmp_path, name, write):
+    d = tmp_path / "d"
+    d.mkdir()
+    write(d / name)
+    _labels(d, [[name, "x", "1000"]])
+    refused(_prepare(d, tmp_path / "o"), "sample(s) per channel, too few", [d])
+
+
+def test_report_never_replaces_a_users_file_in_the_runs_folder(run, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(run, runs / "scratch-all-s0")
+    (runs / "report.md").write_text("my own report")
+    refused(["report", runs], "diag did not write it", [runs / "report.md"])
+    (runs / "report.md").unlink()
+    ok(["report", runs])  # diag's own report files: written, then replaced on the next report
+    ok(["report", runs])
+    assert "report.md" in json.loads((runs / LEDGER).read_text())["files"]
+
+
+def test_a_one_column_csv_whose_header_holds_a_space_is_one_channel(tmp_path):
+    from diag.sources.files import read_files
+
+    (tmp_path / "x").mkdir()
+    p = tmp_path / "x" / "accel.csv"
+    p.write_text("Accel X\n" + "".join(f"{v:.5f}\n" for v in tone("low", 0.2, seed=7)))
+    rec = read_files(p, label_from="folder", fs=FS)[0]
+    assert rec.channels == ("Accel X",) and rec.signal.shape[0] == 1
+
+
+def test_a_truncated_unknown_statistics_file_is_one_line(run, rec, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "run"
+    shutil.copytree(run, damaged)
+    stats = damaged / "unknown.safetensors"
+    if not stats.is_file():
+        pytest.skip("this run's unknown method keeps no fitted statistics")
+    stats.write_bytes(stats.read_bytes()[: stats.stat().st_size // 2])
+    refused(["predict", damaged, rec, "--fs", FS, "-q"], "unknown.safetensors: damaged", [damaged, rec])

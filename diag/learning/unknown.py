@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from diag.errors import DiagError
+from diag.errors import DiagError, describe
 from diag.storage import atomic_file, atomic_write_json, file_sha256
 
 METHODS = ("energy", "msp", "mahalanobis", "knn", "layers", "rows")
@@ -342,7 +342,11 @@ class UnknownDetector:
         if th is None:
             raise DiagError(f"{run / UNKNOWN_JSON}: no threshold for a false-alarm rate of {far:g} "
                             f"(has {', '.join(info['thresholds'])}); calibrate again")
-        stats = load_file(str(run / UNKNOWN_STATS)) if (run / UNKNOWN_STATS).is_file() else {}
+        try:
+            stats = load_file(str(run / UNKNOWN_STATS)) if (run / UNKNOWN_STATS).is_file() else {}
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+            raise DiagError(f"{run / UNKNOWN_STATS}: damaged ({describe(exc)}); calibrate the run again "
+                            "(diag predict RUN FILE --calibrate DATASET)") from None
         if method in FITTED and not stats:
             raise DiagError(f"{run / UNKNOWN_STATS}: missing; calibrate the run again")
         return cls(method, th, stats, dict(info, far=far))
