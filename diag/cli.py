@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
-from rich.console import Console
 
 from diag.errors import DiagError
+from diag.show import console as make_console
+from diag.show import esc
 
 app = typer.Typer(
     add_completion=False,
@@ -22,7 +23,7 @@ app = typer.Typer(
     help="Diagnose faults in machines and power converters from raw waveforms.",
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 @app.callback()
@@ -43,12 +44,12 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except DiagError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {esc(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:  # the machine's, not diag's: a read-only folder, a full disk, a vanished file
             where = f"{exc.filename}: " if exc.filename else ""
-            console.print(f"[bold red]error:[/] {where}{exc.strerror or exc}; check the path, its permissions and "
-                          "the free disk space, then run the command again", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {esc(where)}{esc(exc.strerror or exc)}; check the path, its permissions "
+                          "and the free disk space, then run the command again", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]; outputs written so far are intact (writes are atomic)")
@@ -132,7 +133,7 @@ def fetch(
     target = out or Path("data_raw") / dataset
     recs = [r.strip() for r in records.split(",") if r.strip()] if records else None
     files = run_fetch(dataset, target, records=recs, timeout=timeout)
-    console.print(f"{len(files)} files in {target}")
+    console.print(f"{len(files)} files in {esc(target)}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,6 +187,9 @@ def train(
     """Fine-tune a classifier (ConvNeXt by default) from ImageNet, SSL or scratch; select on val, score test once."""
     from diag.commands.train import run
 
+    if label_fraction is not None and not 0 < label_fraction <= 1:
+        raise DiagError(f"--label-fraction {label_fraction:g}: must be a fraction in (0, 1]; every label is the "
+                        "default (leave the option out)")
     budget = None if labels_per_class is None else _ints(labels_per_class, "--labels-per-class", budget=True)
     if budget is not None and len(budget) != 1:
         raise DiagError(f"--labels-per-class: one number (or all) for diag train, got '{labels_per_class}'")
@@ -300,8 +304,11 @@ def compare(
     from diag.study.compare import compare as run_compare
     from diag.study.report import write_report
 
+    seed_list = _ints(seeds, "--seeds")
+    if len(set(seed_list)) != len(seed_list):
+        raise DiagError(f"--seeds {seeds}: a seed is listed twice; its runs would be the same run; list each seed once")
     freezes = [f.strip() for f in freeze.split(",") if f.strip()] if freeze else None
-    run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=_ints(seeds, "--seeds"),
+    run_compare(data, out, inits=[i.strip() for i in inits.split(",") if i.strip()], seeds=seed_list,
                 budgets=_ints(labels_per_class, "--labels-per-class", budget=True), freezes=freezes,
                 warmups=_floats(warmup, "--warmup") if warmup else None, ssl_weights=ssl_weights,
                 imagenet_weights=imagenet_weights, imagenet_ssl_weights=imagenet_ssl_weights, config=config,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence, get_type_hints
@@ -305,6 +306,25 @@ class TransformConfig:
             raise DiagError(f"transform.norm: choose one of {', '.join(IMAGE_NORMS)}, got '{self.norm}'")
 
 
+def check_image_sizes(transform: TransformConfig, length: int) -> None:
+    """Refuse image settings whose arrays cannot fit in memory, before anything is allocated: one image
+    (float32 ``H x W`` per representation) and the CWT filter bank (per scale at least
+    ``2 W x 2`` complex128 samples: :class:`diag.signal.transforms._CwtBank`), and one window's samples."""
+    from diag.limits import budget, check_fits
+
+    h, w = (int(v) for v in transform.size)
+    parts = 1 if transform.kind == "auto" else len(transform.parts)
+    side = int((budget() / (4 * parts)) ** 0.5)
+    check_fits(4.0 * h * w * parts, f"transform.size={list(transform.size)}: one image",
+               f"even a single image fits only up to about [{side}, {side}], and a dataset holds one per window "
+               "(64 x 64 is the default)")
+    if "cwt" in transform.parts or transform.kind == "auto":
+        per_scale = 2 * w * 2 * 16.0
+        check_fits(transform.n_scales * per_scale, f"transform.n_scales={transform.n_scales}: the CWT filter bank",
+                   f"at most about {int(budget() // per_scale)} scales fit (64 is the default)")
+    check_fits(8.0 * length, f"windows.length={length}: one window", "choose a shorter window")
+
+
 def auto_norms(n_channels: int) -> tuple[str, str]:
     """What ``auto`` means for data with ``n_channels``: ``(windows.normalize, transform.norm)``."""
     return ("zscore-joint", "image-joint") if n_channels > 1 else ("zscore", "image")
@@ -346,6 +366,7 @@ class PrepareConfig:
     def validate(self) -> "PrepareConfig":
         for part in (self.source, self.windows, self.split, self.transform):
             part.validate()
+        check_image_sizes(self.transform, self.windows.length)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -373,8 +394,38 @@ LATER_SETTINGS = (("transform", "ref_search"), ("transform", "polarity"))
 # Loading
 
 
+#: Declarative ranges of numeric settings beyond their type (``section.key``: low, high, low open?, why).
+#: Every float setting is also finite, every integer one fits 64 bits and no number is a boolean
+#: (:func:`_coerce`); the rest of each section's rules stay in its ``validate()``.
+LIMITS: dict[str, tuple[float, float, bool, str]] = {
+    "train.lr": (0.0, 10.0, True, "a peak learning rate"),
+    "pretrain.lr": (0.0, 10.0, True, "a peak learning rate"),
+    # numpy's legacy RandomState (scikit-learn's random_state) takes seeds below 2**32
+    "train.seed": (0, 2**32 - 1, False, "a random seed"),
+    "pretrain.seed": (0, 2**32 - 1, False, "a random seed"),
+    "split.seed": (0, 2**32 - 1, False, "a random seed"),
+    "windows.fs": (0.0, 1e9, False, "a sampling rate in Hz, 0 keeps the recordings' rate"),
+}
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_limit(value: Any, where: str) -> None:
+    rule = LIMITS.get(where)
+    if rule is None or isinstance(value, (bool, str)) or not isinstance(value, (int, float)):
+        return
+    lo, hi, lo_open, why = rule
+    if (value <= lo if lo_open else value < lo) or value > hi:
+        raise DiagError(f"{where}: {why}, must be in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}], got {value!r}")
+
+
+def _num(v: float) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Convert ``value`` (from TOML or a CLI string) to the annotated type ``typ``."""
+    import math
+
     origin = getattr(typ, "__origin__", None)
     if typ is bool:
         if isinstance(value, bool):
@@ -382,18 +433,31 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
         raise DiagError(f"{where}: expected true/false, got {value!r}")
+    if typ in (int, float) and isinstance(value, bool):
+        raise DiagError(f"{where}: expected {'an integer' if typ is int else 'a number'}, got the boolean "
+                        f"{str(value).lower()}")
     if typ is int:
         try:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return int(value)
-        except (TypeError, ValueError):
+            out = int(value)
+        except (TypeError, ValueError, OverflowError):
             raise DiagError(f"{where}: expected an integer, got {value!r}") from None
+        _check_limit(out, where)
+        if not INT64[0] <= out <= INT64[1]:
+            raise DiagError(f"{where}: {out} does not fit a 64-bit integer (from -2^63 to 2^63-1)")
+        return out
     if typ is float:
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            out = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise DiagError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(out):
+            rule = LIMITS.get(where)
+            span = f" ({rule[3]}) in {'(' if rule[2] else '['}{_num(rule[0])}, {_num(rule[1])}]" if rule else ""
+            raise DiagError(f"{where}: must be a finite number{span}, got {value!r}")
+        _check_limit(out, where)
+        return out
     if typ is str:
         return str(value)
     if origin is list:
@@ -457,6 +521,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+        smuggled = re.search(r"[,;\s]\s*([A-Za-z_][\w.]*)\s*=", raw)
+        if smuggled:
+            raise DiagError(f"--set {text}: one setting per --set; '{smuggled.group(1)}=' inside the value of "
+                            f"{key.strip()} would be lost; write --set {key.strip()}=... --set "
+                            f"SECTION.{smuggled.group(1)}=... separately") from None
     return key.strip().split("."), value
 
 
@@ -483,6 +552,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise DiagError(f"{p}: not valid TOML ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise DiagError(f"{p}: not a TOML text file (binary or not UTF-8); give a config like those in configs/") from None
 
 
 def load_section(cls: type, section: str, path: str | Path | None = None, overrides: Sequence[str] = (),

@@ -11,6 +11,14 @@ itself wrote (its marker, or the marker file of an older diag: ``manifest.json``
 dataset, ``config.json`` of a training run, ``pretrain.json`` of a pretraining) is ever replaced;
 never a plain file, never a folder that holds the command's inputs or lies above them, never a
 folder of someone else's files. A user's file is never deleted.
+
+Output *files* (``predict --json/--csv``, ``export --onnx``, the report's files) follow the same rule with
+:func:`claim_output_files`: each folder diag writes such a file into holds a small ledger,
+``.diag-files.json`` (``{"version": 1, "files": {NAME: SHA256}}``), of the files diag wrote there
+(:func:`write_output_file` / :func:`record_output_file`). ``--force`` replaces only a file named in the
+ledger whose content is still what diag wrote; never an input of the same command (also through a link
+or a second hard link), never a file inside a run, dataset or pretraining folder (or another folder the
+command protects), and two outputs of one command never share a path.
 """
 
 from __future__ import annotations
@@ -25,11 +33,15 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from diag.errors import DiagError
 
 MARKER = ".diag-output"
+LEDGER = ".diag-files.json"
+LEDGER_VERSION = 1
+#: folders no output file of another command may go into (their own files are diag's records)
+SEALED_KINDS = ("prepared", "train-run", "pretrain")
 MARKER_VERSION = 1
 KINDS = ("prepared", "train-run", "pretrain", "compare", "predict", "evaluate", "export")
 # The marker files of outputs written before ``.diag-output`` existed, and a check of their content.
@@ -330,3 +342,141 @@ def check_writable(out: str | Path, option: str = "--out") -> None:
         why = exc.strerror or type(exc).__name__
         raise DiagError(f"{option} {out}: cannot write there ({why} in {probe_in}); choose a folder you can write "
                         "to") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Output files: the ledger, the guard
+
+
+def _read_ledger(folder: Path) -> dict[str, str]:
+    """``{name: sha256}`` of the files diag wrote in ``folder`` (empty when there is no valid ledger)."""
+    try:
+        doc = json.loads((folder / LEDGER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    files = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    return {str(k): str(v) for k, v in files.items() if isinstance(v, str)}
+
+
+def record_output_file(path: str | Path) -> None:
+    """Name the file ``path`` (just written by diag) in its folder's ledger, with its sha256."""
+    path = Path(path)
+    digest = file_sha256(path)
+    with locked(path.parent / LEDGER):
+        files = _read_ledger(path.parent)
+        files[path.name] = digest
+        atomic_write_json(path.parent / LEDGER, {"version": LEDGER_VERSION, "files": dict(sorted(files.items()))})
+
+
+def write_output_file(path: str | Path, data: str | bytes) -> None:
+    """Write an output file atomically (it appears under its name whole or not at all), then record it
+    in the ledger so that a later ``--force`` may replace it."""
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+    record_output_file(path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def sealed_folder(path: str | Path, protected: Iterable[str | Path | None] = ()) -> Path | None:
+    """The folder among ``protected`` or the run / dataset / pretraining folder that ``path`` lies in
+    (or is), if any: no output of another command goes there."""
+    here = Path(path).resolve()
+    for d in (Path(p) for p in protected if p is not None and str(p) != ""):
+        if _is_within(here, d.resolve()):
+            return d
+    for folder in (here, *here.parents):
+        kind = _folder_kind(folder)
+        if kind in SEALED_KINDS:
+            return folder
+    return None
+
+
+def _folder_kind(folder: Path) -> str | None:
+    """The kind a folder's marker (or an older diag's marker file) names, without listing the folder."""
+    try:
+        m = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        if isinstance(m, dict) and m.get("kind") in KINDS:
+            return m["kind"]
+    except (OSError, ValueError):
+        pass
+    if any((folder / name).is_file() for name in LEGACY_MARKERS.values()):
+        return output_kind(folder) if folder.is_dir() else None
+    return None
+
+
+def claim_output_files(outputs: Iterable[tuple[str, str | Path | None]], *, force: bool = False,
+                       inputs: Iterable[str | Path | None] = (), protected_dirs: Iterable[str | Path | None] = (),
+                       trusted_kinds: Sequence[str] = ()) -> None:
+    """Check, before any work starts, that a command may write each output file ``(option, path)``
+    (``None`` paths are skipped). Refused with a one-line :class:`DiagError`, ``force`` or not: two
+    outputs on one path; an output that is one of ``inputs`` (resolved, or the same file by another
+    name); an output inside one of ``protected_dirs`` or inside a run / dataset / pretraining folder;
+    a folder, a symbolic link or the ledger at the path; a missing, non-folder or unwritable parent. An
+    existing file is replaced only with ``force`` and only when the folder's ledger names it with its
+    current content, or when its folder is a diag output of one of ``trusted_kinds`` (a folder only diag
+    writes, e.g. a comparison, whose report an older diag wrote before the ledger). Stale temporaries of a killed earlier write of the same file are removed."""
+    outs = [(opt, Path(p)) for opt, p in outputs if p is not None and str(p) != ""]
+    ins = [Path(p) for p in inputs if p is not None and str(p) != ""]
+    protected = [Path(p) for p in protected_dirs if p is not None and str(p) != ""]
+    for i, (opt, p) in enumerate(outs):
+        for opt2, q in outs[:i]:
+            if _same_file(p, q):
+                raise DiagError(f"{opt} {p} and {opt2} {q} name the same file; one would be lost under the other; "
+                                f"give each output its own name")
+        _claim_one(opt, p, force, ins, protected, trusted_kinds)
+
+
+def claim_output_file(path: str | Path | None, force: bool = False, *, inputs: Iterable[str | Path | None] = (),
+                      protected_dirs: Iterable[str | Path | None] = (), option: str = "--out") -> None:
+    """:func:`claim_output_files` for one file."""
+    claim_output_files([(option, path)], force=force, inputs=inputs, protected_dirs=protected_dirs)
+
+
+def _claim_one(opt: str, p: Path, force: bool, ins: Sequence[Path], protected: Sequence[Path],
+               trusted_kinds: Sequence[str] = ()) -> None:
+    for inp in ins:
+        if _same_file(p, inp):
+            raise DiagError(f"{opt} {p}: is the input {inp} of this command; diag never writes over its inputs, "
+                            f"even with --force; choose another {opt} name")
+    if p.name == LEDGER or (p.name.startswith(".") and ".tmp-" in p.name):
+        raise DiagError(f"{opt} {p}: a name diag keeps for itself; choose another {opt} name")
+    sealed = sealed_folder(p, protected)
+    if sealed is not None:
+        raise DiagError(f"{opt} {p}: lies inside {sealed}, a folder diag keeps for its own records (a run, a prepared "
+                        f"dataset or an input); choose a {opt} outside it")
+    if p.is_symlink():
+        raise DiagError(f"{opt} {p}: is a symbolic link; diag never writes through or over one; choose another {opt} name")
+    if p.is_dir():
+        raise DiagError(f"{opt} {p}: is a folder; give a file name")
+    parent = p.parent
+    if not parent.exists():
+        raise DiagError(f"{opt} {p}: no such folder {parent}; create it first")
+    if not parent.is_dir():
+        raise DiagError(f"{opt} {p}: {parent}: is a file, not a folder, so {p.name} cannot go in it; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DiagError(f"{opt} {p}: folder {parent} is not writable; choose another folder")
+    for name in [n.name for n in parent.iterdir() if n.name.startswith(f".{p.name}.tmp-")]:
+        if _stale(name, p.name):
+            (parent / name).unlink(missing_ok=True)
+    if not p.exists():
+        return
+    if not force:
+        raise DiagError(f"{opt} {p}: already exists; choose another name or pass --force to replace it")
+    digest = _read_ledger(parent).get(p.name)
+    if digest is None and trusted_kinds and _folder_kind(parent) in trusted_kinds:
+        return
+    if digest is None:
+        raise DiagError(f"{opt} {p}: already exists and diag did not write it (not in {parent / LEDGER}); diag never "
+                        f"replaces a user's file, even with --force; choose another {opt} name")
+    if digest != file_sha256(p):
+        raise DiagError(f"{opt} {p}: was changed since diag wrote it, so it may be someone's file; diag does not replace "
+                        f"it, even with --force; choose another {opt} name")

@@ -11,7 +11,8 @@ PKG = Path(__file__).resolve().parents[1] / "diag"
 
 #: bottom to top: a module may import its own layer and the layers below it, never above
 LAYERS = (
-    ("base", ("diag.version", "diag.errors", "diag.checks", "diag.storage", "diag.config", "diag.provenance")),
+    ("base", ("diag.version", "diag.errors", "diag.checks", "diag.show", "diag.limits", "diag.storage", "diag.config",
+              "diag.provenance")),
     ("sources", ("diag.sources",)),
     ("simulate", ("diag.simulate",)),
     ("signal", ("diag.signal",)),

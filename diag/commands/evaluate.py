@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from diag.errors import DiagError
+from diag.show import console as make_console
+from diag.show import esc
 
 METRICS = "metrics.json"
 CONFUSION = "confusion.png"
@@ -94,7 +96,6 @@ def evaluate_dataset(run: str | Path, data: str | Path, split: str = "test", dev
 def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: str | Path = "eval",
                  device: str = "cpu", force: bool = False) -> dict[str, Any]:
     """What ``diag evaluate`` does: check --out, score, print a table, write metrics.json and confusion.png."""
-    from rich.console import Console
     from rich.table import Table
 
     from diag.storage import atomic_write_json
@@ -107,9 +108,9 @@ def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: st
         raise DiagError(f"--out {out}: already holds an evaluation; choose another folder or pass --force to replace it")
     check_writable(out)
     res = evaluate_dataset(run, data, split, device)
-    con = Console()
+    con = make_console()
     k = res["known"]
-    t = Table(title=f"{run} on {data} ({split}, {res['n']} windows)")
+    t = Table(title=esc(f"{run} on {data} ({split}, {res['n']} windows)"))
     t.add_column("class")
     t.add_column("windows", justify="right")
     t.add_column("recall", justify="right")
@@ -120,9 +121,9 @@ def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: st
         for c, v in k["per_class"].items():
             if v["support"]:
                 row = conf[labels.index(c)]
-                t.add_row(c, str(v["support"]), f"{v['recall']:.3f}", f"{row[-1] / max(1, row.sum()):.3f}")
+                t.add_row(esc(c), str(v["support"]), f"{v['recall']:.3f}", f"{row[-1] / max(1, row.sum()):.3f}")
     for c, v in res["foreign"].items():
-        t.add_row(f"{c} [yellow](not a model class)[/]", str(v["n"]), "-", f"{v['detected_unknown']:.3f}")
+        t.add_row(f"{esc(c)} [yellow](not a model class)[/]", str(v["n"]), "-", f"{v['detected_unknown']:.3f}")
     con.print(t)
     if k:
         con.print(f"accuracy {k['accuracy']:.3f}, macro-F1 {k['macro_f1']:.3f} on the model's classes "
@@ -132,7 +133,7 @@ def run_evaluate(run: str | Path, data: str | Path, split: str = "test", out: st
     atomic_write_json(out / METRICS, res)
     title = (f"{split}: accuracy {k['accuracy']:.3f}, macro-F1 {k['macro_f1']:.3f}" if k else f"{split}: no known class")
     plot_confusion(res["confusion"]["matrix"], res["confusion"]["labels"], out / CONFUSION, title)
-    Console(stderr=True).print(f"-> {out / METRICS}, {out / CONFUSION}")
+    make_console(stderr=True).print(esc(f"-> {out / METRICS}, {out / CONFUSION}"))
     return res
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +17,8 @@ from typing import Any, Sequence
 from diag.errors import DiagError
 from diag.serving.predictor import PROGRESS_WINDOWS, Predictor
 from diag.serving.verdict import UNUSABLE, VERDICT_RULE, FileResult
+from diag.show import console as make_console
+from diag.show import esc, tagged
 from diag.sources.stream import expand_paths
 
 # ================================================================================================
@@ -41,16 +43,17 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None
             raise DiagError(f"--rpm: {pred.run} draws harmonics images, on orders of the electrical fundamental, "
                             "not of the shaft speed; pass the fundamental as --ref-hz HZ")
         ref_hz = rpm / 60.0
+    check_ignored_options(pred, files, ref_hz, rpm, key, variable)
     results = []
     show = console is not None and not quiet
     for note in pred.notes:
         if show:
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(tagged("[yellow]note:[/]", note))
     for f in files:
         sig = pred.open(f, fs, key, variable)
         n_win = max(0, (sig.n_samples - pred.length) // pred.hop + 1)
         if show and n_win > PROGRESS_WINDOWS:
-            with Progress(TextColumn(f"[bold]predict[/] {Path(sig.path).name}"), BarColumn(), MofNCompleteColumn(),
+            with Progress(TextColumn(f"[bold]predict[/] {esc(Path(sig.path).name)}"), BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), console=console, transient=True) as bar:
                 task = bar.add_task("windows", total=n_win)
                 res = pred.predict_signal(sig, channels, lambda i, n: bar.update(task, completed=i, total=n),
@@ -59,9 +62,24 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None
             res = pred.predict_signal(sig, channels, ref_hz=ref_hz)
         if show:
             for note in res.notes:
-                console.print(f"[yellow]note:[/] {res.path}: {note}")
+                console.print(tagged("[yellow]note:[/]", f"{res.path}: {note}"))
         results.append(res)
     return pred, results
+
+
+def check_ignored_options(pred: Predictor, files: Sequence[Path], ref_hz: float | None, rpm: float | None,
+                          key: str | None, variable: str | None) -> None:
+    """Refuse an option that would be silently ignored: ``--ref-hz`` / ``--rpm`` for a run whose images use no
+    reference rate (CWT, STFT), ``--key`` with no ``.npz`` file, ``--variable`` with no ``.mat`` file."""
+    if (ref_hz is not None or rpm is not None) and not pred.pre.needs_ref and \
+            (ref_hz is None or (math.isfinite(ref_hz) and ref_hz > 0)):
+        opt = "--rpm" if rpm is not None else "--ref-hz"
+        raise DiagError(f"{opt}: {pred.run} draws {pred.pre.transform.kind} images, which use no reference rate "
+                        f"(only envorder / harmonics runs do); leave {opt} out")
+    for opt, value, ext in (("--key", key, ".npz"), ("--variable", variable, ".mat")):
+        if value is not None and not any(Path(f).suffix.lower() == ext for f in files):
+            raise DiagError(f"{opt} {value}: names an array inside {ext} files, but no {ext} file is given; "
+                            f"leave {opt} out")
 
 
 def check_ref_options(ref_hz: float | None, rpm: float | None) -> None:
@@ -100,27 +118,32 @@ def results_csv(pred: Predictor, results: Sequence[FileResult], windows: bool = 
     return buf.getvalue()
 
 
-def check_outputs(paths: Sequence[Path | None], force: bool = False) -> None:
-    """Refuse to overwrite a user's file unless ``force``; fail before any scoring starts."""
-    for p in paths:
-        if p is None:
-            continue
-        if p.is_dir():
-            raise DiagError(f"{p}: is a folder; give a file name")
-        if p.exists() and not force:
-            raise DiagError(f"{p}: already exists; choose another name or pass --force to replace it")
-        if not p.parent.exists():
-            raise DiagError(f"{p.parent}: no such folder for {p.name}; create it first")
-        if not p.parent.is_dir():
-            raise DiagError(f"{p.parent}: is a file, not a folder, so {p.name} cannot go in it; choose another path")
-        if not os.access(p.parent, os.W_OK | os.X_OK):
-            raise DiagError(f"{p.parent}: not writable, so {p.name} cannot be written; choose another folder")
+def check_outputs(run: str | Path, paths: Sequence[str | Path], json_path: Path | None, csv_path: Path | None,
+                  plot_dir: Path | None = None, calibrate: str | Path | None = None, force: bool = False) -> None:
+    """Refuse, before any scoring starts, an output file that is an input, lies in the run / an input folder /
+    a dataset, shares a path with another output, or exists and was not written by diag (``--force`` replaces
+    only diag's own; :func:`diag.storage.claim_output_files`)."""
+    from diag.storage import claim_output_files
+
+    for opt, p in (("--json", json_path), ("--csv", csv_path)):
+        if p is not None and plot_dir is not None and Path(p).resolve() == Path(plot_dir).resolve():
+            raise DiagError(f"{opt} {p} and --plot {plot_dir} name the same path; give each output its own name")
+    folders = [run, calibrate, *(p for p in paths if Path(p).is_dir())]
+    if plot_dir is not None:
+        from diag.storage import sealed_folder
+
+        sealed = sealed_folder(plot_dir, folders)
+        if sealed is not None:
+            raise DiagError(f"--plot {plot_dir}: lies inside {sealed}, a folder diag keeps for its own records (a run, "
+                            "a prepared dataset or an input); choose a --plot folder outside it")
+    claim_output_files([("--json", json_path), ("--csv", csv_path)], force=force, inputs=[run, *paths],
+                       protected_dirs=folders)
 
 
 def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Path | None, csv_path: Path | None,
                   windows: bool, plot_dir: Path | None) -> list[Path]:
     """Write the requested outputs atomically (each file appears whole or not at all)."""
-    from diag.storage import atomic_write_json, atomic_write_text
+    from diag.storage import json_default, write_output_file
 
     written = []
     if plot_dir is not None:
@@ -134,32 +157,31 @@ def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Pat
             plot_result(pred, r, out)
             written.append(out)
     if json_path is not None:
-        atomic_write_json(json_path, results_json(pred, results, windows))
+        write_output_file(json_path, json.dumps(results_json(pred, results, windows), indent=2, default=json_default) + "\n")
         written.append(json_path)
     if csv_path is not None:
-        atomic_write_text(csv_path, results_csv(pred, results, windows))
+        write_output_file(csv_path, results_csv(pred, results, windows))
         written.append(csv_path)
     return written
 
 
 def print_table(pred: Predictor, results: Sequence[FileResult], console: Any) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"{pred.run} ({pred.meta.get('model')}, {len(pred.classes)} classes, "
-                    f"unknown: {pred.unknown.describe()['method'] if pred.unknown else 'off'})")
+    t = Table(title=esc(f"{pred.run} ({pred.meta.get('model')}, {len(pred.classes)} classes, "
+                        f"unknown: {pred.unknown.describe()['method'] if pred.unknown else 'off'})"))
     for col, just in (("file", "left"), ("verdict", "left"), ("conf.", "right"), ("top 3", "left"),
                       ("unknown", "right"), ("windows", "right"), ("where (s)", "left")):
         t.add_column(col, justify=just)
     for r in results:
         style = "bold red" if r.verdict == UNUSABLE else "bold yellow" if r.is_unknown else "bold"
-        where = ", ".join(f"{s['label']} {s['start_s']:.1f}-{s['end_s']:.1f}" for s in r.spans[:3])
+        where = esc(", ".join(f"{s['label']} {s['start_s']:.1f}-{s['end_s']:.1f}" for s in r.spans[:3]))
         if len(r.spans) > 3:
             where += f", +{len(r.spans) - 3} more"
         if r.unusable:
-            where = escape(r.unusable)
-        t.add_row(Path(r.path).name, f"[{style}]{r.verdict}[/]", f"{r.confidence:.2f}",
-                  " ".join(f"{x['class']} {x['p']:.2f}" for x in r.top), f"{100 * r.unknown_share:.0f} %",
+            where = esc(r.unusable)
+        t.add_row(esc(Path(r.path).name), f"[{style}]{esc(r.verdict)}[/]", f"{r.confidence:.2f}",
+                  esc(" ".join(f"{x['class']} {x['p']:.2f}" for x in r.top)), f"{100 * r.unknown_share:.0f} %",
                   str(len(r.windows.start)), where)
     console.print(t)
 
@@ -171,9 +193,7 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
                 calibrate: str | Path | None = None, ref_hz: float | None = None,
                 rpm: float | None = None) -> list[FileResult]:
     """What ``diag predict`` does: check outputs, (re)calibrate unknown if asked, score, print, write outputs."""
-    from rich.console import Console
-
-    check_outputs([json_path, csv_path], force)
+    check_outputs(run, paths, json_path, csv_path, plot_dir, calibrate, force)
     check_ref_options(ref_hz, rpm)
     if plot_dir is not None:
         from diag.storage import claim_output
@@ -187,17 +207,17 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
         info = calibrate_run(run, calibrate)
         th = info["thresholds"][f"{info['far']:g}"]
         if not quiet:
-            Console(stderr=True).print(f"unknown: {info['method']} threshold {th:.4g} "
-                                       f"for {100 * info['far']:g} % false alarms on {info['calibrated_on']['n']} "
-                                       f"validation windows of {calibrate} -> {Path(run) / 'unknown.json'}")
+            make_console(stderr=True).print(esc(f"unknown: {info['method']} threshold {th:.4g} "
+                                                f"for {100 * info['far']:g} % false alarms on {info['calibrated_on']['n']} "
+                                                f"validation windows of {calibrate} -> {Path(run) / 'unknown.json'}"))
     if plot_dir is not None and plot_dir.exists() and not plot_dir.is_dir():
         raise DiagError(f"--plot {plot_dir}: exists and is not a folder")
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     t0 = time.perf_counter()
     pred, results = predict_files(run, paths, fs, hop, channels, device, quiet, err, key, variable, ref_hz, rpm)
     if not quiet:
-        print_table(pred, results, Console())
+        print_table(pred, results, make_console())
         n = sum(len(r.windows.start) for r in results)
-        err.print(f"{len(results)} file(s), {n} windows in {time.perf_counter() - t0:.1f} s; verdict rule: {VERDICT_RULE}")
+        err.print(esc(f"{len(results)} file(s), {n} windows in {time.perf_counter() - t0:.1f} s; verdict rule: {VERDICT_RULE}"))
     write_outputs(pred, results, json_path, csv_path, windows, plot_dir)
     return results

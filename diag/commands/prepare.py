@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,13 +24,15 @@ from diag.errors import DiagError
 from diag.version import __version__
 from diag.provenance import package_versions
 from diag.learning.runtime import pick_device
+from diag.show import console as make_console
+from diag.show import esc, tagged
 from diag.storage import check_writable, claim_output, file_sha256
 from diag.signal.recordings import load_recordings
 from diag.sources.base import Recording, list_files
 from diag.signal.preprocessing import BATCH, Preprocessing
 from diag.signal.windows import check_no_shared_samples, plan_split
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 def source_checksums(cfg: PrepareConfig) -> dict[str, str]:
@@ -147,16 +147,16 @@ def prepare(
         raise DiagError("no recordings were read; check source.path and the reader options")
     source_checks = getattr(raw, "findings", [])  # what diag.sources.checks found: shown, and kept
     for f in source_checks if not quiet else []:
-        console.print(f"[yellow]{f.tag}:[/] {escape(str(f))}", soft_wrap=True)
+        console.print(tagged(f"[yellow]{esc(f.tag)}:[/]", f), soft_wrap=True)
     fingerprint = cfg.fingerprint()  # of the config as given (auto included): what the reuse check compares
     for note in resolve_auto_norms(cfg.windows, cfg.transform, raw[0].n_channels):
         if not quiet:
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(tagged("[yellow]note:[/]", note))
     pre = Preprocessing.from_config(cfg, raw[0])
     recordings = pre.harmonise(raw)
     choice = choose_transform(raw, recordings, cfg) if cfg.transform.kind == "auto" else None  # signal.choose
     for line in [choice_table(choice), *choice["notes"]] if choice and not quiet else []:
-        console.print(line)
+        console.print(esc(line) if isinstance(line, str) else line)
     pre.transform = dataclasses.replace(cfg.transform)  # the kind auto chose
     refs = _references(pre, raw)  # from each recording as read -- as diag predict reads a file
     fs_original = [r.fs for r in raw]
@@ -194,7 +194,7 @@ def _up_to_date(out: Path, cfg: PrepareConfig, checksums: dict[str, str], force:
     ok, why = _reusable(out, cfg, checksums)
     if ok:
         if not quiet:
-            console.print(f"{out}: up to date (same config and sources); reusing it")
+            console.print(esc(f"{out}: up to date (same config and sources); reusing it"))
         return True
     if not force:
         raise DiagError(f"{out}: already exists and {why}; choose another --out or pass --force to replace it")
@@ -232,9 +232,9 @@ def _plan(recordings: list[Recording], cfg: PrepareConfig, quiet: bool) -> Any:
         check_no_shared_samples(plan, cfg.windows.length)
     for note in plan.notes:
         if not quiet and note not in plan.warnings:
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(tagged("[yellow]note:[/]", note))
     for warning in plan.warnings:  # printed even when quiet: it changes what the validation score means
-        console.print(f"[bold yellow]warning:[/] {warning}")
+        console.print(tagged("[bold yellow]warning:[/]", warning))
     return plan
 
 
@@ -244,16 +244,16 @@ def _advise(recordings: list[Recording], cfg: PrepareConfig, quiet: bool) -> Non
     if quiet:
         return
     if n_ch > 1 and (cfg.windows.normalize in ("zscore", "rms", "minmax") or cfg.transform.norm == "image"):
-        console.print(f"[yellow]note:[/] windows.normalize={cfg.windows.normalize} / transform.norm={cfg.transform.norm} "
+        console.print("[yellow]note:[/] " + esc(f"windows.normalize={cfg.windows.normalize} / transform.norm={cfg.transform.norm} "
                       f"scale each of the {n_ch} channels on its own, which divides away level differences between "
                       "them; if they are phases of one machine, windows.normalize=rms-joint (or dataset) with "
-                      "transform.norm=image-joint keeps them")
+                      "transform.norm=image-joint keeps them"))
     signed = signed_levels(recordings) if not cfg.transform.polarity else {}
     if signed:
         span = ", ".join(f"{c} {a:+.2f}..{b:+.2f}" for c, (a, b) in signed.items())
-        console.print(f"[yellow]note:[/] the mean of {', '.join(signed)} changes sign between recordings (mean/RMS "
+        console.print("[yellow]note:[/] " + esc(f"the mean of {', '.join(signed)} changes sign between recordings (mean/RMS "
                       f"{span}), and every image is a magnitude that drops the sign; transform.polarity=true "
-                      "keeps it (an open upper vs lower switch of one inverter leg differ only in sign)")
+                      "keeps it (an open upper vs lower switch of one inverter leg differ only in sign)"))
 
 
 def _write_images(writer: DatasetWriter, pre: Preprocessing, recordings: list[Recording], plan: Any,
@@ -318,14 +318,14 @@ def _manifest(cfg: PrepareConfig, pre: Preprocessing, fingerprint: str, classes:
 
 def _print_summary(out: Path, classes: list[str], counts: dict, sides: list[str], shape: tuple, seconds: float,
                    n_rec: int) -> None:
-    con = Console()
-    con.print(f"[bold]{out}[/]: {n_rec} recordings -> {shape[0]}x{shape[1]}x{shape[2]} images (windows per class and split)")
+    con = make_console()
+    con.print(f"[bold]{esc(out)}[/]: {n_rec} recordings -> {shape[0]}x{shape[1]}x{shape[2]} images (windows per class and split)")
     t = Table()
     t.add_column("class")
     for s in sides:
         t.add_column(s, justify="right")
     for c in classes:
-        t.add_row(c, *[str(counts[s][c]) for s in sides])
+        t.add_row(esc(c), *[str(counts[s][c]) for s in sides])
     t.add_row("[bold]total", *[f"[bold]{sum(counts[s].values())}" for s in sides])
     con.print(t)
     con.print(f"prepared in {seconds:.1f} s")

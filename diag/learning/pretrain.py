@@ -70,6 +70,7 @@ from diag.learning.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console
                                    save_safetensors, set_lr, set_rng_state, warmup_steps)
 from diag.learning.selfsup import BYOL, MaskedSpectrogram, MoCo, SimCLR, VICReg, knn_predict, momentum_at
 from diag.provenance import check_run_dir, package_versions, start_run_dir
+from diag.show import esc
 from diag.signal.dataset import PreparedDataset
 from diag.storage import atomic_write_json, read_json, write_history
 
@@ -474,7 +475,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         if saved is not None:
             first = _resume(st, out, rt.device, meta, saved)
             if rt.show:
-                console.print(f"resuming {out} after epoch {first - 1}/{cfg.epochs}")
+                console.print(esc(f"resuming {out} after epoch {first - 1}/{cfg.epochs}"))
         else:
             row = _probe_and_keep(st, pool, cfg, rt, len(ds.classes), 0)
             st.history.append({"epoch": 0, "step": 0, "loss": float("nan"), **row, "lr": 0.0,
@@ -491,7 +492,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             tracker.epoch(st.history[-1])
     summary = meta["probe"]
     if rt.show:
-        console.print(f"{summary['verdict']} -> {out / SSL_WEIGHTS}", soft_wrap=True)
+        console.print(esc(f"{summary['verdict']} -> {out / SSL_WEIGHTS}"), soft_wrap=True)
     return tracker.finish({"out": str(out), "probe": summary, "knn_start": _knn(st.history[:1]),
                            "knn_final": _knn(st.history), "history": st.history}, out, cfg.epochs)
 
@@ -538,7 +539,7 @@ def _finished_same(out: Path, cfg: PretrainConfig, fingerprints: list[Any], quie
         raise DiagError(f"{out}: holds a finished pretraining with other settings ({', '.join(diff)}); "
                         "pass --force to replace it, or choose another --out")
     if not quiet:
-        console.print(f"{out}: finished earlier with the same settings and data; reusing it")
+        console.print(esc(f"{out}: finished earlier with the same settings and data; reusing it"))
     return {"out": str(out), "probe": done.get("probe"), "knn_start": done["knn_start"], "knn_final": done["knn_last"],
             "history": done["history"], "reused": True}
 

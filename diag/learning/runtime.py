@@ -24,7 +24,7 @@ from torch import nn
 from diag.errors import DiagError, describe
 from diag.storage import atomic_file
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 

@@ -23,6 +23,7 @@ from diag.learning.runtime import (Dist, Runtime, batch_plan, console, init_dist
                                    make_optimizer, make_scaler, set_rng_state, warmup_steps)
 from diag.provenance import check_run_dir, preprocessing_difference, start_run_dir
 from diag.signal.dataset import PreparedDataset, SplitImages
+from diag.show import esc, tagged
 from diag.storage import atomic_write_json, read_json
 
 __all__ = ["Session", "start", "refit_source", "epochs_for", "preprocessing_differs", "check_classes",
@@ -218,7 +219,7 @@ def _resume(s: Session) -> None:
     set_rng_state(last["rng"], s.gen, s.aug_gen, s.dist)
     s.state, s.resumed = last["state"], True
     if s.rt.show:
-        console.print(f"resuming {s.run.path} after epoch {s.state['epoch']}/{s.schedule['epochs']}")
+        console.print(esc(f"resuming {s.run.path} after epoch {s.state['epoch']}/{s.schedule['epochs']}"))
 
 
 def _begin(s: Session, saved: dict[str, Any] | None, replace: bool, data: str | Path) -> None:
@@ -256,8 +257,8 @@ def _warn_if_other_preprocessing(weights: str, ds: PreparedDataset, show: bool) 
         return
     pre = read_json(meta, "the pretraining record").get("preprocessing") or {}
     if preprocessing_differs(pre, ds.preprocessing_record()):
-        console.print(f"[yellow]warning:[/] {meta.parent / SSL_WEIGHTS} was pretrained on images made with other "
-                      "preprocessing (transform or sampling rate) than this dataset")
+        console.print(tagged("[yellow]warning:[/]", f"{meta.parent / SSL_WEIGHTS} was pretrained on images made with "
+                             "other preprocessing (transform or sampling rate) than this dataset"))
 
 
 def refit_source(run: str | Path, ds: PreparedDataset) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from diag.errors import DiagError
+from diag.errors import DiagError, describe
 from diag.storage import atomic_file, atomic_write_json, file_sha256
 
 METHODS = ("energy", "msp", "mahalanobis", "knn", "layers", "rows")
@@ -343,7 +343,11 @@ class UnknownDetector:
         if th is None:
             raise DiagError(f"{run / UNKNOWN_JSON}: no threshold for a false-alarm rate of {far:g} "
                             f"(has {', '.join(info['thresholds'])}); calibrate again")
-        stats = load_file(str(run / UNKNOWN_STATS)) if (run / UNKNOWN_STATS).is_file() else {}
+        try:
+            stats = load_file(str(run / UNKNOWN_STATS)) if (run / UNKNOWN_STATS).is_file() else {}
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+            raise DiagError(f"{run / UNKNOWN_STATS}: damaged ({describe(exc)}); calibrate the run again "
+                            "(diag predict RUN FILE --calibrate DATASET)") from None
         if method in FITTED and not stats:
             raise DiagError(f"{run / UNKNOWN_STATS}: missing; calibrate the run again")
         return cls(method, th, stats, dict(info, far=far))
@@ -371,10 +375,11 @@ class UnknownDetector:
         if "val" not in ds.splits or len(ds.labels("val")) == 0:  # e.g. a refit: nothing held out to calibrate on
             return None
         if not quiet:
-            from rich.console import Console
+            from diag.show import console as make_console
+            from diag.show import tagged
 
-            Console(stderr=True).print(f"[yellow]note:[/] {run} has no unknown threshold yet; calibrating it on "
-                                       f"the validation split of {data}")
+            make_console(stderr=True).print(tagged("[yellow]note:[/]", f"{run} has no unknown threshold yet; "
+                                                   f"calibrating it on the validation split of {data}"))
         calibrate_run(run, data, net=net, meta=meta, device=device)
         return cls.load(run)
 

@@ -20,6 +20,7 @@ windows), would be a second implementation of the transform to keep in step with
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,21 @@ def _need_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
+def _read_meta(run: str | Path) -> dict[str, Any]:
+    """The run's ``model.json`` if it reads as an object, else ``{}`` (the Predictor names the problem)."""
+    try:
+        meta = json.loads((Path(run) / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Write ``onnx_path`` (+ ``.json``, + ``.unknown.safetensors``); return the agreement check's numbers."""
     import torch
 
     from diag.signal.dataset import PreparedDataset
-    from diag.storage import atomic_file, atomic_write_json
+    from diag.storage import atomic_file, claim_output_files, json_default, record_output_file, write_output_file
     from diag.serving.predictor import Predictor
 
     onnx, ort = _need_onnx()
@@ -57,9 +67,10 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         raise DiagError(f"--onnx {onnx_path}: name the file with the .onnx suffix")
     if not onnx_path.parent.is_dir():
         raise DiagError(f"--onnx {onnx_path}: folder {onnx_path.parent} does not exist; create it first")
-    for p in (onnx_path, json_path):
-        if p.exists() and not force:
-            raise DiagError(f"{p}: already exists; choose another --onnx name or pass --force")
+    data_dir = (_read_meta(run).get("dataset") or {}).get("path")
+    claim_output_files([("--onnx", onnx_path), ("--onnx (its .json)", json_path),
+                        ("--onnx (its unknown statistics)", stats_path)], force=force, inputs=[run],
+                       protected_dirs=[run, data_dir])
     pred = Predictor(run, device="cpu", quiet=quiet)
     pre = pred.pre
     c, h, w = (int(v) for v in pre.image_shape)
@@ -106,6 +117,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
             from diag.learning.unknown import save_tensors
 
             save_tensors(stats_path, pred.unknown.stats)
+            record_output_file(stats_path)
             unknown["stats_file"] = stats_path.name
         info = {
             "format": "diag-onnx/1",
@@ -138,20 +150,22 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
                                        "(TorchScript exporter) and complex-valued pad/unfold (dynamo exporter)"),
         }
     # the ONNX file is in place (renamed when the block ended); its description next
-    atomic_write_json(json_path, info)
+    record_output_file(onnx_path)
+    write_output_file(json_path, json.dumps(info, indent=2, default=json_default) + "\n")
     return check
 
 
 def run_export(run: str | Path, onnx_path: str | Path, with_transform: bool = False, force: bool = False) -> dict[str, Any]:
-    from rich.console import Console
+    from diag.show import console as make_console
+    from diag.show import esc
 
     if with_transform:
         raise DiagError("--with-transform: the CWT cannot be exported inside the ONNX graph (torch's ONNX exporters "
                         "do not translate its complex FFT filter bank, see docs/commands/export.md); export without it and compute "
                         "the images as the .json describes")
     check = export_onnx(run, onnx_path, force=force)
-    Console().print(f"{onnx_path}: ONNX Runtime vs PyTorch on {check['images']}: max |diff| logits "
+    make_console().print(esc(f"{onnx_path}: ONNX Runtime vs PyTorch on {check['images']}: max |diff| logits "
                     f"{check['max_abs_diff_logits']:.2e}, features {check['max_abs_diff_features']:.2e} "
-                    f"(tolerance {check['tolerance']:g}); same class {100 * check['same_argmax']:.1f} %")
-    Console().print(f"preprocessing and classes: {Path(onnx_path).with_suffix('.json')}")
+                    f"(tolerance {check['tolerance']:g}); same class {100 * check['same_argmax']:.1f} %"))
+    make_console().print(esc(f"preprocessing and classes: {Path(onnx_path).with_suffix('.json')}"))
     return check

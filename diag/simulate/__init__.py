@@ -67,6 +67,7 @@ def simulate_to_folder(kind: str, out: str, *, seed: int | None = None, options:
         kwargs[keys[0]] = value
     if seed is not None:
         kwargs["seed"] = seed
+    _check_size(fn, kwargs)
     t0 = time.perf_counter()
     recs = fn(None, **kwargs)
     write_recordings(recs, out, overwrite=overwrite)
@@ -79,6 +80,27 @@ def simulate_to_folder(kind: str, out: str, *, seed: int | None = None, options:
     return (f"{kind}: {shape} = {len(recs)} recordings of {recs[0].duration:g} s at {recs[0].fs:g} Hz "
             f"({', '.join(recs[0].channels)}), {len({r.condition for r in recs})} conditions -> {out} "
             f"in {seconds:.2f} s")
+
+
+def _check_size(fn: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse (one line) a ``duration`` x ``fs`` whose one recording (float64, 3 channels at most,
+    a few intermediate copies) cannot fit in memory, before simulating anything."""
+    import inspect
+
+    from diag.limits import budget, check_fits
+
+    defaults = {n: p.default for n, p in inspect.signature(fn).parameters.items()}
+    try:
+        duration = float(kwargs.get("duration", defaults.get("duration", 0.0)))
+        fs = float(kwargs.get("fs", defaults.get("fs", 0.0)))
+    except (TypeError, ValueError):
+        return  # the simulator names the bad value itself
+    if not (duration > 0 and fs > 0 and duration * fs < float("inf")):
+        return
+    per_second = fs * 8.0 * 3 * 4
+    check_fits(duration * per_second, f"--set duration={duration:g} (at {fs:g} Hz): one recording",
+               f"at most about {budget() / per_second:.0f} s per recording fit; simulate shorter recordings "
+               "(more of them with recordings_per_class)")
 
 
 __all__ = [

@@ -76,6 +76,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from diag.errors import DiagError
+from diag.limits import check_fits, human
 from diag.sources.base import Recording, list_files
 
 __all__ = [
@@ -89,6 +90,9 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "MANIFEST_NAME",
     "listed_entry",
+    "csv_layout",
+    "CsvLayout",
+    "check_label",
 ]
 
 MANIFEST_NAME = "labels.csv"
@@ -311,6 +315,9 @@ def _load_mat_h5(p: Path, names: list[str] | None) -> dict[str, Any]:
                     continue
                 obj = f[key]
                 if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "iufb":
+                    declared = float(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize
+                    check_fits(declared, f"{p}: variable '{key}' declares shape {tuple(obj.shape)} ({obj.dtype}), which",
+                               f"the file is {human(p.stat().st_size)}; a file declaring more than it holds is damaged")
                     out[key] = np.asarray(obj[()]).T
                 else:
                     out[key] = obj.__class__.__name__  # a struct/cell: not read, but listed
@@ -360,23 +367,89 @@ def is_number(cell: str) -> bool:
         return False
 
 
+#: a number written with a decimal comma: ``0,123``, ``-1,5e-3``
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
+#: data rows :func:`csv_layout` looks at
+LAYOUT_ROWS = 200
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """How a CSV recording is written: its delimiter (``None``: whitespace), whether numbers use a
+    decimal comma (``0,123``), and whether its first non-empty line is a header of channel names."""
+
+    delimiter: str | None
+    decimal_comma: bool
+    has_header: bool
+
+    def cells(self, line: str) -> list[str]:
+        """The stripped cells of one line (numbers still as written)."""
+        return [c.strip() for c in (line.split(self.delimiter) if self.delimiter else line.split())]
+
+    def numeric(self, line: str) -> str:
+        """A data line as numpy reads it: decimal commas turned into points."""
+        return line.replace(",", ".") if self.decimal_comma else line
+
+
+def csv_layout(first: str, rows: Sequence[str]) -> CsvLayout:
+    """The layout of a CSV recording from its first non-empty line and (up to :data:`LAYOUT_ROWS`) the
+    lines after it -- the one rule of both CSV readers (:func:`read_files`, the streamed reader of
+    ``diag predict``).
+
+    Delimiter: ``;`` or tab when the first line holds one, else ``,``, else whitespace. Decimal commas
+    (spreadsheets in many locales): with ``;`` / tab, data cells like ``0,123``; with no delimiter in a
+    header line (one channel), data rows like ``0,123``; with no header, rows that each are one
+    ``D,DDD`` pair where some fraction starts with ``0`` (``0,0123``: no integer column is written so).
+    A number is never split at its decimal comma into two channels.
+    """
+    data = [ln for ln in rows if ln.strip()][:LAYOUT_ROWS]
+    delim = next((d for d in (";", "\t") if d in first), "," if "," in first else None)
+    first_cells = [c.strip() for c in (first.split(delim) if delim else first.split())]
+    if delim in (";", "\t"):
+        sample = [c.strip() for ln in [first, *data] for c in ln.split(delim)]
+        comma = any(_DECIMAL_COMMA.match(c) for c in sample)
+        header = not all(is_number(c.replace(",", ".") if comma else c) for c in first_cells if c)
+        return CsvLayout(delim, comma, header)
+    if delim is None:
+        header = not all(is_number(c) for c in first_cells if c)
+        comma = header and bool(data) and all(_DECIMAL_COMMA.match(ln.strip()) for ln in data)
+        return CsvLayout("," if header and data and not comma and "," in data[0] else None, comma, header)
+    header = not all(is_number(c) for c in first_cells if c)
+    if header and len(first_cells) > 1:  # a header naming several columns: "," separates channels
+        return CsvLayout(",", False, True)
+    body = data if header else [first, *data]
+    pairs = [ln.strip() for ln in body]
+    if pairs and all(_DECIMAL_COMMA.match(ln) for ln in pairs) and \
+            any(ln.split(",", 1)[1][:1] == "0" and len(re.split(r"[eE]", ln.split(",", 1)[1])[0]) > 1 for ln in pairs):
+        return CsvLayout(None, True, header)
+    return CsvLayout(",", False, header)
+
+
 def _read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
     text = p.read_text(encoding="utf-8-sig", errors="replace")
     lines = text.splitlines()
     first = next((ln for ln in lines if ln.strip()), None)
     if first is None:
         raise DiagError(f"{p}: empty file; remove it or re-export it")
-    delim: str | None = next((d for d in (",", ";", "\t") if d in first), None)
+    start = lines.index(first)
+    layout = csv_layout(first, lines[start + 1: start + 1 + 4 * LAYOUT_ROWS])
+    delim = layout.delimiter
 
     def cells(line: str) -> list[str]:
-        return [c.strip() for c in (line.split(delim) if delim else line.split())]
+        return layout.cells(layout.numeric(line))
 
-    head = cells(first)
-    has_header = not all(is_number(c) for c in head if c)
+    head = layout.cells(first)
+    has_header = layout.has_header
     names = tuple(c.strip("\"'") for c in head) if has_header else None
-    skip = lines.index(first) + (1 if has_header else 0)
+    if has_header and delim is None and len(names or ()) > 1 and lines[start + 1:] and \
+            len(cells(next((ln for ln in lines[start + 1:] if ln.strip()), ""))) == 1:
+        names = (first.strip().strip("\"'"),)  # one channel whose name holds a space ("Accel X")
+    skip = start + (1 if has_header else 0)
     if not any(ln.strip() for ln in lines[skip:]):  # before np.loadtxt, which would warn "no data"
         raise DiagError(f"{p}: no samples below the header; remove the file or re-export it")
+    if layout.decimal_comma:
+        text = "\n".join(layout.numeric(ln) for ln in lines[skip:])
+        skip = 0
     try:
         data = np.loadtxt(io.StringIO(text), delimiter=delim, skiprows=skip, ndmin=2, dtype=np.float64)
     except ValueError:
@@ -635,6 +708,10 @@ def _read_manifest(manifest: Path) -> list[dict[str, str]]:
         with manifest.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             header = [h.strip() for h in (reader.fieldnames or [])]
+            twice = sorted({h for h in header if h and header.count(h) > 1})
+            if twice:
+                raise DiagError(f"{manifest}: column(s) {', '.join(twice)} appear twice in the header; one value "
+                                "would silently win; keep one column of each name")
             missing = [c for c in ("path", "label") if c not in header]
             if missing:
                 raise DiagError(
@@ -660,6 +737,10 @@ def _read_manifest(manifest: Path) -> list[dict[str, str]]:
                     rows.append(clean)
     except UnicodeDecodeError:
         raise DiagError(f"{manifest}: labels manifest is not UTF-8 text; save it as UTF-8 CSV") from None
+    except csv.Error as exc:  # e.g. a cell over the csv module's field limit (131072 characters)
+        line = f" near line {reader.line_num + 1}"
+        raise DiagError(f"{manifest}{line}: not a readable labels CSV ({exc}); keep each cell short "
+                        "(meta is a small JSON object)") from None
     if not rows:
         raise DiagError(f"{manifest}: labels manifest has no rows; add one row per data file (path,label,fs)")
     return rows
@@ -716,6 +797,27 @@ def _manifest_path(root: Path, manifest: str | Path | None) -> Path:
     raise DiagError(f"{root}: a single data file needs labels; give manifest=labels.csv or label_from='folder'")
 
 
+#: the verdict ``diag predict`` gives a window no class explains (diag.serving.verdict.UNKNOWN)
+RESERVED_LABELS = ("unknown",)
+
+
+def check_label(label: str, where: str) -> None:
+    """Refuse a class name that would be misread later: one holding a line break or another control
+    character (it breaks every table and CSV it is printed in), or one of :data:`RESERVED_LABELS`."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in label):
+        raise DiagError(f"{where}: label {label!r} holds a line break or another control character; "
+                        "write class names on one line")
+    if label.strip().lower() in RESERVED_LABELS:
+        raise DiagError(f"{where}: label '{label}' is the verdict diag predict gives to windows no class explains; "
+                        "rename the class (e.g. 'unknown_fault')")
+
+
+def _is_within_real(path: Path, folder: Path) -> bool:
+    """Whether ``path`` still lies under ``folder`` once every symbolic link is resolved."""
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([real, top]) == top
+
+
 def _entries_from_manifest(mpath: Path) -> list[FileEntry]:
     base = mpath.parent
     entries: list[FileEntry] = []
@@ -726,11 +828,21 @@ def _entries_from_manifest(mpath: Path) -> list[FileEntry]:
         if not rel:
             raise DiagError(f"{where}: empty path; every row names a data file")
         fpath = Path(rel) if Path(rel).is_absolute() else base / rel
+        inside = os.path.normpath(os.path.abspath(fpath))
+        if os.path.commonpath([inside, os.path.normpath(os.path.abspath(base))]) != os.path.normpath(os.path.abspath(base)):
+            raise DiagError(f"{where}: '{rel}' lies outside the manifest's folder {base}; a labels manifest names only "
+                            "files under its own folder (move or link the file there)")
+        notes = [f"'{rel}' is a symbolic link to {os.path.realpath(fpath)}; followed"] \
+            if not _is_within_real(fpath, base) else []
+        if fpath.exists() and not fpath.is_file():
+            what = "a folder" if fpath.is_dir() else "not a regular file (a device, a pipe or a socket)"
+            raise DiagError(f"{where}: '{rel}' is {what}; list data files only")
         if not fpath.is_file():
             raise DiagError(f"{where}: file '{rel}' not found next to the manifest; fix the path or remove the row")
         label = row.get("label", "")
         if not label:
             raise DiagError(f"{where}: empty label for '{rel}'; give every file a class name")
+        check_label(label, where)
         real = os.path.realpath(fpath)
         if real in seen:
             line, rel0, label0 = seen[real]
@@ -747,6 +859,8 @@ def _entries_from_manifest(mpath: Path) -> list[FileEntry]:
                 meta = json.loads(row["meta"])
             except json.JSONDecodeError:
                 raise DiagError(f"{where}: meta is not valid JSON; leave it empty or write a JSON object") from None
+            except RecursionError:
+                raise DiagError(f"{where}: meta is nested too deeply to read; write a flat JSON object") from None
             if not isinstance(meta, dict):
                 raise DiagError(f"{where}: meta must be a JSON object, got {row['meta'][:40]!r}")
         entries.append(
@@ -760,6 +874,7 @@ def _entries_from_manifest(mpath: Path) -> list[FileEntry]:
                 fault_size=row.get("fault_size", ""),
                 channels=_as_names(row.get("channels") or None, f"{where}: channels"),
                 meta=meta,
+                notes=notes,
             )
         )
     return entries
@@ -891,6 +1006,10 @@ def read_recording(
     keep = _as_names(channels, "channels option")
     got = _read_one(f, key, variable, tdms_group, keep)
     sig, names = got.signal, got.names
+    if sig.size == 0 or sig.shape[-1] < 2:
+        n = 0 if sig.size == 0 else sig.shape[-1]
+        raise DiagError(f"{f}: holds {n} sample(s) per channel, too few to be a recording; remove it from the data "
+                        "or re-export it")
     if got.fs is not None:
         for given, what in ((entry.fs, "the manifest"), (fs_opt, "the fs option")):
             if given is not None and abs(given - got.fs) > 1e-6 * got.fs:

@@ -20,7 +20,7 @@ import numpy as np
 
 from diag.checks import check_fs, check_signal_array
 from diag.errors import DiagError
-from diag.sources.files import MANIFEST_NAME, FileEntry, is_number, listed_entry
+from diag.sources.files import LAYOUT_ROWS, MANIFEST_NAME, FileEntry, csv_layout, listed_entry
 
 __all__ = ["Signal", "open_signal", "expand_paths", "SUPPORTED", "CSV_STREAM_BYTES", "CSV_CHUNK_ROWS"]
 
@@ -127,15 +127,25 @@ class _CsvChunks:
                     break
             if not first:
                 raise DiagError(f"{p}: empty file; remove it or re-export it")
-            self.n = sum(1 for line in fh if line.strip())
-        self.delim = next((d for d in (",", ";", "\t") if d in first), None)
-        head = [c.strip() for c in (first.split(self.delim) if self.delim else first.split())]
-        numeric = all(is_number(c) for c in head if c)
+            sample = []
+            self.n = 0
+            for line in fh:
+                if line.strip():
+                    self.n += 1
+                    if len(sample) < LAYOUT_ROWS:
+                        sample.append(line)
+        self.layout = csv_layout(first, sample)
+        self.delim = self.layout.delimiter
+        head = self.layout.cells(first)
+        numeric = not self.layout.has_header
         self.names = None if numeric else tuple(c.strip("\"'") for c in head)
+        if not numeric and self.delim is None and len(head) > 1 and sample and len(self.layout.cells(sample[0])) == 1:
+            self.names = (first.strip().strip("\"'"),)  # one channel whose name holds a space ("Accel X")
+        n_columns = len(self.layout.cells(self.layout.numeric(sample[0]))) if sample else len(head)
         if numeric:
             self.skip -= 1
             self.n += 1
-        self.n_channels = len(head)
+        self.n_channels = len(head) if numeric else n_columns
         self._fh = None
         self._row = 0
         self._buf = np.zeros((self.n_channels, 0))
@@ -155,7 +165,7 @@ class _CsvChunks:
                 if not line:
                     break
                 if line.strip():
-                    lines.append(line)
+                    lines.append(self.layout.numeric(line))
             if not lines:
                 break
             try:

@@ -34,7 +34,7 @@ from diag.study.grid import Outcome, RunSpec, default_jobs, expand, finished
 from diag.study.names import COMPARE_RECORD, INIT_ORDER, pretrained_from, run_dir, ssl_start  # noqa: F401 -- run_dir: re-exported
 from diag.storage import atomic_write_json, check_writable, claim_output, locked, read_json, write_marker
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 # Settings compare chooses per run itself (its axes); --set may not touch them.
 OWNED = ("train.init", "train.seed", "train.labels_per_class", "train.label_fraction", "train.weights",
          "train.freeze", "train.warmup")

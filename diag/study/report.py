@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from diag.errors import DiagError
-from diag.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
+from diag.storage import atomic_write_json, claim_output_files, record_output_file, write_output_file
 from diag.study.figures import fig_confusion, fig_examples, fig_label_efficiency, fig_warmup
 from diag.study.names import COMPARE_RECORD, INIT_LABEL, INIT_ORDER, budget_key, budget_words, init_key, warmup_name
 from diag.study.runs import (cell_of, collect_runs, describe_data, main_setting, pretraining_by_start, starts,
@@ -231,6 +231,11 @@ def read_record(root: Path) -> dict[str, Any]:
         raise DiagError(f"{path}: unreadable ({exc}); delete it (diag compare writes it again)") from None
 
 
+#: the files ``diag report`` writes in the runs folder (replaced only where diag wrote them)
+REPORT_FILES = ("runs.csv", "summary.csv", "summary.md", "comparison.png", "report.html", "report.md", "answer.txt",
+                "power.json")
+
+
 def write_report(root: str | Path, quiet: bool = False, effect: float = EFFECT) -> dict[str, Any]:
     """Write ``report.html``, ``report.md``, ``answer.txt``, ``power.json``, ``runs.csv``,
     ``summary.csv``/``.md`` and ``comparison.png`` for the runs under ``root``; ``effect`` is the difference
@@ -247,10 +252,12 @@ def write_report(root: str | Path, quiet: bool = False, effect: float = EFFECT) 
     settings = compare_settings(rows, effect=effect)
     answer = answer_paragraph(rows, stats, data, settings)
 
+    claim_output_files([("report", root / name) for name in REPORT_FILES], force=True, trusted_kinds=("compare",))
     _write_tables(root, rows, summary, skipped, pretraining_by_start(rows))
     atomic_write_json(root / "power.json", power_record(stats, settings, effect))
+    record_output_file(root / "power.json")
     label_png = fig_label_efficiency(rows)
-    atomic_write_bytes(root / "comparison.png", label_png)
+    write_output_file(root / "comparison.png", label_png)
 
     doc = _Doc()
     doc.h(1, f"Which start helps? {data['name']}")
@@ -274,9 +281,9 @@ def write_report(root: str | Path, quiet: bool = False, effect: float = EFFECT) 
 
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>diag report</title>"
             f"<style>{CSS}</style></head><body>" + "\n".join(doc.html) + "</body></html>\n")
-    atomic_write_text(root / "report.html", page)
-    atomic_write_text(root / "report.md", "\n".join(doc.md))
-    atomic_write_text(root / "answer.txt", answer + "\n")
+    write_output_file(root / "report.html", page)
+    write_output_file(root / "report.md", "\n".join(doc.md))
+    write_output_file(root / "answer.txt", answer + "\n")
     if not quiet:
         _print(root, summary, answer, skipped, pretraining_by_start(rows))
     return {"runs": rows, "summary": summary, "stats": stats, "settings": settings, "answer": answer,
@@ -437,10 +444,10 @@ def _write_tables(root: Path, rows: list[dict[str, Any]], summary: list[dict[str
     run_cols = ["run", "init", "freeze", "warmup", "model", "labels_per_class", "labeled", "seed", "epochs", "min_steps",
                 "steps",
                 "selected_epoch", "val_macro_f1", "test_accuracy", "test_macro_f1", "test_n"]
-    atomic_write_text(root / "runs.csv", _csv(rows, run_cols))
+    write_output_file(root / "runs.csv", _csv(rows, run_cols))
     sum_cols = ["init", "freeze", "warmup", "budget", "labeled", "steps", "seeds", "val_macro_f1", "val_macro_f1_std",
                 "test_accuracy", "test_accuracy_std", "test_macro_f1", "test_macro_f1_std"]
-    atomic_write_text(root / "summary.csv", _csv(summary, sum_cols))
+    write_output_file(root / "summary.csv", _csv(summary, sum_cols))
     md = ["| start | freeze | warmup | labels/class | labelled windows | seeds | val macro-F1 | **test** accuracy | **test** macro-F1 |",
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in summary:
@@ -453,16 +460,18 @@ def _write_tables(root: Path, rows: list[dict[str, Any]], summary: list[dict[str
     md += ["", "Mean ± standard deviation over seeds. Test scores: the test split, scored once per run with the "
                "checkpoint chosen on the validation split."]
     md += [f"{init} start: {how['text']}." for init, how in pretraining.items()]
-    atomic_write_text(root / "summary.md", "\n".join(md) + "\n")
+    write_output_file(root / "summary.md", "\n".join(md) + "\n")
 
 
 def _print(root: Path, summary: list[dict[str, Any]], answer: str, skipped: dict[str, str],
            pretraining: dict[str, dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console()
-    con.print(f"[bold]{root}[/]: test split scores (mean ± std over seeds), model chosen on validation")
+    from diag.show import console as make_console
+    from diag.show import esc, tagged
+
+    con = make_console()
+    con.print(f"[bold]{esc(root)}[/]: test split scores (mean ± std over seeds), model chosen on validation")
     t = Table()
     for c in ("start", "freeze", "warmup", "labels", "seeds", "val F1", "test acc", "test F1"):
         t.add_column(c, justify="left" if c in ("start", "freeze") else "right")
@@ -473,8 +482,8 @@ def _print(root: Path, summary: list[dict[str, Any]], answer: str, skipped: dict
                   _pm(s["test_macro_f1"], s["test_macro_f1_std"], s["seeds"]))
     con.print(t)
     for init, why in skipped.items():
-        con.print(f"[yellow]{init} skipped:[/] {why}")
+        con.print(f"[yellow]{esc(init)} skipped:[/] {esc(why)}")
     for init, how in pretraining.items():
         con.print(f"{init}: {how['text']}", style="yellow" if how["learned"] is False else None, markup=False)
-    con.print(f"[bold]Answer:[/] {answer}", soft_wrap=True)
-    con.print(f"report: {root / 'report.html'} (and report.md)")
+    con.print(tagged("[bold]Answer:[/]", answer), soft_wrap=True)
+    con.print(esc(f"report: {root / 'report.html'} (and report.md)"))
