@@ -245,7 +245,7 @@ def load_pool(ds: PreparedDataset, extras: list[PreparedDataset], extra_pool: Un
     keep = device if device.type == "cuda" else torch.device("cpu")
     parts = [torch.from_numpy(np.array(s.images("train"))) for s in sources]
     if n_pool:
-        parts.append(torch.from_numpy(np.asarray(extra_pool.images, dtype=parts[0].dtype)))
+        parts.append(torch.from_numpy(np.ascontiguousarray(extra_pool.images)).to(parts[0].dtype))
     unlabeled = torch.cat(parts).to(keep)
     if len(unlabeled) < cfg.batch_size:
         raise DiagError(f"only {len(unlabeled)} unlabelled windows; pretrain.batch_size={cfg.batch_size} needs at least that many")
