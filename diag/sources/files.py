@@ -71,7 +71,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -360,12 +360,27 @@ def is_number(cell: str) -> bool:
         return False
 
 
+#: data rows parsed per block by :func:`_read_csv` (its memory: one block of text and floats at a time)
+CSV_BLOCK_ROWS = 1 << 16
+
+
 def _read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    text = p.read_text(encoding="utf-8-sig", errors="replace")
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip()), None)
-    if first is None:
-        raise DiagError(f"{p}: empty file; remove it or re-export it")
+    """A CSV recording as float32 ``[channels, samples]`` and its header's names (None: no header row).
+
+    Read in two streamed passes -- count the data rows, then parse blocks of ``CSV_BLOCK_ROWS`` rows
+    straight into the preallocated float32 array -- so memory is the samples kept (4 bytes each) plus
+    one block, never the text (a whole-file parse held the text, a list of its lines and float64
+    values: about 12 MB per MB of CSV)."""
+    def lines(fh: Any) -> Iterator[tuple[int, str]]:
+        for lineno, line in enumerate(fh, start=1):
+            if line.strip():
+                yield lineno, line
+
+    with open(p, encoding="utf-8-sig", errors="replace") as fh:
+        first = next(lines(fh), (0, None))[1]
+        if first is None:
+            raise DiagError(f"{p}: empty file; remove it or re-export it")
+        n_rows = 1 + sum(1 for _ in lines(fh))
     delim: str | None = next((d for d in (",", ";", "\t") if d in first), None)
 
     def cells(line: str) -> list[str]:
@@ -374,29 +389,48 @@ def _read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
     head = cells(first)
     has_header = not all(is_number(c) for c in head if c)
     names = tuple(c.strip("\"'") for c in head) if has_header else None
-    skip = lines.index(first) + (1 if has_header else 0)
-    if not any(ln.strip() for ln in lines[skip:]):  # before np.loadtxt, which would warn "no data"
+    n = n_rows - (1 if has_header else 0)
+    if n == 0:  # before np.loadtxt, which would warn "no data"
         raise DiagError(f"{p}: no samples below the header; remove the file or re-export it")
-    try:
-        data = np.loadtxt(io.StringIO(text), delimiter=delim, skiprows=skip, ndmin=2, dtype=np.float64)
-    except ValueError:
-        # find the offending cell for the message
-        for lineno, line in enumerate(lines[skip:], start=skip + 1):
-            if not line.strip():
-                continue
-            for col, c in enumerate(cells(line), start=1):
-                if not is_number(c):
-                    shown = repr(c) if c else "an empty cell"
-                    raise DiagError(
-                        f"{p}: line {lineno}, column {col}: {shown} is not a number; "
-                        "a CSV recording holds numbers only (one optional header row of channel names)"
-                    ) from None
-        raise DiagError(f"{p}: rows have different numbers of columns; every row needs one value per channel") from None
-    if data.size == 0:
-        raise DiagError(f"{p}: no samples below the header; remove the file or re-export it")
-    if names is not None and len(names) != data.shape[1]:
-        raise DiagError(f"{p}: header names {len(names)} columns but the rows have {data.shape[1]}")
-    return np.ascontiguousarray(data.T), names
+    data: np.ndarray | None = None
+    filled = 0
+    with open(p, encoding="utf-8-sig", errors="replace") as fh:
+        rows = lines(fh)
+        if has_header:
+            next(rows)
+        while filled < n:
+            block = [r for _, r in zip(range(CSV_BLOCK_ROWS), rows)]
+            if not block:
+                break
+            try:
+                x = np.loadtxt([line for _, line in block], delimiter=delim, ndmin=2, dtype=np.float64)
+            except ValueError:
+                _csv_bad_cell(p, block, cells)
+            if data is None:
+                if names is not None and len(names) != x.shape[1]:
+                    raise DiagError(f"{p}: header names {len(names)} columns but the rows have {x.shape[1]}")
+                data = np.empty((x.shape[1], n), dtype=np.float32)
+            elif x.shape[1] != data.shape[0]:
+                raise DiagError(f"{p}: rows have different numbers of columns; every row needs one value per channel")
+            data[:, filled : filled + len(x)] = x.T
+            filled += len(x)
+    if data is None or filled != n:
+        raise DiagError(f"{p}: changed while it was read; read it again")
+    return data, names
+
+
+def _csv_bad_cell(p: Path, block: list[tuple[int, str]], cells: Any) -> None:
+    """Raise the one-line error for a block of ``(line number, row)`` np.loadtxt refused: the first cell
+    that is not a number, else rows of different lengths."""
+    for lineno, line in block:
+        for col, c in enumerate(cells(line), start=1):
+            if not is_number(c):
+                shown = repr(c) if c else "an empty cell"
+                raise DiagError(
+                    f"{p}: line {lineno}, column {col}: {shown} is not a number; "
+                    "a CSV recording holds numbers only (one optional header row of channel names)"
+                ) from None
+    raise DiagError(f"{p}: rows have different numbers of columns; every row needs one value per channel") from None
 
 
 def _pcm_to_float(data: np.ndarray) -> np.ndarray:
