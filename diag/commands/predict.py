@@ -120,8 +120,13 @@ def check_outputs(paths: Sequence[Path | None], force: bool = False) -> None:
 
 def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Path | None, csv_path: Path | None,
                   windows: bool, plot_dir: Path | None) -> list[Path]:
-    """Write the requested outputs atomically (each file appears whole or not at all)."""
-    from diag.storage import atomic_write_json, atomic_write_text
+    """Write the requested outputs atomically (each file appears whole or not at all: a kill midway leaves at
+    most a ``.NAME.tmp-PID-*`` temporary, removed by the next run writing that name)."""
+    from diag.storage import atomic_write_json, atomic_write_text, clean_stale_temporaries
+
+    for p in (json_path, csv_path):
+        if p is not None:
+            clean_stale_temporaries(p)
 
     written = []
     if plot_dir is not None:

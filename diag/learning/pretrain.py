@@ -67,6 +67,7 @@ from diag.provenance import check_run_dir, package_versions, start_run_dir
 from diag.learning.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint, lr_at,
                           make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
                           save_safetensors, set_lr, set_rng_state, warmup_steps)
+from diag.learning.runtime import check_finite_training
 from diag.learning.selfsup import BYOL, SimCLR, knn_predict, momentum_at
 from diag.storage import atomic_write_json, read_json, write_history
 
@@ -366,6 +367,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
                     step += 1
                     advance()
             row: dict[str, Any] = {"epoch": epoch, "step": step, "loss": (loss_sum / len(batches)).item()}
+            check_finite_training(row["loss"], epoch, out, cfg.lr)
             knn = probe() if (epoch % cfg.knn_every == 0 or epoch == cfg.epochs) else {
                 "knn_accuracy": float("nan"), "knn_macro_f1": float("nan")}
             row.update(knn)

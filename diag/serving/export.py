@@ -46,7 +46,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
     import torch
 
     from diag.signal.dataset import PreparedDataset
-    from diag.storage import atomic_file, atomic_write_json
+    from diag.storage import atomic_file, atomic_write_json, clean_stale_temporaries
     from diag.serving.predictor import Predictor
 
     onnx, ort = _need_onnx()
@@ -57,6 +57,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         raise DiagError(f"--onnx {onnx_path}: name the file with the .onnx suffix")
     if not onnx_path.parent.is_dir():
         raise DiagError(f"--onnx {onnx_path}: folder {onnx_path.parent} does not exist; create it first")
+    for p in (onnx_path, json_path, stats_path):  # what an export killed midway left (.NAME.tmp-PID-*)
+        clean_stale_temporaries(p)
     for p in (onnx_path, json_path):
         if p.exists() and not force:
             raise DiagError(f"{p}: already exists; choose another --onnx name or pass --force")
