@@ -154,14 +154,17 @@ def main() -> None:
             f = tmp / f"rec{mb}.npy"
             npy_file(f, mb)
             report["predict_npy"].append(predict_peak(run, f, tmp))
+            print("predict npy", report["predict_npy"][-1], flush=True)
             f.unlink()
         for mb in sizes(a.csv_sizes):
             f = tmp / f"rec{mb}.csv"
             csv_file(f, mb)
             report["predict_csv"].append(predict_peak(run, f, tmp))
+            print("predict csv", report["predict_csv"][-1], flush=True)
             f.unlink()
         for mb in sizes(a.prepare_sizes):
             report["prepare_csv"].append(prepare_peak(tmp, mb))
+            print("prepare csv", report["prepare_csv"][-1], flush=True)
     print(json.dumps(report, indent=1))
     spread(report["predict_npy"], "npy")
     spread(report["predict_csv"], "CSV")
