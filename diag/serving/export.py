@@ -56,7 +56,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
     import torch
 
     from diag.signal.dataset import PreparedDataset
-    from diag.storage import atomic_file, claim_output_files, json_default, record_output_file, write_output_file
+    from diag.storage import (atomic_file, claim_output_files, clean_stale_temporaries, json_default,
+                              record_output_file, write_output_file)
     from diag.serving.predictor import Predictor
 
     onnx, ort = _need_onnx()
@@ -67,6 +68,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         raise DiagError(f"--onnx {onnx_path}: name the file with the .onnx suffix")
     if not onnx_path.parent.is_dir():
         raise DiagError(f"--onnx {onnx_path}: folder {onnx_path.parent} does not exist; create it first")
+    for p in (onnx_path, json_path, stats_path):  # what an export killed midway left (.NAME.tmp-PID-*)
+        clean_stale_temporaries(p)
     data_dir = (_read_meta(run).get("dataset") or {}).get("path")
     claim_output_files([("--onnx", onnx_path), ("--onnx (its .json)", json_path),
                         ("--onnx (its unknown statistics)", stats_path)], force=force, inputs=[run],

@@ -62,7 +62,6 @@ One ``[channels, samples]`` float32 file per recording under ``<out_dir>/<label>
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
@@ -71,7 +70,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -425,51 +424,89 @@ def csv_layout(first: str, rows: Sequence[str]) -> CsvLayout:
     return CsvLayout(",", False, header)
 
 
+#: data rows parsed per block by :func:`_read_csv` (its memory: one block of text and floats at a time)
+CSV_BLOCK_ROWS = 1 << 16
+
+
+def _csv_lines(fh: Any) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of the non-empty lines of an open text file."""
+    for lineno, line in enumerate(fh, start=1):
+        if line.strip():
+            yield lineno, line
+
+
 def _read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    text = p.read_text(encoding="utf-8-sig", errors="replace")
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip()), None)
-    if first is None:
-        raise DiagError(f"{p}: empty file; remove it or re-export it")
-    start = lines.index(first)
-    layout = csv_layout(first, lines[start + 1: start + 1 + 4 * LAYOUT_ROWS])
-    delim = layout.delimiter
+    """A CSV recording as float32 ``[channels, samples]`` and its header's names (None: no header row).
+
+    The layout (delimiter, decimal comma, header) is :func:`csv_layout`'s, the rule the streamed reader
+    of ``diag predict`` follows too. Read in two streamed passes -- count the data rows, then parse
+    blocks of ``CSV_BLOCK_ROWS`` rows straight into the preallocated float32 array -- so memory is the
+    samples kept (4 bytes each) plus one block, never the text (a whole-file parse held the text, a
+    list of its lines and float64 values: about 12 MB per MB of CSV)."""
+    with open(p, encoding="utf-8-sig", errors="replace") as fh:
+        rows = _csv_lines(fh)
+        first = next(rows, (0, None))[1]
+        if first is None:
+            raise DiagError(f"{p}: empty file; remove it or re-export it")
+        sample = [line for _, line in zip(range(4 * LAYOUT_ROWS), rows)]
+        n_rows = 1 + len(sample) + sum(1 for _ in rows)
+    layout = csv_layout(first, sample)
 
     def cells(line: str) -> list[str]:
         return layout.cells(layout.numeric(line))
 
-    head = layout.cells(first)
-    has_header = layout.has_header
-    names = tuple(c.strip("\"'") for c in head) if has_header else None
-    if has_header and delim is None and len(names or ()) > 1 and lines[start + 1:] and \
-            len(cells(next((ln for ln in lines[start + 1:] if ln.strip()), ""))) == 1:
+    names = tuple(c.strip("\"'") for c in layout.cells(first)) if layout.has_header else None
+    if names is not None and layout.delimiter is None and len(names) > 1 and sample and len(cells(sample[0])) == 1:
         names = (first.strip().strip("\"'"),)  # one channel whose name holds a space ("Accel X")
-    skip = start + (1 if has_header else 0)
-    if not any(ln.strip() for ln in lines[skip:]):  # before np.loadtxt, which would warn "no data"
+    n = n_rows - (1 if layout.has_header else 0)
+    if n == 0:  # before np.loadtxt, which would warn "no data"
         raise DiagError(f"{p}: no samples below the header; remove the file or re-export it")
-    if layout.decimal_comma:
-        text = "\n".join(layout.numeric(ln) for ln in lines[skip:])
-        skip = 0
-    try:
-        data = np.loadtxt(io.StringIO(text), delimiter=delim, skiprows=skip, ndmin=2, dtype=np.float64)
-    except ValueError:
-        # find the offending cell for the message
-        for lineno, line in enumerate(lines[skip:], start=skip + 1):
-            if not line.strip():
-                continue
-            for col, c in enumerate(cells(line), start=1):
-                if not is_number(c):
-                    shown = repr(c) if c else "an empty cell"
-                    raise DiagError(
-                        f"{p}: line {lineno}, column {col}: {shown} is not a number; "
-                        "a CSV recording holds numbers only (one optional header row of channel names)"
-                    ) from None
-        raise DiagError(f"{p}: rows have different numbers of columns; every row needs one value per channel") from None
-    if data.size == 0:
-        raise DiagError(f"{p}: no samples below the header; remove the file or re-export it")
-    if names is not None and len(names) != data.shape[1]:
-        raise DiagError(f"{p}: header names {len(names)} columns but the rows have {data.shape[1]}")
-    return np.ascontiguousarray(data.T), names
+    data = _parse_csv_blocks(p, layout, n, names, cells)
+    return data, names
+
+
+def _parse_csv_blocks(p: Path, layout: CsvLayout, n: int, names: tuple[str, ...] | None, cells: Any) -> np.ndarray:
+    """The ``n`` data rows of ``p`` parsed block by block into a float32 ``[channels, n]`` array."""
+    data: np.ndarray | None = None
+    filled = 0
+    with open(p, encoding="utf-8-sig", errors="replace") as fh:
+        rows = _csv_lines(fh)
+        if layout.has_header:
+            next(rows)
+        while filled < n:
+            block = [r for _, r in zip(range(CSV_BLOCK_ROWS), rows)]
+            if not block:
+                break
+            try:
+                x = np.loadtxt([layout.numeric(line) for _, line in block], delimiter=layout.delimiter, ndmin=2,
+                               dtype=np.float64)
+            except ValueError:
+                _csv_bad_cell(p, block, cells)
+            if data is None:
+                if names is not None and len(names) != x.shape[1]:
+                    raise DiagError(f"{p}: header names {len(names)} columns but the rows have {x.shape[1]}")
+                data = np.empty((x.shape[1], n), dtype=np.float32)
+            elif x.shape[1] != data.shape[0]:
+                raise DiagError(f"{p}: rows have different numbers of columns; every row needs one value per channel")
+            data[:, filled : filled + len(x)] = x.T
+            filled += len(x)
+    if data is None or filled != n:
+        raise DiagError(f"{p}: changed while it was read; read it again")
+    return data
+
+
+def _csv_bad_cell(p: Path, block: list[tuple[int, str]], cells: Any) -> None:
+    """Raise the one-line error for a block of ``(line number, row)`` np.loadtxt refused: the first cell
+    that is not a number, else rows of different lengths."""
+    for lineno, line in block:
+        for col, c in enumerate(cells(line), start=1):
+            if not is_number(c):
+                shown = repr(c) if c else "an empty cell"
+                raise DiagError(
+                    f"{p}: line {lineno}, column {col}: {shown} is not a number; "
+                    "a CSV recording holds numbers only (one optional header row of channel names)"
+                ) from None
+    raise DiagError(f"{p}: rows have different numbers of columns; every row needs one value per channel") from None
 
 
 def _pcm_to_float(data: np.ndarray) -> np.ndarray:
