@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import diag.sources.stream as stream
-from diag.sources.files import _read_csv
+from diag.sources.formats import read_csv
 from diag.sources.stream import open_signal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,20 +63,20 @@ def test_streamed_csv_reads_skip_rows_between_windows_far_apart(tmp_path, monkey
 
 
 def test_csv_is_parsed_in_blocks_into_float32_with_its_errors(tmp_path, monkeypatch):
-    import diag.sources.files as files
+    import diag.sources.formats as files
 
     monkeypatch.setattr(files, "CSV_BLOCK_ROWS", 4)
     x = np.random.default_rng(1).standard_normal((11, 2))
     (tmp_path / "a.csv").write_text("a,b\n" + "\n".join(f"{u:.6f},{v:.6f}" for u, v in x) + "\n\n")
-    data, names = _read_csv(tmp_path / "a.csv")
+    data, names = read_csv(tmp_path / "a.csv")
     assert names == ("a", "b") and data.dtype == np.float32 and data.shape == (2, 11)
     np.testing.assert_allclose(data, x.T, atol=1e-6)
     (tmp_path / "b.csv").write_text("1\n2\n\n3\n4\n5\nabc\n")
     with pytest.raises(Exception, match=r"b\.csv: line 7, column 1: 'abc' is not a number"):
-        _read_csv(tmp_path / "b.csv")
+        read_csv(tmp_path / "b.csv")
     (tmp_path / "c.csv").write_text("1,2\n" * 5 + "3\n")
     with pytest.raises(Exception, match="different numbers of columns"):
-        _read_csv(tmp_path / "c.csv")
+        read_csv(tmp_path / "c.csv")
 
 
 def test_windows_far_apart_are_read_alone_and_give_the_same_images():
@@ -152,9 +152,9 @@ def test_prepare_reads_a_csv_in_memory_proportional_to_its_float32_samples(tmp_p
     res = _child_peak_mb(f"""
         import resource
         from pathlib import Path
-        from diag.sources.files import _read_csv
+        from diag.sources.formats import read_csv
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        data, _ = _read_csv(Path({str(tmp_path / 'a.csv')!r}))
+        data, _ = read_csv(Path({str(tmp_path / 'a.csv')!r}))
         print("before", before)
         print("after", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         print("float32_mb", data.nbytes / 2**20)
