@@ -367,6 +367,8 @@ def predict(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for one PNG per file: waveform, scalogram, probabilities."),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Set the run's unknown threshold on this prepared dataset (the run's own, e.g. moved) first."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
+    engine: str = typer.Option("torch", "--engine", help="What runs the network: torch | onnx (ONNX Runtime on the exported graph, CPU; pip install 'diag[onnx]')."),
+    quantize: str = typer.Option("none", "--quantize", help="none | int8 (dynamic int8 quantisation of the Linear layers, torch engine, CPU; check its agreement with scripts/bench/bench_predict.py --run RUN --data DATA)."),
     force: bool = typer.Option(False, "--force", help="Replace existing --json / --csv files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table, notes or progress."),
 ) -> None:
@@ -375,7 +377,7 @@ def predict(
 
     run_predict(run, paths, fs=fs, hop=hop, channels=_names(channels), json_path=json_out, csv_path=csv_out,
                 windows=windows, plot_dir=plot, device=device, force=force, quiet=quiet, key=key, variable=variable,
-                calibrate=calibrate, ref_hz=ref_hz, rpm=rpm)
+                calibrate=calibrate, ref_hz=ref_hz, rpm=rpm, engine=engine, quantize=quantize)
 
 
 @app.command()

@@ -103,6 +103,23 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def clean_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the ``.NAME.tmp-PID-*`` temporaries that killed processes (PID no longer alive) left beside
+    ``path`` while writing it with :func:`atomic_file`; call it before writing ``path`` again. Only
+    those of ``path`` itself, never another file's."""
+    path = Path(path)
+    removed: list[Path] = []
+    try:
+        names = [p.name for p in path.parent.iterdir()]
+    except OSError:
+        return removed
+    for name in names:
+        if name.startswith(f".{path.name}.tmp-") and _stale(name, path.name):
+            (path.parent / name).unlink(missing_ok=True)
+            removed.append(path.parent / name)
+    return removed
+
+
 def json_default(o: Any) -> Any:
     """``json.dumps(default=...)`` for numpy scalars and arrays and paths."""
     import numpy as np

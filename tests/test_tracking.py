@@ -105,17 +105,18 @@ def test_a_resumed_run_continues_its_mlflow_run_and_runs_nest_under_their_compar
     cfg = TrackConfig(mlflow=True, mlflow_uri=(tmp_path / "mlruns").as_uri())
     (tmp_path / "cmp").mkdir()
     (tmp_path / "cmp" / "compare.json").write_text("{}")
-    parent = tracking.open_run(cfg, tmp_path / "cmp", "compare", {"grid.seeds": "0,1"})
-    first = tracking.open_run(cfg, tmp_path / "cmp" / "scratch-all-none-w0-s0", "train", {"lr": 0.001})
+    parent = tracking.open_run(cfg, tmp_path / "cmp", "compare", {"grid.seeds": "0,1"}, warn=pytest.fail)
+    first = tracking.open_run(cfg, tmp_path / "cmp" / "scratch-all-none-w0-s0", "train", {"lr": 0.001}, warn=pytest.fail)
     first.epoch({"epoch": 1, "train_loss": 1.5, "lr": 0.001, "selected": True})
-    again = tracking.open_run(cfg, tmp_path / "cmp" / "scratch-all-none-w0-s0", "train", {"lr": 0.001})
+    again = tracking.open_run(cfg, tmp_path / "cmp" / "scratch-all-none-w0-s0", "train", {"lr": 0.001}, warn=pytest.fail)
     assert again.mlflow_run_id == first.mlflow_run_id  # resumed: the same MLflow run
     again.epoch({"epoch": 2, "train_loss": 1.2, "lr": 0.0005, "selected": False})
+    run_id, parent_id = again.mlflow_run_id, parent.mlflow_run_id
     again.close()
     parent.close()
     client = MlflowClient(cfg.mlflow_uri)
-    run = client.get_run(first.mlflow_run_id)
-    assert run.data.tags["mlflow.parentRunId"] == parent.mlflow_run_id
+    run = client.get_run(run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent_id and run.info.status == "FINISHED"
     assert [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1.5, 1.2]
     assert "selected" not in run.data.metrics  # a flag is not a metric
 

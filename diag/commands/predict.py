@@ -28,7 +28,8 @@ from diag.sources.stream import expand_paths
 def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None = None, hop: int | None = None,
                   channels: Sequence[str] | None = None, device: str = "cpu", quiet: bool = False,
                   console: Any = None, key: str | None = None, variable: str | None = None,
-                  ref_hz: float | None = None, rpm: float | None = None) -> tuple[Predictor, list[FileResult]]:
+                  ref_hz: float | None = None, rpm: float | None = None, engine: str = "torch",
+                  quantize: str = "none") -> tuple[Predictor, list[FileResult]]:
     """Score every file (folders expanded); prints notes and progress on ``console`` unless quiet.
 
     ``ref_hz`` / ``rpm`` (= 60 x Hz, a shaft speed): the reference rate of every file for a run on order
@@ -37,7 +38,7 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None
 
     check_ref_options(ref_hz, rpm)
     files = expand_paths(paths)
-    pred = Predictor(run, device=device, hop=hop, quiet=quiet)
+    pred = Predictor(run, device=device, hop=hop, quiet=quiet, engine=engine, quantize=quantize)
     if rpm is not None:
         if "harmonics" in pred.pre.transform.parts:
             raise DiagError(f"--rpm: {pred.run} draws harmonics images, on orders of the electrical fundamental, "
@@ -143,7 +144,11 @@ def check_outputs(run: str | Path, paths: Sequence[str | Path], json_path: Path 
 def write_outputs(pred: Predictor, results: Sequence[FileResult], json_path: Path | None, csv_path: Path | None,
                   windows: bool, plot_dir: Path | None) -> list[Path]:
     """Write the requested outputs atomically (each file appears whole or not at all)."""
-    from diag.storage import json_default, write_output_file
+    from diag.storage import clean_stale_temporaries, json_default, write_output_file
+
+    for p in (json_path, csv_path):  # what a write killed midway left (.NAME.tmp-PID-*)
+        if p is not None:
+            clean_stale_temporaries(p)
 
     written = []
     if plot_dir is not None:
@@ -191,8 +196,11 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
                 windows: bool = False, plot_dir: Path | None = None, device: str = "cpu", force: bool = False,
                 quiet: bool = False, key: str | None = None, variable: str | None = None,
                 calibrate: str | Path | None = None, ref_hz: float | None = None,
-                rpm: float | None = None) -> list[FileResult]:
+                rpm: float | None = None, engine: str = "torch", quantize: str = "none") -> list[FileResult]:
     """What ``diag predict`` does: check outputs, (re)calibrate unknown if asked, score, print, write outputs."""
+    from diag.serving.engine import check_engine
+
+    check_engine(engine, quantize, device)
     check_outputs(run, paths, json_path, csv_path, plot_dir, calibrate, force)
     check_ref_options(ref_hz, rpm)
     if plot_dir is not None:
@@ -214,7 +222,8 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
         raise DiagError(f"--plot {plot_dir}: exists and is not a folder")
     err = make_console(stderr=True)
     t0 = time.perf_counter()
-    pred, results = predict_files(run, paths, fs, hop, channels, device, quiet, err, key, variable, ref_hz, rpm)
+    pred, results = predict_files(run, paths, fs, hop, channels, device, quiet, err, key, variable, ref_hz, rpm,
+                                  engine, quantize)
     if not quiet:
         print_table(pred, results, make_console())
         n = sum(len(r.windows.start) for r in results)

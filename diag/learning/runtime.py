@@ -21,8 +21,8 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from diag.errors import DiagError, describe
-from diag.storage import atomic_file
+from diag.errors import DiagError, describe, disk_full_as_error
+from diag.storage import atomic_file, clean_stale_temporaries
 
 console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -303,9 +303,37 @@ def set_rng_state(state: dict[str, Any], gen: torch.Generator, aug_gen: torch.Ge
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``last.pt``: plain tensors, numbers, strings, lists and dicts only (``weights_only=True`` loads it)."""
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
+    """``last.pt``: plain tensors, numbers, strings, lists and dicts only (``weights_only=True`` loads it).
+
+    Serialised in memory first, so a full disk is the OSError of the write (a one-line error naming the
+    disk: :func:`diag.errors.disk_full_error`), never torch's zip writer failing midway; temporaries a killed
+    earlier run left beside ``path`` are removed first."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_file(path, buf.getbuffer())
+
+
+def write_file(path: str | Path, data: Any) -> None:
+    """``data`` (bytes) to ``path`` atomically (:func:`diag.storage.atomic_file`), after removing stale
+    temporaries of ``path``; a full disk is a one-line :class:`DiagError` naming it, and no file appears."""
+    path = Path(path)
+    clean_stale_temporaries(path)
+    with disk_full_as_error(path.parent), atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def check_finite_training(loss: torch.Tensor, epoch: int, where: str | Path, lr: float | None = None) -> None:
+    """Stop training with a one-line :class:`DiagError` when the epoch's loss is NaN or infinite: the weights
+    are then no longer numbers, and nothing of this epoch is written (no model, no checkpoint)."""
+    value = float(loss.detach().float().cpu()) if isinstance(loss, torch.Tensor) else float(loss)
+    if math.isfinite(value):
+        return
+    hint = "lower train.lr" + (f" (it is {lr:g})" if lr is not None else "") + \
+        " or check the prepared images for extreme values"
+    raise DiagError(f"{where}: the training loss became {value} in epoch {epoch}; training stopped and no model of "
+                    f"this epoch was written; {hint}, then start again (--force)")
 
 
 def load_checkpoint(path: str | Path, keys: Iterable[str] = ()) -> dict[str, Any]:
@@ -344,8 +372,7 @@ def save_safetensors(path: str | Path, state: dict[str, torch.Tensor], metadata:
     header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
     if len(header) <= n:  # same content, same length: pad like safetensors does (spaces)
         raw = raw[:8] + header.ljust(n, b" ") + raw[8 + n:]
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(raw)
+    write_file(path, raw)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -40,19 +40,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from diag.config import load_section
-from diag.errors import DiagError
+from diag.errors import DiagError, disk_full_as_error
 from diag.learning.evaluate import accuracy_f1, classification_metrics, plot_confusion, plot_curves, predict_images
 from diag.learning.models import INITS, check_model_name, parse_freeze, train_mode
 from diag.learning.rundir import ModelRecord, RunDir
-from diag.learning.runtime import (AMP_MODES, all_reduce_sum, batch_plan, broadcast_flag, console, end_distributed,
-                                   lr_at, optimizer_step, progress, rng_state, save_checkpoint, save_safetensors,
-                                   set_lr)
+from diag.learning.runtime import (AMP_MODES, all_reduce_sum, batch_plan, broadcast_flag, check_finite_training,
+                                   console, end_distributed, lr_at, optimizer_step, progress, rng_state,
+                                   save_checkpoint, save_safetensors, set_lr)
 from diag.learning import tracking
 from diag.learning.session import Session, check_classes, epochs_for, refit_source, select_labeled, start  # noqa: F401
 from diag.learning.unknown import calibrate_run
 from diag.provenance import package_versions
 from diag.signal.dataset import SplitImages
-from diag.storage import atomic_write_json, write_history
+from diag.storage import atomic_write_json, clean_stale, write_history
 
 SELECT_BY = ("f1", "loss")
 
@@ -180,7 +180,15 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
     """Train on the prepared dataset ``data``, writing the run to ``out``, then :func:`finish_run` it; returns
     a summary dict. With ``resume=True`` the run in ``out`` continues from ``last.pt`` with its saved config
     (a ``cfg`` that differs from it is an error)."""
+    with disk_full_as_error(out):
+        return _train(data, out, cfg, resume, force, quiet, track)
+
+
+def _train(data: str | Path, out: str | Path, cfg: TrainConfig | None, resume: bool, force: bool,
+           quiet: bool, track: Any = None) -> dict[str, Any]:
     s = start(data, out, cfg, TrainConfig, resume, force, quiet)
+    if s.dist.main:  # the .NAME.tmp-PID-* of checkpoint writes a killed earlier process left in the run
+        clean_stale(s.run.path)
     cfg, state, show = s.cfg, s.state, s.rt.show
     epochs = s.schedule["epochs"]
     tracker = tracking.open_run(track, s.run.path, "train", asdict(cfg), s.dist.main, warn=console.print)
@@ -191,6 +199,7 @@ def train(data: str | Path, out: str | Path, cfg: TrainConfig | None = None, *, 
                 break
             t0 = time.perf_counter()
             train_loss, lr, seen, seconds = train_epoch(s, epoch)
+            check_finite_training(train_loss, epoch, s.run.path, cfg.lr)
             if s.x_val is not None:  # every rank evaluates the whole split: same weights, same answer
                 val_loss, val_pred = evaluate_split(s.model, s.x_val, s.y_val, 2 * cfg.batch_size, s.rt.dtype,
                                                     s.rt.channels_last)
@@ -297,32 +306,36 @@ def finish_run(s: Session) -> dict[str, Any]:
                                "history": state["history"]}
     if s.dist.main:
         s.model.load_state_dict(load_file(str(run / RunDir.WEIGHTS), device=str(s.rt.device)))
-        summary["test"] = _score_test(s)
+        summary["test"], test = _score_test(s)
         plot_curves(state["history"], run / "curves.png", title=f"{cfg.model} ({cfg.init}) - {ds.path.name}")
         if s.x_val is not None:  # the unknown threshold for diag predict (unknown.json)
             summary["unknown"] = calibrate_run(run.path, ds.path, net=s.model, meta=run.record().to_dict(),
                                                device=s.rt.device)
+        # last, atomically: test_metrics.json says the run is finished, so it is written only once every other
+        # file of the run is in place (a full disk or a kill before it leaves a resumable, unfinished run)
+        with disk_full_as_error(run.path):
+            atomic_write_json(run / RunDir.TEST, test)
         if s.rt.show:
             _say_finished(summary)
     end_distributed(s.dist)
     return summary
 
 
-def _score_test(s: Session) -> dict[str, Any] | None:
+def _score_test(s: Session) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The selected model scored once on the test split: (the summary's numbers, test_metrics.json's content,
+    written by the caller last)."""
     ds, run, classes = s.ds, s.run, s.ds.classes
     if "test" not in ds.splits or len(ds.labels("test")) == 0:
-        atomic_write_json(run / RunDir.TEST, {"split": "test", "n": 0, "note": "the dataset has no test windows"})
-        return None
+        return None, {"split": "test", "n": 0, "note": "the dataset has no test windows"}
     x_test = SplitImages(ds, "test", None, s.rt.device, s.cfg.in_memory_gb, s.cfg.num_workers)
     y_test = ds.labels("test")
     loss, pred = evaluate_split(s.model, x_test, torch.as_tensor(y_test), 2 * s.cfg.batch_size, s.rt.dtype,
                                 s.rt.channels_last)
     test = classification_metrics(y_test, pred, classes, split="test")
     test.update({"loss": loss, "selected_epoch": s.state["best"]["epoch"], "selected_by": s.selected_by})
-    atomic_write_json(run / RunDir.TEST, test)
     plot_confusion(test["confusion"], classes, run / "confusion_test.png",
                    f"test split: accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}")
-    return {k: test[k] for k in ("accuracy", "macro_f1", "loss", "n")}
+    return {k: test[k] for k in ("accuracy", "macro_f1", "loss", "n")}, test
 
 
 def _say_finished(summary: dict[str, Any]) -> None:

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from diag.errors import DiagError, describe
+from diag.errors import DiagError
 from diag.storage import atomic_file, atomic_write_json, file_sha256
 
 METHODS = ("energy", "msp", "mahalanobis", "knn", "layers", "rows")
@@ -336,18 +336,20 @@ class UnknownDetector:
     def load(cls, run: Path, far: float | None = None) -> "UnknownDetector":
         from safetensors.torch import load_file
 
-        info = json.loads((run / UNKNOWN_JSON).read_text(encoding="utf-8"))
+        info = _read_unknown_json(run)
         method = info["method"]
         far = info["far"] if far is None else far
         th = info["thresholds"].get(f"{far:g}")
         if th is None:
             raise DiagError(f"{run / UNKNOWN_JSON}: no threshold for a false-alarm rate of {far:g} "
                             f"(has {', '.join(info['thresholds'])}); calibrate again")
-        try:
-            stats = load_file(str(run / UNKNOWN_STATS)) if (run / UNKNOWN_STATS).is_file() else {}
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
-            raise DiagError(f"{run / UNKNOWN_STATS}: damaged ({describe(exc)}); calibrate the run again "
-                            "(diag predict RUN FILE --calibrate DATASET)") from None
+        stats = {}
+        if (run / UNKNOWN_STATS).is_file():
+            try:
+                stats = load_file(str(run / UNKNOWN_STATS))
+            except Exception as exc:  # noqa: BLE001 -- safetensors' errors on a truncated or damaged file
+                raise DiagError(f"{run / UNKNOWN_STATS}: damaged or truncated ({type(exc).__name__}); not used and not "
+                                f"overwritten; {RECALIBRATE}") from None
         if method in FITTED and not stats:
             raise DiagError(f"{run / UNKNOWN_STATS}: missing; calibrate the run again")
         return cls(method, th, stats, dict(info, far=far))
@@ -357,12 +359,8 @@ class UnknownDetector:
                 quiet: bool = True) -> "UnknownDetector | None":
         """The run's stored detector; else calibrated now from its prepared dataset if still there; else None."""
         path = run / UNKNOWN_JSON
-        if path.is_file():
-            try:
-                info = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                info = {}
-            if info.get("weights_sha256") == file_sha256(run / "model.safetensors"):
+        if path.is_file():  # a damaged file is refused, never silently recalibrated over
+            if _read_unknown_json(run).get("weights_sha256") == file_sha256(run / "model.safetensors"):
                 return cls.load(run)
         if not calibrate:
             return None
@@ -382,6 +380,24 @@ class UnknownDetector:
                                                    f"calibrating it on the validation split of {data}"))
         calibrate_run(run, data, net=net, meta=meta, device=device)
         return cls.load(run)
+
+
+RECALIBRATE = "calibrate it again on purpose with `diag predict RUN FILE --calibrate PREPARED_DATA` (it replaces the file)"
+
+
+def _read_unknown_json(run: Path) -> dict[str, Any]:
+    """A run's unknown.json, checked: a damaged one is a one-line DiagError, never a reason to recalibrate."""
+    path = run / UNKNOWN_JSON
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DiagError(f"{path}: damaged (not valid JSON: {exc.__class__.__name__}); not used and not overwritten; "
+                        f"{RECALIBRATE}") from None
+    ok = (isinstance(info, dict) and isinstance(info.get("method"), str) and isinstance(info.get("thresholds"), dict)
+          and isinstance(info.get("far"), (int, float)))
+    if not ok:
+        raise DiagError(f"{path}: damaged (no method, far or thresholds); not used and not overwritten; {RECALIBRATE}")
+    return info
 
 
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:

@@ -25,7 +25,7 @@ import numpy as np
 
 from diag.errors import DiagError
 
-__all__ = ["ENGINES", "QUANTIZE", "TwoOutputs", "make_engine", "prefetch"]
+__all__ = ["ENGINES", "QUANTIZE", "TwoOutputs", "check_engine", "make_engine", "prefetch"]
 
 ENGINES = ("torch", "onnx")
 QUANTIZE = ("none", "int8")
@@ -103,15 +103,32 @@ class OnnxEngine:
         return torch.from_numpy(feats), torch.from_numpy(logits)
 
 
-def make_engine(net: Any, features: str, device: Any, image_shape: Any, engine: str = "torch",
-                quantize: str = "none") -> Any:
-    """The engine that scores images for a run (see the module docstring); checked options."""
+def check_engine(engine: str, quantize: str, device: Any = "cpu") -> None:
+    """Refuse (one line) an engine / quantisation that does not exist or cannot run here, before any work:
+    an unknown name; onnx or int8 on a GPU (both are CPU paths); onnx with int8 (the exporter cannot write
+    torch's dynamically quantised linear layers, and ONNX Runtime's own quantisation is not wired in);
+    onnx without onnxruntime installed."""
     if engine not in ENGINES:
         raise DiagError(f"--engine: choose one of {', '.join(ENGINES)}, got '{engine}'")
     if quantize not in QUANTIZE:
         raise DiagError(f"--quantize: choose one of {', '.join(QUANTIZE)}, got '{quantize}'")
-    if (engine != "torch" or quantize != "none") and getattr(device, "type", str(device)) != "cpu":
+    dev = getattr(device, "type", str(device).split(":")[0])
+    if (engine != "torch" or quantize != "none") and dev != "cpu":
         raise DiagError(f"--engine {engine} / --quantize {quantize}: CPU only; on a GPU use the default torch engine")
+    if engine == "onnx" and quantize == "int8":
+        raise DiagError("--engine onnx --quantize int8: not supported (torch's int8 linear layers do not export to "
+                        "ONNX); use --engine torch --quantize int8, or --engine onnx --quantize none")
+    if engine == "onnx":
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise DiagError("--engine onnx needs onnxruntime; install it with `pip install 'diag[onnx]'`")
+
+
+def make_engine(net: Any, features: str, device: Any, image_shape: Any, engine: str = "torch",
+                quantize: str = "none") -> Any:
+    """The engine that scores images for a run (see the module docstring); checked options."""
+    check_engine(engine, quantize, device)
     if quantize == "int8":
         net = quantized(net)
     if engine == "onnx":

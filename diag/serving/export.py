@@ -55,8 +55,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
     """Write ``onnx_path`` (+ ``.json``, + ``.unknown.safetensors``); return the agreement check's numbers."""
     import torch
 
-    from diag.signal.dataset import PreparedDataset
-    from diag.storage import atomic_file, claim_output_files, json_default, record_output_file, write_output_file
+    from diag.storage import (atomic_file, claim_output_files, clean_stale_temporaries, json_default,
+                              record_output_file, write_output_file)
     from diag.serving.predictor import Predictor
 
     onnx, ort = _need_onnx()
@@ -67,6 +67,8 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
         raise DiagError(f"--onnx {onnx_path}: name the file with the .onnx suffix")
     if not onnx_path.parent.is_dir():
         raise DiagError(f"--onnx {onnx_path}: folder {onnx_path.parent} does not exist; create it first")
+    for p in (onnx_path, json_path, stats_path):  # what an export killed midway left (.NAME.tmp-PID-*)
+        clean_stale_temporaries(p)
     data_dir = (_read_meta(run).get("dataset") or {}).get("path")
     claim_output_files([("--onnx", onnx_path), ("--onnx (its .json)", json_path),
                         ("--onnx (its unknown statistics)", stats_path)], force=force, inputs=[run],
@@ -74,23 +76,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
     pred = Predictor(run, device="cpu", quiet=quiet)
     pre = pred.pre
     c, h, w = (int(v) for v in pre.image_shape)
-    # validation images of the run's dataset, else images of a synthetic signal through the real transform
-    images, source = None, ""
-    data = Path((pred.meta.get("dataset") or {}).get("path") or "")
-    if data.name and (data / "manifest.json").is_file():
-        ds = PreparedDataset(data)
-        if "val" in ds.splits and len(ds.labels("val")):
-            images = np.asarray(ds.images("val")[:CHECK_IMAGES], dtype=np.float32)
-            source = f"{len(images)} validation images of {data}"
-    if images is None and pre.needs_ref and not pre.transform.ref_hz:
-        raise DiagError(f"{run}: its prepared dataset is gone and its order images ({pre.transform.kind}) need a "
-                        "reference rate to draw the check images; export it while the dataset is there, or train with "
-                        "a fixed transform.ref_hz")
-    if images is None:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((64, len(pre.channels) or 1, pre.length)).astype(np.float32)
-        images = pre(x, pre.transform.ref_hz or None)
-        source = "64 images of random noise windows (the run's prepared dataset is gone)"
+    images, source = _check_images(run, pred)
     model = TwoOutputs(pred.net, features=pred.unknown_features).eval()
     with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
         tmp = str(tmp_path)
@@ -169,3 +155,24 @@ def run_export(run: str | Path, onnx_path: str | Path, with_transform: bool = Fa
                     f"(tolerance {check['tolerance']:g}); same class {100 * check['same_argmax']:.1f} %"))
     make_console().print(esc(f"preprocessing and classes: {Path(onnx_path).with_suffix('.json')}"))
     return check
+
+
+def _check_images(run: str | Path, pred: Any) -> tuple[np.ndarray, str]:
+    """Images to check the exported graph on: validation images of the run's dataset, else images of
+    random noise windows through the run's own preprocessing; and what they are, in words."""
+    from diag.signal.dataset import PreparedDataset
+
+    pre = pred.pre
+    data = Path((pred.meta.get("dataset") or {}).get("path") or "")
+    if data.name and (data / "manifest.json").is_file():
+        ds = PreparedDataset(data)
+        if "val" in ds.splits and len(ds.labels("val")):
+            return (np.asarray(ds.images("val")[:CHECK_IMAGES], dtype=np.float32),
+                    f"{min(CHECK_IMAGES, len(ds.labels('val')))} validation images of {data}")
+    if pre.needs_ref and not pre.transform.ref_hz:
+        raise DiagError(f"{run}: its prepared dataset is gone and its order images ({pre.transform.kind}) need a "
+                        "reference rate to draw the check images; export it while the dataset is there, or train with "
+                        "a fixed transform.ref_hz")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, len(pre.channels) or 1, pre.length)).astype(np.float32)
+    return pre(x, pre.transform.ref_hz or None), "64 images of random noise windows (the run's prepared dataset is gone)"

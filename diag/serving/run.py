@@ -67,6 +67,12 @@ def _network(run: RunDir, record: ModelRecord, device: Any) -> Any:
     except Exception as exc:  # noqa: BLE001 -- safetensors' errors on a damaged file
         first = str(exc).splitlines()[0][:120] if str(exc) else ""
         raise DiagError(f"{weights}: weights do not load ({type(exc).__name__}: {first}); train the run again") from None
+    import torch
+
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:  # checked once, when the run is opened
+        raise DiagError(f"{weights}: weight '{bad}' holds NaN or infinite values (a training that diverged, or a "
+                        "damaged file); nothing it scores would mean anything; train the run again")
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

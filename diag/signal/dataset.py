@@ -18,6 +18,7 @@ recording within the source, so a window can always be traced to the samples it 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from diag.config import SPLITS
-from diag.errors import DiagError
+from diag.errors import DiagError, disk_full_as_error
 from diag.storage import atomic_write_json, clean_stale, file_sha256, output_kind, publish_mode, write_marker
 
 META_COLUMNS = ("y", "label", "group", "condition", "fault_size", "source", "start", "rec")
@@ -77,14 +78,32 @@ class DatasetWriter:
         publish_mode(self.tmp, directory=True)
         self.sizes = dict(sizes)
         self.image_shape = tuple(int(s) for s in image_shape)
-        self._arrays = {
-            s: np.lib.format.open_memmap(
-                self.tmp / f"{s}.npy", mode="w+", dtype=np.float16, shape=(n, *self.image_shape)
-            )
-            for s, n in self.sizes.items()
-        }
-        self._filled = {s: 0 for s in self.sizes}
         self._committed = False
+        try:
+            with disk_full_as_error(self.out):
+                self._arrays = {s: self._open(s, n) for s, n in self.sizes.items()}
+        except BaseException:
+            self._arrays = {}
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        self._filled = {s: 0 for s in self.sizes}
+
+    def _open(self, split: str, n: int) -> np.ndarray:
+        """A memory-mapped ``.npy`` of ``n`` images, its blocks reserved on the disk first
+        (``posix_fallocate``): a memory-mapped file written into a hole the disk cannot fill kills the process
+        with SIGBUS; reserved, a full disk is an error here, before any image is made."""
+        path = self.tmp / f"{split}.npy"
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, *self.image_shape)).flush()  # header
+        if hasattr(os, "posix_fallocate"):
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, path.stat().st_size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # else: a file system without it
+                    raise
+            finally:
+                os.close(fd)
+        return np.lib.format.open_memmap(path, mode="r+")
 
     def __enter__(self) -> "DatasetWriter":
         return self
@@ -105,7 +124,12 @@ class DatasetWriter:
         self._filled[split] = i + b
 
     def commit(self, metas: dict[str, dict[str, np.ndarray]], manifest: dict[str, Any], replace: bool = False) -> Path:
-        """Write metadata and manifest, flush, and move the directory to ``out`` atomically."""
+        """Write metadata and manifest, flush, and move the directory to ``out`` atomically (a full disk: a
+        one-line error naming it, and the partial folder is removed by ``__exit__``)."""
+        with disk_full_as_error(self.out):
+            return self._commit(metas, manifest, replace)
+
+    def _commit(self, metas: dict[str, dict[str, np.ndarray]], manifest: dict[str, Any], replace: bool) -> Path:
         for s, a in self._arrays.items():
             if self._filled[s] != len(a):
                 raise RuntimeError(f"split {s}: wrote {self._filled[s]} of {len(a)} images")
@@ -133,6 +157,19 @@ class DatasetWriter:
             shutil.rmtree(backup, ignore_errors=True)
         self._committed = True
         return self.out
+
+
+def check_finite_images(arr: np.ndarray, path: Path, fix: str, block_bytes: int = 1 << 25) -> None:
+    """A one-line :class:`DiagError` naming ``path`` and the first image holding NaN or infinite values (a
+    damaged or hand-edited file: training on it writes NaN weights, scoring it gives meaningless numbers);
+    read in blocks of about ``block_bytes``."""
+    step = max(1, block_bytes // max(1, int(np.prod(arr.shape[1:])) * arr.itemsize))
+    for i in range(0, len(arr), step):
+        ok = np.isfinite(arr[i : i + step]).reshape(len(arr[i : i + step]), -1).all(1)
+        if not ok.all():
+            j = i + int(np.argmin(ok))
+            raise DiagError(f"{path}: image {j} (of {len(arr)}) holds NaN or infinite values, which no model can "
+                            f"learn from or score (a damaged or edited file); {fix}")
 
 
 @dataclass
@@ -166,6 +203,7 @@ class PreparedDataset:
         if missing:
             raise DiagError(f"{mf}: damaged (no {', '.join(missing)}); prepare the dataset again")
         self._meta: dict[str, dict[str, np.ndarray]] = {}
+        self._finite: set[str] = set()  # the splits whose images were checked for NaN / inf (once each)
         self._check_files()
 
     def _check_files(self) -> None:
@@ -238,6 +276,9 @@ class PreparedDataset:
         want = (int(self.manifest["sizes"][split]), *map(int, self.image_shape))
         if tuple(arr.shape) != want or arr.dtype != np.float16:
             raise DiagError(f"{path}: holds {arr.dtype} {tuple(arr.shape)}, the manifest says float16 {want}; {fix}")
+        if split not in self._finite:
+            check_finite_images(arr, path, fix)
+            self._finite.add(split)
         return arr
 
     def verify(self) -> None:

@@ -338,9 +338,16 @@ class Preprocessing:
         for i in range(0, len(starts), batch):
             st = starts[i : i + batch]
             a, b = int(st[0]), int(st[-1]) + self.length
-            chunk = np.asarray(sig.read(a, b))
-            check_finite(chunk, sig.path, a)
-            x = chunk[:, (st - a)[:, None] + offs].transpose(1, 0, 2).astype(np.float32)
+            if b - a <= 2 * len(st) * self.length:  # overlapping or nearly adjacent windows: one read
+                chunk = np.asarray(sig.read(a, b))
+                check_finite(chunk, sig.path, a)
+                x = chunk[:, (st - a)[:, None] + offs].transpose(1, 0, 2).astype(np.float32)
+            else:  # windows far apart (a hop much longer than a window): read only the windows
+                x = np.empty((len(st), sig.n_channels, self.length), dtype=np.float32)
+                for k, s0 in enumerate(st):
+                    w = np.asarray(sig.read(int(s0), int(s0) + self.length))
+                    check_finite(w, sig.path, int(s0))
+                    x[k] = w
             r = ref.per_window(st, self.length, sig.n_samples) if ref is not None else None
             yield st, self(x, r, device=device)
 

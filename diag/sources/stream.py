@@ -2,7 +2,7 @@
 
 A :class:`Signal` is ``fs``, ``n_samples``, ``channels`` and ``read(a, b) -> [C, b - a]`` (float64),
 read with non-decreasing ranges. The formats that can be read in parts stream, so memory stays bounded
-whatever the file length: ``.npy`` (memory map), ``.wav`` (memory map) and large ``.csv`` (row chunks);
+whatever the file length: ``.npy`` (positioned reads of the ranges asked for), ``.wav`` (memory map) and large ``.csv`` (row chunks);
 the other formats of :mod:`diag.sources.files` are read whole.
 
 What a file does not say about itself -- its sampling rate, its channel names, its ``meta`` (a shaft
@@ -13,6 +13,7 @@ folder written by ``diag simulate`` or laid out as for ``diag prepare`` scores w
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -69,20 +70,70 @@ class Signal:
         return cls(name, check_fs(fs, name), x.shape[1], names, lambda a, b: x[:, a:b], streamed=False)
 
 
+class _NpyRanges:
+    """``read(a, b)`` of a ``.npy`` file's samples ``[a, b)`` (channels first, float64) by positioned reads
+    (``os.pread``) of just those bytes: nothing of the file stays mapped or cached in the process, so
+    memory is bounded by the read, whatever the file's length (a memory map would count every page
+    touched, e.g. by the source checks that scan the whole file, in the process's resident memory)."""
+
+    def __init__(self, p: Path, shape: tuple[int, ...], fortran: bool, dtype: np.dtype, offset: int):
+        self.p, self.dtype, self.offset = p, dtype, offset
+        rows, cols = (shape[0], 1) if len(shape) == 1 else shape
+        # memory order: C-order [rows, cols] keeps a row contiguous; Fortran order a column
+        self.major, self.minor = (cols, rows) if fortran else (rows, cols)
+        # channels on the shorter axis, as in diag.sources.files
+        self.samples_major = (rows > cols) != fortran if len(shape) == 2 else True
+        if len(shape) == 1:
+            self.major, self.minor, self.samples_major = shape[0], 1, True
+        self.n_channels = self.minor if self.samples_major else self.major
+        self.n_samples = self.major if self.samples_major else self.minor
+        self.fd = os.open(p, os.O_RDONLY)
+
+    def _pread(self, start: int, count: int) -> np.ndarray:
+        size = self.dtype.itemsize
+        want = count * size
+        buf = os.pread(self.fd, want, self.offset + start * size)
+        if len(buf) != want:
+            raise DiagError(f"{self.p}: the file ends before its last sample (truncated); re-export it with numpy.save")
+        return np.frombuffer(buf, dtype=self.dtype)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        b = min(b, self.n_samples)
+        if b <= a:
+            return np.zeros((self.n_channels, 0))
+        if self.samples_major:  # samples are the major axis: one contiguous block of rows
+            x = self._pread(a * self.minor, (b - a) * self.minor).reshape(b - a, self.minor).T
+        else:  # each channel is a contiguous run: one read per channel
+            x = np.stack([self._pread(c * self.minor + a, b - a) for c in range(self.major)])
+        return x.astype(np.float64)
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except (OSError, AttributeError):
+            pass
+
+
 def _open_npy(p: Path, fs: float | None) -> Signal:
     try:
-        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        with open(p, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(fh))
+            offset = fh.tell()
     except Exception as exc:  # noqa: BLE001
         raise DiagError(f"{p}: not a readable .npy array ({str(exc)[:100]}); re-export it with numpy.save") from None
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise DiagError(f"{p}: expected a real 1-D or 2-D array of samples, got {arr.dtype} {arr.shape}")
-    # the shorter axis holds the channels, as in diag.sources.files
-    view = arr if arr.shape[0] <= arr.shape[1] else arr.T
+    dtype = np.dtype(dtype)
+    if len(shape) not in (1, 2) or dtype.hasobject or not np.issubdtype(dtype, np.number) or dtype.kind == "c":
+        raise DiagError(f"{p}: expected a real 1-D or 2-D array of samples, got {dtype} {tuple(shape)}")
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    if p.stat().st_size < need:
+        raise DiagError(f"{p}: not a readable .npy array (the file ends before its last sample: truncated); "
+                        "re-export it with numpy.save")
+    ranges = _NpyRanges(p, tuple(int(v) for v in shape), bool(fortran), dtype, offset)
     rate = check_fs(fs, str(p), FS_HINT)
-    return Signal(str(p), rate, view.shape[1], tuple(f"ch{i}" for i in range(view.shape[0])),
-                  lambda a, b: np.asarray(view[:, a:b], dtype=np.float64), streamed=True)
+    return Signal(str(p), rate, ranges.n_samples, tuple(f"ch{i}" for i in range(ranges.n_channels)),
+                  ranges.read, streamed=True)
 
 
 def _open_wav(p: Path, fs: float | None) -> Signal | None:
@@ -152,12 +203,20 @@ class _CsvChunks:
         self._buf_start = 0
 
     def read(self, a: int, b: int) -> np.ndarray:
+        if a < self._buf_start and self._fh is not None:  # before what is kept (scoring after the source
+            self._fh.close()  # checks scanned the whole file): read again from the top
+            self._fh, self._row, self._buf, self._buf_start = None, 0, self._buf[:, :0], 0
         if self._fh is None:
             self._fh = open(self.p, encoding="utf-8-sig", errors="replace")
             for _ in range(self.skip):
                 self._fh.readline()
         keep = max(0, a - self._buf_start)
         self._buf, self._buf_start = self._buf[:, keep:], self._buf_start + keep
+        while self._row < a:  # a read past what was kept (windows far apart): skip the rows between, unparsed
+            line = self._fh.readline()
+            if not line:
+                break
+            self._row += bool(line.strip())
         while self._buf_start + self._buf.shape[1] < b:
             lines = []
             while len(lines) < max(CSV_CHUNK_ROWS, b - self._buf_start - self._buf.shape[1]):

@@ -45,6 +45,10 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
             test = json.loads(tm.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DiagError(f"{rd}: unreadable run record ({exc}); delete that run folder or train it again") from None
+        bad = [k for k in ("accuracy", "macro_f1") if isinstance(test.get(k), float) and not math.isfinite(test[k])]
+        if bad:
+            raise DiagError(f"{tm}: test {bad[0]} is {test[bad[0]]} (not a number), so no spread or comparison over "
+                            f"runs can include run {rd.relative_to(root)}; train that run again or delete its folder")
         tr = model.get("train", {})
         history = []
         mf = rd / "metrics.jsonl"

@@ -1,11 +1,12 @@
 """Peak memory of ``diag predict`` and ``diag prepare`` against the length of the file they read.
 
-    python scripts/bench/bench_memory.py [--sizes 100,400] [--csv-sizes 25,100]
+    python scripts/bench/bench_memory.py [--sizes 100,400] [--csv-sizes 100,400] [--prepare-sizes 25,100]
 
 Builds a run whose preprocessing does everything that could hold a whole file (a band limit, and files
 recorded at twice the model's rate so they are resampled), writes float32 .npy recordings of the given
-sizes (MB) and one-column CSV recordings, and runs each command in a child process, reporting its peak
-resident memory (``ru_maxrss`` of the child). Goals (issue 26): predict's peak within 10 % between a
+sizes (MB) and one-column CSV recordings (``--csv-sizes`` for predict, ``--prepare-sizes`` for prepare),
+and runs each command in a child process, reporting its peak resident memory (``ru_maxrss`` of the
+child, as ``resource.getrusage(RUSAGE_CHILDREN)`` would see it). Goals (issue 26): predict's peak within 10 % between a
 100 MB and a 400 MB file; prepare's peak proportional to the samples it keeps (float32), not to the text.
 """
 
@@ -54,18 +55,18 @@ batch_size = 32
 
 
 def child(args: list[str]) -> tuple[float, float]:
-    """Peak RSS (MB) and seconds of ``python -m diag ARGS`` in a fresh process."""
-    code = ("import resource, runpy, sys; sys.argv = ['diag'] + sys.argv[1:]\n"
-            "try:\n    runpy.run_module('diag', run_name='__main__')\nexcept SystemExit as e:\n"
-            "    assert not e.code, e.code\n"
-            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    """Peak RSS (MB) and seconds of ``python -m diag ARGS`` in a fresh child process: the ``ru_maxrss`` of
+    that child alone (``os.wait4``; ``getrusage(RUSAGE_CHILDREN)`` would give the largest of all children)."""
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
-                         env=dict(os.environ, OMP_NUM_THREADS="1"))
-    if res.returncode != 0:
-        raise SystemExit(f"diag {' '.join(args)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    kb = int(res.stdout.rsplit("MAXRSS", 1)[1].split()[0])
-    return kb / 1024, time.perf_counter() - t0
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "diag", *args], cwd=ROOT, stdout=log, stderr=log,
+                                env=dict(os.environ, OMP_NUM_THREADS="1"))
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            log.seek(0)
+            raise SystemExit(f"diag {' '.join(args)} failed:\n{log.read()[-3000:]}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - t0
 
 
 def tiny_run(tmp: Path) -> Path:
@@ -112,41 +113,61 @@ def csv_file(path: Path, mb: int) -> int:
     return rows
 
 
+def predict_peak(run: Path, f: Path, tmp: Path) -> dict:
+    rss, sec = child(["predict", str(run), str(f), "--fs", str(FS_FILE), "--hop", "65536", "-q",
+                      "--json", str(tmp / f"{f.name}.json")])
+    return {"file_mb": round(f.stat().st_size / 2**20), "peak_mb": round(rss), "seconds": round(sec, 1)}
+
+
+def prepare_peak(tmp: Path, mb: int) -> dict:
+    d = tmp / f"csv{mb}" / "a"
+    d.mkdir(parents=True)
+    n = csv_file(d / "rec.csv", mb)
+    cfg = tmp / f"csv{mb}.toml"
+    cfg.write_text(CONFIG.format(data=tmp / f"csv{mb}").replace('kind = "files"',
+                                                               'kind = "files"\nlabel_from = "folder"\nfs = 24000')
+                   .replace('method = "time"', 'method = "time"\ntest_fraction = 0.2'))
+    rss, sec = child(["prepare", "--config", str(cfg), "--out", str(tmp / f"prep{mb}"), "-q"])
+    return {"file_mb": mb, "samples": n, "float32_mb": round(n * 4 / 2**20, 1), "peak_mb": round(rss),
+            "peak_mb_per_csv_mb": round(rss / mb, 2), "seconds": round(sec, 1)}
+
+
+def spread(rows: list[dict], what: str) -> None:
+    if len(rows) >= 2:
+        a, b = rows[0], rows[-1]
+        print(f"predict peak, {a['file_mb']} MB vs {b['file_mb']} MB {what}: {a['peak_mb']} vs {b['peak_mb']} MB "
+              f"({100 * (b['peak_mb'] / a['peak_mb'] - 1):+.1f} %; goal within 10 %)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100,400", help="npy file sizes for predict (MB)")
-    ap.add_argument("--csv-sizes", default="25,100", help="CSV file sizes for predict and prepare (MB)")
+    ap.add_argument("--csv-sizes", default="100,400", help="CSV file sizes for predict (MB)")
+    ap.add_argument("--prepare-sizes", default="25,100", help="CSV file sizes for prepare (MB)")
     a = ap.parse_args()
+    sizes = lambda text: [int(v) for v in text.split(",") if v]  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         run = tiny_run(tmp)
         report: dict[str, list] = {"predict_npy": [], "predict_csv": [], "prepare_csv": []}
-        for mb in [int(v) for v in a.sizes.split(",")]:
+        for mb in sizes(a.sizes):
             f = tmp / f"rec{mb}.npy"
             npy_file(f, mb)
-            rss, sec = child(["predict", str(run), str(f), "--fs", str(FS_FILE), "--hop", "65536", "-q",
-                              "--json", str(tmp / f"p{mb}.json")])
-            report["predict_npy"].append({"file_mb": mb, "peak_mb": round(rss), "seconds": round(sec, 1)})
+            report["predict_npy"].append(predict_peak(run, f, tmp))
+            print("predict npy", report["predict_npy"][-1], flush=True)
             f.unlink()
-        for mb in [int(v) for v in a.csv_sizes.split(",")]:
-            d = tmp / f"csv{mb}" / "a"
-            d.mkdir(parents=True)
-            n = csv_file(d / "rec.csv", mb)
-            rss, sec = child(["predict", str(run), str(d / "rec.csv"), "--fs", str(FS_FILE), "--hop", "65536", "-q"])
-            report["predict_csv"].append({"file_mb": mb, "peak_mb": round(rss), "seconds": round(sec, 1)})
-            cfg = tmp / f"csv{mb}.toml"
-            cfg.write_text(CONFIG.format(data=tmp / f"csv{mb}").replace('kind = "files"',
-                                                                       'kind = "files"\nlabel_from = "folder"\nfs = 24000')
-                           .replace('method = "time"', 'method = "time"\ntest_fraction = 0.2'))
-            rss, sec = child(["prepare", "--config", str(cfg), "--out", str(tmp / f"prep{mb}"), "-q"])
-            report["prepare_csv"].append({"file_mb": mb, "samples": n, "float32_mb": round(n * 4 / 2**20, 1),
-                                          "peak_mb": round(rss), "peak_mb_per_csv_mb": round(rss / mb, 2),
-                                          "seconds": round(sec, 1)})
+        for mb in sizes(a.csv_sizes):
+            f = tmp / f"rec{mb}.csv"
+            csv_file(f, mb)
+            report["predict_csv"].append(predict_peak(run, f, tmp))
+            print("predict csv", report["predict_csv"][-1], flush=True)
+            f.unlink()
+        for mb in sizes(a.prepare_sizes):
+            report["prepare_csv"].append(prepare_peak(tmp, mb))
+            print("prepare csv", report["prepare_csv"][-1], flush=True)
     print(json.dumps(report, indent=1))
-    p = report["predict_npy"]
-    if len(p) >= 2:
-        print(f"predict peak, {p[0]['file_mb']} MB vs {p[-1]['file_mb']} MB npy: {p[0]['peak_mb']} vs {p[-1]['peak_mb']} MB "
-              f"({100 * (p[-1]['peak_mb'] / p[0]['peak_mb'] - 1):+.1f} %; goal within 10 %)")
+    spread(report["predict_npy"], "npy")
+    spread(report["predict_csv"], "CSV")
     for r in report["prepare_csv"]:
         print(f"prepare, {r['file_mb']} MB CSV ({r['float32_mb']} MB as float32): peak {r['peak_mb']} MB = "
               f"{r['peak_mb_per_csv_mb']} MB per MB of CSV")
