@@ -192,11 +192,21 @@ def test_training_on_nan_images_is_refused_in_one_line(toy, tmp_path):
     assert "train.npy" in line and not (tmp_path / "run" / RunDir.WEIGHTS).exists()
 
 
-def test_a_non_finite_training_loss_stops_without_writing_a_model(toy, tmp_path):
-    code, out = _cli("train", "--data", toy, "--out", tmp_path / "run", "--set", "train.lr=1e30", "--set",
-                     "train.warmup=0", *TRAIN)
+def test_a_non_finite_training_loss_stops_without_writing_a_model(toy, tmp_path, monkeypatch):
+    # a learning rate of 1e30 no longer reaches training (the config refuses it), so the epoch's loss is
+    # made non-finite here: the real epoch runs, then its mean loss reads inf
+    real = dt.train_epoch
+
+    def diverging(s, epoch):
+        loss, lr, seen, seconds = real(s, epoch)
+        return float("inf"), lr, seen, seconds
+
+    monkeypatch.setattr(dt, "train_epoch", diverging)
+    code, out = _cli("train", "--data", toy, "--out", tmp_path / "run", "--set", "train.warmup=0", *TRAIN)
     assert code == 2 and "training loss became" in _one_line(out) and "epoch 1" in out
     assert not (tmp_path / "run" / RunDir.WEIGHTS).exists() and not (tmp_path / "run" / RunDir.TEST).exists()
+    code, out = _cli("train", "--data", toy, "--out", tmp_path / "run2", "--set", "train.lr=1e30", *TRAIN)
+    assert code == 2 and "train.lr" in _one_line(out) and not (tmp_path / "run2").exists()
 
 
 def test_check_finite_training_passes_finite_losses():

@@ -216,7 +216,7 @@ def read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
         first = next(rows, (0, None))[1]
         if first is None:
             raise DiagError(f"{p}: empty file; remove it or re-export it")
-        sample = [line for _, line in zip(range(4 * LAYOUT_ROWS), rows)]
+        sample = [line for _, (_, line) in zip(range(4 * LAYOUT_ROWS), rows)]
         n_rows = 1 + len(sample) + sum(1 for _ in rows)
     layout = csv_layout(first, sample)
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from diag.checks import check_fs, check_signal_array
 from diag.errors import DiagError
-from diag.sources.files import LAYOUT_ROWS, MANIFEST_NAME, FileEntry, csv_layout, listed_entry
+from diag.sources.files import FileEntry, listed_entry
+from diag.sources.formats import LAYOUT_ROWS, MANIFEST_NAME, csv_layout
 
 __all__ = ["Signal", "open_signal", "expand_paths", "SUPPORTED", "CSV_STREAM_BYTES", "CSV_CHUNK_ROWS"]
 
