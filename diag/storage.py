@@ -201,15 +201,21 @@ def write_marker(folder: str | Path, kind: str) -> None:
     atomic_write_json(Path(folder) / MARKER, {"kind": kind, "version": MARKER_VERSION})
 
 
+def _marker_kind(folder: Path) -> str | None:
+    """The kind named by ``folder``'s marker file, if it has a readable one."""
+    try:
+        m = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return m["kind"] if isinstance(m, dict) and m.get("kind") in KINDS else None
+
+
 def output_kind(folder: str | Path) -> str | None:
     """The kind of diag output ``folder`` holds (its marker, or an older diag's marker file), else None."""
     folder = Path(folder)
-    try:
-        m = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        if isinstance(m, dict) and m.get("kind") in KINDS:
-            return m["kind"]
-    except (OSError, ValueError):
-        pass
+    marked = _marker_kind(folder)
+    if marked is not None:
+        return marked
     if not folder.is_dir():
         return None
     if (folder / "runs.csv").is_file() or (folder / "summary.md").is_file() or any(
@@ -419,12 +425,9 @@ def sealed_folder(path: str | Path, protected: Iterable[str | Path | None] = ())
 
 def _folder_kind(folder: Path) -> str | None:
     """The kind a folder's marker (or an older diag's marker file) names, without listing the folder."""
-    try:
-        m = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        if isinstance(m, dict) and m.get("kind") in KINDS:
-            return m["kind"]
-    except (OSError, ValueError):
-        pass
+    marked = _marker_kind(folder)
+    if marked is not None:
+        return marked
     if any((folder / name).is_file() for name in LEGACY_MARKERS.values()):
         return output_kind(folder) if folder.is_dir() else None
     return None

@@ -22,7 +22,7 @@ from diag.learning.rundir import RunDir
 from diag.learning.runtime import (Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint,
                                    make_optimizer, make_scaler, set_rng_state, warmup_steps)
 from diag.provenance import check_run_dir, preprocessing_difference, start_run_dir
-from diag.signal.dataset import PreparedDataset, SplitImages
+from diag.signal.dataset import MANIFEST, PreparedDataset, SplitImages
 from diag.show import esc, tagged
 from diag.storage import atomic_write_json, read_json
 
@@ -282,7 +282,7 @@ def refit_source(run: str | Path, ds: PreparedDataset) -> dict[str, Any]:
         raise DiagError(f"{ds.path}: has {len(ds.labels('val'))} validation windows; a refit trains on them: prepare "
                         "the same data with --set split.val_fraction=0")
     src = Path((meta.dataset or {}).get("path") or "")
-    if not src.name or not (src / "manifest.json").is_file():
+    if not src.name or not (src / MANIFEST).is_file():
         raise DiagError(f"--refit-from {run}: its prepared dataset {src} is gone, so the test windows cannot be "
                         "checked to be the same; prepare it again at that path")
     if list(meta.classes) != list(ds.classes):

@@ -53,6 +53,7 @@ import numpy as np
 
 from diag.errors import DiagError
 from diag.storage import atomic_file, atomic_write_json, file_sha256
+from diag.signal.dataset import MANIFEST
 
 METHODS = ("energy", "msp", "mahalanobis", "knn", "layers", "rows")
 #: what each score reads besides the logits (:func:`forward_parts` ``features=``): the pooled
@@ -365,7 +366,7 @@ class UnknownDetector:
         if not calibrate:
             return None
         data = Path((meta.get("dataset") or {}).get("path") or "")
-        if not data.name or not (data / "manifest.json").is_file():
+        if not data.name or not (data / MANIFEST).is_file():
             return None
         from diag.signal.dataset import PreparedDataset
 
@@ -433,7 +434,7 @@ def calibrate_run(run: str | Path, data: str | Path | None = None, far: float = 
         raise DiagError(f"unknown method 'layers': {meta.get('model')} gives no stage outputs "
                         f"(timm forward_intermediates); choose {FALLBACK_METHOD}")
     data = Path(data) if data is not None else Path((meta.get("dataset") or {}).get("path") or "")
-    if not data.name or not (data / "manifest.json").is_file():
+    if not data.name or not (data / MANIFEST).is_file():
         raise DiagError(f"{run}: its prepared dataset {data or '(none recorded)'} is gone; pass the dataset "
                         "it was trained on to calibrate the unknown threshold")
     ds = PreparedDataset(data)

@@ -28,6 +28,7 @@ import numpy as np
 
 from diag.errors import DiagError
 from diag.serving.engine import OPSET, TwoOutputs
+from diag.signal.dataset import MANIFEST
 
 TOLERANCE = 1e-4
 CHECK_IMAGES = 256
@@ -164,7 +165,7 @@ def _check_images(run: str | Path, pred: Any) -> tuple[np.ndarray, str]:
 
     pre = pred.pre
     data = Path((pred.meta.get("dataset") or {}).get("path") or "")
-    if data.name and (data / "manifest.json").is_file():
+    if data.name and (data / MANIFEST).is_file():
         ds = PreparedDataset(data)
         if "val" in ds.splits and len(ds.labels("val")):
             return (np.asarray(ds.images("val")[:CHECK_IMAGES], dtype=np.float32),

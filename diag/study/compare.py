@@ -106,7 +106,7 @@ def compare(
     reused = sum(finished(s) for s in specs)
     failed = _run_grid(out, todo, cc, base.device, not quiet, reused)
     update_record(out, lambda record: record.update(skipped=skipped))
-    if report is not None:
+    if report is not None and any(finished(s) for s in specs):  # a report of no run would hide why they failed
         report(out)
         tracker.artifacts(out / name for name in REPORT_FILES)
     tracker.close("FAILED" if failed else "FINISHED")

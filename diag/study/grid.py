@@ -28,6 +28,7 @@ from typing import Any, Sequence
 from diag.errors import DiagError
 from diag.storage import file_sha256, read_json
 from diag.study.names import budget_name, run_dir, train_init
+from diag.learning.rundir import RunDir
 
 __all__ = ["RunSpec", "Outcome", "expand", "run_one", "finished", "cpu_count", "default_jobs", "RUNTIME_ONLY"]
 
@@ -69,7 +70,7 @@ class Outcome:
 
 
 def finished(spec: RunSpec) -> bool:
-    return (Path(spec.path) / "test_metrics.json").is_file()
+    return (Path(spec.path) / RunDir.TEST).is_file()
 
 
 def expand(out: Path, data: str | Path, axes: dict[str, Sequence[Any]], weights: dict[str, str],
@@ -109,7 +110,7 @@ def older_layout(out: Path, init: str, budget: int, seed: int, cfg: Any) -> Path
     if not (old / "config.json").is_file():
         return None
     saved = read_json(old / "config.json", "the run's saved settings", "delete that run folder to run it again")
-    ignore = RUNTIME_ONLY if (old / "test_metrics.json").is_file() else ()
+    ignore = RUNTIME_ONLY if (old / RunDir.TEST).is_file() else ()
     return None if changed_settings(cfg, saved.get("train", {}), ignore) else old
 
 
@@ -118,11 +119,11 @@ def check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
     from diag.config import changed_settings
 
     saved_path = rd / "config.json"
-    if not saved_path.is_file() or not ((rd / "last.pt").is_file() or (rd / "test_metrics.json").is_file()):
+    if not saved_path.is_file() or not ((rd / "last.pt").is_file() or (rd / RunDir.TEST).is_file()):
         return  # nothing there, or a folder that died before its first checkpoint (restarted)
     saved = read_json(saved_path, "the run's saved settings", "delete that run folder to run it again")
     # A finished run is reused whatever device made it; an interrupted one resumes with its saved settings.
-    ignore = RUNTIME_ONLY if (rd / "test_metrics.json").is_file() else ()
+    ignore = RUNTIME_ONLY if (rd / RunDir.TEST).is_file() else ()
     diff = changed_settings(cfg, saved.get("train", {}), ignore)
     if saved.get("dataset_fingerprint") != fingerprint:
         diff.insert(0, "the prepared dataset")
@@ -167,7 +168,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
 
 
 def _read_finished(rd: Path) -> dict[str, Any]:
-    test = read_json(rd / "test_metrics.json", "the run's test metrics")
+    test = read_json(rd / RunDir.TEST, "the run's test metrics")
     sel = (read_json(rd / "model.json", "the run's record").get("selected") or {}) if (rd / "model.json").is_file() else {}
     return {"selected_epoch": test.get("selected_epoch"), "val_macro_f1": sel.get("val_macro_f1"),
             "test_macro_f1": test.get("macro_f1"), "seconds": 0.0, "resumed": False}

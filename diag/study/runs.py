@@ -17,6 +17,8 @@ import numpy as np
 from diag.errors import DiagError
 from diag.signal.audit import audit_lines
 from diag.study.names import SSL_STARTS, budget_key, budget_name, init_key, pretrained_from
+from diag.learning.rundir import RunDir
+from diag.signal.dataset import MANIFEST
 
 SPLIT_TESTS = {
     "time": "later time blocks of the same recordings (generalisation in time within recordings seen in "
@@ -37,7 +39,7 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
     cache: dict[Path, dict[str, Any] | None] = {}
     for mj in sorted(root.rglob("model.json")):
         rd = mj.parent
-        tm = rd / "test_metrics.json"
+        tm = rd / RunDir.TEST
         if not tm.is_file():
             continue
         try:
@@ -223,7 +225,7 @@ def describe_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
     path = next((r["dataset_path"] for r in rows if r.get("dataset_path")), None)
     info: dict[str, Any] = {"path": path, "name": Path(path).name if path else "the prepared dataset",
                             "fingerprint": rows[0]["dataset"], "classes": rows[0]["classes"]}
-    mf = Path(path) / "manifest.json" if path else None
+    mf = Path(path) / MANIFEST if path else None
     if mf is None or not mf.is_file():
         info["missing"] = f"{path}: prepared dataset not found; data details unavailable"
         return info
