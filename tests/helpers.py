@@ -18,3 +18,34 @@ def shared_cwru() -> Path | None:
             if (cand / "0HP").is_dir():
                 return cand
     return None
+
+
+def kill_when_checkpointed(run: Path, find_pid, epochs_done: int = 1, poll: float = 0.02):
+    """Watch ``run`` in a thread; once it has ``last.pt`` and ``epochs_done`` epochs in metrics.jsonl, SIGKILL
+    the process ``find_pid()`` names (None: not found yet, keep watching). Returns ``stop()``: ends the
+    watch and gives the killed process ids."""
+    import signal
+    import threading
+    import time
+
+    done, killed = threading.Event(), []
+
+    def watch():
+        while not done.is_set():
+            hist = run / "metrics.jsonl"
+            if (run / "last.pt").is_file() and hist.is_file() and len(hist.read_text().splitlines()) >= epochs_done:
+                pid = find_pid()
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(poll)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+
+    def stop():
+        done.set()
+        t.join()
+        return killed
+    return stop

@@ -4,16 +4,13 @@ or, when the scheduler may not retry, reported; a cluster that cannot hold a run
 
 import json
 import os
-import signal
-import threading
-import time
 
 import pytest
 
 from diag.errors import DiagError
 from diag.study.compare import compare
 from diag.study.report import write_report
-from helpers import make_toy_dataset
+from helpers import kill_when_checkpointed, make_toy_dataset
 
 distributed = pytest.importorskip("distributed", reason="needs the cluster extra: pip install 'diag[cluster]'")
 dask = pytest.importorskip("dask")
@@ -35,28 +32,11 @@ def _cluster(allowed_failures=3):
 def _kill_worker_running(client, run, epochs_done=1):
     """Kill (SIGKILL) the worker process that trains ``run`` once it has ``epochs_done`` epochs checkpointed;
     the returned ``stop()`` ends the watch and gives the killed process ids."""
-    done, killed = threading.Event(), []
+    def worker_pid():
+        busy = [w for w, keys in client.processing().items() if any(run.name in str(k) for k in keys)]
+        return client.run(os.getpid, workers=busy)[busy[0]] if busy else None
 
-    def watch():
-        while not done.is_set():
-            hist = run / "metrics.jsonl"
-            if (run / "last.pt").is_file() and hist.is_file() and len(hist.read_text().splitlines()) >= epochs_done:
-                busy = [w for w, keys in client.processing().items() if any(run.name in str(k) for k in keys)]
-                if busy:
-                    pid = client.run(os.getpid, workers=busy)[busy[0]]
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    return
-            time.sleep(0.05)
-
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-
-    def stop():
-        done.set()
-        t.join()
-        return killed
-    return stop
+    return kill_when_checkpointed(run, worker_pid, epochs_done, poll=0.05)
 
 
 def test_a_grid_on_a_local_cluster_survives_a_killed_worker(ds, tmp_path):

@@ -11,7 +11,7 @@ from diag.study.compare import compare, run_dir
 from diag.errors import DiagError
 from diag.study.report import write_report
 from diag.storage import write_marker
-from helpers import make_toy_dataset
+from helpers import kill_when_checkpointed, make_toy_dataset
 
 FAST = ["train.epochs=2", "train.batch_size=16"]
 
@@ -271,32 +271,12 @@ def _kill_when_checkpointed(run, epochs_done=1):
     """Kill the child process training ``run`` once its metrics.jsonl holds ``epochs_done`` epochs; call the
     returned ``stop()`` afterwards (it ends the watch and says whether a process was killed)."""
     import multiprocessing
-    import os
-    import signal
-    import threading
-    import time
 
-    done, killed = threading.Event(), []
+    def child_pid():
+        return next((c.pid for c in multiprocessing.active_children() if c.name == f"diag-{run.name}"), None)
 
-    def watch():
-        while not done.is_set():
-            hist = run / "metrics.jsonl"
-            if (run / "last.pt").is_file() and hist.is_file() and len(hist.read_text().splitlines()) >= epochs_done:
-                for child in multiprocessing.active_children():
-                    if child.name == f"diag-{run.name}":
-                        os.kill(child.pid, signal.SIGKILL)
-                        killed.append(child.pid)
-                        return
-            time.sleep(0.02)
-
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-
-    def stop():
-        done.set()
-        t.join()
-        return bool(killed)
-    return stop
+    stop = kill_when_checkpointed(run, child_pid, epochs_done)
+    return lambda: bool(stop())
 
 
 def test_a_killed_run_is_reported_retried_and_resumed_to_the_same_weights(tmp_path):
