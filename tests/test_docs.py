@@ -150,3 +150,40 @@ def test_mkdocs_build_strict(tmp_path):
                           env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert (tmp_path / "site" / "commands" / "predict" / "index.html").is_file()
+
+
+def test_a_record_keeps_how_each_ssl_start_was_pretrained(tmp_path, monkeypatch):
+    """ImageNet+SSL and SSL runs both say init "ssl" in model.json; which is which comes from the pretraining
+    record, which the study record must carry: a clean clone has no pretraining folders."""
+    import shutil
+
+    from diag.study.runs import collect_runs
+
+    cmp = tmp_path / "cmp"
+    for name, init in (("inssl", "imagenet"), ("ssl", "scratch")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "pretrain.json").write_text(json.dumps({"format": "diag-ssl/2", "init": init}))
+    for seed in range(2):
+        for name, f1 in (("inssl", 0.9), ("ssl", 0.7), ("scratch", 0.6)):
+            rd = fake_run(cmp, f"{name}-s{seed}", "scratch" if name == "scratch" else "ssl", seed, f1 + seed / 100)
+            if name != "scratch":
+                m = json.loads((rd / "model.json").read_text())
+                m["train"]["weights"] = str(tmp_path / name)
+                (rd / "model.json").write_text(json.dumps(m))
+    monkeypatch.setattr(results_tables, "RESULTS", tmp_path / "results")
+    rec = results_tables.record("toy", cmp, title="toy", command="diag compare")
+    shutil.rmtree(tmp_path / "inssl"), shutil.rmtree(tmp_path / "ssl"), shutil.rmtree(cmp)
+    assert sorted({r["init"] for r in collect_runs(rec / "runs")}) == ["imagenet+ssl", "scratch", "ssl"]
+    table = results_tables.answer_table()
+    assert "ImageNet+SSL − scratch" in table.splitlines()[0] and "+0.300 [" in table
+
+
+def test_recording_an_ssl_run_whose_pretraining_is_gone_is_refused(tmp_path, monkeypatch):
+    rd = fake_run(tmp_path / "cmp", "ssl-s0", "ssl", 0, 0.7)
+    m = json.loads((rd / "model.json").read_text())
+    m["train"]["weights"] = str(tmp_path / "gone")
+    (rd / "model.json").write_text(json.dumps(m))
+    monkeypatch.setattr(results_tables, "RESULTS", tmp_path / "results")
+    with pytest.raises(results_tables.RecordError, match="pretraining record"):
+        results_tables.record("toy", tmp_path / "cmp", title="toy", command="diag compare")
+    assert not (tmp_path / "results" / "toy").exists()

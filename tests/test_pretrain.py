@@ -438,3 +438,11 @@ def test_imagenet_then_ssl_is_a_fourth_start_that_trains_offline(hard_toy, tmp_p
     assert r.exit_code == 0, r.output
     start = json.loads((tmp_path / "t" / "model.json").read_text())["start"]
     assert start["init"] == "ssl" and start["weights"].endswith("backbone.safetensors")
+    # the run keeps how its start was pretrained: with the pretraining folder gone it is still ImageNet+SSL
+    assert start["pretraining"]["init"] == "imagenet" and start["pretraining"]["probe"] == meta["probe"]
+    import shutil
+
+    from diag.study.runs import collect_runs
+
+    shutil.rmtree(p)
+    assert [r["init"] for r in collect_runs(tmp_path / "t")] == ["imagenet+ssl"]

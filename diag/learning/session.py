@@ -191,6 +191,7 @@ def _model(ds: PreparedDataset, cfg: Any, rt: Runtime, dist: Dist, saved: dict[s
     start_info = dict(saved["start"]) if saved else dict(built.info)
     if not saved and cfg.init == "ssl":
         _warn_if_other_preprocessing(cfg.weights, ds, rt.show)
+        start_info.update(_pretraining_record(cfg.weights))
     rt.prepare_model(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, rt.device)
@@ -248,6 +249,18 @@ def preprocessing_differs(a: dict[str, Any], b: dict[str, Any]) -> str | None:
     except DiagError:
         return preprocessing_difference(a, b)
     return pa.difference(pb, ("run", "dataset"))
+
+
+def _pretraining_record(weights: str) -> dict[str, Any]:
+    """What a run keeps of the pretrain.json beside its SSL weights (what pretraining began from, its method
+    and probe), so that its model.json says how its start was made wherever the pretraining folder goes."""
+    p = Path(weights)
+    meta = (p if p.is_dir() else p.parent) / SSL_META
+    if not meta.is_file():
+        return {}
+    rec = read_json(meta, "the pretraining record")
+    keep = ("format", "init", "method", "model", "epochs_done", "probe", "knn_start", "knn_last", "pretrain", "finished")
+    return {"pretraining": {k: rec[k] for k in keep if k in rec}}
 
 
 def _warn_if_other_preprocessing(weights: str, ds: PreparedDataset, show: bool) -> None:

@@ -30,6 +30,8 @@ SPLIT_TESTS = {
     "random": "randomly drawn windows (LEAKY: neighbouring windows of one recording sit on both sides; optimistic)",
 }
 
+#: a study record's copy of the pretrain.json an SSL run started from (scripts/dev/results_tables.py record)
+RECORD_PRETRAINING = "start_pretraining.json"
 
 
 def collect_runs(root: str | Path) -> list[dict[str, Any]]:
@@ -85,7 +87,7 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
             "versions": model.get("versions", {}),
             "runtime": model.get("runtime", {}),
             "history": history,
-            "pretraining": pretraining_of(model.get("start", {}), tr, cache),
+            "pretraining": pretraining_of(model.get("start", {}), tr, cache, rd),
         })
         how = rows[-1]["pretraining"]
         if rows[-1]["init"] == "ssl" and how and how.get("init"):  # ImageNet, then SSL: the fourth start
@@ -93,24 +95,30 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def pretraining_of(start: dict[str, Any], train: dict[str, Any], cache: dict[Path, dict[str, Any] | None]
-                   ) -> dict[str, Any] | None:
-    """How the pretraining an SSL run started from went (:func:`pretraining_outcome` of the ``pretrain.json``
-    beside its starting weights); None for a start that is not SSL. ``cache`` holds folders read already."""
+def pretraining_of(start: dict[str, Any], train: dict[str, Any], cache: dict[Path, dict[str, Any] | None],
+                   run: Path | None = None) -> dict[str, Any] | None:
+    """How the pretraining an SSL run started from went (:func:`pretraining_outcome`); None for a start that is
+    not SSL. Read from, in this order: the copy of ``pretrain.json`` that ``diag train`` keeps in model.json's
+    ``start.pretraining``; a committed record's copy beside the run (:data:`RECORD_PRETRAINING`); the
+    ``pretrain.json`` beside the starting weights. ``cache`` holds folders read already."""
     from diag.learning.models import SSL_META
 
     if train.get("init") not in SSL_STARTS:
         return None
     where = start.get("weights") or train.get("weights") or ""
     folder = Path(where) if Path(where).is_dir() else Path(where).parent
+    if isinstance(start.get("pretraining"), dict):
+        return pretraining_outcome(start["pretraining"], folder / SSL_META)
+    if run is not None and (run / RECORD_PRETRAINING).is_file():
+        folder = run
     if folder not in cache:
-        meta = None
-        if where and (folder / SSL_META).is_file():
+        meta, path = None, folder / (RECORD_PRETRAINING if folder == run else SSL_META)
+        if where and path.is_file():
             try:
-                meta = json.loads((folder / SSL_META).read_text(encoding="utf-8"))
+                meta = json.loads(path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, OSError):
                 meta = None
-        cache[folder] = pretraining_outcome(meta, folder / SSL_META)
+        cache[folder] = pretraining_outcome(meta, path)
     return cache[folder]
 
 

@@ -36,9 +36,10 @@ if str(ROOT) not in sys.path:
 
 RESULTS = ROOT / "docs" / "results"
 RUN_FILES = ("model.json", "test_metrics.json", "metrics.jsonl")
+from diag.study.runs import RECORD_PRETRAINING  # noqa: E402  (after ROOT is on sys.path)
 BLOCK = re.compile(r"(<!-- results:([\w-]+):begin -->\n)(.*?)(<!-- results:\2:end -->)", re.S)
-STARTS = ("imagenet", "ssl", "scratch")
-LABEL = {"imagenet": "ImageNet", "ssl": "SSL", "scratch": "scratch"}
+STARTS = ("imagenet", "imagenet+ssl", "ssl", "scratch")
+LABEL = {"imagenet": "ImageNet", "imagenet+ssl": "ImageNet+SSL", "ssl": "SSL", "scratch": "scratch"}
 
 
 class RecordError(Exception):
@@ -79,6 +80,24 @@ def _commit() -> str:
         return "unknown"
 
 
+def _start_pretraining(run: Path) -> Path | None:
+    """The pretrain.json an SSL run started from, where its model.json does not carry a copy (runs of an older
+    diag): the record keeps it beside the run, so a clean clone still tells ssl from imagenet+ssl."""
+    from diag.learning.models import SSL_META
+
+    model = json.loads((run / "model.json").read_text(encoding="utf-8"))
+    start = model.get("start", {})
+    where = start.get("weights") or model.get("train", {}).get("weights")
+    if model.get("train", {}).get("init") != "ssl" or isinstance(start.get("pretraining"), dict) or not where:
+        return None
+    folder = Path(where) if Path(where).is_dir() else Path(where).parent
+    meta = folder / SSL_META
+    if not meta.is_file():
+        raise RecordError(f"{run}: an SSL run whose pretraining record {meta} is not here; record the study from the "
+                          "folder it ran in (its weights paths are relative to it)")
+    return meta
+
+
 def record(study: str, compare_dir: Path, title: str, command: str, note: str = "", wall_s: float | None = None,
            commit: str | None = None) -> Path:
     """Copy a compare folder's run records into docs/results/STUDY (replacing an older record of it)."""
@@ -95,6 +114,9 @@ def record(study: str, compare_dir: Path, title: str, command: str, note: str = 
         for name in RUN_FILES:
             if (rd / name).is_file():
                 shutil.copyfile(rd / name, dest / name)
+        pretraining = _start_pretraining(rd)
+        if pretraining is not None:
+            shutil.copyfile(pretraining, dest / RECORD_PRETRAINING)
     if (compare_dir / "compare.json").is_file():
         shutil.copyfile(compare_dir / "compare.json", tmp / "compare.json")
     meta = {"study": study, "title": title, "command": command, "note": note, "wall_s": wall_s,
@@ -149,7 +171,9 @@ def _diff(s: dict | None) -> str:
     if math.isnan(s["low"]):
         return f"{s['mean']:+.3f} (one seed, no interval)"
     mark = "**" if s["low"] > 0 or s["high"] < 0 else ""
-    return f"{mark}{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]{mark}"
+    mdd = s.get("detectable")
+    finds = f"; detects ≥ {mdd:.3f}" if isinstance(mdd, float) and math.isfinite(mdd) else ""
+    return f"{mark}{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]{mark}{finds}"
 
 
 def _main_cells(rows: list[dict]) -> tuple[list[dict], dict, dict]:
@@ -176,7 +200,8 @@ def answer_table() -> str:
     if not studies():
         return ("*No study has a committed record yet* (`python scripts/dev/results_tables.py record ...`); "
                 "the measured studies' typed tables are on the [results pages](docs/results/index.md).")
-    head = ["study", "labels/class", "seeds", *(LABEL[s] for s in STARTS), "ImageNet − scratch", "SSL − scratch"]
+    pairs = [(a, "scratch") for a in STARTS if a != "scratch"]
+    head = ["study", "labels/class", "seeds", *(LABEL[s] for s in STARTS), *(f"{LABEL[a]} − {LABEL[b]}" for a, b in pairs)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, meta in studies().items():
         _, summary, stats = _main_cells(_rows(name))
@@ -186,8 +211,7 @@ def answer_table() -> str:
             seeds = max(summary[k]["seeds"] for k in summary if k[1] == budget)
             link = f"[{meta.get('title', name)}](docs/results/{name}.md)"
             lines.append("| " + " | ".join([link, budget_name(budget), str(seeds), *cells,
-                                           _diff(stats.get(("imagenet", "scratch", budget))),
-                                           _diff(stats.get(("ssl", "scratch", budget)))]) + " |")
+                                           *(_diff(stats.get((a, b, budget))) for a, b in pairs)]) + " |")
     return "\n".join(lines)
 
 
@@ -207,10 +231,14 @@ def study_tables(name: str) -> str:
                    f"{_pm(s['val_macro_f1'], s['val_macro_f1_std'], s['seeds'])} | "
                    f"{_pm(s['test_accuracy'], s['test_accuracy_std'], s['seeds'])} | "
                    f"{_pm(s['test_macro_f1'], s['test_macro_f1_std'], s['seeds'])} |")
-    out += ["", "| paired difference of test macro-F1 | labels/class | mean [95 % t interval] | verdict |",
+    out += ["", "| paired difference of test macro-F1 | labels/class | mean [95 % t interval]; smallest difference the seeds detect | verdict |",
             "| --- | --- | --- | --- |"]
     for (a, b, budget), s in stats.items():
         out.append(f"| {LABEL.get(a, a)} − {LABEL.get(b, b)} | {budget_name(budget)} | {_diff(s)} | {s['verdict']} |")
+    from diag.study.runs import pretraining_by_start
+
+    for init, how in pretraining_by_start(rows).items():
+        out += ["", f"{LABEL.get(init, init)} start: {how['text']} (k-NN probe on the validation split)."]
     model = rows[0]["model"]
     wall = f"; {meta['wall_s']:.0f} s of wall time" if meta.get("wall_s") else ""
     out += ["", f"Model `{model}`, {len(rows)} runs. Recorded {meta.get('recorded', '?')} at diag commit "
