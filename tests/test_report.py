@@ -557,3 +557,25 @@ def test_sections_with_nothing_in_them_are_left_out(tmp_path):
     assert "Not run here: warmup vs none" in page and "--freeze none,stages:1,backbone" in page
     data = {r[0]: r[1] for r in next(t for t in p.tables if t["class"] == "data")["rows"]}
     assert data["prepared dataset"] == "/nonexistent/ds (fingerprint fp)" and "not here" in data["details"]
+
+
+@pytest.mark.parametrize("kind, said", [
+    ("stft", ["STFT: Hann window of 128 samples", "0–6000 Hz"]),
+    ("envorder", ["envelope spectrum, orders 0.5–12 of the shaft rate", "demodulation band: sk"]),
+    ("harmonics", ["power spectrum, orders 0.5–12 of the electrical fundamental"]),
+    ("cwt+stft", ["CWT: 16 scales, 40–", "; STFT: Hann window"]),
+])
+def test_each_transform_kind_reads_in_words(kind, said):
+    from diag.config import TransformConfig
+    from diag.signal.transforms import make_transform
+    from diag.study.datatable import data_rows, full_settings
+
+    t = make_transform(TransformConfig(kind=kind, size=[16, 16], n_scales=16, norm="image"), 12000.0, 1024).to_dict()
+    data = {"source": "cwru", "fs": 12000.0, "transform": t, "window": {"length": 1024, "hop": 512, "normalize": "zscore"},
+            "image_shape": [1, 16, 16], "path": "p", "fingerprint": "f"}
+    rows = dict(data_rows(data))
+    for words in said:
+        assert words in rows["transform"], (words, rows["transform"])
+    assert "{" not in "".join(rows.values()) and rows["pixel values"] == "log power (dB); each image standardised on its own"
+    assert json.loads(full_settings(data))["transform"] == t
+    assert full_settings({}) is None

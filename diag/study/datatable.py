@@ -9,6 +9,7 @@ is optional, so a manifest of an older ``diag prepare`` (or a toy dataset) still
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = ["data_rows", "full_settings", "normalisation_words", "pixel_words", "transform_words", "window_words"]
@@ -81,14 +82,17 @@ def _part_words(kind: str, t: dict[str, Any]) -> str | None:
             out += f"; rows below {_g(d['edge_free_fmin_hz'])} Hz mostly see the window's edges"
         return out
     if kind == "stft":
-        return (f"STFT: {d.get('window', 'hann')} window of {d.get('nperseg', '?')} samples, hop {d.get('hop', '?')}, "
+        return (f"STFT: {str(d.get('window', 'hann')).capitalize()} window of {d.get('nperseg', '?')} samples, hop {d.get('hop', '?')}, "
                 f"{d.get('bins', '?')} bins 0–{_g(d.get('fmax', '?'))} Hz, {d.get('frames', '?')} frames")
+    edges = re.search(r"cells ([0-9.]+)\.\.([0-9.]+)", str(d.get("rows", "")))  # the rows' outer edges
     orders = d.get("orders") or []
-    span = f"orders {_g(orders[0])}–{_g(orders[-1])}" if orders else "orders"
+    span = (f"orders {edges[1]}–{edges[2]}" if edges else
+            f"orders {orders[0]:.3g}–{orders[-1]:.3g}" if orders else "orders")
+    top = _g(d.get("highest_frequency_hz", "?"))
     if kind == "envorder":
-        return (f"envelope spectrum, {span} of the shaft rate, demodulation band: {d.get('env_mode', '?')}, "
-                f"up to {_g(d.get('highest_frequency_hz', '?'))} Hz")
-    return f"power spectrum, {span} of the electrical fundamental, up to {_g(d.get('highest_frequency_hz', '?'))} Hz"
+        return (f"envelope spectrum, {span} of the shaft rate (envelope up to {top} Hz), demodulation band: "
+                f"{d.get('env_mode', '?')}")
+    return f"power spectrum, {span} of the electrical fundamental (up to {top} Hz)"
 
 
 def transform_words(transform: dict[str, Any] | None) -> str:
@@ -164,6 +168,7 @@ def full_settings(data: dict[str, Any]) -> str | None:
     """Every setting of the source, window and transform, as the manifest holds them (None: nothing known)."""
     if "missing" in data:
         return None
-    full = {"source": {"kind": data.get("source")} | (data.get("source_options") or {}),
+    full = {"source": ({"kind": data["source"]} if data.get("source") else {}) | (data.get("source_options") or {}),
             "window": data.get("window"), "transform": data.get("transform")}
-    return _compact({k: v for k, v in full.items() if v})
+    full = {k: v for k, v in full.items() if v}
+    return _compact(full) if full else None

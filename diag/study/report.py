@@ -458,7 +458,8 @@ def _section_how(doc: _Doc, root: Path, rows: list[dict[str, Any]], record: dict
     doc.p(f"diag report {root}")
     base = rows[0]["train"]
     varying = sorted({k for r in rows for k in r["train"] if r["train"].get(k) != base.get(k)})
-    doc.p("Training config (the settings shared by every run; per run varying: " + ", ".join(varying) + "):")
+    doc.p("Training config (the settings shared by every run" +
+          (f"; per run varying: {', '.join(varying)}):" if varying else "):"))
     doc.pre(json.dumps({k: v for k, v in base.items() if k not in varying}, indent=1))
     weights = {}
     for r in rows:
