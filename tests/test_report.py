@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -450,23 +451,17 @@ def test_report_effect_is_checked_and_changes_the_verdicts(tmp_path):
 
 def _sections(page):
     """``{h2 title: the HTML between it and the next h2}`` of report.html."""
-    import re
-
     parts = re.split(r"<h2>(.*?)</h2>", page.split("<body>", 1)[1])
     return dict(zip(parts[1::2], parts[2::2]))
 
 
 def _md_sections(md):
-    import re
-
-    parts = re.split(r"^## (.*)$", md, flags=re.M)
+    parts = re.split(r"^## (.*)$", md, flags=re.MULTILINE)
     return dict(zip(parts[1::2], parts[2::2]))
 
 
 def _assert_no_empty_section(page, md):
     """Every header of report.html / report.md has something under it before the next header."""
-    import re
-
     body = page.split("<body>", 1)[1].replace("</body></html>", "")
     for head, rest in zip(re.findall(r"<h[1-6]>.*?</h[1-6]>", body), re.split(r"<h[1-6]>.*?</h[1-6]>", body)[1:]):
         assert rest.strip(), f"empty section in report.html: {head}"
