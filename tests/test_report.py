@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -442,3 +443,134 @@ def test_report_effect_is_checked_and_changes_the_verdicts(tmp_path):
     assert ok.exit_code == 0, ok.output
     power = json.loads((tmp_path / "power.json").read_text())
     assert power["effect"] == 0.5 and power["pairs"][0]["decided"] and power["seeds_needed"] is None
+
+
+# ------------------------------------------------------------------------------------------------
+# The report a person reads: the data as a table in words, no empty sections
+
+
+def _sections(page):
+    """``{h2 title: the HTML between it and the next h2}`` of report.html."""
+    parts = re.split(r"<h2>(.*?)</h2>", page.split("<body>", 1)[1])
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def _md_sections(md):
+    parts = re.split(r"^## (.*)$", md, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def _assert_no_empty_section(page, md):
+    """Every header of report.html / report.md has something under it before the next header."""
+    body = page.split("<body>", 1)[1].replace("</body></html>", "")
+    for head, rest in zip(re.findall(r"<h[1-6]>.*?</h[1-6]>", body), re.split(r"<h[1-6]>.*?</h[1-6]>", body)[1:]):
+        assert rest.strip(), f"empty section in report.html: {head}"
+    lines = [x for x in md.splitlines() if x.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            assert i + 1 < len(lines) and not lines[i + 1].startswith("#"), f"empty section in report.md: {line}"
+
+
+def _cwt_dataset(path):
+    """A toy prepared dataset whose manifest holds what diag prepare writes for a 64-scale CWT of 2 channels."""
+    from diag.config import TransformConfig
+    from diag.signal.transforms import make_transform
+
+    ds = make_toy_dataset(path, n_train=4, n_val=2, n_test=2, classes=3, size=16)
+    transform = make_transform(TransformConfig(kind="cwt", n_scales=64, fmin=20.0, size=[64, 64]), 1000.0, 256).to_dict()
+    mf = ds / "manifest.json"
+    m = json.loads(mf.read_text())
+    m["config"] = {"source": {"kind": "files", "path": "recordings/", "on_bad": "error", "options": {"fs": 1000.0}},
+                   "split": {"method": "recording"}}
+    m["window"] = {"length": 256, "hop": 64, "normalize": "zscore-joint", "channels": ["ia", "ib"], "band": []}
+    m["transform"] = transform
+    m["recordings"] = [{"path": f"r{k}.csv"} for k in range(6)]
+    mf.write_text(json.dumps(m))
+    return ds, transform
+
+
+def test_the_data_is_a_table_in_words_with_the_full_settings_folded_away(tmp_path):
+    ds, transform = _cwt_dataset(tmp_path / "ds")
+    assert len(transform["frequencies_hz"]["cwt"]) == 64
+    root = tmp_path / "runs"
+    for s in range(2):
+        fake_run(root, f"imagenet-s{s}", "imagenet", s, 0.8 + s / 100, dataset=ds)
+        fake_run(root, f"scratch-s{s}", "scratch", s, 0.6 + s / 100, dataset=ds)
+    write_report(root, quiet=True)
+    page, md = (root / "report.html").read_text(), (root / "report.md").read_text()
+    html_data = _sections(page)["The data"]
+    shown, folded = html_data.split("<details>")[0], html_data.split("<details>")[1].split("</details>")[0]
+    # what a person reads: a table in words, no dictionaries, no list of centre frequencies
+    p = _Collect()
+    p.feed(shown)
+    table = {r[0]: r[1] for r in next(t for t in p.tables if t["class"] == "data")["rows"]}
+    for raw in ("{", "frequencies_hz", json.dumps(transform)[:40], f"{transform['frequencies_hz']['cwt'][1]}"):
+        assert raw not in shown, raw
+    assert table["source"] == "files (recordings/)"
+    assert table["split"].startswith("recording: the test split holds whole recordings never seen in training")
+    assert table["recordings"] == "6 recordings, cut into windows: 12 train, 6 val, 6 test"
+    assert table["sampling rate"] == "1000 Hz"
+    assert table["window"] == "256 samples (0.256 s), a new window every 64 samples (75 % overlap); 2 channels (ia, ib)"
+    assert "zero mean and unit standard deviation over all its channels" in table["normalisation"]
+    assert table["images"] == "CWT scalogram, 1 × 16 × 16 (channels × rows × columns)"  # the manifest's image_shape
+    cwt = transform["cwt"]
+    assert table["transform"].startswith(f"CWT: 64 scales, {cwt['fmin']:g}–{cwt['fmax']:g} Hz (log-spaced), Morlet w0 6")
+    assert table["prepared dataset"] == f"{ds} (fingerprint fp)"
+    # every setting is kept, folded away: the block reads back as the manifest's transform
+    import html as _html
+
+    full = json.loads(_html.unescape(folded.split("<pre>")[1].split("</pre>")[0]))
+    assert full["transform"] == transform and full["window"]["hop"] == 64 and full["source"]["kind"] == "files (recordings/)"
+    # Markdown: the same table, the settings in a fenced block after it
+    md_data = _md_sections(md)["The data"]
+    before, block = md_data.split("```json")[0], md_data.split("```json")[1].split("```")[0]
+    assert "{" not in before and "frequencies_hz" not in before and "| sampling rate | 1000 Hz |" in before
+    assert json.loads(block)["transform"] == transform
+    _assert_no_empty_section(page, md)
+
+
+def test_sections_with_nothing_in_them_are_left_out(tmp_path):
+    # one start, one seed, one warmup and freeze mode, no pretraining, the prepared dataset not here
+    fake_run(tmp_path, "scratch-s0", "scratch", 0, 0.6)
+    write_report(tmp_path, quiet=True)
+    page, md = (tmp_path / "report.html").read_text(), (tmp_path / "report.md").read_text()
+    _assert_no_empty_section(page, md)
+    heads = set(_sections(page))
+    assert set(_md_sections(md)) == heads
+    for gone in ("Starts compared (paired over seeds)", "Warmup vs none", "Freeze modes",
+                 "Warmup and freeze against the main setting (paired over seeds)", "Data audit",
+                 "Example images of each class"):
+        assert gone not in heads, gone
+    assert {"The answer", "The data", "Main table", "Label efficiency", "How this was made"} <= heads
+    p = _Collect()
+    p.feed(page)
+    main = next(t for t in p.tables if t["class"] == "main")
+    assert "pretraining" not in main["rows"][0]  # no start was pretrained: no column of dashes
+    assert not any(t["class"] == "stats" for t in p.tables)
+    assert "<table class='stats'>" not in page and "<ul></ul>" not in page
+    # what was not run is said once, in words, with the option that adds it
+    assert "Not run here: warmup vs none" in page and "--freeze none,stages:1,backbone" in page
+    data = {r[0]: r[1] for r in next(t for t in p.tables if t["class"] == "data")["rows"]}
+    assert data["prepared dataset"] == "/nonexistent/ds (fingerprint fp)" and "not here" in data["details"]
+
+
+@pytest.mark.parametrize("kind, said", [
+    ("stft", ["STFT: Hann window of 128 samples", "0–6000 Hz"]),
+    ("envorder", ["envelope spectrum, orders 0.5–12 of the shaft rate", "demodulation band: sk"]),
+    ("harmonics", ["power spectrum, orders 0.5–12 of the electrical fundamental"]),
+    ("cwt+stft", ["CWT: 16 scales, 40–", "; STFT: Hann window"]),
+])
+def test_each_transform_kind_reads_in_words(kind, said):
+    from diag.config import TransformConfig
+    from diag.signal.transforms import make_transform
+    from diag.study.datatable import data_rows, full_settings
+
+    t = make_transform(TransformConfig(kind=kind, size=[16, 16], n_scales=16, norm="image"), 12000.0, 1024).to_dict()
+    data = {"source": "cwru", "fs": 12000.0, "transform": t, "window": {"length": 1024, "hop": 512, "normalize": "zscore"},
+            "image_shape": [1, 16, 16], "path": "p", "fingerprint": "f"}
+    rows = dict(data_rows(data))
+    for words in said:
+        assert words in rows["transform"], (words, rows["transform"])
+    assert "{" not in "".join(rows.values()) and rows["pixel values"] == "log power (dB); each image standardised on its own"
+    assert json.loads(full_settings(data))["transform"] == t
+    assert full_settings({}) is None

@@ -4,13 +4,15 @@ Reads every finished ``diag train`` run under a folder (a ``diag compare --out``
 prepared dataset; :mod:`diag.study.runs`) and writes
 
 * ``report.html`` and ``report.md``: self-contained (figures are PNGs embedded as base64, from
-  :mod:`diag.study.figures`; no network), written atomically. In order: the data (source, split and
-  what it tests, class counts per side), **the answer** (a paragraph generated from the verdicts
-  below), the main table (mean ± std over seeds of the validation and *test* scores), the paired
-  comparisons of starts (:mod:`diag.study.stats`), the label-efficiency plot, warmup vs none
-  (learning-rate schedule and validation curves), freeze modes, each warmup / freeze ablation paired
-  with the main setting of the same start, a confusion matrix per start, example images of each
-  class, and the exact commands, the training config and package versions.
+  :mod:`diag.study.figures`; no network), written atomically. In order: **the answer** (a paragraph
+  generated from the verdicts below), the data (a table in words, :mod:`diag.study.datatable`, with
+  the full settings folded away; class counts per side; the data audit), the main table (mean ± std
+  over seeds of the validation and *test* scores), the paired comparisons of starts
+  (:mod:`diag.study.stats`), the label-efficiency plot, warmup vs none (learning-rate schedule and
+  validation curves), freeze modes, each warmup / freeze ablation paired with the main setting of the
+  same start, a confusion matrix per start, example images of each class, and the exact commands, the
+  training config and package versions. A section with nothing in it is left out (:class:`_Doc`
+  writes a header only when something follows it).
 * ``answer.txt``: the answer paragraph alone (what ``scripts/demo.sh`` prints).
 * ``power.json``: every paired verdict with the smallest difference its seeds could detect and the seeds
   the difference that matters (``effect``) would need (:func:`diag.study.stats.power_record`).
@@ -37,6 +39,7 @@ import numpy as np
 
 from diag.errors import DiagError
 from diag.storage import atomic_write_json, claim_output_files, record_output_file, write_output_file
+from diag.study.datatable import data_rows, full_settings
 from diag.study.figures import fig_confusion, fig_examples, fig_label_efficiency, fig_warmup
 from diag.study.names import COMPARE_RECORD, INIT_LABEL, INIT_ORDER, budget_key, budget_words, init_key, warmup_name
 from diag.study.runs import (cell_of, collect_runs, describe_data, main_setting, pretraining_by_start, starts,
@@ -160,50 +163,77 @@ def _pm(m: float, s: float, n: int) -> str:
 
 
 class _Doc:
-    """The report built once, rendered to HTML and Markdown side by side."""
+    """The report built once, rendered to HTML and Markdown side by side.
+
+    A header is written only when something is written under it: a header followed by another of the same
+    or a higher level, or by the end, is left out (no empty sections)."""
 
     def __init__(self) -> None:
         self.html: list[str] = []
         self.md: list[str] = []
+        self._pending: list[tuple[int, str]] = []
 
     def h(self, level: int, text: str) -> None:
-        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
-        self.md += ["#" * level + " " + text, ""]
+        self._pending = [(lv, t) for lv, t in self._pending if lv < level] + [(level, text)]
+
+    def _emit(self) -> None:
+        for level, text in self._pending:
+            self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+            self.md += ["#" * level + " " + text, ""]
+        self._pending = []
 
     def p(self, text: str, strong: bool = False) -> None:
+        self._emit()
         body = html.escape(text)
         self.html.append(f"<p class='answer'><strong>{body}</strong></p>" if strong else f"<p>{body}</p>")
         self.md += [f"**{text}**" if strong else text, ""]
 
     def ul(self, items: list[str]) -> None:
+        if not items:
+            return
+        self._emit()
         self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
         self.md += [f"- {i}" for i in items] + [""]
 
     def table(self, header: list[str], rows: list[list[str]], cls: str = "") -> None:
+        if not rows:
+            return
+        self._emit()
         th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        head = f"<thead><tr>{th}</tr></thead>" if any(header) else ""  # a table of (what, value) rows: no header
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-        self.html.append(f"<table class='{cls}'><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
+        self.html.append(f"<table class='{cls}'>{head}<tbody>{body}</tbody></table>")
         self.md += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         self.md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows] + [""]
 
     def img(self, png: bytes | None, alt: str) -> None:
         if png is None:
             return
+        self._emit()
         b64 = base64.b64encode(png).decode("ascii")
         self.html.append(f"<figure><img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'/>"
                          f"<figcaption>{html.escape(alt)}</figcaption></figure>")
         self.md += [f"![{alt}](data:image/png;base64,{b64})", ""]
 
     def pre(self, text: str) -> None:
+        self._emit()
         self.html.append(f"<pre>{html.escape(text)}</pre>")
         self.md += ["```", text, "```", ""]
+
+    def details(self, summary: str, text: str) -> None:
+        """``text`` folded away under ``summary`` (HTML ``<details>``; Markdown: the summary, then a fenced block)."""
+        self._emit()
+        self.html.append(f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>")
+        self.md += [summary + ":", "", "```json", text, "```", ""]
 
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
        "table{border-collapse:collapse;margin:0.8em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px;"
        "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}.answer{font-size:1.1em;"
        "background:#eef6ff;padding:0.8em;border-left:4px solid #3a7bd5}img{max-width:100%}pre{background:#f6f6f6;"
-       "padding:0.6em;overflow-x:auto;font-size:0.85em}figure{margin:1em 0}")
+       "padding:0.6em;overflow-x:auto;font-size:0.85em}figure{margin:1em 0}table.data td{text-align:left}"
+       "table.data td:first-child{font-weight:600;white-space:nowrap}details{margin:0.5em 0}summary{cursor:pointer;"
+       "color:#3a7bd5}")
 
 
 def load_study(root: Path) -> list[dict[str, Any]]:
@@ -269,9 +299,10 @@ def write_report(root: str | Path, quiet: bool = False, effect: float = EFFECT) 
     for init, why in skipped.items():
         doc.p(f"{INIT_LABEL.get(init, init)} start skipped: {why}")
     for init, how in pretraining_by_start(rows).items():
-        doc.p(f"{INIT_LABEL.get(init, init)} start: {how['text']} ({how['path']}).")
+        where = "" if how["path"] in how["text"] else f" ({how['path']})"
+        doc.p(f"{INIT_LABEL.get(init, init)} start: {how['text']}{where}.")
     _section_data(doc, data)
-    _section_main(doc, summary, pretraining_by_start(rows))
+    _section_main(doc, summary, pretraining_by_start(rows), rows)
     _section_pairs(doc, stats)
     doc.h(2, "Label efficiency")
     doc.img(label_png, "test macro-F1 vs labelled windows per class, one line per start")
@@ -292,22 +323,21 @@ def write_report(root: str | Path, quiet: bool = False, effect: float = EFFECT) 
 
 def _section_data(doc: _Doc, data: dict[str, Any]) -> None:
     doc.h(2, "The data")
+    doc.table(["", ""], data_rows(data), cls="data")
+    settings = full_settings(data)
+    if settings:
+        doc.details("Full settings of the source, window and transform (as the prepared dataset's manifest holds "
+                    "them)", settings)
     if "missing" in data:
-        doc.p(data["missing"])
-    else:
-        doc.ul([f"source: {data['source']}" + (f" {json.dumps(data['source_options'])}" if data["source_options"] else ""),
-                f"split: {data['split']}: the test split holds {data['split_tests']}",
-                f"{data['recordings']} recordings, fs {data['fs']} Hz, window {json.dumps(data['window'])}",
-                f"images {data['image_shape']}, transform {json.dumps(data['transform'])}",
-                f"prepared dataset: {data['path']} (fingerprint {data['fingerprint']})"])
-        sides = [s for s in ("train", "val", "test") if s in data["counts"]]
-        doc.table(["class"] + sides, [[c] + [str(data["counts"][s].get(c, 0)) for s in sides] for c in data["classes"]]
-                  + [["total"] + [str(sum(data["counts"][s].values())) for s in sides]], cls="counts")
+        return  # no class counts, audit or example images without the prepared dataset: said once, in the table
+    sides = [s for s in ("train", "val", "test") if s in data["counts"]]
+    doc.p("Windows per class and split:")
+    doc.table(["class"] + sides, [[c] + [str(data["counts"][s].get(c, 0)) for s in sides] for c in data["classes"]]
+              + [["total"] + [str(sum(data["counts"][s].values())) for s in sides]], cls="counts")
 
     doc.h(2, "Data audit")
     audit = data.get("audit")
-    doc.p("The prepared dataset is not available here; no data audit." if "missing" in data else
-          "Never audited (prepared before the data audit; `diag audit PREPARED` runs it)." if audit is None else
+    doc.p("Never audited (prepared before the data audit; `diag audit PREPARED` runs it)." if audit is None else
           "No findings: no class rests on one recording / group / condition, no single image row or per-recording "
           "statistic separates a class trivially, no class alone was resampled, no one-sided class or condition."
           if not audit else "What `diag prepare` found in this data (`diag audit PREPARED` re-runs it):")
@@ -315,26 +345,46 @@ def _section_data(doc: _Doc, data: dict[str, Any]) -> None:
         doc.ul(audit)
 
 
-def _section_main(doc: _Doc, summary: list[dict[str, Any]], pretraining: dict[str, dict[str, Any]]) -> None:
+def _section_main(doc: _Doc, summary: list[dict[str, Any]], pretraining: dict[str, dict[str, Any]],
+                  rows: list[dict[str, Any]]) -> None:
     doc.h(2, "Main table")
     doc.p("Mean ± standard deviation over seeds (one value: one seed). val = validation split (selects the epoch); "
           "test = test split, scored once.")
+    said = any(s["init"] in pretraining for s in summary)  # the pretraining column only where it has something
     doc.table(["start", "freeze", "warmup", "labels/class", "labelled windows", "steps", "seeds", "val macro-F1",
-               "test accuracy", "test macro-F1", "pretraining"],
+               "test accuracy", "test macro-F1"] + ["pretraining"] * said,
               [[s["init"], s["freeze"], warmup_name(s["warmup"]), s["budget"], _f(s["labeled"]), _f(s["steps"]),
                 str(s["seeds"]), _pm(s["val_macro_f1"], s["val_macro_f1_std"], s["seeds"]),
                 _pm(s["test_accuracy"], s["test_accuracy_std"], s["seeds"]),
-                _pm(s["test_macro_f1"], s["test_macro_f1_std"], s["seeds"]),
-                pretraining[s["init"]]["text"] if s["init"] in pretraining else "—"] for s in summary], cls="main")
+                _pm(s["test_macro_f1"], s["test_macro_f1_std"], s["seeds"])]
+               + [pretraining[s["init"]]["text"] if s["init"] in pretraining else "—"] * said for s in summary],
+              cls="main")
+    not_run = _ablations_not_run(rows)
+    if not_run:
+        doc.p("Not run here: " + "; ".join(not_run) + ".")
+
+
+def _ablations_not_run(rows: list[dict[str, Any]]) -> list[str]:
+    """The ablations these runs hold no second setting for, with the option of `diag compare` that adds them."""
+    freeze, warmup = main_setting(rows)
+    out = []
+    if len({r["warmup"] for r in rows}) < 2:
+        out.append(f"warmup vs none (every run used warmup {warmup_name(warmup)}; `diag compare --warmup 0.1,0` adds it)")
+    if len({r["freeze"] for r in rows}) < 2:
+        out.append(f"freeze modes (every run used freeze {freeze}; `diag compare --freeze none,stages:1,backbone` "
+                   "adds them)")
+    return out
 
 
 def _section_pairs(doc: _Doc, stats: list[dict[str, Any]]) -> None:
+    if not stats:  # one start only: nothing to pair
+        return
     doc.h(2, "Starts compared (paired over seeds)")
     doc.p(f"Difference of test macro-F1, first start minus second, paired by seed; {int(CONFIDENCE * 100)} % "
           "Student-t interval over seeds (scipy.stats.t, n-1 degrees of freedom). The verdict is computed from "
           f"the interval; where it holds 0, from the smallest difference the seeds could detect (found with "
           f"probability {POWER:g}, from the measured spread of the per-seed differences) against the difference "
-          f"that matters ({stats[0]['effect'] if stats else EFFECT:g}): larger means too few seeds to decide "
+          f"that matters ({stats[0]['effect']:g}): larger means too few seeds to decide "
           "(power.json).")
     doc.table(["labels/class", "freeze", "warmup", "first", "second", "seeds", "mean difference", "95 % interval",
                "smallest detectable", "verdict"],
@@ -348,18 +398,17 @@ def _interval(s: dict[str, Any]) -> str:
 
 def _section_ablations(doc: _Doc, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
                        settings: list[dict[str, Any]]) -> None:
-    freeze, warmup = main_setting(rows)
-    doc.h(2, "Warmup vs none")
+    freeze, _ = main_setting(rows)
     wcells = sorted({(r["labels_per_class"], r["freeze"]) for r in rows
                      if len({x["warmup"] for x in rows if (x["labels_per_class"], x["freeze"]) ==
                              (r["labels_per_class"], r["freeze"])}) > 1}, key=lambda c: budget_key(c[0]))
     if wcells:
+        doc.h(2, "Warmup vs none")
         for budget, fz in wcells:
             doc.img(fig_warmup(rows, budget, fz), f"learning rate and validation macro-F1 per epoch, "
                                                   f"{budget_words(budget)}, freeze {fz}")
-    else:
-        doc.p(f"Only one warmup setting was run ({warmup_name(warmup)}); run `diag compare --warmup 0.1,0` for this "
-              "ablation.")
+    elif any(r["history"] for r in rows):  # one warmup setting: its schedule and curves, no ablation
+        doc.h(2, "Training curves")
         doc.img(fig_warmup(rows, max((r["labels_per_class"] for r in rows), key=budget_key), freeze),
                 "learning rate and validation macro-F1 per epoch")
 
@@ -371,9 +420,6 @@ def _section_ablations(doc: _Doc, rows: list[dict[str, Any]], summary: list[dict
                   [[s["init"], s["budget"], warmup_name(s["warmup"]), s["freeze"], str(s["seeds"]),
                     _pm(s["val_macro_f1"], s["val_macro_f1_std"], s["seeds"]),
                     _pm(s["test_macro_f1"], s["test_macro_f1_std"], s["seeds"])] for s in fz], cls="freeze")
-    else:
-        doc.p(f"Only one freeze mode was run ({freeze}); run `diag compare --freeze none,stages:1,backbone` for "
-              "this ablation.")
 
     doc.h(2, "Warmup and freeze against the main setting (paired over seeds)")
     if settings:
@@ -384,8 +430,6 @@ def _section_ablations(doc: _Doc, rows: list[dict[str, Any]], summary: list[dict
                    "smallest detectable", "verdict"],
                   [[s["init"], s["budget"], s["setting"], s["against"], str(s["n"]), _f(s["mean"]), _interval(s),
                     _f(s["detectable"]), s["verdict"]] for s in settings], cls="settings")
-    else:
-        doc.p("No ablation: every run used the main setting.")
 
 
 def _section_images(doc: _Doc, rows: list[dict[str, Any]], data: dict[str, Any]) -> None:
@@ -401,10 +445,8 @@ def _section_images(doc: _Doc, rows: list[dict[str, Any]], data: dict[str, Any])
                                                     f"summed over {len(rs)} seed(s)"),
                 f"confusion matrix of the {init} start ({budget_words(top)}, test split, summed over seeds)")
 
-    doc.h(2, "Example images of each class")
-    ex = fig_examples(data["path"], data["classes"]) if data.get("path") else None
-    if ex is None:
-        doc.p("The prepared dataset is not available here; no example images.")
+    doc.h(2, "Example images of each class")  # left out where the prepared dataset is not here (the data table says so)
+    ex = fig_examples(data["path"], data["classes"]) if data.get("path") and "missing" not in data else None
     doc.img(ex, "training images, channel 0, as the models saw them")
 
 
@@ -416,7 +458,8 @@ def _section_how(doc: _Doc, root: Path, rows: list[dict[str, Any]], record: dict
     doc.p(f"diag report {root}")
     base = rows[0]["train"]
     varying = sorted({k for r in rows for k in r["train"] if r["train"].get(k) != base.get(k)})
-    doc.p("Training config (the settings shared by every run; per run varying: " + ", ".join(varying) + "):")
+    doc.p("Training config (the settings shared by every run" +
+          (f"; per run varying: {', '.join(varying)}):" if varying else "):"))
     doc.pre(json.dumps({k: v for k, v in base.items() if k not in varying}, indent=1))
     weights = {}
     for r in rows:
