@@ -186,7 +186,7 @@ class _CsvChunks:
                     self.n += 1
                     if len(sample) < LAYOUT_ROWS:
                         sample.append(line)
-        self.layout = csv_layout(first, sample)
+        self.layout = csv_layout(first, sample, str(p))
         self.delim = self.layout.delimiter
         head = self.layout.cells(first)
         numeric = not self.layout.has_header
