@@ -388,6 +388,13 @@ def test_a_class_named_unknown_or_holding_a_line_break_is_refused(tmp_path, labe
     refused(_prepare(d, tmp_path / "o"), expect, [d])
 
 
+def test_predict_on_a_device_or_a_pipe_is_refused_not_read(run, tmp_path):
+    refused(["predict", run, "/dev/zero", "--fs", FS, "-q"], "/dev/zero: not a regular file", [])
+    os.mkfifo(tmp_path / "p.csv")  # opening a pipe with no writer would wait for ever
+    refused(["predict", run, tmp_path / "p.csv", "--fs", FS, "-q"], "p.csv: not a regular file", [])
+    refused(["predict", run, tmp_path, "--fs", FS, "-q"], "p.csv: not a regular file", [])
+
+
 def test_ref_hz_on_a_cwt_run_and_key_on_npy_are_refused(run, rec):
     refused(["predict", run, rec, "--fs", FS, "--ref-hz", "30", "-q"], "use no reference rate", [rec])
     refused(["predict", run, rec, "--fs", FS, "--rpm", "1800", "-q"], "use no reference rate", [rec])

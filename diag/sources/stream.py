@@ -347,8 +347,10 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
             if not found:
                 raise DiagError(f"{p}: no recordings ({', '.join(SUPPORTED)}) below the folder")
             out += found
-        elif p.exists():
+        elif p.is_file():
             out.append(p)
+        elif p.exists():  # a device, a pipe, a socket: reading one hangs or never ends
+            raise DiagError(f"{p}: not a regular file (a device, a pipe or a socket); pass recording files")
         else:
             raise DiagError(f"{p}: no such file or folder; check the path")
     if not out:
