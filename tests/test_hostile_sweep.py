@@ -425,6 +425,8 @@ def test_a_link_to_a_device_or_a_pipe_in_a_label_folder_is_named_for_what_it_is(
     (d / "z.npy").unlink()
     os.mkfifo(d / "p.csv")
     refused(args, "p.csv: not a regular file (a device, a pipe or a socket)", [])
+    for data in ("/dev/zero", d / "p.csv"):  # given as --data itself
+        refused(_prepare(data, tmp_path / "o"), "not a regular file or a folder", [])
     assert not (tmp_path / "o").exists()
 
 

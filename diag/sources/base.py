@@ -123,6 +123,9 @@ def list_files(
     device, a pipe or a socket (or a link to one) of the asked type, never read, never skipped silently.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir() and not root.is_file():
+        raise DiagError(f"{root}: not a regular file or a folder (a device, a pipe or a socket); "
+                        "pass the data folder or a recording file")
     out: list[Path] = []
 
     def walk(folder: Path, ancestors: tuple[str, ...]) -> None:
