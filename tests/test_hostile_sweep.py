@@ -437,6 +437,17 @@ def test_a_refused_link_to_a_text_file_never_quotes_it(tmp_path):
     os.symlink(secret, d / "x.csv")
     line = refused(_prepare(d, tmp_path / "o"), "not a CSV recording", [secret, d])
     assert "secret" not in line.replace(str(tmp_path), "") and "pw-in-clear" not in line
+    os.symlink(secret, d / "x.npy")  # numpy's own errors quote the first bytes
+    _labels(d, [["x.npy", "a", "1000"]])
+    line = refused(_prepare(d, tmp_path / "o"), "not an .npy file", [secret, d])
+    assert "user" not in line.replace(str(tmp_path), "")
+    from diag.sources.stream import open_signal
+
+    with pytest.raises(DiagError, match="not an .npy file") as e:
+        open_signal(d / "x.npy", fs=1000.0)
+    assert "user" not in str(e.value).replace(str(tmp_path), "")
+    (d / "x.npy").unlink()
+    _labels(d, [["x.csv", "a", "1000"]])
     (d / "x.csv").unlink()
     (d / "x.csv").write_text("a\n0.1\n0.2\n" + "x" * 40 + "\n")  # a long bad cell further down: its length only
     line = refused(_prepare(d, tmp_path / "o"), "a cell of 40 characters is not a number", [d])

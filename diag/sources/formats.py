@@ -296,6 +296,20 @@ def _csv_bad_cell(p: Path, block: list[tuple[int, str]], cells: Any, first_block
     raise DiagError(f"{p}: rows have different numbers of columns; every row needs one value per channel") from None
 
 
+def check_npy_magic(p: Path) -> None:
+    """Refuse a ``.npy`` file that does not start with the NPY magic, in words of diag's own: numpy's
+    errors quote the file's first bytes (or speak of pickles), and a refused file's content is never
+    shown (a link to a text file named ``x.npy``)."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(6)
+    except OSError as exc:
+        raise DiagError(f"{p}: cannot read the file ({exc.strerror or exc}); check its permissions") from None
+    if head != b"\x93NUMPY":
+        raise DiagError(f"{p}: not an .npy file (it does not start with the NPY header); "
+                        "re-export it with numpy.save or give it its own extension")
+
+
 def _pcm_to_float(data: np.ndarray) -> np.ndarray:
     if data.dtype.kind == "f":
         return data
@@ -450,6 +464,7 @@ def read_one(
         sig, names = read_csv(p)
         return _Read(sig, names)
     if ext == ".npy":
+        check_npy_magic(p)
         try:
             arr = np.load(p, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001

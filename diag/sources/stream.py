@@ -22,7 +22,7 @@ import numpy as np
 from diag.checks import check_fs, check_signal_array
 from diag.errors import DiagError
 from diag.sources.files import FileEntry, listed_entry
-from diag.sources.formats import LAYOUT_ROWS, MANIFEST_NAME, csv_layout
+from diag.sources.formats import LAYOUT_ROWS, MANIFEST_NAME, check_npy_magic, csv_layout
 
 __all__ = ["Signal", "open_signal", "expand_paths", "SUPPORTED", "CSV_STREAM_BYTES", "CSV_CHUNK_ROWS"]
 
@@ -116,6 +116,7 @@ class _NpyRanges:
 
 
 def _open_npy(p: Path, fs: float | None) -> Signal:
+    check_npy_magic(p)
     try:
         with open(p, "rb") as fh:
             version = np.lib.format.read_magic(fh)
