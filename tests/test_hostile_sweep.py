@@ -190,8 +190,25 @@ def test_decimal_comma_csv_is_read_as_one_channel_by_both_readers(tmp_path):
     semi.write_text("".join(f"{a:.4f};{b:.4f}\n".replace(".", ",") for a, b in zip(x, -x)))
     got = read_files(semi, label_from="folder", fs=FS)[0].signal
     assert got.shape == (2, len(x)) and np.allclose(got[1], -x, atol=1e-4)
-    assert not csv_layout("1,2", ["3,4", "5,6"]).decimal_comma  # two integer channels stay two channels
+    assert not csv_layout("1,2", ["3,4", "-5,6.5"]).decimal_comma  # a row that is no D,DDD pair: two channels
     assert csv_layout("0,5", ["0,05", "1,25"]).decimal_comma
+    assert csv_layout("1,5e-3", ["2,5", "1,25"]).decimal_comma
+    with pytest.raises(DiagError, match="add a header row"):
+        csv_layout("1,2", ["3,4", "5,6"])  # one number each, or two integer channels: nothing tells
+
+
+def test_a_headerless_csv_of_ambiguous_comma_pairs_is_refused_with_the_fix(run, tmp_path):
+    d = tmp_path / "d" / "a"
+    d.mkdir(parents=True)
+    (d / "r.csv").write_text("".join(f"{k % 7},{25 * (k % 4) + 25}\n" for k in range(3000)))  # 1,25 2,50 ...
+    line = refused(_prepare(tmp_path / "d", tmp_path / "o", "--set", "source.label_from=folder", "--set",
+                            "source.fs=12000"), "add a header row", [tmp_path / "d"])
+    assert "'0,25'" in line and "r.csv" in line
+    refused(["predict", run, d / "r.csv", "--fs", FS, "-q"], "add a header row", [d])
+    (d / "r.csv").write_text("accel\n" + (d / "r.csv").read_text())  # the fix the line gives: one channel
+    from diag.sources.files import read_files
+
+    assert read_files(d / "r.csv", label_from="folder", fs=FS)[0].signal.shape[0] == 1
 
 
 def test_decimal_comma_csv_is_scored_as_one_channel_by_predict(run, tmp_path):
@@ -371,6 +388,13 @@ def test_a_class_named_unknown_or_holding_a_line_break_is_refused(tmp_path, labe
     refused(_prepare(d, tmp_path / "o"), expect, [d])
 
 
+def test_predict_on_a_device_or_a_pipe_is_refused_not_read(run, tmp_path):
+    refused(["predict", run, "/dev/zero", "--fs", FS, "-q"], "/dev/zero: not a regular file", [])
+    os.mkfifo(tmp_path / "p.csv")  # opening a pipe with no writer would wait for ever
+    refused(["predict", run, tmp_path / "p.csv", "--fs", FS, "-q"], "p.csv: not a regular file", [])
+    refused(["predict", run, tmp_path, "--fs", FS, "-q"], "p.csv: not a regular file", [])
+
+
 def test_ref_hz_on_a_cwt_run_and_key_on_npy_are_refused(run, rec):
     refused(["predict", run, rec, "--fs", FS, "--ref-hz", "30", "-q"], "use no reference rate", [rec])
     refused(["predict", run, rec, "--fs", FS, "--rpm", "1800", "-q"], "use no reference rate", [rec])
@@ -390,6 +414,64 @@ def test_a_folder_or_a_pipe_listed_in_labels_is_named_for_what_it_is(tmp_path):
     os.mkfifo(d / "pipe.npy")
     _labels(d, [["pipe.npy", "x", "1000"]])
     refused(_prepare(d, tmp_path / "o"), "not a regular file", [d / "labels.csv"])
+
+
+def test_a_link_to_a_device_or_a_pipe_in_a_label_folder_is_named_for_what_it_is(tmp_path):
+    d = tmp_path / "d" / "a"
+    d.mkdir(parents=True)
+    os.symlink("/dev/zero", d / "z.npy")
+    args = _prepare(tmp_path / "d", tmp_path / "o", "--set", "source.label_from=folder", "--set", "source.fs=1000")
+    refused(args, "symbolic link to /dev/zero, which is not a regular file", [tmp_path / "d"])
+    (d / "z.npy").unlink()
+    os.mkfifo(d / "p.csv")
+    refused(args, "p.csv: not a regular file (a device, a pipe or a socket)", [])
+    for data in ("/dev/zero", d / "p.csv"):  # given as --data itself
+        refused(_prepare(data, tmp_path / "o"), "not a regular file or a folder", [])
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_refused_link_to_a_text_file_never_quotes_it(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("user:x:1000:1000:the secret line:/home/user:/bin/sh\nroot:pw-in-clear:0:0::/root:/bin/sh\n")
+    d = _labels(tmp_path / "d", [["x.csv", "a", "1000"]])
+    os.symlink(secret, d / "x.csv")
+    line = refused(_prepare(d, tmp_path / "o"), "not a CSV recording", [secret, d])
+    assert "secret" not in line.replace(str(tmp_path), "") and "pw-in-clear" not in line
+    os.symlink(secret, d / "x.npy")  # numpy's own errors quote the first bytes
+    _labels(d, [["x.npy", "a", "1000"]])
+    line = refused(_prepare(d, tmp_path / "o"), "not an .npy file", [secret, d])
+    assert "user" not in line.replace(str(tmp_path), "")
+    from diag.sources.stream import open_signal
+
+    with pytest.raises(DiagError, match="not an .npy file") as e:
+        open_signal(d / "x.npy", fs=1000.0)
+    assert "user" not in str(e.value).replace(str(tmp_path), "")
+    (d / "x.npy").unlink()
+    _labels(d, [["x.csv", "a", "1000"]])
+    (d / "x.csv").unlink()
+    (d / "x.csv").write_text("a\n0.1\n0.2\n" + "x" * 40 + "\n")  # a long bad cell further down: its length only
+    line = refused(_prepare(d, tmp_path / "o"), "a cell of 40 characters is not a number", [d])
+    assert "xxxx" not in line
+
+
+def test_a_label_folder_named_unknown_is_refused(tmp_path):
+    for name in ("unknown", "a"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        np.save(tmp_path / "d" / name / "x.npy", np.random.default_rng(1).standard_normal(4096).astype(np.float32))
+    refused(_prepare(tmp_path / "d", tmp_path / "o", "--set", "source.label_from=folder", "--set", "source.fs=1000"),
+            "label 'unknown' is the verdict diag predict gives", [tmp_path / "d"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_run_without_test_metrics_is_scored_with_a_note(run, rec, tmp_path):
+    import shutil
+
+    unfinished = tmp_path / "run"
+    shutil.copytree(run, unfinished)
+    (unfinished / "test_metrics.json").unlink()
+    out = ok(["predict", unfinished, rec, "--fs", FS])
+    assert "no test_metrics.json" in " ".join(out.split()), out
+    assert "no test_metrics.json" not in " ".join(ok(["predict", run, rec, "--fs", FS]).split())
 
 
 @pytest.mark.parametrize("name,write", [

@@ -163,3 +163,58 @@ def test_prepare_reads_a_csv_in_memory_proportional_to_its_float32_samples(tmp_p
     assert res["float32_mb"] == pytest.approx(n * 4 / 2**20)
     assert grew < res["float32_mb"] + 24, (grew, mb, res)  # the samples, one block of text and floats
     assert grew < 0.5 * mb, (grew, mb)  # far below the text's size, let alone 12x it
+
+
+# ------------------------------------------------------------------------------------------------
+# diag prepare: resampling, band limit and the source checks work in blocks, never on a float64 copy
+
+
+@pytest.mark.parametrize("fs_from,fs_to", [(24000.0, 12000.0), (12000.0, 16000.0), (48000.0, 12800.0)])
+def test_resample_and_band_limit_in_blocks_equal_the_whole_recording(fs_from, fs_to):
+    from scipy.signal import oaconvolve, resample_poly
+
+    from diag.signal.resampling import band_filter, band_limit, rational_ratio, resample
+    from diag.sources.base import Recording
+
+    x = np.random.default_rng(5).standard_normal((2, 20_011)).astype(np.float32)
+    rec = Recording(signal=x, fs=fs_from, label="a", source="r")
+    up, down = rational_ratio(fs_from, fs_to)
+    whole = resample_poly(x.astype(np.float64), up, down, axis=-1)
+    for block in (997, 4096, 1 << 20):  # many blocks, a few, one
+        got = resample(rec, fs_to, block=block).signal
+        assert got.dtype == np.float32 and got.shape == whole.shape
+        np.testing.assert_allclose(got, whole, rtol=0, atol=2e-6)
+    low = resample(rec, fs_to)
+    taps = band_filter(fs_to, 100.0, 4000.0)
+    h = len(taps) // 2
+    ref = oaconvolve(np.pad(low.signal.astype(np.float64), ((0, 0), (h, h)), "symmetric"), taps[None], "valid", axes=-1)
+    for block in (333, 5000, 1 << 20):
+        got = band_limit(low, [100.0, 4000.0], block=block).signal
+        assert got.dtype == np.float32 and got.shape == low.signal.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6)
+
+
+def test_harmonise_and_the_source_checks_hold_no_float64_copy_of_the_recording(tmp_path):
+    """A 32 MB float32 recording at 24 kHz resampled to 12 kHz, band-limited and checked: the result (16 MB)
+    and blocks, where whole-recording float64 copies took over 100 MB and the checks' run statistics
+    (int64 per sample) about 8 times the recording."""
+    res = _child_peak_mb("""
+        import resource
+        import numpy as np
+        from diag.signal.resampling import band_limit, resample
+        from diag.sources.base import Recording
+        from diag.sources.checks import check_signal
+        x = np.random.default_rng(6).standard_normal((1, 8 * 2**20)).astype(np.float32)
+        rec = Recording(signal=x, fs=24000.0, label="a", source="r")
+        check_signal(np.ones(10, np.float32)); band_limit(resample(Recording(signal=x[:, :50000], fs=24000.0,
+            label="a", source="r"), 12000.0), [0, 5000])  # imports and filter design, before the baseline
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        assert check_signal(x[0], 24000.0) is None
+        out = band_limit(resample(rec, 12000.0), [0, 5000])
+        print("before", before)
+        print("after", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print("result_mb", out.signal.nbytes / 2**20)
+    """)
+    grew = res["after"] - res["before"]
+    assert res["result_mb"] == pytest.approx(16)
+    assert grew < 2 * res["result_mb"] + 40, res  # the result, the resampled copy before the band, blocks

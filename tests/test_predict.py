@@ -322,7 +322,7 @@ def _bad_inputs(run, tmp):
         "no rate": ((run, tmp / "ok.npy"), "sampling rate unknown; pass --fs"),
         "too short": ((run, tmp / "short.npy", "--fs", FS), "shorter than one 512-sample window"),
         "nan": ((run, tmp / "nan.npy", "--fs", FS), "NaN/Inf samples (first at sample 5000)"),
-        "unreadable": ((run, tmp / "corrupt.npy", "--fs", FS), "not a readable .npy"),
+        "unreadable": ((run, tmp / "corrupt.npy", "--fs", FS), "not an .npy file"),
         "unknown format": ((run, tmp / "x.xyz", "--fs", FS), "unsupported file type"),
         "missing file": ((run, tmp / "gone.npy", "--fs", FS), "no such file"),
         "bad rate": ((run, tmp / "ok.npy", "--fs", -5), "positive number of Hz"),

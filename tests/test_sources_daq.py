@@ -273,7 +273,7 @@ def test_find_read_check_are_three_steps(tmp_path):
     assert isinstance(entries[0], FileEntry) and entries[0].group == "a.npy"
     a = read_recording(entries[0])
     assert a.n_channels == 2 and a.fs == FS
-    with pytest.raises(DiagError, match=r"b\.npy: not a readable \.npy array"):
+    with pytest.raises(DiagError, match=r"b\.npy: not an \.npy file"):
         read_recording(entries[1])
     c = read_recording(entries[2], fs=1000)
     assert c.fs == 1000.0

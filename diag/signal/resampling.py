@@ -1,12 +1,14 @@
 """Resampling and band limiting of whole recordings: a rational polyphase resampler (:func:`resample`)
 and a centred linear-phase FIR band limit (:func:`band_limit`), with the pieces the streaming readers of
-:mod:`diag.signal.stream` reuse (:func:`band_filter`, :func:`filter_segment`, :func:`symmetric_index`)."""
+:mod:`diag.signal.stream` reuse (:func:`resample_block`, :func:`band_block`, :func:`band_filter`). Both work
+in blocks straight into a float32 result, so a whole recording is never copied to float64."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 from fractions import Fraction
+from typing import Callable
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -15,7 +17,8 @@ from diag.errors import DiagError
 from diag.sources.base import Recording
 
 __all__ = ["rational_ratio", "resample", "BAND_TRANSITION", "BAND_ATTENUATION_DB", "band_filter", "band_edges",
-           "filter_segment", "symmetric_index", "band_limit"]
+           "filter_segment", "symmetric_index", "band_limit", "BLOCK", "RESAMPLE_HALF_LEN", "resample_margin",
+           "resample_block", "band_block"]
 
 
 def rational_ratio(fs_from: float, fs_to: float, max_denominator: int = 10_000) -> tuple[int, int]:
@@ -29,18 +32,56 @@ def rational_ratio(fs_from: float, fs_to: float, max_denominator: int = 10_000) 
     return frac.numerator, frac.denominator
 
 
-def resample(rec: Recording, fs: float) -> Recording:
+#: output samples per block when a whole recording is resampled or band-limited: the float64 work arrays
+#: hold about this many samples per channel, never the whole recording (which stays float32)
+BLOCK = 1 << 18
+#: scipy.signal.resample_poly's default anti-alias FIR: 2 * half_len + 1 taps at the upsampled rate,
+#: half_len = 10 * max(up, down); an output sample depends on the inputs within half_len / up samples
+RESAMPLE_HALF_LEN = 10
+
+
+def resample_margin(up: int, down: int) -> int:
+    """Input samples of overlap a block of :func:`resample_block` reads on each side: more than the FIR's
+    reach (``RESAMPLE_HALF_LEN * max(up, down) / up`` input samples), a multiple of ``down``."""
+    reach = -(-RESAMPLE_HALF_LEN * max(up, down) // up) + 1
+    return (-(-reach // down) + 1) * down
+
+
+def resample_block(read: Callable[[int, int], np.ndarray], n: int, up: int, down: int, m0: int, m1: int) -> np.ndarray:
+    """Output samples ``[m0, m1)`` (``m0`` a multiple of ``up``) of ``resample_poly(x, up, down)`` of a
+    recording of ``n`` samples, from inputs ``read(a, b) -> [C, b - a]``: the block's inputs with
+    :func:`resample_margin` of overlap, starting at a multiple of ``down`` so its outputs fall on the
+    whole recording's output grid (the recording's own ends are zero-padded as the whole one's are).
+    Equal to the whole recording's outputs to float rounding; float32 ``[C, m1 - m0]``."""
+    margin = resample_margin(up, down)
+    a = max(0, m0 // up * down - margin)
+    b = min(n, -(-m1 * down // up) + margin)
+    y = resample_poly(np.asarray(read(a, b), dtype=np.float64), up, down, axis=-1)
+    off = a // down * up
+    return y[:, m0 - off : m1 - off].astype(np.float32)
+
+
+def resample(rec: Recording, fs: float, block: int = BLOCK) -> Recording:
     """Polyphase-resample ``rec`` to ``fs`` Hz (Kaiser-windowed anti-alias FIR, ``scipy.signal.resample_poly``).
 
     Returns ``rec`` itself when the rate already matches. The original rate is kept in
-    ``meta["fs_original"]``.
+    ``meta["fs_original"]``. Computed in blocks of about ``block`` output samples
+    (:func:`resample_block`) straight into the float32 result, so memory is the recording, the result
+    and one block, never a float64 copy of the whole recording.
     """
     if fs <= 0 or abs(rec.fs - fs) <= 1e-9 * fs:
         return rec
     up, down = rational_ratio(rec.fs, fs)
-    y = resample_poly(rec.signal.astype(np.float64, copy=False), up, down, axis=-1)
+    x = rec.signal
+    n = x.shape[-1]
+    n_out = -(-n * up // down)  # as resample_poly: ceil(n * up / down)
+    step = max(1, -(-block // up)) * up  # a multiple of up
+    y = np.empty((x.shape[0], n_out), dtype=np.float32)
+    for m0 in range(0, n_out, step):
+        m1 = min(n_out, m0 + step)
+        y[:, m0:m1] = resample_block(lambda a, b: x[:, a:b], n, up, down, m0, m1)
     meta = dict(rec.meta, fs_original=rec.fs)
-    return dataclasses.replace(rec, signal=y.astype(np.float32), fs=fs, meta=meta)
+    return dataclasses.replace(rec, signal=y, fs=fs, meta=meta)
 
 
 #: transition band of the band-limit filter, as a fraction of the sampling rate (60 Hz at 12 kHz): it lies
@@ -103,7 +144,18 @@ def symmetric_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx >= n, 2 * n - idx - 1, idx)
 
 
-def band_limit(rec: Recording, band: list[float] | tuple[float, ...]) -> Recording:
+def band_block(read: Callable[[int, int], np.ndarray], n: int, taps: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Samples ``[a, b)`` of a recording of ``n >= len(taps) // 2`` samples filtered by the centred
+    ``taps`` over its mirrored ends, from inputs ``read(lo, hi) -> [C, hi - lo]``: the block with the
+    filter's reach (half its length) of neighbours on both sides. float32 ``[C, b - a]``."""
+    h = len(taps) // 2
+    want = symmetric_index(np.arange(a - h, b + h), n)
+    lo, hi = int(want.min()), int(want.max()) + 1
+    x = np.asarray(read(lo, hi), dtype=np.float64)
+    return filter_segment(x[:, want - lo], taps)
+
+
+def band_limit(rec: Recording, band: list[float] | tuple[float, ...], block: int = BLOCK) -> Recording:
     """Remove everything outside ``band = [lo, hi]`` Hz from the whole recording (zero phase).
 
     A linear-phase FIR (:func:`band_filter`, at least 100 dB down outside the band), centred, over the
@@ -113,9 +165,11 @@ def band_limit(rec: Recording, band: list[float] | tuple[float, ...]) -> Recordi
     of them (CWRU: two acquisition chains whose anti-alias edges differ around 5.0-5.6 kHz).
 
     An FIR rather than an FFT brick wall over the whole recording: its reach is finite (half its
-    length, about 640 samples), so ``diag predict`` applies exactly the same filter to a file of any
-    length in chunks, with bounded memory (:class:`diag.signal.stream.BandLimitedReader`); and rather
-    than a Butterworth ``sosfiltfilt``, whose transition band would let part of a cue at the limit through.
+    length, about 640 samples), so it is applied in blocks of ``block`` samples (:func:`band_block`)
+    straight into the float32 result -- memory is the recording, the result and one block -- and
+    ``diag predict`` applies exactly the same filter to a file of any length in chunks, with bounded
+    memory (:class:`diag.signal.stream.BandLimitedReader`); and rather than a Butterworth
+    ``sosfiltfilt``, whose transition band would let part of a cue at the limit through.
     """
     edges = band_edges(band)
     if edges is None:
@@ -125,8 +179,12 @@ def band_limit(rec: Recording, band: list[float] | tuple[float, ...]) -> Recordi
     except DiagError as exc:
         raise DiagError(f"{rec.source}: {exc}") from None
     h = len(taps) // 2
-    x = rec.signal.astype(np.float64, copy=False)
+    x = rec.signal
     n = x.shape[-1]
-    ext = x[:, symmetric_index(np.arange(-h, n + h), n)] if n >= h else np.pad(x, ((0, 0), (h, h)), "symmetric")
-    y = filter_segment(ext, taps)
+    if n < h:  # shorter than the filter's reach: mirrored by numpy.pad, filtered whole
+        y = filter_segment(np.pad(x.astype(np.float64), ((0, 0), (h, h)), "symmetric"), taps)
+    else:
+        y = np.empty(x.shape, dtype=np.float32)
+        for a in range(0, n, block):
+            y[:, a : a + block] = band_block(lambda lo, hi: x[:, lo:hi], n, taps, a, min(n, a + block))
     return dataclasses.replace(rec, signal=y, meta=dict(rec.meta, band=list(edges)))

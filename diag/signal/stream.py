@@ -11,8 +11,8 @@ from typing import Sequence
 import numpy as np
 
 from diag.checks import check_finite
-from diag.signal.windows import band_edges, band_filter, filter_segment, rational_ratio, resample, symmetric_index
-from diag.sources.base import Recording
+from diag.signal.resampling import RESAMPLE_HALF_LEN, band_block, resample_block, resample_margin
+from diag.signal.windows import band_edges, band_filter, filter_segment, rational_ratio
 from diag.sources.stream import Signal
 
 __all__ = ["ResampledReader", "BandLimitedReader", "resample_signal", "band_limit_signal", "select_signal",
@@ -20,9 +20,6 @@ __all__ = ["ResampledReader", "BandLimitedReader", "resample_signal", "band_limi
 
 #: output samples resampled per step when a file at another rate is streamed
 RESAMPLE_CHUNK = 1 << 16
-#: scipy.signal.resample_poly's default anti-alias FIR: 2 * half_len + 1 taps at the upsampled rate,
-#: half_len = 10 * max(up, down); an output sample depends on the inputs within half_len / up samples
-RESAMPLE_HALF_LEN = 10
 
 
 class ResampledReader:
@@ -41,22 +38,19 @@ class ResampledReader:
         self.up, self.down = rational_ratio(sig.fs, fs)
         up, down = self.up, self.down
         self.n_out = -(-sig.n_samples * up // down)  # as resample_poly: ceil(n * up / down)
-        reach = -(-RESAMPLE_HALF_LEN * max(up, down) // up) + 1
-        self.margin = (-(-reach // down) + 1) * down  # input samples, a multiple of down
+        self.margin = resample_margin(up, down)  # input samples, a multiple of down
         self.block = max(1, -(-RESAMPLE_CHUNK // up)) * up  # output samples, a multiple of up
         self._buf = np.zeros((len(self.idx), 0), dtype=np.float32)
         self._start = 0  # output index of _buf[:, 0]; _start + width is a multiple of up (or n_out)
 
     def _chunk(self, m0: int, m1: int) -> np.ndarray:
-        """Output samples ``[m0, m1)`` (``m0`` a multiple of ``up``)."""
-        up, down, n = self.up, self.down, self.sig.n_samples
-        a = max(0, m0 // up * down - self.margin)  # a multiple of down: its output grid is the file's
-        b = min(n, -(-m1 * down // up) + self.margin)
+        """Output samples ``[m0, m1)`` (``m0`` a multiple of ``up``): :func:`resample_block`."""
+        return resample_block(self._checked, self.sig.n_samples, self.up, self.down, m0, m1)
+
+    def _checked(self, a: int, b: int) -> np.ndarray:
         x = np.asarray(self.sig.read(a, b), dtype=np.float64)[self.idx]
         check_finite(x, self.sig.path, a)
-        y = resample(Recording(signal=x, fs=self.sig.fs, label="?", source=self.sig.path), self.fs).signal
-        off = a // down * up
-        return y[:, m0 - off : m1 - off]
+        return x
 
     def read(self, a: int, b: int) -> np.ndarray:
         b = min(b, self.n_out)
@@ -114,11 +108,12 @@ class BandLimitedReader:
                 check_finite(x, self.sig.path)
                 self._whole = filter_segment(np.pad(x, ((0, 0), (h, h)), "symmetric"), self.taps)
             return self._whole[:, a:b]
-        want = symmetric_index(np.arange(a - h, b + h), n)
-        lo, hi = int(want.min()), int(want.max()) + 1
+        return band_block(self._checked, n, self.taps, a, b)
+
+    def _checked(self, lo: int, hi: int) -> np.ndarray:
         x = np.asarray(self.sig.read(lo, hi), dtype=np.float64)
         check_finite(x, self.sig.path, lo)
-        return filter_segment(x[:, want - lo], self.taps)
+        return x
 
 
 def select_signal(sig: Signal, idx: Sequence[int]) -> Signal:

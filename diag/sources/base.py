@@ -119,9 +119,13 @@ def list_files(
     ``suffix`` (e.g. ``".mat"``, matched case-insensitively) keeps only files of that type.
     Folders that are symbolic links are followed (never skipped silently); each one followed is
     appended to ``links`` as ``(link, target)`` so the caller can say so. A link that leads back
-    into a folder already being walked (a loop), or to nothing, is a one-line :class:`DiagError`.
+    into a folder already being walked (a loop), or to nothing, is a one-line :class:`DiagError`; so is a
+    device, a pipe or a socket (or a link to one) of the asked type, never read, never skipped silently.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir() and not root.is_file():
+        raise DiagError(f"{root}: not a regular file or a folder (a device, a pipe or a socket); "
+                        "pass the data folder or a recording file")
     out: list[Path] = []
 
     def walk(folder: Path, ancestors: tuple[str, ...]) -> None:
@@ -146,10 +150,14 @@ def list_files(
             elif e.is_file(follow_symlinks=True):
                 if suffix is None or p.suffix.lower() == suffix:
                     out.append(p)
-            elif e.is_symlink():
+            elif e.is_symlink() and not os.path.exists(p):
                 raise DiagError(
                     f"{p}: symbolic link to {os.readlink(p)}, which does not exist; fix or remove the link"
                 )
+            elif suffix is None or p.suffix.lower() == suffix:  # a device, a pipe or a socket: never read
+                link = f"symbolic link to {os.readlink(p)}, which is " if e.is_symlink() else ""
+                raise DiagError(f"{p}: {link}not a regular file (a device, a pipe or a socket); "
+                                "remove it from the data folder")
 
     walk(root, (os.path.realpath(root),))
     return sorted(out)

@@ -102,6 +102,10 @@ class Finding:
         return f"{self.source}: {self.detail}"
 
 
+#: samples of a channel scanned at a time by :func:`check_signal` / :func:`scan_signal`
+SCAN_CHUNK = 1 << 20
+
+
 class _ChannelScan:
     """The statistics of :func:`check_signal`, accumulated over consecutive chunks of one channel: range,
     samples at the max and at the min, and the (first) longest run of identical samples."""
@@ -175,18 +179,21 @@ class _ChannelScan:
 def check_signal(x: np.ndarray, fs: float | None = None) -> tuple[str, str] | None:
     """The first problem of one channel ``x`` (1-D), as ``(problem, detail)``, or None if it is fine.
 
-    See the module docstring for the rules; ``fs`` (Hz) only makes the detail say seconds.
+    See the module docstring for the rules; ``fs`` (Hz) only makes the detail say seconds. Scanned in
+    parts of :data:`SCAN_CHUNK` samples (the run statistics hold several int64 arrays per sample
+    scanned: 8 times a float32 channel's size if taken whole).
     """
     x = np.asarray(x)
     if x.dtype.kind not in "f":
         x = x.astype(np.float64)
     scan = _ChannelScan(float(np.finfo(x.dtype).eps))
-    scan.update(x)
+    for a in range(0, x.size, SCAN_CHUNK):
+        scan.update(x[a : a + SCAN_CHUNK])
     return scan.result(fs)
 
 
 def scan_signal(read: Callable[[int, int], np.ndarray], n_samples: int, channels: Sequence[int],
-                fs: float | None = None, chunk: int = 1 << 20) -> list[tuple[str, str] | None]:
+                fs: float | None = None, chunk: int = SCAN_CHUNK) -> list[tuple[str, str] | None]:
     """:func:`check_signal` of the channels ``channels`` of a recording read in parts (``read(a, b) ->
     [C, b - a]``, float64, non-decreasing ranges), ``chunk`` samples at a time: memory bounded by the chunk."""
     scans = [_ChannelScan(float(np.finfo(np.float64).eps)) for _ in channels]

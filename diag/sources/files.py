@@ -291,6 +291,7 @@ def _entries_from_folders(root: Path) -> list[FileEntry]:
             if link in fpath.parents
         ]
         rel = "/".join(rel_parts)
+        check_label(rel_parts[0], f"{base / rel_parts[0]} (a label folder)")
         entries.append(FileEntry(file=fpath, where=str(fpath), label=rel_parts[0], group=rel, notes=notes))
     return entries
 

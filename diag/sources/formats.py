@@ -158,7 +158,7 @@ class CsvLayout:
         return line.replace(",", ".") if self.decimal_comma else line
 
 
-def csv_layout(first: str, rows: Sequence[str]) -> CsvLayout:
+def csv_layout(first: str, rows: Sequence[str], where: str = "this CSV") -> CsvLayout:
     """The layout of a CSV recording from its first non-empty line and (up to :data:`LAYOUT_ROWS`) the
     lines after it -- the one rule of both CSV readers (:func:`read_files`, the streamed reader of
     ``diag predict``).
@@ -166,7 +166,9 @@ def csv_layout(first: str, rows: Sequence[str]) -> CsvLayout:
     Delimiter: ``;`` or tab when the first line holds one, else ``,``, else whitespace. Decimal commas
     (spreadsheets in many locales): with ``;`` / tab, data cells like ``0,123``; with no delimiter in a
     header line (one channel), data rows like ``0,123``; with no header, rows that each are one
-    ``D,DDD`` pair where some fraction starts with ``0`` (``0,0123``: no integer column is written so).
+    ``D,DDD`` pair where some fraction starts with ``0`` or holds an exponent (``0,0123``, ``1,5e-3``: no
+    integer column is written so). Rows that are all ``D,DDD`` pairs with neither sign are ambiguous (one
+    number or two integer channels) and refused (:class:`DiagError` naming ``where``: add a header row).
     A number is never split at its decimal comma into two channels.
     """
     data = [ln for ln in rows if ln.strip()][:LAYOUT_ROWS]
@@ -186,12 +188,19 @@ def csv_layout(first: str, rows: Sequence[str]) -> CsvLayout:
         return CsvLayout(",", False, True)
     body = data if header else [first, *data]
     pairs = [ln.strip() for ln in body]
-    if pairs and all(_DECIMAL_COMMA.match(ln) for ln in pairs) and \
-            any(ln.split(",", 1)[1][:1] == "0" and len(re.split(r"[eE]", ln.split(",", 1)[1])[0]) > 1 for ln in pairs):
-        return CsvLayout(None, True, header)
-    return CsvLayout(",", False, header)
+    if not pairs or not all(_DECIMAL_COMMA.match(ln) for ln in pairs):
+        return CsvLayout(",", False, header)
+    fractions = [ln.split(",", 1)[1] for ln in pairs]
+    if any("e" in f.lower() or (f[:1] == "0" and len(f) > 1) for f in fractions):
+        return CsvLayout(None, True, header)  # 0,0123 or 1,5e-3: no integer column is written so
+    raise DiagError(
+        f"{where}: every row is like '{pairs[0]}', which reads as one number with a decimal comma or as two integer "
+        "columns; add a header row: one name (e.g. accel) for one channel, or a name per column (e.g. a,b)"
+    )
 
 
+#: the longest bad CSV cell an error quotes (a longer one is described by its length)
+QUOTE_CELL_CHARS = 24
 #: data rows parsed per block by :func:`read_csv` (its memory: one block of text and floats at a time)
 CSV_BLOCK_ROWS = 1 << 16
 
@@ -218,7 +227,7 @@ def read_csv(p: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
             raise DiagError(f"{p}: empty file; remove it or re-export it")
         sample = [line for _, (_, line) in zip(range(4 * LAYOUT_ROWS), rows)]
         n_rows = 1 + len(sample) + sum(1 for _ in rows)
-    layout = csv_layout(first, sample)
+    layout = csv_layout(first, sample, str(p))
 
     def cells(line: str) -> list[str]:
         return layout.cells(layout.numeric(line))
@@ -249,7 +258,7 @@ def _parse_csv_blocks(p: Path, layout: CsvLayout, n: int, names: tuple[str, ...]
                 x = np.loadtxt([layout.numeric(line) for _, line in block], delimiter=layout.delimiter, ndmin=2,
                                dtype=np.float64)
             except ValueError:
-                _csv_bad_cell(p, block, cells)
+                _csv_bad_cell(p, block, cells, first_block=filled == 0)
             if data is None:
                 if names is not None and len(names) != x.shape[1]:
                     raise DiagError(f"{p}: header names {len(names)} columns but the rows have {x.shape[1]}")
@@ -263,18 +272,42 @@ def _parse_csv_blocks(p: Path, layout: CsvLayout, n: int, names: tuple[str, ...]
     return data
 
 
-def _csv_bad_cell(p: Path, block: list[tuple[int, str]], cells: Any) -> None:
+def _csv_bad_cell(p: Path, block: list[tuple[int, str]], cells: Any, first_block: bool = False) -> None:
     """Raise the one-line error for a block of ``(line number, row)`` np.loadtxt refused: the first cell
-    that is not a number, else rows of different lengths."""
-    for lineno, line in block:
+    that is not a number, else rows of different lengths.
+
+    A file's content is quoted only once it has shown itself a recording: a first data row that is not
+    numbers (a text file, or a link to one such as ``/etc/passwd``) is refused without quoting it, and a
+    bad cell further down is quoted only when short (:data:`QUOTE_CELL_CHARS`)."""
+    for i, (lineno, line) in enumerate(block):
         for col, c in enumerate(cells(line), start=1):
             if not is_number(c):
-                shown = repr(c) if c else "an empty cell"
+                if first_block and i == 0:
+                    raise DiagError(
+                        f"{p}: line {lineno}, the first data row, is not numbers, so this is not a CSV recording "
+                        "(numbers only, one optional header row of channel names); remove the file or re-export it"
+                    ) from None
+                shown = "an empty cell" if not c else repr(c) if len(c) <= QUOTE_CELL_CHARS else \
+                    f"a cell of {len(c)} characters"
                 raise DiagError(
                     f"{p}: line {lineno}, column {col}: {shown} is not a number; "
                     "a CSV recording holds numbers only (one optional header row of channel names)"
                 ) from None
     raise DiagError(f"{p}: rows have different numbers of columns; every row needs one value per channel") from None
+
+
+def check_npy_magic(p: Path) -> None:
+    """Refuse a ``.npy`` file that does not start with the NPY magic, in words of diag's own: numpy's
+    errors quote the file's first bytes (or speak of pickles), and a refused file's content is never
+    shown (a link to a text file named ``x.npy``)."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(6)
+    except OSError as exc:
+        raise DiagError(f"{p}: cannot read the file ({exc.strerror or exc}); check its permissions") from None
+    if head != b"\x93NUMPY":
+        raise DiagError(f"{p}: not an .npy file (it does not start with the NPY header); "
+                        "re-export it with numpy.save or give it its own extension")
 
 
 def _pcm_to_float(data: np.ndarray) -> np.ndarray:
@@ -431,6 +464,7 @@ def read_one(
         sig, names = read_csv(p)
         return _Read(sig, names)
     if ext == ".npy":
+        check_npy_magic(p)
         try:
             arr = np.load(p, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001

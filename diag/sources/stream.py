@@ -22,7 +22,7 @@ import numpy as np
 from diag.checks import check_fs, check_signal_array
 from diag.errors import DiagError
 from diag.sources.files import FileEntry, listed_entry
-from diag.sources.formats import LAYOUT_ROWS, MANIFEST_NAME, csv_layout
+from diag.sources.formats import LAYOUT_ROWS, MANIFEST_NAME, check_npy_magic, csv_layout
 
 __all__ = ["Signal", "open_signal", "expand_paths", "SUPPORTED", "CSV_STREAM_BYTES", "CSV_CHUNK_ROWS"]
 
@@ -116,6 +116,7 @@ class _NpyRanges:
 
 
 def _open_npy(p: Path, fs: float | None) -> Signal:
+    check_npy_magic(p)
     try:
         with open(p, "rb") as fh:
             version = np.lib.format.read_magic(fh)
@@ -186,7 +187,7 @@ class _CsvChunks:
                     self.n += 1
                     if len(sample) < LAYOUT_ROWS:
                         sample.append(line)
-        self.layout = csv_layout(first, sample)
+        self.layout = csv_layout(first, sample, str(p))
         self.delim = self.layout.delimiter
         head = self.layout.cells(first)
         numeric = not self.layout.has_header
@@ -347,8 +348,10 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
             if not found:
                 raise DiagError(f"{p}: no recordings ({', '.join(SUPPORTED)}) below the folder")
             out += found
-        elif p.exists():
+        elif p.is_file():
             out.append(p)
+        elif p.exists():  # a device, a pipe, a socket: reading one hangs or never ends
+            raise DiagError(f"{p}: not a regular file (a device, a pipe or a socket); pass recording files")
         else:
             raise DiagError(f"{p}: no such file or folder; check the path")
     if not out:

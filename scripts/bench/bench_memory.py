@@ -7,7 +7,9 @@ recorded at twice the model's rate so they are resampled), writes float32 .npy r
 sizes (MB) and one-column CSV recordings (``--csv-sizes`` for predict, ``--prepare-sizes`` for prepare),
 and runs each command in a child process, reporting its peak resident memory (``ru_maxrss`` of the
 child, as ``resource.getrusage(RUSAGE_CHILDREN)`` would see it). Goals (issue 26): predict's peak within 10 % between a
-100 MB and a 400 MB file; prepare's peak proportional to the samples it keeps (float32), not to the text.
+100 MB and a 400 MB file; prepare's peak proportional to the samples it keeps (float32), not to the text
+(printed as the slope between the two prepare sizes: MB of peak per added MB of CSV, and per added MB of
+float32 samples). ``--sizes '' --csv-sizes ''`` measures prepare alone (no run is trained).
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def main() -> None:
     sizes = lambda text: [int(v) for v in text.split(",") if v]  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        run = tiny_run(tmp)
+        run = tiny_run(tmp) if sizes(a.sizes) or sizes(a.csv_sizes) else None  # prepare alone needs no run
         report: dict[str, list] = {"predict_npy": [], "predict_csv": [], "prepare_csv": []}
         for mb in sizes(a.sizes):
             f = tmp / f"rec{mb}.npy"
@@ -171,6 +173,13 @@ def main() -> None:
     for r in report["prepare_csv"]:
         print(f"prepare, {r['file_mb']} MB CSV ({r['float32_mb']} MB as float32): peak {r['peak_mb']} MB = "
               f"{r['peak_mb_per_csv_mb']} MB per MB of CSV")
+    rows = report["prepare_csv"]
+    if len(rows) >= 2:  # the slope: what each added MB of CSV costs, without the interpreter's fixed share
+        a, b = rows[0], rows[-1]
+        per_csv = (b["peak_mb"] - a["peak_mb"]) / (b["file_mb"] - a["file_mb"])
+        per_f32 = (b["peak_mb"] - a["peak_mb"]) / (b["float32_mb"] - a["float32_mb"])
+        print(f"prepare, {a['file_mb']} -> {b['file_mb']} MB CSV: +{per_csv:.2f} MB of peak per added MB of CSV "
+              f"= {per_f32:.2f} x the added float32 samples")
 
 
 if __name__ == "__main__":
