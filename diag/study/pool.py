@@ -49,7 +49,7 @@ def worker_loop(conn: Any, gpu: int | None) -> None:
         while True:
             try:
                 spec = conn.recv()
-            except EOFError:
+            except (EOFError, KeyboardInterrupt):  # the parent is gone, or Ctrl-C while idle: nothing to say
                 return
             if spec is None:
                 return
