@@ -290,7 +290,7 @@ def compare(
     imagenet_weights: Optional[str] = typer.Option(None, "--imagenet-weights", help="Local ImageNet checkpoint (else $DIAG_IMAGENET_WEIGHTS, packaged weights, or timm's hub)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file; diag train reads its train table."),
     set_: List[str] = typer.Option([], "--set", "-s", help="Override a setting: train.key=value (or compare.key, track.key)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Runs side by side, each in its own process (default: as many as the cores / GPUs allow; compare.threads torch threads each)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Runs side by side in as many worker processes, each taking runs one after another (default: one per GPU, else the cores / compare.threads; compare.threads threads per run, default 1, whatever --jobs is: the thread count changes a CPU run's numbers, docs/cluster.md)."),
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address (tcp://HOST:8786): every run a task there (pip install 'diag[cluster]'; docs/cluster.md)."),
     track: Optional[str] = typer.Option(None, "--track", help="Log every run and the report to tensorboard and/or mlflow, comma-separated (pip install 'diag[track]')."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),

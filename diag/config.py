@@ -607,7 +607,7 @@ RUN_TABLES = ("train", "pretrain", "compare", "track")
 class CompareConfig:
     """How ``diag compare`` carries out its grid (``[compare]``; ``--jobs``, ``--cluster``).
 
-    jobs: runs side by side on this machine, each in its own process; 0 = as many as the machine
+    jobs: runs side by side on this machine, in as many worker processes; 0 = as many as the machine
     allows (one per GPU when the runs train on CUDA, else the CPU cores divided by ``threads``).
     threads: torch CPU threads of every run, whatever ``jobs`` is: on a CPU a run's numbers depend on
     its thread count (reductions are split differently), so fixing it here makes ``--jobs 1`` and

@@ -263,8 +263,30 @@ def test_jobs_2_trains_the_very_runs_that_jobs_1_trains(toy, ssl_folder, tmp_pat
     runs1 = json.loads((tmp_path / "j1" / "compare.json").read_text())["runs"]
     runs2 = json.loads((tmp_path / "j2" / "compare.json").read_text())["runs"]
     assert {r["pid"] for r in runs1.values()} == {os.getpid()}  # --jobs 1: here
-    assert os.getpid() not in {r["pid"] for r in runs2.values()} and len({r["pid"] for r in runs2.values()}) == 4
+    # --jobs 2: two worker processes, each training two of the runs one after another
+    assert os.getpid() not in {r["pid"] for r in runs2.values()} and len({r["pid"] for r in runs2.values()}) == 2
     assert {r["threads"] for r in [*runs1.values(), *runs2.values()]} == {1}
+
+
+def test_a_worker_trains_its_next_run_as_a_fresh_process_would(toy, tmp_path):
+    """A worker process takes runs one after another: the second run it trains (here with another thread
+    count than the first) has the weights and metrics of the same run trained alone in a fresh worker."""
+    from diag.signal.dataset import PreparedDataset
+    from diag.study.grid import expand
+    from diag.study.pool import run_local
+
+    fp = PreparedDataset(toy).manifest.get("fingerprint")
+    axes = dict(budgets=[0], inits=["scratch"], freezes=["none"], warmups=[0], seeds=[0])
+    first = expand(tmp_path / "reuse", toy, axes, {}, None, FAST, fp, threads=2)
+    second = expand(tmp_path / "reuse", toy, {**axes, "seeds": [1]}, {}, None, FAST, fp, threads=1)
+    reused = list(run_local(first + second, jobs=1))
+    alone = list(run_local(expand(tmp_path / "fresh", toy, {**axes, "seeds": [1]}, {}, None, FAST, fp), jobs=1))
+    assert all(o.ok for o in reused + alone)
+    assert reused[0].summary["pid"] == reused[1].summary["pid"] != alone[0].summary["pid"]
+    assert [o.summary["threads"] for o in reused + alone] == [2, 1, 1]
+    one, two = tmp_path / "reuse" / second[0].name, tmp_path / "fresh" / second[0].name
+    assert _sha(one / "model.safetensors") == _sha(two / "model.safetensors")
+    assert json.loads((one / "test_metrics.json").read_text()) == json.loads((two / "test_metrics.json").read_text())
 
 
 def _kill_when_checkpointed(run, epochs_done=1):

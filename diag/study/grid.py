@@ -137,12 +137,15 @@ def check_same_run(rd: Path, cfg: Any, fingerprint: str | None) -> None:
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
-    """Train (or resume, or reuse) the run of ``spec`` with ``spec.threads`` torch threads; its summary.
+    """Train (or resume, or reuse) the run of ``spec`` with ``spec.threads`` threads; its summary.
 
-    Runs wherever it is called: this process, a child process, a Dask worker. A run already finished
+    Runs wherever it is called: this process, a worker process, a Dask worker. A run already finished
     (a task started again after its worker finished it) is read back, not trained again. The thread
-    count is restored afterwards (it is a setting of the whole process)."""
+    count bounds torch and also the BLAS and OpenMP pools of numpy, scipy and scikit-learn (the unknown
+    detector's covariance): left alone, these take every core in each process, and two runs side by
+    side on 2 cores ran 4 BLAS threads. It is restored afterwards (a setting of the whole process)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     from diag.config import TrackConfig, from_dict
     from diag.learning import train as training
@@ -156,11 +159,12 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     cfg = None if resume else from_dict(training.TrainConfig, spec.train, "train")
     track = from_dict(TrackConfig, spec.track, "track") if spec.track else None
     before, t0 = torch.get_num_threads(), time.perf_counter()
-    torch.set_num_threads(spec.threads)
-    try:
-        res = training.train(spec.data, rd, cfg, resume=resume, force=restart, quiet=True, track=track)
-    finally:
-        torch.set_num_threads(before)
+    with threadpool_limits(limits=spec.threads):  # numpy/scipy BLAS, OpenMP: else each run takes every core
+        torch.set_num_threads(spec.threads)
+        try:
+            res = training.train(spec.data, rd, cfg, resume=resume, force=restart, quiet=True, track=track)
+        finally:
+            torch.set_num_threads(before)
     test = res.get("test") or {}
     return {"selected_epoch": res["selected_epoch"], "val_macro_f1": res["val"]["val_macro_f1"],
             "test_macro_f1": test.get("macro_f1"), "seconds": round(time.perf_counter() - t0, 1),

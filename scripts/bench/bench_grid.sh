@@ -6,6 +6,8 @@
 #   EPOCHS fine-tuning epochs (default 2) on BUDGET labels per class (default all), SSL weights from a
 #   PRETRAIN_EPOCHS pretraining (default 2);
 #   then JOBS1_THREADS=2 also times --jobs 1 with 2 threads per run (what one compare did before).
+#   GRIDS="jobs2 jobs1" (default) picks the grids; each line of times.txt also carries the 1-minute load
+#   average before and after that grid (a busy machine inflates the times: say so with the numbers).
 # Usage: bash scripts/bench/bench_grid.sh     (outputs in runs/bench_grid/; prints a table)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +19,7 @@ BUDGET=${BUDGET:-all}
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-2}
 MODEL=tf_efficientnet_lite0
 CONFIG=configs/inverter_sim.toml
+mkdir -p "$OUT"
 DATA=${DATA:-$OUT/prepared}
 SSL=${SSL:-$OUT/ssl}
 if [ ! -f "$DATA/manifest.json" ]; then
@@ -37,20 +40,31 @@ grid() {  # $1 = folder, then extra options
     --labels-per-class "$BUDGET" \
     --ssl-weights "$SSL" --set "train.model=\"$MODEL\"" --set "train.epochs=$EPOCHS" --set train.min_steps=0 \
     --set 'train.device="cpu"' -q "$@" > /dev/null
-  echo "$dir $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$t0" "$(date +%s.%N)")"
+  echo "$dir $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$t0" "$(date +%s.%N)") $load0 $(cut -d' ' -f1 /proc/loadavg)"
 }
 {
-  grid jobs2 --jobs 2
-  grid jobs1 --jobs 1
-  if [ -n "${JOBS1_THREADS:-}" ]; then grid jobs1t2 --jobs 1 --set "compare.threads=$JOBS1_THREADS"; fi
+  for g in ${GRIDS:-jobs2 jobs1}; do
+    load0=$(cut -d' ' -f1 /proc/loadavg)
+    case $g in
+      jobs2) grid jobs2 --jobs 2 ;;
+      jobs1) grid jobs1 --jobs 1 ;;
+      *) echo "GRIDS: unknown grid $g (jobs2, jobs1)" >&2; exit 2 ;;
+    esac
+  done
+  if [ -n "${JOBS1_THREADS:-}" ]; then load0=$(cut -d' ' -f1 /proc/loadavg); grid jobs1t2 --jobs 1 --set "compare.threads=$JOBS1_THREADS"; fi
 } | tee "$OUT/times.txt"
 "$PY" - "$OUT" <<'EOF'
 import hashlib, json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-times = dict(line.split() for line in (out / "times.txt").read_text().splitlines())
+rows = [line.split() for line in (out / "times.txt").read_text().splitlines()]
+times = {r[0]: r[1] for r in rows}
+for r in rows:
+    print(f"{r[0]}: {r[1]} s (load average {r[2]} before, {r[3]} after)")
 def runs(d):
     return {p.name: p for p in sorted((out / d).iterdir()) if (p / "test_metrics.json").is_file()}
+if not {"jobs1", "jobs2"} <= times.keys():
+    sys.exit(0)
 one, two = runs("jobs1"), runs("jobs2")
 print(f"--jobs 1: {times['jobs1']} s, --jobs 2: {times['jobs2']} s, speed-up {int(times['jobs1']) / int(times['jobs2']):.2f}x"
       + (f"; --jobs 1 with 2 threads per run: {times['jobs1t2']} s" if "jobs1t2" in times else ""))
