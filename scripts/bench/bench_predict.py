@@ -15,9 +15,11 @@ then times, best of --repeat after one warm-up:
   engine: torch without and with the producer-consumer pipeline, ONNX Runtime, torch with int8 linear
   layers (CPU only).
 
-With ``--run RUN --data PREPARED`` it also scores the prepared test split of a real run with each engine and
-prints accuracy and agreement with the float PyTorch model (what decides whether int8 may be a default:
-never unless agreement >= 99.5 %).
+With ``--run RUN --data PREPARED`` it also scores the prepared test split (``--splits test,val,train``) of a
+real run with each engine and prints accuracy and agreement with the float PyTorch model: class, unknown
+flag and label (class or unknown) per window, the verdict per recording (``--agreement-only``: only this).
+What decides whether an engine may be chosen by default (``--engine auto``): labels agree on >= 99.5 % of
+the windows and every recording's verdict is the same.
 """
 
 from __future__ import annotations
