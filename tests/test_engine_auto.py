@@ -126,6 +126,15 @@ def test_an_unwritable_cache_costs_only_speed(predict_run, tmp_path, monkeypatch
     assert pred.engine_name == "onnx" and pred.engine.source == "memory"
 
 
+def test_a_cache_folder_inside_the_run_is_never_written(predict_run, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    before = sorted(str(p) for p in Path(predict_run).rglob("*"))
+    monkeypatch.setenv("DIAG_CACHE_DIR", str(Path(predict_run) / "cache"))
+    pred = Predictor(predict_run, engine="auto")
+    assert pred.engine_name == "onnx" and pred.engine.source == "memory"
+    assert sorted(str(p) for p in Path(predict_run).rglob("*")) == before
+
+
 def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("DIAG_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

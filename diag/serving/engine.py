@@ -1,13 +1,15 @@
-"""What runs the network when a run scores images: PyTorch (default), ONNX Runtime, optionally with the
-linear layers quantised to int8, and the bounded producer-consumer pipeline that overlaps making the next
-batch of images with scoring this one.
+"""What runs the network when a run scores images: PyTorch, ONNX Runtime, or ``auto`` (the default of ``diag
+predict``: ONNX Runtime where it can run, else PyTorch), optionally with the linear layers quantised to int8,
+and the bounded producer-consumer pipeline that overlaps making the next batch of images with scoring this one.
 
 Every engine maps images ``float32 [B, C, H, W]`` to ``(features, logits)`` as torch tensors -- the
 features the run's unknown score reads (:func:`diag.learning.unknown.forward_parts`).
 
 * ``torch``: the network itself (the reference; what ``diag train`` selected and scored).
-* ``onnx``: the same network exported to ONNX in memory (the graph of ``diag export``) and run by ONNX
-  Runtime with its own thread pool.
+* ``onnx``: the same network exported to ONNX (the graph of ``diag export``; cached per run in the user's
+  cache folder, :mod:`diag.serving.onnx_cache`) and run by ONNX Runtime with its own thread pool.
+* ``auto`` (:func:`resolve_engine`): onnx on a CPU with onnxruntime installed and no quantisation, else torch;
+  a network the exporter cannot write falls back to torch with a note.
 * ``quantize = "int8"``: dynamic int8 quantisation of the ``nn.Linear`` layers (``torch.ao.quantization.
   quantize_dynamic``: weights int8, activations quantised on the fly). ConvNeXt blocks are mostly
   pointwise linear layers. Off by default: ``scripts/bench/bench_predict.py --agreement DATA`` measures its
@@ -103,7 +105,7 @@ class OnnxEngine:
         from diag.serving import onnx_cache as oc
         from diag.storage import file_sha256
 
-        if weights is None:
+        if weights is None or not oc.usable_folder(oc.onnx_dir(), Path(weights).parent):
             return self._open(oc.export_bytes(two, image_shape, OPSET)), "memory", None
         sha = file_sha256(weights)
         path = oc.onnx_dir() / f"{oc.cache_key(sha, features, image_shape, model, OPSET)}.onnx"

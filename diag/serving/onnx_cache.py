@@ -26,7 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["CACHE_ENV", "agrees", "cache_key", "cache_root", "export_bytes", "load_cached", "onnx_dir", "store"]
+__all__ = ["CACHE_ENV", "agrees", "cache_key", "cache_root", "export_bytes", "load_cached", "onnx_dir", "store",
+           "usable_folder"]
 
 #: environment variable naming diag's cache folder (tests point it at a temporary folder)
 CACHE_ENV = "DIAG_CACHE_DIR"
@@ -77,6 +78,15 @@ def export_bytes(model: Any, image_shape: Sequence[int], opset: int) -> bytes:
     return buf.getvalue()
 
 
+def usable_folder(folder: Path, run: Path) -> bool:
+    """May graphs be cached in ``folder`` for the run in ``run``? Not inside the run folder (never written)."""
+    try:
+        folder, run = folder.resolve(), run.resolve()
+    except OSError:
+        return False
+    return folder != run and run not in folder.parents
+
+
 def load_cached(path: Path) -> bytes | None:
     """The graph at ``path`` if it and its ``.json`` are there and its bytes hash to the recorded sha256."""
     try:
@@ -91,8 +101,14 @@ def load_cached(path: Path) -> bytes | None:
 
 def store(path: Path, data: bytes, about: dict[str, Any]) -> None:
     """Write the graph and its ``.json`` (sha256 + ``about``) atomically; OSError when the folder is not writable."""
-    from diag.storage import atomic_write_bytes, atomic_write_json
+    from diag.storage import (
+        atomic_write_bytes,
+        atomic_write_json,
+        clean_stale_temporaries,
+    )
 
+    for p in (path, path.with_suffix(".json")):  # what a write killed midway left (.NAME.tmp-PID-*)
+        clean_stale_temporaries(p)
     atomic_write_bytes(path, data)
     atomic_write_json(path.with_suffix(".json"), {"sha256": hashlib.sha256(data).hexdigest(), **about})
 
