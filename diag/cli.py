@@ -367,7 +367,7 @@ def predict(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for one PNG per file: waveform, scalogram, probabilities."),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Set the run's unknown threshold on this prepared dataset (the run's own, e.g. moved) first."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N]."),
-    engine: str = typer.Option("torch", "--engine", help="What runs the network: torch | onnx (ONNX Runtime on the exported graph, CPU; pip install 'diag[onnx]')."),
+    engine: str = typer.Option("auto", "--engine", help="What runs the network: auto (onnx on a CPU when onnxruntime is installed and --quantize is none, else torch) | torch | onnx (ONNX Runtime on the exported graph, cached in ~/.cache/diag/onnx, CPU; pip install 'diag[onnx]')."),
     quantize: str = typer.Option("none", "--quantize", help="none | int8 (dynamic int8 quantisation of the Linear layers, torch engine, CPU; check its agreement with scripts/bench/bench_predict.py --run RUN --data DATA)."),
     force: bool = typer.Option(False, "--force", help="Replace existing --json / --csv files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table, notes or progress."),

@@ -56,7 +56,7 @@ def test_int8_linear_layers_stay_close_to_the_float_network(run, recording):
 
 def test_engine_options_are_checked(run):
     net = diag.load_model(run).net
-    with pytest.raises(DiagError, match="--engine: choose one of torch, onnx"):
+    with pytest.raises(DiagError, match="--engine: choose one of auto, torch, onnx"):
         make_engine(net, "pooled", "cpu", (1, 32, 32), engine="tensorrt")
     with pytest.raises(DiagError, match="--quantize: choose one of none, int8"):
         make_engine(net, "pooled", "cpu", (1, 32, 32), quantize="int4")

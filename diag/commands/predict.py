@@ -28,7 +28,7 @@ from diag.sources.stream import expand_paths
 def predict_files(run: str | Path, paths: Sequence[str | Path], fs: float | None = None, hop: int | None = None,
                   channels: Sequence[str] | None = None, device: str = "cpu", quiet: bool = False,
                   console: Any = None, key: str | None = None, variable: str | None = None,
-                  ref_hz: float | None = None, rpm: float | None = None, engine: str = "torch",
+                  ref_hz: float | None = None, rpm: float | None = None, engine: str = "auto",
                   quantize: str = "none") -> tuple[Predictor, list[FileResult]]:
     """Score every file (folders expanded); prints notes and progress on ``console`` unless quiet.
 
@@ -196,7 +196,7 @@ def run_predict(run: str | Path, paths: Sequence[str | Path], fs: float | None =
                 windows: bool = False, plot_dir: Path | None = None, device: str = "cpu", force: bool = False,
                 quiet: bool = False, key: str | None = None, variable: str | None = None,
                 calibrate: str | Path | None = None, ref_hz: float | None = None,
-                rpm: float | None = None, engine: str = "torch", quantize: str = "none") -> list[FileResult]:
+                rpm: float | None = None, engine: str = "auto", quantize: str = "none") -> list[FileResult]:
     """What ``diag predict`` does: check outputs, (re)calibrate unknown if asked, score, print, write outputs."""
     from diag.serving.engine import check_engine
 

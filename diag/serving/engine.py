@@ -1,13 +1,15 @@
-"""What runs the network when a run scores images: PyTorch (default), ONNX Runtime, optionally with the
-linear layers quantised to int8, and the bounded producer-consumer pipeline that overlaps making the next
-batch of images with scoring this one.
+"""What runs the network when a run scores images: PyTorch, ONNX Runtime, or ``auto`` (the default of ``diag
+predict``: ONNX Runtime where it can run, else PyTorch), optionally with the linear layers quantised to int8,
+and the bounded producer-consumer pipeline that overlaps making the next batch of images with scoring this one.
 
 Every engine maps images ``float32 [B, C, H, W]`` to ``(features, logits)`` as torch tensors -- the
 features the run's unknown score reads (:func:`diag.learning.unknown.forward_parts`).
 
 * ``torch``: the network itself (the reference; what ``diag train`` selected and scored).
-* ``onnx``: the same network exported to ONNX in memory (the graph of ``diag export``) and run by ONNX
-  Runtime with its own thread pool.
+* ``onnx``: the same network exported to ONNX (the graph of ``diag export``; cached per run in the user's
+  cache folder, :mod:`diag.serving.onnx_cache`) and run by ONNX Runtime with its own thread pool.
+* ``auto`` (:func:`resolve_engine`): onnx on a CPU with onnxruntime installed and no quantisation, else torch;
+  a network the exporter cannot write falls back to torch with a note.
 * ``quantize = "int8"``: dynamic int8 quantisation of the ``nn.Linear`` layers (``torch.ao.quantization.
   quantize_dynamic``: weights int8, activations quantised on the fly). ConvNeXt blocks are mostly
   pointwise linear layers. Off by default: ``scripts/bench/bench_predict.py --agreement DATA`` measures its
@@ -16,7 +18,6 @@ features the run's unknown score reads (:func:`diag.learning.unknown.forward_par
 
 from __future__ import annotations
 
-import io
 import queue
 import threading
 from typing import Any, Iterable, Iterator
@@ -25,9 +26,10 @@ import numpy as np
 
 from diag.errors import DiagError
 
-__all__ = ["ENGINES", "QUANTIZE", "TwoOutputs", "check_engine", "make_engine", "prefetch"]
+__all__ = ["ENGINES", "QUANTIZE", "TwoOutputs", "check_engine", "make_engine", "onnxruntime_available", "prefetch",
+           "resolve_engine"]
 
-ENGINES = ("torch", "onnx")
+ENGINES = ("auto", "torch", "onnx")
 QUANTIZE = ("none", "int8")
 OPSET = 17
 
@@ -77,24 +79,53 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    """The network exported to ONNX (in memory) and run by ONNX Runtime on the CPU."""
+    """The network exported to ONNX and run by ONNX Runtime on the CPU. With ``weights`` (the run's weights
+    file) the graph comes from the user's cache (:mod:`diag.serving.onnx_cache`), exported there on first
+    use; without, it is exported in memory. ``source``: how the graph was obtained (cache, exported, memory)."""
 
-    def __init__(self, net: Any, features: str, image_shape: Any, threads: int | None = None):
-        torch = _torch()
+    def __init__(self, net: Any, features: str, image_shape: Any, threads: int | None = None,
+                 weights: Any = None, model: str = ""):
         try:
             import onnxruntime as ort
         except ImportError:
             raise DiagError("--engine onnx needs onnxruntime; install it with `pip install 'diag[onnx]'`") from None
-        buf = io.BytesIO()
-        model = TwoOutputs(net.cpu().eval(), features)
-        with torch.no_grad():
-            torch.onnx.export(model, (torch.zeros(2, *[int(v) for v in image_shape]),), buf, dynamo=False,
-                              opset_version=OPSET, input_names=["images"], output_names=["logits", "features"],
-                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}})
-        opts = ort.SessionOptions()
+        self.ort = ort
+        self.opts = ort.SessionOptions()
         if threads:
-            opts.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+            self.opts.intra_op_num_threads = int(threads)
+        two = TwoOutputs(net.cpu().eval(), features)
+        self.session, self.source, self.path = self._graph(two, features, image_shape, weights, model)
+
+    def _open(self, data: bytes) -> Any:
+        return self.ort.InferenceSession(data, self.opts, providers=["CPUExecutionProvider"])
+
+    def _graph(self, two: Any, features: str, image_shape: Any, weights: Any, model: str) -> tuple[Any, str, Any]:
+        from pathlib import Path
+
+        from diag.serving import onnx_cache as oc
+        from diag.storage import file_sha256
+
+        if weights is None or not oc.usable_folder(oc.onnx_dir(), Path(weights).parent):
+            return self._open(oc.export_bytes(two, image_shape, OPSET)), "memory", None
+        sha = file_sha256(weights)
+        path = oc.onnx_dir() / f"{oc.cache_key(sha, features, image_shape, model, OPSET)}.onnx"
+        data = oc.load_cached(path)
+        if data is not None:
+            try:
+                session = self._open(data)
+                ok = oc.agrees(session, two, image_shape)
+            except Exception:  # noqa: BLE001 -- a damaged graph ONNX Runtime refuses or cannot run: export again
+                ok = False
+            if ok:
+                return session, "cache", path
+        data = oc.export_bytes(two, image_shape, OPSET)
+        session = self._open(data)
+        try:
+            oc.store(path, data, {"weights": str(Path(weights).resolve()), "weights_sha256": sha, "model": model,
+                                  "features": features, "image_shape": [int(v) for v in image_shape]})
+        except OSError:  # a cache folder that cannot be written: only the next start is slower
+            return session, "memory", None
+        return session, "exported", path
 
     def __call__(self, images: np.ndarray) -> tuple[Any, Any]:
         torch = _torch()
@@ -107,33 +138,65 @@ def check_engine(engine: str, quantize: str, device: Any = "cpu") -> None:
     """Refuse (one line) an engine / quantisation that does not exist or cannot run here, before any work:
     an unknown name; onnx or int8 on a GPU (both are CPU paths); onnx with int8 (the exporter cannot write
     torch's dynamically quantised linear layers, and ONNX Runtime's own quantisation is not wired in);
-    onnx without onnxruntime installed."""
+    onnx without onnxruntime installed. ``auto`` never refuses what torch would run."""
     if engine not in ENGINES:
         raise DiagError(f"--engine: choose one of {', '.join(ENGINES)}, got '{engine}'")
     if quantize not in QUANTIZE:
         raise DiagError(f"--quantize: choose one of {', '.join(QUANTIZE)}, got '{quantize}'")
-    dev = getattr(device, "type", str(device).split(":")[0])
-    if (engine != "torch" or quantize != "none") and dev != "cpu":
-        raise DiagError(f"--engine {engine} / --quantize {quantize}: CPU only; on a GPU use the default torch engine")
+    dev = _device_type(device)
+    if (engine == "onnx" or quantize != "none") and dev != "cpu":
+        raise DiagError(f"--engine {engine} / --quantize {quantize}: CPU only; on a GPU use the torch engine")
     if engine == "onnx" and quantize == "int8":
         raise DiagError("--engine onnx --quantize int8: not supported (torch's int8 linear layers do not export to "
                         "ONNX); use --engine torch --quantize int8, or --engine onnx --quantize none")
-    if engine == "onnx":
-        import importlib.util
+    if engine == "onnx" and not onnxruntime_available():
+        raise DiagError("--engine onnx needs onnxruntime; install it with `pip install 'diag[onnx]'`")
 
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise DiagError("--engine onnx needs onnxruntime; install it with `pip install 'diag[onnx]'`")
+
+def _device_type(device: Any) -> str:
+    return getattr(device, "type", str(device).split(":")[0])
+
+
+def onnxruntime_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def resolve_engine(engine: str, quantize: str = "none", device: Any = "cpu") -> str:
+    """The engine that runs: ``engine`` itself unless ``auto``, which is ONNX Runtime on the CPU when
+    onnxruntime is installed and no quantisation is asked for, else torch (GPU, int8, no onnxruntime).
+    (Measured: ONNX Runtime gives torch's classes and unknown verdicts; docs/speed.md.)"""
+    check_engine(engine, quantize, device)
+    if engine != "auto":
+        return engine
+    if _device_type(device) == "cpu" and quantize == "none" and onnxruntime_available():
+        return "onnx"
+    return "torch"
 
 
 def make_engine(net: Any, features: str, device: Any, image_shape: Any, engine: str = "torch",
-                quantize: str = "none") -> Any:
-    """The engine that scores images for a run (see the module docstring); checked options."""
-    check_engine(engine, quantize, device)
+                quantize: str = "none", weights: Any = None, model: str = "") -> Any:
+    """The engine that scores images for a run (see the module docstring); checked options. ``weights``:
+    the run's weights file, the key of the cached ONNX graph. Its ``name`` says what runs (torch, onnx,
+    torch+int8); ``notes``: why ``auto`` fell back to torch, if it did."""
+    chosen = resolve_engine(engine, quantize, device)
+    notes: list[str] = []
     if quantize == "int8":
         net = quantized(net)
-    if engine == "onnx":
-        return OnnxEngine(net, features, image_shape)
-    return TorchEngine(net, features, device)
+    if chosen == "onnx":
+        try:
+            eng = OnnxEngine(net, features, image_shape, weights=weights, model=model)
+            eng.name, eng.notes = "onnx", notes
+            return eng
+        except Exception as exc:  # auto: any export / runtime failure falls back to torch
+            if engine != "auto":
+                raise
+            notes.append(f"--engine auto: ONNX Runtime unavailable for this network ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); scoring with torch")
+    eng = TorchEngine(net, features, device)
+    eng.name, eng.notes = "torch" + ("+int8" if quantize == "int8" else ""), notes
+    return eng
 
 
 _DONE = object()

@@ -53,9 +53,12 @@ class Predictor:
         if self.hop < 1:
             raise DiagError(f"--hop: must be >= 1 sample, got {self.hop}")
         self.batch_size = int(batch_size)
-        #: what runs the network (diag.serving.engine): torch, or onnx; int8-quantised linear layers optionally
-        self.engine = make_engine(self.net, self.unknown_features, self.device, self.pre.image_shape, engine, quantize)
-        self.engine_name = engine + ("+int8" if quantize == "int8" else "")
+        #: what runs the network (diag.serving.engine): auto (ONNX Runtime on a CPU when installed, else torch),
+        #: torch, or onnx; int8-quantised linear layers optionally. ``engine_name``: the one that runs.
+        self.engine = make_engine(self.net, self.unknown_features, self.device, self.pre.image_shape, engine, quantize,
+                                  weights=loaded.dir / loaded.dir.WEIGHTS, model=str(self.meta.get("model") or ""))
+        self.engine_name = self.engine.name
+        self.notes += self.engine.notes
         #: make the next batch of images while the network scores this one (a bounded background thread)
         self.pipeline = pipeline
 

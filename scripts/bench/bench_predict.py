@@ -15,9 +15,11 @@ then times, best of --repeat after one warm-up:
   engine: torch without and with the producer-consumer pipeline, ONNX Runtime, torch with int8 linear
   layers (CPU only).
 
-With ``--run RUN --data PREPARED`` it also scores the prepared test split of a real run with each engine and
-prints accuracy and agreement with the float PyTorch model (what decides whether int8 may be a default:
-never unless agreement >= 99.5 %).
+With ``--run RUN --data PREPARED`` it also scores the prepared test split (``--splits test,val,train``) of a
+real run with each engine and prints accuracy and agreement with the float PyTorch model: class, unknown
+flag and label (class or unknown) per window, the verdict per recording (``--agreement-only``: only this).
+What decides whether an engine may be chosen by default (``--engine auto``): labels agree on >= 99.5 % of
+the windows and every recording's verdict is the same.
 """
 
 from __future__ import annotations
@@ -76,22 +78,52 @@ def make_run(out: Path, classes: list[str]) -> None:
 VARIANTS = (("torch", "none", False), ("torch", "none", True), ("onnx", "none", True), ("torch", "int8", True))
 
 
-def agreement(run: Path, data: Path, batch: int) -> None:
-    """Accuracy and agreement with the float PyTorch model on the test split of ``data``, per engine."""
-    from diag.serving.predictor import Predictor
+def scores(pred: Predictor, x: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probabilities, unknown scores, unknown flags) of prepared images ``x`` with ``pred``'s engine."""
+    parts = [pred.score_images(x[i : i + batch]) for i in range(0, len(x), batch)]
+    P, S = np.concatenate([p for p, _ in parts]), np.concatenate([s for _, s in parts])
+    U = S > pred.unknown.threshold if pred.unknown is not None else np.zeros(len(S), bool)
+    return P, S, U
+
+
+def recording_verdicts(pred: Predictor, meta: dict, P: np.ndarray, S: np.ndarray, U: np.ndarray) -> dict:
+    """The verdict of each recording (windows grouped by the split's ``rec``, in time order) by diag's rule."""
+    from diag.serving.verdict import WindowScores, file_verdict
+
+    rec, start = np.asarray(meta["rec"]), np.asarray(meta["start"]).astype(np.int64)
+    out = {}
+    for r in np.unique(rec):
+        i = np.flatnonzero(rec == r)
+        i = i[np.argsort(start[i], kind="stable")]
+        out[str(r)] = file_verdict(WindowScores(start[i], P[i], S[i], U[i]), pred.classes, pred.fs,
+                                   pred.length)["verdict"]
+    return out
+
+
+def agreement(run: Path, data: Path, batch: int, splits: tuple[str, ...] = ("test",)) -> None:
+    """Per engine, on the ``splits`` of ``data``: accuracy and agreement with the float PyTorch model -- the
+    class per window, the unknown flag per window, the label per window (class or unknown), the verdict per
+    recording (the rule of diag predict on the split's windows of each recording). What decides whether an
+    engine may be chosen by --engine auto: window labels >= 99.5 % and every recording's verdict the same."""
     from diag.signal.dataset import PreparedDataset
 
     ds = PreparedDataset(data)
-    x, y = np.asarray(ds.images("test"), dtype=np.float32), ds.labels("test")
-    preds = {}
-    for engine, quantize, _ in VARIANTS[1:]:
-        pred = Predictor(run, batch_size=batch, engine=engine, quantize=quantize)
-        preds[pred.engine_name] = np.concatenate([pred.score_images(x[i : i + batch])[0].argmax(1)
-                                                  for i in range(0, len(x), batch)])
-    ref = preds["torch"]
-    for name, p in preds.items():
-        print(f"{name:12s} test accuracy {np.mean(p == y):.4f}  agreement with torch {np.mean(p == ref):.4f} "
-              f"({len(y)} test windows of {data})")
+    for split in splits:
+        x, y, meta = np.asarray(ds.images(split), dtype=np.float32), ds.labels(split), ds.meta(split)
+        res = {}
+        for engine, quantize, _ in VARIANTS[1:]:
+            pred = Predictor(run, batch_size=batch, engine=engine, quantize=quantize)
+            P, S, U = scores(pred, x, batch)
+            res[pred.engine_name] = (P.argmax(1), S, U, recording_verdicts(pred, meta, P, S, U))
+        c0, s0, u0, v0 = res["torch"]
+        lab0 = np.where(u0, -1, c0)
+        for name, (c, s, u, v) in res.items():
+            same_v = sum(v[r] == v0[r] for r in v0)
+            print(f"{name:10s} {split}: accuracy {np.mean(c == y):.4f}; agreement with torch: class "
+                  f"{np.mean(c == c0):.4f}, unknown flag {np.mean(u == u0):.4f}, label (class or unknown) "
+                  f"{np.mean(np.where(u, -1, c) == lab0):.4f} of {len(y)} windows; max |score diff| "
+                  f"{np.abs(s - s0).max():.2e}; recording verdicts {same_v}/{len(v0)} identical "
+                  f"({sum(u0)} torch windows unknown; {data})")
 
 
 def main() -> None:
@@ -102,9 +134,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--run", type=Path, default=None)
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--splits", default="test", help="comma-separated splits of --data to check agreement on")
+    ap.add_argument("--agreement-only", action="store_true", help="skip the timing, only --run/--data agreement")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")  # the ONNX tracer's and quantisation's notices, not results
     torch.set_grad_enabled(False)
+    if a.agreement_only:
+        return agreement(a.run, a.data, a.batch, tuple(a.splits.split(",")))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         run = tmp / "run"
@@ -150,7 +186,7 @@ def main() -> None:
             print(f"predict end-to-end, {pred.engine_name}{', pipeline' if pipeline else ''}: {e2e:,.0f} windows/s "
                   f"= {100 * e2e / fwd:.0f} % of bare forward")
     if a.run is not None and a.data is not None:
-        agreement(a.run, a.data, a.batch)
+        agreement(a.run, a.data, a.batch, tuple(a.splits.split(",")))
 
 
 if __name__ == "__main__":
