@@ -128,7 +128,7 @@ def test_a_run_writes_everything_and_scores_test_once(toy, tmp_path, monkeypatch
     assert meta["preprocessing"]["transform"] == ds.manifest["transform"] and meta["preprocessing"]["fs"] == ds.manifest["fs"]
     assert meta["train"]["seed"] == 3 and meta["seed"] == 3 and "torch" in meta["versions"]
     assert meta["selected"]["by"] == "val macro-F1" and meta["labeled"] == {"n": 24, "of": 36}
-    assert meta["runtime"] == {"device": "cpu", "amp": "off", "channels_last": False, "world_size": 1}
+    assert meta["runtime"] == {"device": "cpu", "amp": "off", "channels_last": True, "world_size": 1}
 
     labeled = json.loads((out / "labeled.json").read_text())
     assert labeled["split"] == "train" and len(labeled["labeled"]) == 24

@@ -144,13 +144,16 @@ class Runtime:
         dtype = amp_dtype(amp, dev)
         if dtype is not None and dev.type == "cpu":
             raise DiagError(f"{section}.amp: mixed precision is for GPUs; use amp=off (or auto) on CPU")
-        return cls(dist, dev, dtype, channels_last and dev.type == "cuda", dist.main and not quiet)
+        # NHWC on CUDA and on the CPU: measured on the 2-core CPU (scripts/bench/bench_layout.py, docs/speed.md), a
+        # training step of tf_efficientnet_lite0 is 1.7x (2 threads, 3x64x64) to 2.2x (1 thread, 6x32x32) faster
+        # in channels_last and convnext_atto's 1.00-1.08x; MPS and others keep NCHW (not measured).
+        return cls(dist, dev, dtype, channels_last and dev.type in ("cuda", "cpu"), dist.main and not quiet)
 
     def autocast(self):
         return autocast(self.device, self.dtype)
 
     def layout(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` in the loop's memory layout (channels_last on CUDA when asked for)."""
+        """``x`` in the loop's memory layout (channels_last on CUDA and CPU when asked for)."""
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def prepare_model(self, model: nn.Module) -> nn.Module:

@@ -7,7 +7,7 @@ shares with ``diag pretrain`` (device, precision, schedule, step, checkpoints) i
 
 * Optimiser: AdamW, no weight decay on norms, biases and other 1-D parameters; linear warmup then
   cosine decay, set per step; label smoothing; gradient clipping.
-* Precision and layout: bf16 (or fp16 + GradScaler) autocast and channels_last on CUDA; fp32 on CPU.
+* Precision and layout: bf16 (or fp16 + GradScaler) autocast on CUDA, fp32 on CPU; channels_last on both.
 * Devices: ``auto`` picks CUDA, then Apple MPS, then CPU. Under ``torchrun`` (WORLD_SIZE > 1) the
   model is wrapped in DistributedDataParallel and every global batch is split across ranks; only
   rank 0 writes. The same config works with and without torchrun.
@@ -85,7 +85,7 @@ class TrainConfig:
     threshold (see :func:`refit_source`). ``diag train --refit-from RUN``.
 
     amp: ``auto`` (bf16 on CUDA when supported, else fp16; off elsewhere) | ``bf16`` | ``fp16`` |
-    ``off``. channels_last: NHWC memory layout on CUDA. device: ``auto`` | ``cpu`` | ``cuda[:i]`` |
+    ``off``. channels_last: NHWC memory layout on CUDA and CPU. device: ``auto`` | ``cpu`` | ``cuda[:i]`` |
     ``mps``. num_workers: reader processes when a split is streamed from disk (larger than
     ``in_memory_gb``); in-memory splits need none. seed: initialisation, shuffling, augmentation and
     label subsets.
