@@ -50,10 +50,13 @@ def onnx_dir() -> Path:
     return cache_root() / "onnx"
 
 
-def _version(module: str) -> str:
+def _version(package: str) -> str:
+    """The installed version of ``package`` (its distribution metadata; nothing is imported), or "-"."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        return str(__import__(module).__version__)
-    except ImportError:
+        return version(package)
+    except PackageNotFoundError:
         return "-"
 
 
