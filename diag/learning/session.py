@@ -190,8 +190,12 @@ def _model(ds: PreparedDataset, cfg: Any, rt: Runtime, dist: Dist, saved: dict[s
     check_input_size(model, cfg.model, ds.image_shape, str(ds.path))
     start_info = dict(saved["start"]) if saved else dict(built.info)
     if not saved and cfg.init == "ssl":
-        _warn_if_other_preprocessing(cfg.weights, ds, rt.show)
-        start_info.update(_pretraining_record(cfg.weights))
+        record = _pretraining_meta(cfg.weights)  # read once: checked here, kept in model.json
+        if record is not None:
+            _warn_if_other_preprocessing(record, cfg.weights, ds, rt.show)
+            keep = ("format", "init", "method", "model", "epochs_done", "probe", "knn_start", "knn_last", "pretrain",
+                    "finished")
+            start_info["pretraining"] = {k: record[k] for k in keep if k in record}
     rt.prepare_model(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, rt.device)
@@ -251,26 +255,21 @@ def preprocessing_differs(a: dict[str, Any], b: dict[str, Any]) -> str | None:
     return pa.difference(pb, ("run", "dataset"))
 
 
-def _pretraining_record(weights: str) -> dict[str, Any]:
-    """What a run keeps of the pretrain.json beside its SSL weights (what pretraining began from, its method
-    and probe), so that its model.json says how its start was made wherever the pretraining folder goes."""
+def _pretraining_meta(weights: str) -> dict[str, Any] | None:
+    """The pretrain.json beside SSL weights (a folder or its backbone file), or None where there is none. A run
+    keeps what pretraining began from, its method and probe in model.json (``start.pretraining``), so that it
+    says how its start was made wherever the pretraining folder goes."""
     p = Path(weights)
     meta = (p if p.is_dir() else p.parent) / SSL_META
-    if not meta.is_file():
-        return {}
-    rec = read_json(meta, "the pretraining record")
-    keep = ("format", "init", "method", "model", "epochs_done", "probe", "knn_start", "knn_last", "pretrain", "finished")
-    return {"pretraining": {k: rec[k] for k in keep if k in rec}}
+    return read_json(meta, "the pretraining record") if meta.is_file() else None
 
 
-def _warn_if_other_preprocessing(weights: str, ds: PreparedDataset, show: bool) -> None:
-    p = Path(weights)
-    meta = (p if p.is_dir() else p.parent) / SSL_META
-    if not show or not meta.is_file():
-        return
-    pre = read_json(meta, "the pretraining record").get("preprocessing") or {}
-    if preprocessing_differs(pre, ds.preprocessing_record()):
-        console.print(tagged("[yellow]warning:[/]", f"{meta.parent / SSL_WEIGHTS} was pretrained on images made with "
+def _warn_if_other_preprocessing(record: dict[str, Any], weights: str, ds: PreparedDataset, show: bool) -> None:
+    pre = record.get("preprocessing") or {}
+    if show and preprocessing_differs(pre, ds.preprocessing_record()):
+        p = Path(weights)
+        folder = p if p.is_dir() else p.parent
+        console.print(tagged("[yellow]warning:[/]", f"{folder / SSL_WEIGHTS} was pretrained on images made with "
                              "other preprocessing (transform or sampling rate) than this dataset"))
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from diag.errors import DiagError
 from diag.serving.engine import OPSET, TwoOutputs
+from diag.serving.onnx_cache import export_bytes
 from diag.signal.dataset import MANIFEST
 
 TOLERANCE = 1e-4
@@ -81,10 +82,7 @@ def export_onnx(run: str | Path, onnx_path: str | Path, force: bool = False, qui
     model = TwoOutputs(pred.net, features=pred.unknown_features).eval()
     with atomic_file(onnx_path, suffix=".onnx") as tmp_path:
         tmp = str(tmp_path)
-        with torch.no_grad():
-            torch.onnx.export(model, (torch.zeros(2, c, h, w),), tmp, dynamo=False, opset_version=OPSET,
-                              input_names=["images"], output_names=["logits", "features"],
-                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}})
+        Path(tmp).write_bytes(export_bytes(model, (c, h, w), OPSET))  # the graph predict's onnx engine runs
         onnx.checker.check_model(tmp)
         sess = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
         got_l, got_f = sess.run(["logits", "features"], {"images": images})
