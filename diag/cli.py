@@ -210,7 +210,7 @@ def pretrain(
     extra: List[Path] = typer.Option([], "--extra", help="More prepared datasets whose train split is used, unlabelled (repeatable)."),
     unlabelled: Optional[Path] = typer.Option(None, "--unlabelled", help="Folder of unlabelled recordings (any format prepare reads), imaged with --data's preprocessing; test recordings are refused."),
     fs: Optional[float] = typer.Option(None, "--fs", help="Sampling rate in Hz of --unlabelled files whose format carries none (CSV, NPY, NPZ, MAT)."),
-    method: Optional[str] = typer.Option(None, "--method", help="simclr (default) | moco | vicreg | byol | msm."),
+    method: Optional[str] = typer.Option(None, "--method", help="auto (default: SimCLR and VICReg, the one whose probe rose most kept) | simclr | moco | vicreg | byol | msm."),
     init: Optional[str] = typer.Option(None, "--init", help="scratch (default) | imagenet (then SSL on your signals: the fourth start)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local ImageNet checkpoint for --init imagenet."),
     model: Optional[str] = typer.Option(None, "--model", help="timm model name (default convnext_atto)."),

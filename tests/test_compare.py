@@ -32,7 +32,7 @@ def test_compare_trains_every_combination_and_reports(toy, tmp_path, monkeypatch
     # Offline with no ImageNet file: the start is skipped with its reason, the others ran.
     assert "imagenet" in res["skipped"] and "weights" in res["skipped"]["imagenet"]
     summary = list(csv.DictReader(open(out / "summary.csv")))
-    assert [(r["init"], r["budget"], r["seeds"]) for r in summary] == [("scratch", "2pc", "2"), ("scratch", "all", "2")]
+    assert [(r["init"], r["budget"], r["seeds"]) for r in summary] == [("scratch", "2/class", "2"), ("scratch", "all", "2")]
     assert json.loads((out / "compare.json").read_text())["skipped"] == res["skipped"]
     assert summary[0]["labeled"] == "6"  # 2 per class x 3 classes
     md = (out / "summary.md").read_text()
@@ -157,7 +157,7 @@ def test_compare_notices_changed_starting_weights(toy, tmp_path):
     from diag.learning.pretrain import PretrainConfig, pretrain
 
     ssl = tmp_path / "ssl"
-    pretrain(toy, ssl, PretrainConfig(epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
+    pretrain(toy, ssl, PretrainConfig(method="simclr", epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
     out = tmp_path / "cmp"
     compare(toy, out, inits=["ssl"], seeds=[0], ssl_weights=str(ssl), overrides=FAST, quiet=True)
     start = json.loads((run_dir(out, "ssl", 0, 0, "none", 0.05) / "model.json").read_text())["start"]
@@ -241,7 +241,7 @@ def ssl_folder(toy, tmp_path_factory):
     from diag.learning.pretrain import PretrainConfig, pretrain
 
     out = tmp_path_factory.mktemp("ssl") / "ssl"
-    pretrain(toy, out, PretrainConfig(epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
+    pretrain(toy, out, PretrainConfig(method="simclr", epochs=1, batch_size=16, knn_every=1, knn_k=3), quiet=True)
     return out
 
 

@@ -120,7 +120,7 @@ def _pretrain_run(base, out):
     write_marker(out, "pretrain")
     m = json.loads((base / "manifest.json").read_text())
     (out / "pretrain.json").write_text(json.dumps({
-        "format": "diag-ssl/1", "pretrain": asdict(PretrainConfig(epochs=2, batch_size=4, device="cpu")),
+        "format": "diag-ssl/1", "pretrain": asdict(PretrainConfig(method="simclr", epochs=2, batch_size=4, device="cpu")),
         "dataset": {"path": str(base), "fingerprint": m["fingerprint"]}, "extra": [], "finished": False}))
     torch.save({"model": {}}, out / "last.pt")
     return out

@@ -122,7 +122,7 @@ def test_nt_xent_prefers_the_partner_view_and_trains_the_backbone():
     net = SimCLR(create_backbone("convnext_atto", in_chans=1, num_classes=0), hidden_dim=32, proj_dim=8)
     net(torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)).backward()
     assert net.backbone.stem[0].weight.grad is not None and len(net.online_modules()) == 2
-    with pytest.raises(DiagError, match="pretrain.method: choose one of simclr, moco, vicreg, byol, msm"):
+    with pytest.raises(DiagError, match="pretrain.method: choose one of auto, simclr, moco, vicreg, byol, msm"):
         PretrainConfig(method="mae").validate()
 
 
@@ -167,13 +167,13 @@ def test_pretraining_beats_the_random_network_probe_and_loads_via_the_factory(ha
 def test_extra_datasets_add_their_training_windows_and_must_match(hard_toy, tmp_path):
     extra = make_toy_dataset(tmp_path / "extra", n_train=5, n_val=1, n_test=1, classes=4, size=32, seed=5)
     out = tmp_path / "pre"
-    pretrain(hard_toy, out, PretrainConfig(epochs=1, batch_size=32, knn_every=1, knn_k=5), extra=[extra], quiet=True)
+    pretrain(hard_toy, out, PretrainConfig(method="simclr", epochs=1, batch_size=32, knn_every=1, knn_k=5), extra=[extra], quiet=True)
     meta = json.loads((out / "pretrain.json").read_text())
     assert meta["unlabeled_windows"] == 128 + 20 and meta["extra"][0]["windows"] == 20
 
     other = make_toy_dataset(tmp_path / "other", n_train=2, n_val=1, n_test=1, classes=4, size=16, seed=5)
     with pytest.raises(DiagError, match=r"--extra .*other: images are \(1, 16, 16\)"):
-        pretrain(hard_toy, tmp_path / "pre2", PretrainConfig(epochs=1, batch_size=32), extra=[other], quiet=True)
+        pretrain(hard_toy, tmp_path / "pre2", PretrainConfig(method="simclr", epochs=1, batch_size=32), extra=[other], quiet=True)
     assert not (tmp_path / "pre2").exists()
 
 
@@ -196,6 +196,8 @@ def test_pretrain_config_and_cli(tmp_path, hard_toy):
                             "--batch-size", "32", "--quiet", "--set", "pretrain.knn_k=5"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "p" / "backbone.safetensors").is_file()
+    choice = json.loads((tmp_path / "p" / "pretrain.json").read_text())["method_choice"]  # the default: auto
+    assert choice["chosen"] in ("simclr", "vicreg") and set(choice["probes"]) == {"simclr", "vicreg"}
     # ... and fine-tuning starts from it (the whole path: pretrain -> train --init ssl).
     r = runner.invoke(app, ["train", "--data", str(hard_toy), "--out", str(tmp_path / "t"), "--init", "ssl",
                             "--weights", str(tmp_path / "p"), "--freeze", "stages:2", "--epochs", "1", "--quiet",
@@ -210,7 +212,7 @@ def test_pretrain_config_and_cli(tmp_path, hard_toy):
 def test_resumed_pretraining_reaches_the_same_weights(hard_toy, tmp_path, monkeypatch):
     import diag.learning.pretrain as dp
 
-    cfg = PretrainConfig(epochs=3, batch_size=32, lr=2e-3, knn_every=1, knn_k=5, seed=4, shift=0.2,
+    cfg = PretrainConfig(method="simclr", epochs=3, batch_size=32, lr=2e-3, knn_every=1, knn_k=5, seed=4, shift=0.2,
                          positives="recording", neighbours=2)
     pretrain(hard_toy, tmp_path / "straight", cfg, quiet=True)
 
@@ -299,6 +301,51 @@ def test_other_methods_parts():
     assert moved.max() >= 1 and moved.max() <= 2 and torch.equal(shifted[..., 0:1].expand_as(shifted), shifted)
 
 
+def test_method_auto_keeps_the_candidate_whose_probe_rose_most_and_resumes(hard_toy, tmp_path):
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+    from diag.learning.pretrain import AUTO_METHODS
+
+    cfg = PretrainConfig(epochs=2, batch_size=32, lr=2e-3, knn_k=5, seed=2)
+    assert cfg.method == "auto" and AUTO_METHODS == ("simclr", "vicreg")
+    out = tmp_path / "auto"
+    res = pretrain(hard_toy, out, cfg, quiet=True)
+    runs = {m: json.loads((out / "methods" / m / "pretrain.json").read_text()) for m in AUTO_METHODS}
+    assert runs["simclr"]["method"] == "SimCLR" and runs["vicreg"]["method"] == "VICReg"
+    assert runs["simclr"]["probe"]["initial"] == runs["vicreg"]["probe"]["initial"]  # one initialisation
+    rise = {m: r["probe"]["best"] - r["probe"]["initial"] for m, r in runs.items()}
+    chosen = "vicreg" if rise["vicreg"] > rise["simclr"] else "simclr"
+    meta = json.loads((out / "pretrain.json").read_text())
+    assert meta["method_choice"]["chosen"] == chosen == res["method_choice"]["chosen"]
+    assert meta["method"] == runs[chosen]["method"] and meta["pretrain"]["method"] == "auto" and meta["finished"]
+    assert meta["probe"] == runs[chosen]["probe"] == res["probe"]
+    kept = (out / "backbone.safetensors").read_bytes()
+    assert kept == (out / "methods" / chosen / "backbone.safetensors").read_bytes()
+    assert pretrain(hard_toy, out, cfg, quiet=True)["reused"]  # finished, same settings: reused
+    with pytest.raises(DiagError, match="holds a finished pretraining with other settings"):
+        pretrain(hard_toy, out, PretrainConfig(**{**cfg.__dict__, "lr": 1e-3}), quiet=True)
+
+    # interrupted after the first candidate finished: --resume reuses it, runs the second, chooses again
+    cut = tmp_path / "cut"
+    import shutil
+
+    shutil.copytree(out, cut)
+    shutil.rmtree(cut / "methods" / "vicreg")
+    (cut / "backbone.safetensors").unlink()
+    record = json.loads((cut / "pretrain.json").read_text())
+    (cut / "pretrain.json").write_text(json.dumps({**record, "finished": False,
+                                                   "method_choice": {"candidates": list(AUTO_METHODS)}}))
+    with pytest.raises(DiagError, match="already exists; pass --resume"):
+        pretrain(hard_toy, cut, cfg, quiet=True)
+    r = CliRunner().invoke(app, ["pretrain", "--out", str(cut), "--resume", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (cut / "backbone.safetensors").read_bytes() == kept  # same machine, same numbers
+    assert json.loads((cut / "pretrain.json").read_text())["method_choice"]["chosen"] == chosen
+    model = create_backbone("convnext_atto", init="ssl", weights=cut, in_chans=1, num_classes=4)
+    assert model.get_classifier().out_features == 4
+
+
 def _initial_backbone(cfg):
     torch.manual_seed(cfg.seed)
     return create_backbone(cfg.model, cfg.init, 1, num_classes=0)
@@ -314,7 +361,7 @@ def test_a_falling_probe_keeps_the_initial_weights_and_says_so(hard_toy, tmp_pat
         return {"probe_accuracy": acc, "probe_macro_f1": acc}
 
     monkeypatch.setattr(dp, "probe_features", falling)
-    cfg = PretrainConfig(epochs=2, batch_size=32, lr=2e-3, knn_k=5, seed=3)
+    cfg = PretrainConfig(method="simclr", epochs=2, batch_size=32, lr=2e-3, knn_k=5, seed=3)
     res = pretrain(hard_toy, tmp_path / "p", cfg, quiet=True)
     probe = res["probe"]
     assert probe["best_epoch"] == 0 and probe["learned"] is False and probe["delta"] == 0.0
@@ -329,7 +376,7 @@ def test_a_falling_probe_keeps_the_initial_weights_and_says_so(hard_toy, tmp_pat
 
 def test_a_pretraining_that_cannot_learn_is_flagged_learned_false(hard_toy, tmp_path):
     # A learning rate of 1e-9 leaves the features where they started: the real probe does not move.
-    cfg = PretrainConfig(epochs=2, batch_size=32, lr=1e-9, knn_k=5, seed=2)
+    cfg = PretrainConfig(method="simclr", epochs=2, batch_size=32, lr=1e-9, knn_k=5, seed=2)
     res = pretrain(hard_toy, tmp_path / "p", cfg, quiet=True)
     meta = json.loads((tmp_path / "p" / "pretrain.json").read_text())
     probe = meta["probe"]
@@ -343,7 +390,7 @@ def test_a_non_finite_loss_stops_with_one_line_and_writes_no_backbone(hard_toy, 
 
     monkeypatch.setattr(ss, "nt_xent_loss", lambda z1, z2, t: (z1.sum() + z2.sum()) * float("nan"))
     with pytest.raises(DiagError) as e:
-        pretrain(hard_toy, tmp_path / "p", PretrainConfig(epochs=2, batch_size=32, knn_k=5), quiet=True)
+        pretrain(hard_toy, tmp_path / "p", PretrainConfig(method="simclr", epochs=2, batch_size=32, knn_k=5), quiet=True)
     msg = str(e.value)
     assert "loss is nan at epoch 1, step 0" in msg and "no backbone written" in msg and "\n" not in msg
     assert not (tmp_path / "p" / "backbone.safetensors").exists()

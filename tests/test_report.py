@@ -124,12 +124,12 @@ def test_compare_starts_pairs_by_cell_and_the_answer_follows_the_verdicts(tmp_pa
         fake_run(tmp_path, f"scratch-5pc-s{s}", "scratch", s, [0.52, 0.48, 0.47][s], budget=5)
     rows = collect_runs(tmp_path)
     st = {(s["budget"], s["a"], s["b"]): s for s in compare_starts(rows)}
-    assert set(st) == {("5pc", "imagenet", "scratch"), ("all", "imagenet", "scratch"), ("all", "ssl", "scratch"),
+    assert set(st) == {("5/class", "imagenet", "scratch"), ("all", "imagenet", "scratch"), ("all", "ssl", "scratch"),
                        ("all", "imagenet", "ssl")}
     assert st[("all", "imagenet", "scratch")]["verdict"].startswith("better by 0.190")
     ssl = st[("all", "ssl", "scratch")]  # -0.03, +0.03, -0.01: three seeds detect only ~0.10
     assert ssl["verdict"].startswith("too few seeds to decide (would need ~6 to detect 0.05")
-    assert st[("5pc", "imagenet", "scratch")]["verdict"].startswith("too few seeds to decide")
+    assert st[("5/class", "imagenet", "scratch")]["verdict"].startswith("too few seeds to decide")
     text = answer_paragraph(rows, compare_starts(rows), {"name": "toy", "split_tests": "later blocks"})
     assert "With all labels: ImageNet vs scratch: better by 0.190 (interval excludes 0)" in text
     assert "SSL vs scratch: too few seeds to decide" in text
@@ -161,7 +161,7 @@ def test_ablations_are_paired_with_the_main_setting_of_the_same_start(tmp_path):
     probe = st[("imagenet", "freeze backbone")]
     d = -np.array([0.40, 0.42, 0.41])
     half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
-    assert probe["against"] == "freeze none" and probe["budget"] == "20pc" and probe["n"] == 3
+    assert probe["against"] == "freeze none" and probe["budget"] == "20/class" and probe["n"] == 3
     assert probe["mean"] == pytest.approx(d.mean()) and probe["low"] == pytest.approx(d.mean() - half)
     assert probe["verdict"] == "worse by 0.410 (interval excludes 0)"
     assert st[("scratch", "warmup 0")]["against"] == "warmup 0.1"
@@ -190,7 +190,7 @@ def test_the_cross_study_answer_reads_the_main_setting_of_each_folder(tmp_path):
     assert t["rows"][0] == ["study A", "all", "3", "0.947 ± 0.015", "—", "—", "0.757 ± 0.015",
                             f"**+0.190 [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]**", "—", "—",
                             f"{detectable(d.std(ddof=1), 3):.3f}", "—"]
-    assert t["rows"][1][:10] == ["b", "5pc", "1", "—", "—", "0.500", "—", "—", "—", "—"]
+    assert t["rows"][1][:10] == ["b", "5/class", "1", "—", "—", "0.500", "—", "—", "—", "—"]
     assert t["rows"][1][11].startswith("SSL: pretraining not measured")
     assert t["answers"]["study A"].startswith("On ") and "ImageNet vs scratch: better by 0.190" in t["answers"]["study A"]
     with pytest.raises(DiagError, match="named twice"):
@@ -367,7 +367,7 @@ def test_report_html_parses_images_decode_and_numbers_equal_the_runs(tmp_path):
     for r in body:
         same = [x for x in runs if x["train"]["init"] == r[col["start"]] and x["train"]["freeze"] == r[col["freeze"]]
                 and f"{x['train']['warmup']:g}" == r[col["warmup"]]
-                and (f"{x['train']['labels_per_class']}pc" if x["train"]["labels_per_class"] else "all") == r[col["labels/class"]]]
+                and (f"{x['train']['labels_per_class']}/class" if x["train"]["labels_per_class"] else "all") == r[col["labels/class"]]]
         assert len(same) == int(r[col["seeds"]])
         for name, key in (("test macro-F1", "macro_f1"), ("test accuracy", "accuracy")):
             vals = np.array([x[key] for x in same])

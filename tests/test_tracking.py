@@ -73,7 +73,7 @@ def test_pretraining_is_logged(toy, tmp_path):
     from diag.learning.pretrain import PretrainConfig, pretrain
 
     out = tmp_path / "ssl"
-    pretrain(toy, out, PretrainConfig(epochs=2, batch_size=16, knn_every=1, knn_k=3), quiet=True,
+    pretrain(toy, out, PretrainConfig(method="simclr", epochs=2, batch_size=16, knn_every=1, knn_k=3), quiet=True,
              track=TrackConfig(tensorboard=True))
     meta = json.loads((out / "pretrain.json").read_text())
     scalars, _ = _scalars(out / "tensorboard")

@@ -9,10 +9,16 @@ Methods (``pretrain.method`` / ``--method``), each three small parts -- views, h
 * ``moco`` (He et al., 2020): the same loss against a queue of ``queue_size`` keys from an EMA encoder,
   so a batch of 64 sees thousands of negatives;
 * ``vicreg`` (Bardes et al., 2022) and ``byol`` (Grill et al., 2020): no negatives, small batches;
-* ``msm``: masked spectrogram modelling (blank time-frequency patches, reconstruct them).
+* ``msm``: masked spectrogram modelling (blank time-frequency patches, reconstruct them);
+* ``auto`` (default): :func:`pretrain_auto` runs SimCLR and VICReg with the same settings and keeps the
+  one whose probe rose most.
 
-Which is the default is measured, not assumed (``SSL_FINDINGS.md``, ``scripts/studies/ssl_methods.sh``):
-on real ITSC motor currents SimCLR moved the probe most.
+Why ``auto`` is the default -- measured, not assumed (``SSL_FINDINGS.md`` "Stop 31",
+``scripts/studies/ssl_methods.sh``, tf_efficientnet_lite0, 6 epochs): no one method learns on every data
+set. SimCLR stays at its chance loss from a random start on ITSC's and the simulated bearings' 32x32
+images while VICReg learns there; from ImageNet weights on the inverter set SimCLR lifts the probe 0.703
+-> 0.836 while VICReg's falls. Two pretrainings cost twice the (short) pretraining; the probe on
+validation chooses, as it already chooses the epoch, and the test split is never seen.
 
 The views (:class:`diag.learning.augment.TimeFrequencyAugment`) say what should *not* matter: where
 in time a window starts, missing time slices or frequency bands, the level, noise. With ``views =
@@ -40,6 +46,8 @@ refused there). A non-finite loss stops the run with one line; no backbone is wr
 Output folder::
 
     .diag-output           marker: a diag pretraining (only such a folder is ever replaced, with --force)
+    methods/<method>/      with ``method = "auto"``: each candidate's own pretraining folder (as below);
+                           the top folder then holds the chosen one's backbone and record + ``method_choice``
     backbone.safetensors   best-by-probe backbone (timm keys, no classifier), written when the run finishes
     pretrain.json          model, init, in_chans, preprocessing, settings, views, history, probe (diag-ssl/2)
     metrics.jsonl / metrics.csv, last.pt (resume state)
@@ -72,11 +80,12 @@ from diag.learning.selfsup import BYOL, MaskedSpectrogram, MoCo, SimCLR, VICReg,
 from diag.provenance import check_run_dir, package_versions, start_run_dir
 from diag.show import esc
 from diag.signal.dataset import PreparedDataset
-from diag.storage import atomic_write_json, read_json, write_history
+from diag.storage import atomic_write_bytes, atomic_write_json, read_json, write_history
 
 POSITIVES = ("window", "recording")
-METHODS = ("simclr", "moco", "vicreg", "byol", "msm")
+METHODS = ("auto", "simclr", "moco", "vicreg", "byol", "msm")
 METHOD_NAMES = {"simclr": "SimCLR", "moco": "MoCo", "vicreg": "VICReg", "byol": "BYOL", "msm": "MSM"}
+AUTO_METHODS = ("simclr", "vicreg")  #: what ``method = "auto"`` tries, in this order (ties keep the first)
 PROBES = ("knn", "logistic")
 VIEWS = ("auto", "given")
 
@@ -115,7 +124,8 @@ class PretrainConfig:
     model: timm model name; init: ``scratch`` or ``imagenet`` (continue from ImageNet weights,
     ``weights`` as for train: the fourth start, ImageNet then own-data SSL). epochs, batch_size, lr (peak
     AdamW), weight_decay, warmup (fraction of steps when < 1, else steps), grad_clip (0 = off).
-    method: simclr | moco | vicreg | byol | msm. temperature: NT-Xent / InfoNCE temperature;
+    method: auto | simclr | moco | vicreg | byol | msm (auto: each of :data:`AUTO_METHODS`, the best by
+    probe kept; see :func:`pretrain_auto`). temperature: NT-Xent / InfoNCE temperature;
     momentum: the EMA rate of BYOL's target and MoCo's key encoder (rises to 1 along a cosine);
     queue_size: MoCo's negatives; mask_ratio: MSM's blanked fraction of patches. hidden_dim /
     proj_dim: head sizes. views: ``auto`` (the strengths below, adapted to the image kind) or ``given``;
@@ -137,7 +147,7 @@ class PretrainConfig:
     weight_decay: float = 0.05
     warmup: float = 0.1
     grad_clip: float = 3.0
-    method: str = "simclr"
+    method: str = "auto"
     momentum: float = 0.99
     temperature: float = 0.2
     queue_size: int = 4096
@@ -274,6 +284,8 @@ def build_method(cfg: PretrainConfig, backbone: nn.Module, image_shape: Sequence
         return VICReg(backbone, cfg.hidden_dim, cfg.proj_dim)
     if cfg.method == "msm":
         return MaskedSpectrogram(backbone, image_shape[0], tuple(image_shape[1:]), cfg.mask_ratio)
+    if cfg.method == "auto":
+        raise DiagError("pretrain.method = auto is several pretrainings: run it with pretrain_auto")
     return BYOL(backbone, cfg.hidden_dim, cfg.proj_dim)
 
 
@@ -436,6 +448,10 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     uninterrupted run (same seed, CPU). Returns a summary: ``probe`` (see :func:`probe_summary`),
     ``knn_start`` / ``knn_final`` (the probe at epoch 0 and at the last epoch), ``history``.
     """
+    out = Path(out)
+    if (auto_record(out) is not None) if resume else (cfg or PretrainConfig()).method == "auto":
+        return pretrain_auto(data, out, cfg, extra=extra, force=force, quiet=quiet, resume=resume,
+                             unlabelled=unlabelled, track=track)
     if init_distributed().world > 1:
         raise DiagError("diag pretrain runs in one process (the heads' BatchNorm is not synchronised); "
                         "start it without torchrun")
@@ -497,6 +513,87 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
                            "knn_final": _knn(st.history), "history": st.history}, out, cfg.epochs)
 
 
+def auto_record(out: Path) -> dict[str, Any] | None:
+    """The pretrain.json of a ``method = "auto"`` pretraining in ``out`` (finished or not), else None."""
+    if not (Path(out) / SSL_META).is_file():
+        return None
+    rec = read_json(Path(out) / SSL_META, "the pretraining record", "not resumed; start it again with --force")
+    return rec if isinstance(rec, dict) and isinstance(rec.get("method_choice"), dict) else None
+
+
+def pretrain_auto(data: str | Path | None, out: str | Path, cfg: PretrainConfig | None = None,
+                  extra: Sequence[str | Path] = (), force: bool = False, quiet: bool = False, resume: bool = False,
+                  unlabelled: UnlabelledPool | None = None, track: Any = None) -> dict[str, Any]:
+    """``method = "auto"``: pretrain each of :data:`AUTO_METHODS` with the same settings into
+    ``out/methods/<method>`` and keep the one whose probe on validation rose most over the (shared)
+    initialisation; ties keep the first. ``out`` then holds that one's backbone and pretrain.json, with
+    ``method_choice`` (every candidate's probe, the rule, the choice). Re-running reuses finished
+    candidates; ``resume`` continues an interrupted one. Returns :func:`pretrain`'s summary of the
+    chosen one, plus ``method_choice``."""
+    out = Path(out)
+    saved = auto_record(out) if resume else None
+    if resume and saved is None:
+        raise DiagError(f"{out}: nothing to resume (no {SSL_META}); start it without --resume")
+    if saved is not None:
+        saved = {**saved, "extra": saved.get("extra") or []}
+    data, extra, cfg = _settle(saved, data, extra, cfg, out)
+    ds, extras = _datasets(data, extra)
+    if "val" not in ds.splits:
+        raise DiagError(f"{ds.path}: has no validation split, so the probe cannot choose a method; pass --method "
+                        "simclr or --method vicreg (or prepare with a validation split)")
+    fingerprints = [s.manifest.get("fingerprint") for s in (ds, *extras)] + [_pool_digest(unlabelled)]
+    if saved is not None and _data_fingerprints(saved) != fingerprints:
+        raise DiagError(f"{out}: --resume needs the same prepared datasets and --unlabelled recordings the run started on")
+    if not resume and not force:
+        done = _finished_same(out, cfg, fingerprints, quiet)
+        if done is not None:
+            return {**done, "method_choice": read_json(out / SSL_META, "the pretraining record").get("method_choice")}
+    if saved is None:
+        check_run_dir(out, "pretrain", resume=False, force=force, inputs=[data, *extra, cfg.weights])
+        check_input_size(create_backbone(cfg.model, "scratch", ds.image_shape[0], num_classes=0), cfg.model,
+                         ds.image_shape, str(ds.path))  # before the folder exists, as one pretraining does
+        start_run_dir(out, "pretrain", force=force, inputs=[data, *extra, cfg.weights])
+        atomic_write_json(out / SSL_META, {
+            "format": "diag-ssl/2", "method": "auto", "finished": False, "pretrain": asdict(cfg),
+            "dataset": {"path": str(ds.path), "fingerprint": ds.manifest.get("fingerprint")},
+            "extra": [{"path": str(e.path), "fingerprint": e.manifest.get("fingerprint")} for e in extras],
+            "unlabelled": {"digest": _pool_digest(unlabelled)} if unlabelled is not None else None,
+            "method_choice": {"candidates": list(AUTO_METHODS)}})
+    results = {}
+    for m in AUTO_METHODS:
+        sub = out / "methods" / m
+        if not quiet:
+            console.print(esc(f"method auto: {METHOD_NAMES[m]} ({AUTO_METHODS.index(m) + 1}/{len(AUTO_METHODS)}) -> {sub}"))
+        rec = read_json(sub / SSL_META, "the pretraining record") if (sub / SSL_META).is_file() else {}
+        if (sub / "last.pt").is_file() and not rec.get("finished"):
+            results[m] = pretrain(None, sub, None, quiet=quiet, resume=True, unlabelled=unlabelled, track=track)
+        else:  # finished with these settings: reused; else (re)started inside this run's own folder
+            results[m] = pretrain(data, sub, PretrainConfig(**{**asdict(cfg), "method": m}), extra=extra,
+                                  force=not rec.get("finished"), quiet=quiet, unlabelled=unlabelled, track=track)
+    return _keep_best_method(out, cfg, results, quiet)
+
+
+def _keep_best_method(out: Path, cfg: PretrainConfig, results: dict[str, dict[str, Any]],
+                      quiet: bool) -> dict[str, Any]:
+    """Copy the candidate whose probe rose most into ``out`` (backbone first, then pretrain.json)."""
+    rise = {m: r["probe"]["best"] - r["probe"]["initial"] for m, r in results.items()}
+    chosen = max(AUTO_METHODS, key=lambda m: (rise[m], -AUTO_METHODS.index(m)))
+    sub = out / "methods" / chosen
+    atomic_write_bytes(out / SSL_WEIGHTS, (sub / SSL_WEIGHTS).read_bytes())
+    said = "; ".join(f"{METHOD_NAMES[m]} {r['probe']['initial']:.3f} -> {r['probe']['best']:.3f} ({rise[m]:+.3f})"
+                     for m, r in results.items())
+    choice = {"candidates": list(AUTO_METHODS), "chosen": chosen, "rule": "the largest rise of the validation probe "
+              "over the shared initialisation (best epoch - epoch 0); ties keep the first candidate",
+              "probes": {m: r["probe"] for m, r in results.items()}, "said": f"chose {METHOD_NAMES[chosen]}: {said}"}
+    meta = read_json(sub / SSL_META, "the pretraining record")
+    meta.update(pretrain=asdict(cfg), method_choice=choice, finished=True)
+    atomic_write_json(out / SSL_META, meta)
+    write_history(out, meta["history"])
+    if not quiet:
+        console.print(esc(f"method auto: {choice['said']} -> {out / SSL_WEIGHTS}"), soft_wrap=True)
+    return {**results[chosen], "out": str(out), "method_choice": choice}
+
+
 def _settle(saved: dict[str, Any] | None, data: Any, extra: Sequence[Any], cfg: PretrainConfig | None,
             out: Path) -> tuple[Any, list[Any], PretrainConfig]:
     """The data and settings of this run: a resumed run's saved ones (given ones must match)."""
@@ -509,7 +606,8 @@ def _settle(saved: dict[str, Any] | None, data: Any, extra: Sequence[Any], cfg: 
         extra = list(extra) or [e["path"] for e in saved["extra"]]
     if data is None:
         raise DiagError("--data: the prepared dataset folder is required (made by `diag prepare`)")
-    return data, list(extra), (cfg or PretrainConfig()).validate()
+    cfg = (cfg or PretrainConfig()).validate()
+    return data, list(extra), cfg
 
 
 def _datasets(data: Any, extra: Sequence[Any]) -> tuple[PreparedDataset, list[PreparedDataset]]:

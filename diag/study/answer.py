@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from diag.errors import DiagError
 from diag.storage import atomic_write_text
-from diag.study.names import INIT_LABEL, INIT_ORDER, budget_name
+from diag.study.names import INIT_LABEL, INIT_ORDER, budget_label
 from diag.study.report import CSS, answer_paragraph, load_study, qualify_failed
 from diag.study.runs import describe_data, main_setting, pretraining_by_start, summarise
 from diag.study.stats import EFFECT, POWER, compare_settings, compare_starts
@@ -79,7 +79,7 @@ def study_rows(name: str, root: Path, effect: float) -> tuple[list[list[str]], s
         seeds = max((summary[k]["seeds"] for k in summary if k[1] == budget), default=0)
         diffs = [stats.get((a, "scratch", budget)) for a in AGAINST]
         mdd = [d["detectable"] for d in diffs if d is not None and math.isfinite(d["detectable"])]
-        out.append([name, budget_name(budget), str(seeds)] + cells + [_diff(d) for d in diffs]
+        out.append([name, budget_label(budget), str(seeds)] + cells + [_diff(d) for d in diffs]
                    + [f"{max(mdd):.3f}" if mdd else "—", said])
     return out, answer
 

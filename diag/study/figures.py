@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from diag.errors import DiagError
-from diag.study.names import INIT_LABEL, budget_key, budget_name, budget_words, warmup_name
+from diag.study.names import INIT_LABEL, budget_key, budget_words, warmup_name
 from diag.study.runs import main_setting, starts, summarise
 
 INIT_COLORS = {"imagenet": "tab:blue", "imagenet+ssl": "tab:green", "ssl": "tab:orange", "scratch": "tab:gray"}
@@ -45,7 +45,7 @@ def fig_label_efficiency(rows: list[dict[str, Any]]) -> bytes:
             if r["init"] == init and r["test_macro_f1"] is not None:
                 ax.plot(xs[r["labels_per_class"]] + (j - 1) * 0.04, r["test_macro_f1"], ".", ms=4,
                         color=INIT_COLORS.get(init, "k"), alpha=0.6)
-    ax.set_xticks(range(len(budgets)), [budget_name(b) for b in budgets])
+    ax.set_xticks(range(len(budgets)), [str(b) if b else "all" for b in budgets])
     ax.set_xlabel("labelled windows per class")
     ax.set_ylabel("test macro-F1")
     ax.set_ylim(0, 1.02)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["INIT_ORDER", "INIT_LABEL", "SSL_STARTS", "COMPARE_RECORD", "train_init", "pretrained_from", "ssl_start",
-           "budget_name", "budget_words", "freeze_name",
+           "budget_name", "budget_label", "budget_words", "freeze_name",
            "warmup_name", "run_dir", "init_key", "budget_key"]
 
 #: the starts, in the order every table shows them. ``imagenet+ssl``: self-supervised pretraining on the
@@ -51,6 +51,11 @@ def budget_key(labels_per_class: int) -> int:
 def budget_name(labels_per_class: int) -> str:
     """``5pc`` for 5 labels per class, ``all`` for every training window labelled (0)."""
     return "all" if not labels_per_class else f"{labels_per_class}pc"
+
+
+def budget_label(labels_per_class: int) -> str:
+    """What a table shows for a label budget: ``5/class``, or ``all`` (0). Folder names use :func:`budget_name`."""
+    return "all" if not labels_per_class else f"{labels_per_class}/class"
 
 
 def budget_words(labels_per_class: int) -> str:

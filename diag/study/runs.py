@@ -16,7 +16,7 @@ import numpy as np
 
 from diag.errors import DiagError
 from diag.signal.audit import audit_lines
-from diag.study.names import SSL_STARTS, budget_key, budget_name, init_key, pretrained_from
+from diag.study.names import SSL_STARTS, budget_key, budget_label, init_key, pretrained_from
 from diag.learning.rundir import RunDir
 from diag.signal.dataset import MANIFEST
 
@@ -196,7 +196,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         acc, acc_sd = mean_std([r["test_accuracy"] for r in rs])
         f1, f1_sd = mean_std([r["test_macro_f1"] for r in rs])
         vf1, vf1_sd = mean_std([r["val_macro_f1"] for r in rs])
-        out.append({"init": init, "freeze": freeze, "warmup": warmup, "budget": budget_name(budget),
+        out.append({"init": init, "freeze": freeze, "warmup": warmup, "budget": budget_label(budget),
                     "labels_per_class": budget, "seeds": len(rs), "labeled": rs[0]["labeled"],
                     "steps": rs[0]["steps"],
                     "val_macro_f1": vf1, "val_macro_f1_std": vf1_sd,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from diag.study.names import budget_key, budget_name, init_key, warmup_name
+from diag.study.names import budget_key, budget_label, init_key, warmup_name
 from diag.study.runs import cell_of, main_setting
 
 #: the direction of each pair of starts (first minus second); pairs not listed follow INIT_ORDER
@@ -158,7 +158,7 @@ def compare_starts(rows: list[dict[str, Any]], confidence: float = CONFIDENCE,
         pairs += [(x, y) for i, x in enumerate(inits) for y in inits[i + 1:] if (x, y) not in pairs and (y, x) not in pairs]
         for a, b in pairs:
             res = paired_difference(by_init[a], by_init[b], confidence, effect)
-            out.append({"labels_per_class": cell[0], "budget": budget_name(cell[0]), "freeze": cell[1],
+            out.append({"labels_per_class": cell[0], "budget": budget_label(cell[0]), "freeze": cell[1],
                         "warmup": cell[2], "a": a, "b": b, **res})
     return out
 
@@ -194,7 +194,7 @@ def compare_settings(rows: list[dict[str, Any]], confidence: float = CONFIDENCE,
         if (freeze, warmup) == base or main is None:
             continue
         setting, against = setting_name(freeze, warmup, base)
-        out.append({"init": init, "labels_per_class": budget, "budget": budget_name(budget), "freeze": freeze,
+        out.append({"init": init, "labels_per_class": budget, "budget": budget_label(budget), "freeze": freeze,
                     "warmup": warmup, "setting": setting, "against": against,
                     **paired_difference(seeds, main, confidence, effect)})
     return out

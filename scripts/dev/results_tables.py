@@ -195,7 +195,7 @@ def machine_words(meta: dict) -> str:
 
 def answer_table() -> str:
     """Test macro-F1 per start and label budget of every recorded study, with the paired differences."""
-    from diag.study.names import budget_name
+    from diag.study.names import budget_label
 
     if not studies():
         return ("*No study has a committed record yet* (`python scripts/dev/results_tables.py record ...`); "
@@ -210,7 +210,7 @@ def answer_table() -> str:
                      else "—" for i in STARTS]
             seeds = max(summary[k]["seeds"] for k in summary if k[1] == budget)
             link = f"[{meta.get('title', name)}](docs/results/{name}.md)"
-            lines.append("| " + " | ".join([link, budget_name(budget), str(seeds), *cells,
+            lines.append("| " + " | ".join([link, budget_label(budget), str(seeds), *cells,
                                            *(_diff(stats.get((a, b, budget))) for a, b in pairs)]) + " |")
     return "\n".join(lines)
 
@@ -222,19 +222,19 @@ def study_tables(name: str) -> str:
         raise RecordError(f"<!-- results:{name} -->: no record docs/results/{name}/record.json; "
                           f"record it with scripts/dev/results_tables.py record {name} COMPARE_DIR ...")
     rows, summary, stats = _main_cells(_rows(name))
-    from diag.study.names import budget_name
+    from diag.study.names import budget_label
 
     out = ["| start | labels/class | seeds | optimiser steps | val macro-F1 | test accuracy | **test macro-F1** |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
     for (init, budget), s in summary.items():
-        out.append(f"| {LABEL.get(init, init)} | {budget_name(budget)} | {s['seeds']} | {s['steps']} | "
+        out.append(f"| {LABEL.get(init, init)} | {budget_label(budget)} | {s['seeds']} | {s['steps']} | "
                    f"{_pm(s['val_macro_f1'], s['val_macro_f1_std'], s['seeds'])} | "
                    f"{_pm(s['test_accuracy'], s['test_accuracy_std'], s['seeds'])} | "
                    f"{_pm(s['test_macro_f1'], s['test_macro_f1_std'], s['seeds'])} |")
     out += ["", "| paired difference of test macro-F1 | labels/class | mean [95 % t interval]; smallest difference the seeds detect | verdict |",
             "| --- | --- | --- | --- |"]
     for (a, b, budget), s in stats.items():
-        out.append(f"| {LABEL.get(a, a)} − {LABEL.get(b, b)} | {budget_name(budget)} | {_diff(s)} | {s['verdict']} |")
+        out.append(f"| {LABEL.get(a, a)} − {LABEL.get(b, b)} | {budget_label(budget)} | {_diff(s)} | {s['verdict']} |")
     from diag.study.runs import pretraining_by_start
 
     for init, how in pretraining_by_start(rows).items():
