@@ -224,13 +224,13 @@ def test_diag_report_across_studies_writes_answer_files_and_never_overwrites_a_u
     assert res.exit_code == 2 and "no such folder" in res.output and "Traceback" not in res.output
 
 
-def fake_pretraining(folder, probe=None, init="scratch", old=False):
+def fake_pretraining(folder, probe=None, init="scratch", old=False, **more):
     """A diag pretrain folder as the report reads it: pretrain.json (diag-ssl/2 with its probe, or an older
     diag-ssl/1 without) and the backbone file the runs point at."""
     folder.mkdir(parents=True)
     (folder / "backbone.safetensors").write_bytes(b"x")
     meta = {"format": "diag-ssl/1", "pretrain": {"init": init}, "knn_start": {"knn_accuracy": 0.5},
-            "knn_last": {"knn_accuracy": 0.4}} if old else {"format": "diag-ssl/2", "init": init, "probe": probe}
+            "knn_last": {"knn_accuracy": 0.4}} if old else {"format": "diag-ssl/2", "init": init, "probe": probe, **more}
     (folder / "pretrain.json").write_text(json.dumps(meta))
     return folder / "backbone.safetensors"
 
@@ -274,6 +274,11 @@ def test_a_pretraining_that_learned_lets_the_verdict_stand_and_an_old_record_is_
     text = answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
     assert "SSL vs scratch: worse by 0.297 (interval excludes 0)" in text
     assert pretraining_by_start(rows)["ssl"]["text"] == "pretraining learned (probe 0.500 → 0.800 at epoch 2)"
+    auto = fake_pretraining(tmp_path / "p4", learned, method="VICReg",
+                            method_choice={"candidates": ["simclr", "vicreg"], "chosen": "vicreg"})
+    rows = _ssl_vs_scratch(tmp_path / "e", auto)  # pretrain.method = auto names what it chose and over what
+    assert pretraining_by_start(rows)["ssl"]["text"] == ("VICReg pretraining (chosen by its probe over SimCLR) learned "
+                                                         "(probe 0.500 → 0.800 at epoch 2)")
     rows = _ssl_vs_scratch(tmp_path / "b", fake_pretraining(tmp_path / "p2", old=True))
     how = next(r["pretraining"] for r in rows if r["init"] == "ssl")
     assert how["learned"] is None and how["text"].startswith("pretraining probe not measured (older pretrain.json")

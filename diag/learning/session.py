@@ -194,7 +194,7 @@ def _model(ds: PreparedDataset, cfg: Any, rt: Runtime, dist: Dist, saved: dict[s
         if record is not None:
             _warn_if_other_preprocessing(record, cfg.weights, ds, rt.show)
             keep = ("format", "init", "method", "model", "epochs_done", "probe", "knn_start", "knn_last", "pretrain",
-                    "finished")
+                    "finished", "method_choice")
             start_info["pretraining"] = {k: record[k] for k in keep if k in record}
     rt.prepare_model(model)
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -164,14 +164,27 @@ def pretraining_outcome(meta: dict[str, Any] | None, path: Path) -> dict[str, An
     out.update(learned=probe["learned"], initial=initial, final=final, best=best, best_epoch=probe.get("best_epoch"))
     if initial is None or final is None:
         return out | {"text": "pretraining " + ("learned" if probe["learned"] else "failed") + " (probe values missing)"}
+    what = _method_words(meta)
     if probe["learned"]:
         at = f" at epoch {out['best_epoch']}" if out["best_epoch"] is not None else ""
-        return out | {"text": f"pretraining learned (probe {initial:.3f} → {best if best is not None else final:.3f}{at})"}
+        return out | {"text": f"{what} learned (probe {initial:.3f} → {best if best is not None else final:.3f}{at})"}
     kept = "; the initial weights were kept" if probe.get("best_epoch") == 0 else ""
     margin = _probe_value(probe.get("margin"))
     if final >= initial and margin is not None:  # did not fall, but did not rise beyond the probe's noise either
         kept = f", within the noise margin {margin:.3f}{kept}"
-    return out | {"text": f"pretraining failed (probe {initial:.3f} → {final:.3f}{kept})"}
+    return out | {"text": f"{what} failed (probe {initial:.3f} → {final:.3f}{kept})"}
+
+
+def _method_words(meta: dict[str, Any]) -> str:
+    """``SimCLR pretraining``, or with ``method = "auto"``: ``VICReg pretraining (chosen by its probe over SimCLR)``."""
+    method = meta.get("method") if isinstance(meta.get("method"), str) else None
+    if not method:
+        return "pretraining"
+    choice = meta.get("method_choice")
+    others = [c for c in (choice.get("candidates") or []) if c != choice.get("chosen")] if isinstance(choice, dict) else []
+    names = {"simclr": "SimCLR", "vicreg": "VICReg", "moco": "MoCo", "byol": "BYOL", "msm": "MSM"}
+    over = f" (chosen by its probe over {', '.join(names.get(o, o) for o in others)})" if others else ""
+    return f"{method} pretraining{over}"
 
 
 def mean_std(vals: Sequence[Any]) -> tuple[float, float]:
