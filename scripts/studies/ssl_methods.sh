@@ -44,19 +44,4 @@ if [ "$FINETUNE" = 1 ]; then
     done
   done
 fi
-python - "$OUT" <<'PY' | tee "$OUT/summary.txt"
-import json, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-for p in sorted(out.glob("*/pretrain.json")):
-    m = json.loads(p.read_text())
-    pr = m["probe"]
-    h = [r for r in m.get("history") or [] if r.get("epoch", 0) > 0]
-    curve = " ".join(f"{c['accuracy']:.3f}" for c in pr["curve"])
-    loss = f"loss {h[0]['loss']:.3f} -> {h[-1]['loss']:.3f}; " if h and "loss" in h[0] else ""
-    print(f"{p.parent.name:8s} {m.get('model')} init {m.get('init')}: {loss}probe {pr['initial']:.3f} -> best "
-          f"{pr['best']:.3f} (epoch {pr['best_epoch']}), margin {pr['margin']:.3f}, learned {pr['learned']}; curve {curve}")
-for p in sorted(out.glob("ft/*/test_metrics.json")):
-    t = json.loads(p.read_text())
-    print(f"fine-tune {p.parent.name:12s} test accuracy {t['accuracy']:.3f} macro-F1 {t['macro_f1']:.3f}")
-PY
+python "$(dirname "$0")/ssl_summary.py" "$OUT" | tee "$OUT/summary.txt"

@@ -39,26 +39,4 @@ for s in $SEEDS; do
       --weights "$OUT/ssl-pool$k" --seed "$s"
   done
 done
-python - "$OUT" <<'PY' | tee "$OUT/summary.txt"
-import json, sys
-from pathlib import Path
-import numpy as np
-out = Path(sys.argv[1])
-for p in sorted(out.glob("ssl-pool*/pretrain.json")):
-    m = json.loads(p.read_text())
-    pr, ch = m["probe"], m.get("method_choice") or {}
-    print(f"{p.parent.name}: {m['unlabeled_windows']} unlabelled windows; {ch.get('said', m['method'])}; kept: {pr['verdict']}")
-rows = {}
-for p in sorted(out.glob("ft/*/test_metrics.json")):
-    start, seed = p.parent.name.rsplit("-s", 1)
-    rows.setdefault(start, {})[int(seed)] = json.loads(p.read_text())["macro_f1"]
-base = rows.get("scratch", {})
-for start, by_seed in rows.items():
-    f1 = np.array(list(by_seed.values()))
-    line = f"fine-tune {start:9s} test macro-F1 {f1.mean():.3f} +- {f1.std(ddof=1) if len(f1) > 1 else 0:.3f} over {len(f1)} seeds"
-    common = sorted(set(by_seed) & set(base))
-    if start != "scratch" and common:
-        d = np.array([by_seed[s] - base[s] for s in common])
-        line += f"; minus scratch {d.mean():+.3f} (seeds {common}: {' '.join(f'{x:+.3f}' for x in d)})"
-    print(line)
-PY
+python "$(dirname "$0")/ssl_summary.py" "$OUT" | tee "$OUT/summary.txt"
