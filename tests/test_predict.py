@@ -237,6 +237,7 @@ def test_cli_json_and_csv_round_trip(run, model, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
     assert [(r["path"], r["verdict"]) for r in rows] == [(f["path"], f["verdict"]) for f in doc["files"]]
     assert float(rows[0]["confidence"]) == pytest.approx(doc["files"][0]["confidence"], abs=1e-4)
+    assert {r["engine"] for r in rows} == {doc["model"]["engine"]}  # which engine scored the rows
     # per window
     code, out = _cli("predict", run, files / "low.npy", "--fs", FS, "--windows", "--json", tmp_path / "w.json",
                      "--csv", tmp_path / "w.csv", "--quiet")

@@ -108,14 +108,14 @@ def results_csv(pred: Predictor, results: Sequence[FileResult], windows: bool = 
     else:
         w.writerow(["path", "verdict", "confidence", "unknown", "unknown_share", "top1", "p1", "top2", "p2", "top3",
                     "p3", "verdict_start_s", "verdict_end_s", "n_windows", "spans", "ref_hz_start", "ref_hz_end",
-                    "unusable"])
+                    "unusable", "engine"])  # engine: torch | onnx, which scored it (the JSON's model.engine)
         for r in results:
             top = [x for t in r.top for x in (t["class"], f"{t['p']:.4f}")] + [""] * (6 - 2 * len(r.top))
             vs = r.verdict_span or ["", ""]
             spans = "; ".join(f"{s['label']} {s['start_s']:g}-{s['end_s']:g}s" for s in r.spans)
             w.writerow([r.path, r.verdict, f"{r.confidence:.4f}", int(r.is_unknown), f"{r.unknown_share:.4f}", *top,
                         vs[0], vs[1], len(r.windows.start), spans, *([f"{v:g}" for v in r.ref_hz] if r.ref_hz else ["", ""]),
-                        r.unusable])
+                        r.unusable, pred.engine_name])
     return buf.getvalue()
 
 
