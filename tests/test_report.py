@@ -279,6 +279,12 @@ def test_a_pretraining_that_learned_lets_the_verdict_stand_and_an_old_record_is_
     rows = _ssl_vs_scratch(tmp_path / "e", auto)  # pretrain.method = auto names what it chose and over what
     assert pretraining_by_start(rows)["ssl"]["text"] == ("VICReg pretraining (chosen by its probe over SimCLR) learned "
                                                          "(probe 0.500 → 0.800 at epoch 2)")
+    tie = fake_pretraining(tmp_path / "p5", learned, method="SimCLR", method_choice={
+        "candidates": ["simclr", "vicreg"], "chosen": "simclr",
+        "probes": {m: {"initial": 0.5, "best": 0.8} for m in ("simclr", "vicreg")}})
+    rows = _ssl_vs_scratch(tmp_path / "f", tie)  # equal rises: not "chosen by its probe"
+    assert pretraining_by_start(rows)["ssl"]["text"].startswith("SimCLR pretraining (tied with VICReg by the probe; "
+                                                                "the first kept) learned")
     rows = _ssl_vs_scratch(tmp_path / "b", fake_pretraining(tmp_path / "p2", old=True))
     how = next(r["pretraining"] for r in rows if r["init"] == "ssl")
     assert how["learned"] is None and how["text"].startswith("pretraining probe not measured (older pretrain.json")

@@ -183,6 +183,12 @@ def _method_words(meta: dict[str, Any]) -> str:
     choice = meta.get("method_choice")
     others = [c for c in (choice.get("candidates") or []) if c != choice.get("chosen")] if isinstance(choice, dict) else []
     names = {"simclr": "SimCLR", "vicreg": "VICReg", "moco": "MoCo", "byol": "BYOL", "msm": "MSM"}
+    probes = choice.get("probes") if isinstance(choice, dict) and isinstance(choice.get("probes"), dict) else {}
+    rise = {m: p["best"] - p["initial"] for m, p in probes.items()
+            if isinstance(p, dict) and isinstance(p.get("best"), (int, float)) and isinstance(p.get("initial"), (int, float))}
+    tied = [o for o in others if o in rise and choice.get("chosen") in rise and abs(rise[o] - rise[choice["chosen"]]) < 1e-9]
+    if tied:
+        return f"{method} pretraining (tied with {', '.join(names.get(o, o) for o in tied)} by the probe; the first kept)"
     over = f" (chosen by its probe over {', '.join(names.get(o, o) for o in others)})" if others else ""
     return f"{method} pretraining{over}"
 
