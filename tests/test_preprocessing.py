@@ -163,7 +163,7 @@ def test_a_file_failing_the_source_checks_is_unusable_in_prepares_words(run, tmp
     assert words.startswith("constant segment: 3000 identical samples") and "at 0.25 s" in words
     assert "unusable" in out
     rows = (tmp_path / "p.csv").read_text().splitlines()
-    assert rows[0].endswith(",unusable") and rows[2].startswith(str(tmp_path / "dropout.npy"))
+    assert rows[0].endswith(",unusable,engine") and rows[2].startswith(str(tmp_path / "dropout.npy"))
     assert words in rows[2]
     # through the API too: a result, not an exception
     r = diag.load_model(run).predict(flat, fs=FS)
