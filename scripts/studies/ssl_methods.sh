@@ -28,7 +28,7 @@ case $SET in
   *) echo "SET: itsc | converter | bearings, got '$SET'"; exit 2 ;;
 esac
 mkdir -p "$OUT"
-[ -f "$OUT/data/dataset.json" ] || $DIAG prepare --config "$CFG" --out "$OUT/data" "${PREP[@]}" -q
+[ -f "$OUT/data/manifest.json" ] || $DIAG prepare --config "$CFG" --out "$OUT/data" "${PREP[@]}" -q
 for m in $METHODS; do
   [ -f "$OUT/$m/pretrain.json" ] && continue
   $DIAG pretrain --config "$CFG" --data "$OUT/data" --out "$OUT/$m" --method "$m" --model "$MODEL" \

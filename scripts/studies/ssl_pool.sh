@@ -17,7 +17,7 @@ MODEL=${MODEL:-tf_efficientnet_lite0}
 DIAG=${DIAG:-"python -m diag"}
 CFG=configs/inverter_sim.toml
 mkdir -p "$OUT"
-[ -f "$OUT/data/dataset.json" ] || $DIAG prepare --config "$CFG" --out "$OUT/data" -q --set 'source.classes="all"' \
+[ -f "$OUT/data/manifest.json" ] || $DIAG prepare --config "$CFG" --out "$OUT/data" -q --set 'source.classes="all"' \
   --set source.recordings_per_class=4 --set source.duration=1.5 --set windows.hop=1024 --split condition \
   --set 'split.test_conditions=["50Hz"]' --transform cwt
 for k in $SIZES; do
