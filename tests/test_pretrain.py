@@ -431,6 +431,7 @@ def test_unlabelled_pool_is_imaged_with_the_dataset_preprocessing_and_never_hold
     tested = sorted({str(s) for s in ds.meta("test")["source"]})
     assert tested and sorted(samples.values()) == tested and sorted(files.values()) == tested
     pool_dir = _tone_folder(tmp_path / "pool", seed=7, per_class=2)
+    (pool_dir / "labels.csv").write_text("file,label\nlow/low_0.csv,low\n")  # a listing, as diag simulate writes: not a recording
     pool = read_unlabelled(ds, pool_dir, fs=1000, quiet=True)
     assert pool.images.shape[1:] == tuple(ds.image_shape) and len(pool.images) == 6 * 14  # 14 windows per 2-s file
     assert pool.record["files"] == 6

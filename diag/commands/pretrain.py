@@ -22,6 +22,7 @@ from diag.errors import DiagError
 from diag.learning.pretrain import UnlabelledPool, load_pretrain_config, pretrain
 from diag.signal.dataset import PreparedDataset
 from diag.sources.files import list_files
+from diag.sources.formats import MANIFEST_NAME
 from diag.sources.stream import SUPPORTED, open_signal
 from diag.storage import file_sha256
 
@@ -81,7 +82,7 @@ def read_unlabelled(ds: PreparedDataset, folder: str | Path, fs: float | None = 
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DiagError(f"--unlabelled {root}: not a folder; give a folder of recordings (any format prepare reads)")
-    files = [p for p in list_files(root) if p.suffix.lower() in SUPPORTED]
+    files = [p for p in list_files(root) if p.suffix.lower() in SUPPORTED and p.name != MANIFEST_NAME]  # as predict
     if not files:
         raise DiagError(f"--unlabelled {root}: no recordings ({', '.join(SUPPORTED)}) in it")
     pre = ds.preprocessing
