@@ -10,7 +10,7 @@ set -euo pipefail
 OUT=${1:-runs/ssl_pool}
 SIZES=${SIZES:-"0 1 4"}
 EPOCHS=${EPOCHS:-6}
-SEEDS=${SEEDS:-"0 1 2"}
+SEEDS=${SEEDS-"0 1 2"}            # SEEDS= (empty): the probes only, no fine-tunes
 FT_EPOCHS=${FT_EPOCHS:-10}
 MIN_STEPS=${MIN_STEPS:-300}
 MODEL=${MODEL:-tf_efficientnet_lite0}
