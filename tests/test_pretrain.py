@@ -494,3 +494,15 @@ def test_imagenet_then_ssl_is_a_fourth_start_that_trains_offline(hard_toy, tmp_p
 
     shutil.rmtree(p)
     assert [r["init"] for r in collect_runs(tmp_path / "t")] == ["imagenet+ssl"]
+
+
+def test_pretraining_under_torchrun_is_refused_before_any_folder_is_made(hard_toy, tmp_path, monkeypatch):
+    import types
+
+    import diag.learning.pretrain as dp
+
+    monkeypatch.setattr(dp, "init_distributed", lambda: types.SimpleNamespace(world=2))
+    for method in ("auto", "simclr"):  # auto runs several pretrainings: none starts, no folder is left
+        with pytest.raises(DiagError, match="runs in one process"):
+            pretrain(hard_toy, tmp_path / method, PretrainConfig(epochs=1, method=method), quiet=True)
+        assert not (tmp_path / method).exists()

@@ -448,14 +448,13 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     uninterrupted run (same seed, CPU). Returns a summary: ``probe`` (see :func:`probe_summary`),
     ``knn_start`` / ``knn_final`` (the probe at epoch 0 and at the last epoch), ``history``.
     """
+    if init_distributed().world > 1:  # before anything, method auto's folder included
+        raise DiagError("diag pretrain runs in one process (the heads' BatchNorm is not synchronised); "
+                        "start it without torchrun")
     out = Path(out)
     if (auto_record(out) is not None) if resume else (cfg or PretrainConfig()).method == "auto":
         return pretrain_auto(data, out, cfg, extra=extra, force=force, quiet=quiet, resume=resume,
                              unlabelled=unlabelled, track=track)
-    if init_distributed().world > 1:
-        raise DiagError("diag pretrain runs in one process (the heads' BatchNorm is not synchronised); "
-                        "start it without torchrun")
-    out = Path(out)
     saved = _saved_pretrain(out) if resume else None
     data, extra, cfg = _settle(saved, data, extra, cfg, out)
     ds, extras = _datasets(data, extra)
@@ -606,8 +605,7 @@ def _settle(saved: dict[str, Any] | None, data: Any, extra: Sequence[Any], cfg: 
         extra = list(extra) or [e["path"] for e in saved["extra"]]
     if data is None:
         raise DiagError("--data: the prepared dataset folder is required (made by `diag prepare`)")
-    cfg = (cfg or PretrainConfig()).validate()
-    return data, list(extra), cfg
+    return data, list(extra), (cfg or PretrainConfig()).validate()
 
 
 def _datasets(data: Any, extra: Sequence[Any]) -> tuple[PreparedDataset, list[PreparedDataset]]:
