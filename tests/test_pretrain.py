@@ -506,3 +506,23 @@ def test_pretraining_under_torchrun_is_refused_before_any_folder_is_made(hard_to
         with pytest.raises(DiagError, match="runs in one process"):
             pretrain(hard_toy, tmp_path / method, PretrainConfig(epochs=1, method=method), quiet=True)
         assert not (tmp_path / method).exists()
+
+
+def test_method_auto_hostile_inputs_are_one_line_and_leave_nothing(hard_toy, tmp_path):
+    from typer.testing import CliRunner
+
+    from diag.cli import app
+
+    def run(*args):
+        r = CliRunner().invoke(app, ["pretrain", *map(str, args), "--epochs", "1", "--quiet"])
+        return r.exit_code, r.output.strip()
+
+    code, out = run("--data", hard_toy, "--out", tmp_path / "a", "--method", "nope")
+    assert code == 2 and "pretrain.method: choose one of auto, simclr" in out and "\n" not in out
+    no_val = make_toy_dataset(tmp_path / "noval", n_train=8, n_val=0, n_test=2, classes=4, size=32, seed=1)
+    code, out = run("--data", no_val, "--out", tmp_path / "b", "--batch-size", "16")  # the default: auto
+    assert code == 2 and "no validation split, so the probe cannot choose a method" in out and "\n" not in out
+    assert not (tmp_path / "b").exists()
+    before = sorted(p.name for p in hard_toy.iterdir())
+    code, out = run("--data", hard_toy, "--out", hard_toy)  # the output over its own input
+    assert code == 2 and "\n" not in out and sorted(p.name for p in hard_toy.iterdir()) == before

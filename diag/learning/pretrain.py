@@ -537,7 +537,7 @@ def pretrain_auto(data: str | Path | None, out: str | Path, cfg: PretrainConfig 
         saved = {**saved, "extra": saved.get("extra") or []}
     data, extra, cfg = _settle(saved, data, extra, cfg, out)
     ds, extras = _datasets(data, extra)
-    if "val" not in ds.splits:
+    if "val" not in ds.splits or not len(ds.labels("val")):
         raise DiagError(f"{ds.path}: has no validation split, so the probe cannot choose a method; pass --method "
                         "simclr or --method vicreg (or prepare with a validation split)")
     fingerprints = [s.manifest.get("fingerprint") for s in (ds, *extras)] + [_pool_digest(unlabelled)]
