@@ -83,14 +83,40 @@ study() {  # study NAME CONFIG MATRIX(full|starts) [prepare options...]
   echo "== $name: prepare"
   "${DIAG[@]}" prepare --config "$config" --out "$d/prepared" --device auto "$@" >/dev/null
   local starts=$STARTS weights=()
+  # Both pretrainings at once on a CPU with >= 2 cores and no GPU, each on half the cores (one after
+  # the other, one core idled: a pretraining's small batches do not use two threads well).
+  local side=0 pid_ssl="" pid_in="" status=0
+  if [[ ",$starts," == *",ssl,"* && ",$starts," == *",imagenet+ssl,"* ]] && [ "$(nproc)" -ge 2 ] \
+     && ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    side=1
+  fi
+  local half=$(( $(nproc) / 2 ))
   if [[ ",$starts," == *",ssl,"* ]]; then
     echo "== $name: SSL pretraining of $MODEL on the unlabelled training windows (from scratch)"
-    pretrain "$d/ssl" "$d/prepared" "$config"
-    weights+=(--ssl-weights "$d/ssl")
+    if [ $side = 1 ]; then
+      (export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$half}; pretrain "$d/ssl" "$d/prepared" "$config") & pid_ssl=$!
+    else
+      pretrain "$d/ssl" "$d/prepared" "$config"
+    fi
   fi
   if [[ ",$starts," == *",imagenet+ssl,"* ]]; then
     echo "== $name: SSL pretraining of $MODEL continued from its ImageNet weights (the fourth start)"
-    if pretrain "$d/imagenet-ssl" "$d/prepared" "$config" --init imagenet; then
+    if [ $side = 1 ]; then
+      (export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$half}; pretrain "$d/imagenet-ssl" "$d/prepared" "$config" --init imagenet) &
+      pid_in=$!
+    fi
+  fi
+  if [ -n "$pid_ssl" ] && ! wait "$pid_ssl"; then
+    echo "$name: the SSL pretraining in $d/ssl failed (its messages are above)"; exit 1
+  fi
+  [[ ",$starts," == *",ssl,"* ]] && weights+=(--ssl-weights "$d/ssl")
+  if [[ ",$starts," == *",imagenet+ssl,"* ]]; then
+    if [ -n "$pid_in" ]; then
+      wait "$pid_in" || status=$?
+    else
+      pretrain "$d/imagenet-ssl" "$d/prepared" "$config" --init imagenet || status=$?
+    fi
+    if [ "$status" = 0 ]; then
       weights+=(--imagenet-ssl-weights "$d/imagenet-ssl")
     else
       echo "NOTE: $name: no ImageNet weights to continue from; imagenet+ssl left out"
