@@ -84,13 +84,14 @@ study() {  # study NAME CONFIG MATRIX(full|starts) [prepare options...]
   "${DIAG[@]}" prepare --config "$config" --out "$d/prepared" --device auto "$@" >/dev/null
   local starts=$STARTS weights=()
   # Both pretrainings at once on a CPU with >= 2 cores and no GPU, each on half the cores (one after
-  # the other, one core idled: a pretraining's small batches do not use two threads well).
-  local side=0 pid_ssl="" pid_in="" status=0
-  if [[ ",$starts," == *",ssl,"* && ",$starts," == *",imagenet+ssl,"* ]] && [ "$(nproc)" -ge 2 ] \
+  # the other with OMP_NUM_THREADS=1, as the studies run them, left a core idle).
+  local side=0 pid_ssl="" pid_in="" status=0 cores
+  cores=$(env -u OMP_NUM_THREADS nproc)   # nproc alone answers OMP_NUM_THREADS (1 in the studies' commands)
+  if [[ ",$starts," == *",ssl,"* && ",$starts," == *",imagenet+ssl,"* ]] && [ "$cores" -ge 2 ] \
      && ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     side=1
   fi
-  local half=$(( $(nproc) / 2 ))
+  local half=$(( cores / 2 ))
   if [[ ",$starts," == *",ssl,"* ]]; then
     echo "== $name: SSL pretraining of $MODEL on the unlabelled training windows (from scratch)"
     if [ $side = 1 ]; then
