@@ -526,3 +526,27 @@ def test_method_auto_hostile_inputs_are_one_line_and_leave_nothing(hard_toy, tmp
     before = sorted(p.name for p in hard_toy.iterdir())
     code, out = run("--data", hard_toy, "--out", hard_toy)  # the output over its own input
     assert code == 2 and "\n" not in out and sorted(p.name for p in hard_toy.iterdir()) == before
+
+
+def test_the_noise_margin_widens_with_the_number_of_probe_readings():
+    # The best of many readings of an unchanged network rises by noise alone; the margin must hold
+    # against that maximum (one reading: two standard errors, as before).
+    import random
+
+    from diag.learning.pretrain import noise_quantile, probe_summary
+
+    assert noise_quantile(1) == pytest.approx(2.0, abs=1e-9)
+    assert 3.0 < noise_quantile(20) < 3.1 and noise_quantile(40) > noise_quantile(20)
+    n, p0, rng = 156, 0.56, random.Random(0)
+    false_learned = {1: 0, 40: 0}
+    for _ in range(400):  # a probe that never moves: each reading a fresh binomial draw around p0
+        for k in false_learned:
+            curve = [p0] + [sum(rng.random() < p0 for _ in range(n)) / n for _ in range(k)]
+            history = [{"epoch": e, "probe_accuracy": a, "probe_macro_f1": a} for e, a in enumerate(curve)]
+            false_learned[k] += probe_summary(history, n, "scratch", "knn")["learned"]
+    assert false_learned[40] / 400 <= 0.05 and false_learned[1] / 400 <= 0.05
+    old = 2.0 * (p0 * (1 - p0) / n) ** 0.5  # the former margin, applied to the best of 40 readings
+    curve = [p0] + [p0 + old * 1.2] + [p0] * 39
+    summary = probe_summary([{"epoch": e, "probe_accuracy": a, "probe_macro_f1": a} for e, a in enumerate(curve)],
+                            n, "scratch", "knn")
+    assert summary["readings"] == 40 and summary["learned"] is False and "did not learn" in summary["verdict"]

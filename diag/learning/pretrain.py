@@ -32,11 +32,12 @@ unlabelled windows and the pooled features are probed: the labelled *training* w
 *validation* windows are classified. ``backbone.safetensors`` is the backbone of the best probe
 (epoch 0 included: a pretraining that never beats its start hands back the start, and says so).
 ``pretrain.json`` (schema ``diag-ssl/2``) records the curve and the verdict under ``probe``:
-``initial``, ``best``, ``best_epoch``, ``delta``, ``margin`` (twice the binomial standard error of the
-initial accuracy on the validation windows, at least one window: differences below it are noise;
-windows of one recording are correlated, so it is a lower bound), ``learned`` (``delta > margin``) and
-``verdict``, a sentence. Selecting the best of several probed epochs is itself a small optimism; the
-probe never sees the test split.
+``initial``, ``best``, ``best_epoch``, ``delta``, ``margin`` (what noise alone reaches in the best of
+the probe's readings: the binomial standard error of the initial accuracy on the validation windows
+times the one-sided normal quantile of 0.02275 / K for K readings after epoch 0 — 2 for one reading,
+3.05 for 20 —, at least one window; windows of one recording are correlated, so it is a lower bound),
+``readings`` (K), ``learned`` (``delta > margin``) and ``verdict``, a sentence. The probe never sees
+the test split.
 
 Pretraining reads the *training* windows of ``--data`` (and of every ``--extra`` prepared dataset),
 plus an unlabelled pool of other recordings (``--unlabelled DIR``, imaged by
@@ -337,6 +338,18 @@ def probe_features(backbone: nn.Module, pool: Pool, cfg: PretrainConfig, num_cla
     return {"probe_accuracy": acc, "probe_macro_f1": f1}
 
 
+def noise_quantile(readings: int, alpha: float | None = None) -> float:
+    """How many standard errors noise alone reaches in the best of ``readings`` probe readings with
+    probability ``alpha`` (Bonferroni over the readings; 2.0 for one). Measured why (SSL_FINDINGS.md,
+    Stop 32): a SimCLR run whose loss stayed at its chance value read +0.071 in its best of 40 epochs,
+    against a margin of 0.079 for one reading. Readings of neighbouring epochs are correlated, so this
+    is conservative."""
+    from statistics import NormalDist
+
+    alpha = 1.0 - NormalDist().cdf(2.0) if alpha is None else alpha  # one reading: two standard errors
+    return NormalDist().inv_cdf(1.0 - alpha / max(int(readings), 1))
+
+
 def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: str) -> dict[str, Any]:
     """The ``probe`` record of pretrain.json: curve, initial, best (epoch 0 included), delta, noise margin,
     learned (``delta > margin``) and a one-sentence verdict."""
@@ -351,7 +364,8 @@ def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: s
     p0 = curve[0]["accuracy"]
     best = max(curve, key=lambda c: (c["accuracy"], -c["epoch"]))  # ties: the earlier epoch
     delta = best["accuracy"] - p0
-    margin = max(2.0 * math.sqrt(max(p0 * (1 - p0), 0.0) / max(n_val, 1)), 1.0 / max(n_val, 1))
+    readings = max(len(curve) - 1, 1)
+    margin = max(noise_quantile(readings) * math.sqrt(max(p0 * (1 - p0), 0.0) / max(n_val, 1)), 1.0 / max(n_val, 1))
     learned = bool(delta > margin)
     last = curve[-1]["accuracy"]
     if learned:
@@ -365,7 +379,7 @@ def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: s
                    + ("the initial weights are kept" if best["epoch"] == 0 else
                       f"epoch {best['epoch']}'s backbone is kept, within noise of the initial weights"))
     return {**out, "initial": p0, "best": best["accuracy"], "best_epoch": best["epoch"], "delta": delta,
-            "margin": margin, "learned": learned, "last": last, "verdict": verdict}
+            "margin": margin, "readings": readings, "learned": learned, "last": last, "verdict": verdict}
 
 
 # ------------------------------------------------------------------------------------------------
