@@ -209,10 +209,19 @@ def answer_table() -> str:
             cells = [_pm(s["test_macro_f1"], s["test_macro_f1_std"], s["seeds"]) if (s := summary.get((i, budget)))
                      else "—" for i in STARTS]
             seeds = max(summary[k]["seeds"] for k in summary if k[1] == budget)
-            link = f"[{meta.get('title', name)}](docs/results/{name}.md)"
+            link = f"[{meta.get('title', name)}]({_page_of(name)})"
             lines.append("| " + " | ".join([link, budget_label(budget), str(seeds), *cells,
                                            *(_diff(stats.get((a, b, budget))) for a, b in pairs)]) + " |")
     return "\n".join(lines)
+
+
+def _page_of(name: str) -> str:
+    """The results page that holds the study's tables (its ``results:NAME`` block), from the repository
+    root; ``docs/results/NAME.md`` when no page holds them yet (one page may hold several studies)."""
+    for page in sorted(RESULTS.glob("*.md")):
+        if f"<!-- results:{name}:begin -->" in page.read_text(encoding="utf-8"):
+            return page.relative_to(ROOT).as_posix()
+    return f"docs/results/{name}.md"
 
 
 def study_tables(name: str) -> str:
