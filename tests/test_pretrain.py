@@ -533,7 +533,8 @@ def test_the_noise_margin_widens_with_the_number_of_probe_readings():
     # against that maximum (one reading: two standard errors, as before).
     import random
 
-    from diag.learning.pretrain import noise_quantile, probe_summary
+    from diag.learning.pretrain import probe_summary
+    from diag.learning.probe_noise import noise_quantile
 
     assert noise_quantile(1) == pytest.approx(2.0, abs=1e-9)
     assert 3.0 < noise_quantile(20) < 3.1 and noise_quantile(40) > noise_quantile(20)

@@ -585,3 +585,22 @@ def test_each_transform_kind_reads_in_words(kind, said):
     assert "{" not in "".join(rows.values()) and rows["pixel values"] == "log power (dB); each image standardised on its own"
     assert json.loads(full_settings(data))["transform"] == t
     assert full_settings({}) is None
+
+
+def test_a_record_made_under_the_one_reading_margin_is_read_by_todays_rule(tmp_path):
+    # ITSC's ImageNet+SSL pretraining (diag 2dd4ff8): +0.090 in its best of 20 readings on 156 windows was
+    # "learned" against the one-reading margin 0.080; the best-of-20 margin is 0.122, so it is re-read as failed.
+    from diag.study.runs import pretraining_outcome
+
+    curve = [{"epoch": 0, "accuracy": 0.551, "macro_f1": 0.54}] + \
+        [{"epoch": e, "accuracy": 0.641 if e == 6 else 0.596, "macro_f1": 0.5} for e in range(1, 21)]
+    probe = {"kind": "knn", "metric": "accuracy", "windows": 156, "curve": curve, "initial": 0.551, "best": 0.641,
+             "best_epoch": 6, "delta": 0.090, "margin": 0.080, "learned": True, "last": 0.596}
+    meta = {"format": "diag-ssl/2", "init": "imagenet", "probe": probe}
+    out = pretraining_outcome(meta, tmp_path)
+    assert out["learned"] is False and "within the noise margin 0.122" in out["text"]
+    # A clear rise stays learned; a record without the window count keeps the verdict it wrote.
+    clear = {**probe, "best": 0.851, "curve": [*curve[:6], {"epoch": 6, "accuracy": 0.851, "macro_f1": 0.8}, *curve[7:]]}
+    assert pretraining_outcome({**meta, "probe": clear}, tmp_path)["learned"] is True
+    bare = {k: v for k, v in probe.items() if k != "windows"}
+    assert pretraining_outcome({**meta, "probe": bare}, tmp_path)["learned"] is True

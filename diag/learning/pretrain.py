@@ -73,6 +73,7 @@ from diag.errors import DiagError
 from diag.learning import tracking
 from diag.learning.augment import TimeFrequencyAugment, views_for
 from diag.learning.evaluate import accuracy_f1, predict_images
+from diag.learning.probe_noise import probe_margin
 from diag.learning.models import SSL_META, SSL_WEIGHTS, check_input_size, check_model_name, create_backbone
 from diag.learning.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint, lr_at,
                                    make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
@@ -338,18 +339,6 @@ def probe_features(backbone: nn.Module, pool: Pool, cfg: PretrainConfig, num_cla
     return {"probe_accuracy": acc, "probe_macro_f1": f1}
 
 
-def noise_quantile(readings: int, alpha: float | None = None) -> float:
-    """How many standard errors noise alone reaches in the best of ``readings`` probe readings with
-    probability ``alpha`` (Bonferroni over the readings; 2.0 for one). Measured why (SSL_FINDINGS.md,
-    Stop 32): a SimCLR run whose loss stayed at its chance value read +0.071 in its best of 40 epochs,
-    against a margin of 0.079 for one reading. Readings of neighbouring epochs are correlated, so this
-    is conservative."""
-    from statistics import NormalDist
-
-    alpha = 1.0 - NormalDist().cdf(2.0) if alpha is None else alpha  # one reading: two standard errors
-    return NormalDist().inv_cdf(1.0 - alpha / max(int(readings), 1))
-
-
 def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: str) -> dict[str, Any]:
     """The ``probe`` record of pretrain.json: curve, initial, best (epoch 0 included), delta, noise margin,
     learned (``delta > margin``) and a one-sentence verdict."""
@@ -365,7 +354,7 @@ def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: s
     best = max(curve, key=lambda c: (c["accuracy"], -c["epoch"]))  # ties: the earlier epoch
     delta = best["accuracy"] - p0
     readings = max(len(curve) - 1, 1)
-    margin = max(noise_quantile(readings) * math.sqrt(max(p0 * (1 - p0), 0.0) / max(n_val, 1)), 1.0 / max(n_val, 1))
+    margin = probe_margin(p0, n_val, readings)
     learned = bool(delta > margin)
     last = curve[-1]["accuracy"]
     if learned:

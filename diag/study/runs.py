@@ -17,6 +17,7 @@ import numpy as np
 from diag.errors import DiagError
 from diag.signal.audit import audit_lines
 from diag.study.names import SSL_STARTS, budget_key, budget_label, init_key, pretrained_from
+from diag.learning.probe_noise import probe_margin
 from diag.learning.rundir import RunDir
 from diag.signal.dataset import MANIFEST
 
@@ -161,18 +162,32 @@ def pretraining_outcome(meta: dict[str, Any] | None, path: Path) -> dict[str, An
     initial, best = _probe_value(probe.get("initial"), metric), _probe_value(probe.get("best"), metric)
     final = _probe_value(probe.get("last"), metric)
     final = final if final is not None else curve[-1] if curve else best
-    out.update(learned=probe["learned"], initial=initial, final=final, best=best, best_epoch=probe.get("best_epoch"))
+    learned, margin = _learned_now(probe, initial, best, len(curve))
+    out.update(learned=learned, initial=initial, final=final, best=best, best_epoch=probe.get("best_epoch"))
     if initial is None or final is None:
-        return out | {"text": "pretraining " + ("learned" if probe["learned"] else "failed") + " (probe values missing)"}
+        return out | {"text": "pretraining " + ("learned" if learned else "failed") + " (probe values missing)"}
     what = _method_words(meta)
-    if probe["learned"]:
+    if learned:
         at = f" at epoch {out['best_epoch']}" if out["best_epoch"] is not None else ""
         return out | {"text": f"{what} learned (probe {initial:.3f} → {best if best is not None else final:.3f}{at})"}
     kept = "; the initial weights were kept" if probe.get("best_epoch") == 0 else ""
-    margin = _probe_value(probe.get("margin"))
     if final >= initial and margin is not None:  # did not fall, but did not rise beyond the probe's noise either
         kept = f", within the noise margin {margin:.3f}{kept}"
     return out | {"text": f"{what} failed (probe {initial:.3f} → {final:.3f}{kept})"}
+
+
+def _learned_now(probe: dict[str, Any], initial: float | None, best: float | None, readings: int) -> tuple[bool, float | None]:
+    """The verdict by today's margin (:func:`diag.learning.probe_noise.probe_margin`, which holds against
+    the best of the readings) where the record has what it needs (the accuracy curve and the number of
+    validation windows); else the verdict the pretraining wrote. Records made under the older one-reading
+    margin are thereby read by the same rule as new ones."""
+    n_val = probe.get("windows")
+    stored = _probe_value(probe.get("margin"))
+    if (probe.get("metric") not in (None, "accuracy") or initial is None or best is None or readings < 2
+            or not isinstance(n_val, int) or n_val < 1):
+        return bool(probe["learned"]), stored
+    margin = probe_margin(initial, n_val, readings - 1)
+    return bool(best - initial > margin), margin
 
 
 def _method_words(meta: dict[str, Any]) -> str:
