@@ -108,6 +108,7 @@ study() {  # study NAME CONFIG MATRIX(full|starts) [prepare options...]
     fi
   fi
   if [ -n "$pid_ssl" ] && ! wait "$pid_ssl"; then
+    [ -n "$pid_in" ] && kill "$pid_in" 2>/dev/null   # no pretraining left running behind the exit
     echo "$name: the SSL pretraining in $d/ssl failed (its messages are above)"; exit 1
   fi
   [[ ",$starts," == *",ssl,"* ]] && weights+=(--ssl-weights "$d/ssl")

@@ -73,8 +73,8 @@ from diag.errors import DiagError
 from diag.learning import tracking
 from diag.learning.augment import TimeFrequencyAugment, views_for
 from diag.learning.evaluate import accuracy_f1, predict_images
-from diag.learning.probe_noise import probe_margin
 from diag.learning.models import SSL_META, SSL_WEIGHTS, check_input_size, check_model_name, create_backbone
+from diag.learning.probe_noise import probe_learned
 from diag.learning.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint, lr_at,
                                    make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
                                    save_safetensors, set_lr, set_rng_state, warmup_steps)
@@ -354,8 +354,7 @@ def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: s
     best = max(curve, key=lambda c: (c["accuracy"], -c["epoch"]))  # ties: the earlier epoch
     delta = best["accuracy"] - p0
     readings = max(len(curve) - 1, 1)
-    margin = probe_margin(p0, n_val, readings)
-    learned = bool(delta > margin)
+    learned, margin = probe_learned(p0, best["accuracy"], n_val, readings)
     last = curve[-1]["accuracy"]
     if learned:
         verdict = (f"learned: the {probe} probe on validation rose from {p0:.3f} ({init} initialisation) to "

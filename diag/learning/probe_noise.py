@@ -26,3 +26,10 @@ def probe_margin(p0: float, n_val: int, readings: int) -> float:
     count as learned (at least one window)."""
     n = max(int(n_val), 1)
     return max(noise_quantile(readings) * math.sqrt(max(p0 * (1 - p0), 0.0) / n), 1.0 / n)
+
+
+def probe_learned(p0: float, best: float, n_val: int, readings: int) -> tuple[bool, float]:
+    """``(learned, margin)``: whether the best of ``readings`` readings rose over ``p0`` by more than
+    :func:`probe_margin` (the rule ``diag pretrain`` writes and the reports re-read records by)."""
+    margin = probe_margin(p0, n_val, readings)
+    return bool(best - p0 > margin), margin

@@ -17,7 +17,7 @@ import numpy as np
 from diag.errors import DiagError
 from diag.signal.audit import audit_lines
 from diag.study.names import SSL_STARTS, budget_key, budget_label, init_key, pretrained_from
-from diag.learning.probe_noise import probe_margin
+from diag.learning.probe_noise import probe_learned
 from diag.learning.rundir import RunDir
 from diag.signal.dataset import MANIFEST
 
@@ -186,8 +186,7 @@ def _learned_now(probe: dict[str, Any], initial: float | None, best: float | Non
     if (probe.get("metric") not in (None, "accuracy") or initial is None or best is None or readings < 2
             or not isinstance(n_val, int) or n_val < 1):
         return bool(probe["learned"]), stored
-    margin = probe_margin(initial, n_val, readings - 1)
-    return bool(best - initial > margin), margin
+    return probe_learned(initial, best, n_val, readings - 1)
 
 
 def _method_words(meta: dict[str, Any]) -> str:
