@@ -25,6 +25,7 @@
 #        STARTS=imagenet,imagenet+ssl,ssl,scratch (default): which starts to compare
 #        METHOD=vicreg: the SSL method of the ssl and imagenet+ssl pretrainings (default: diag pretrain's)
 #        ABLATE=0: no warmup / freeze ablations (the starts x budgets matrix only)
+#        ABLATE_STARTS=imagenet: which starts the ablations cover (default: all of STARTS)
 # Normalisation: the converter study uses the config's (configs/inverter_sim.toml); when this diag
 # knows the joint normalisation (windows.normalize = "rms-joint", keeps the phase relations) and the
 # config does not use it, the study also runs it, in converter-joint/, and says which answered.
@@ -43,6 +44,7 @@ ITSC=${ITSC:-../shared/data/itsc}
 BUDGETS=${BUDGETS:-5,20,all}
 ABLATE_AT=${ABLATE_AT:-20}        # labels per class of the warmup and freeze ablations
 ABLATE=${ABLATE:-1}               # 0: the starts x budgets matrix only, no ablations
+ABLATE_STARTS=${ABLATE_STARTS:-}  # the starts of the ablations; empty: every start compared
 EPOCHS=${EPOCHS:-30}
 MIN_STEPS=${MIN_STEPS:-300}       # small label budgets get at least this many optimiser steps
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-50}
@@ -128,7 +130,8 @@ study() {  # study NAME CONFIG MATRIX(full|starts) [prepare options...]
   echo "== $name: compare $starts"
   local seeds=$SEEDS
   [ "$SEEDS" = auto ] && seeds=0,1,2
-  run_compare() { "${DIAG[@]}" compare --config "$config" --data "$d/prepared" --out "$d/compare" --inits "$starts" \
+  local cstarts=$starts   # the starts of the next run_compare
+  run_compare() { "${DIAG[@]}" compare --config "$config" --data "$d/prepared" --out "$d/compare" --inits "$cstarts" \
             --seeds "$seeds" "${weights[@]}" "${TRAIN_SET[@]}" "$@"; }
   if [ "$matrix" = full ]; then
     run_compare --labels-per-class "$BUDGETS" -q
@@ -149,8 +152,10 @@ study() {  # study NAME CONFIG MATRIX(full|starts) [prepare options...]
   fi
   if [ "$matrix" = full ] && [ "$ABLATE" != 0 ]; then
     echo "== $name: warmup and freeze ablations at $ABLATE_AT labels per class"
+    cstarts=${ABLATE_STARTS:-$starts}
     run_compare --labels-per-class "$ABLATE_AT" --warmup 0.1,0 -q
     run_compare --labels-per-class "$ABLATE_AT" --freeze none,stages:1,backbone --warmup 0.1 -q
+    cstarts=$starts
   fi
   "${DIAG[@]}" report "$d/compare" --effect "$EFFECT" >/dev/null
   echo "== $name: done in $(( $(date +%s) - t0 )) s on $($PY -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU')")"
