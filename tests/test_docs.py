@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +20,13 @@ import results_tables  # noqa: E402
 
 
 
-def fake_run(root: Path, name: str, init: str, seed: int, f1: float) -> Path:
+def fake_run(root: Path, name: str, init: str, seed: int, f1: float, freeze: str = "none",
+             warmup: float = 0.1) -> Path:
     """A finished run as diag train leaves it: only the JSON the records keep."""
     rd = root / name
     rd.mkdir(parents=True)
-    train = {"model": "tf_efficientnet_lite0", "init": init, "seed": seed, "labels_per_class": 0, "freeze": "none",
-             "warmup": 0.1, "epochs": 3}
+    train = {"model": "tf_efficientnet_lite0", "init": init, "seed": seed, "labels_per_class": 0, "freeze": freeze,
+             "warmup": warmup, "epochs": 3}
     (rd / "model.json").write_text(json.dumps({
         "model": "tf_efficientnet_lite0", "classes": ["a", "b"], "train": train,
         "dataset": {"path": "/nonexistent/ds", "fingerprint": "fp"},
@@ -128,6 +130,30 @@ def test_record_then_write_gives_the_runs_means_and_paired_intervals(tmp_path, m
     assert results_tables.main(["check"]) == 0
     written = page.read_text()
     assert "old" not in written and f"{np.mean(f1['ssl']):.3f}" in written and written.endswith("y\n")
+
+
+def test_a_study_with_ablations_gets_their_paired_table_and_one_without_none(tmp_path, monkeypatch):
+    cmp = tmp_path / "cmp"
+    main = {"imagenet": [0.80, 0.84, 0.90], "scratch": [0.60, 0.58, 0.65]}
+    for init, vals in main.items():
+        for seed, v in enumerate(vals):
+            fake_run(cmp, f"{init}-s{seed}", init, seed, v)
+    frozen = [0.50, 0.57, 0.52]
+    for seed, v in enumerate(frozen):
+        fake_run(cmp, f"imagenet-backbone-s{seed}", "imagenet", seed, v, freeze="backbone")
+    monkeypatch.setattr(results_tables, "RESULTS", tmp_path / "results")
+    results_tables.record("toy", cmp, title="toy", command="diag compare")
+    tables = results_tables.study_tables("toy")
+    row = next(line for line in tables.splitlines() if "freeze backbone" in line)
+    d = np.subtract(frozen, main["imagenet"])
+    assert "(main: freeze none)" in row and f"{np.mean(frozen):.3f} ± {np.std(frozen, ddof=1):.3f}" in row
+    assert f"**{d.mean():+.3f} [" in row and "worse by" in row  # every seed lost 0.3: the interval excludes 0
+    # the main table keeps the main setting only: the frozen runs are not averaged into ImageNet's row
+    assert f"{np.mean(main['imagenet']):.3f} ± {np.std(main['imagenet'], ddof=1):.3f}" in tables
+    for seed in range(3):
+        shutil.rmtree(cmp / f"imagenet-backbone-s{seed}")
+    results_tables.record("toy", cmp, title="toy", command="diag compare")
+    assert "setting" not in results_tables.study_tables("toy")
 
 
 def test_a_marker_without_a_record_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):

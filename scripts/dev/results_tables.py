@@ -244,6 +244,7 @@ def study_tables(name: str) -> str:
             "| --- | --- | --- | --- |"]
     for (a, b, budget), s in stats.items():
         out.append(f"| {LABEL.get(a, a)} − {LABEL.get(b, b)} | {budget_label(budget)} | {_diff(s)} | {s['verdict']} |")
+    out += ablation_table(_rows(name))
     from diag.study.runs import pretraining_by_start
 
     for init, how in pretraining_by_start(rows).items():
@@ -255,6 +256,28 @@ def study_tables(name: str) -> str:
             + (f" {meta['note']}" if meta.get("note") else ""),
             "", "```bash", meta.get("command", "?"), "```"]
     return "\n".join(out)
+
+
+def ablation_table(rows: list[dict]) -> list[str]:
+    """The warmup and freeze ablations (each setting against the main one, same start, budget and seeds),
+    as table lines; none when the study ran the main setting only."""
+    from diag.study.names import budget_label
+    from diag.study.runs import summarise
+    from diag.study.stats import compare_settings
+
+    settings = compare_settings(rows)
+    if not settings:
+        return []
+    cells = {(s["init"], s["labels_per_class"], s["freeze"], s["warmup"]): s for s in summarise(rows)}
+    out = ["", "| start | labels/class | setting | seeds | **test macro-F1** | minus the main setting "
+           "(mean [95 % t interval]; smallest difference the seeds detect) | verdict |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for s in settings:
+        c = cells[(s["init"], s["labels_per_class"], s["freeze"], s["warmup"])]
+        out.append(f"| {LABEL.get(s['init'], s['init'])} | {budget_label(s['labels_per_class'])} | {s['setting']} "
+                   f"(main: {s['against']}) | {c['seeds']} | "
+                   f"{_pm(c['test_macro_f1'], c['test_macro_f1_std'], c['seeds'])} | {_diff(s)} | {s['verdict']} |")
+    return out
 
 
 def render(name: str) -> str:
