@@ -154,6 +154,11 @@ def test_a_study_with_ablations_gets_their_paired_table_and_one_without_none(tmp
         shutil.rmtree(cmp / f"imagenet-backbone-s{seed}")
     results_tables.record("toy", cmp, title="toy", command="diag compare")
     assert "setting" not in results_tables.study_tables("toy")
+    assert "[toy](" in results_tables.answer_table()
+    for seed in range(3):  # one start left: its page keeps its table, the answer across studies leaves it out
+        shutil.rmtree(cmp / f"scratch-s{seed}")
+    results_tables.record("toy", cmp, title="toy", command="diag compare")
+    assert "0.847" in results_tables.study_tables("toy") and "[toy](" not in results_tables.answer_table()
 
 
 def test_a_marker_without_a_record_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):

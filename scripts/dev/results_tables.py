@@ -194,7 +194,8 @@ def machine_words(meta: dict) -> str:
 
 
 def answer_table() -> str:
-    """Test macro-F1 per start and label budget of every recorded study, with the paired differences."""
+    """Test macro-F1 per start and label budget of every recorded study that compares starts (a study of one
+    start, e.g. ablations of the ImageNet start, has its tables on its page only), with the paired differences."""
     from diag.study.names import budget_label
 
     if not studies():
@@ -205,6 +206,8 @@ def answer_table() -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, meta in studies().items():
         _, summary, stats = _main_cells(_rows(name))
+        if len({init for init, _ in summary}) < 2:  # one start (an ablation study): nothing to compare here
+            continue
         for budget in dict.fromkeys(k[1] for k in summary):
             cells = [_pm(s["test_macro_f1"], s["test_macro_f1_std"], s["seeds"]) if (s := summary.get((i, budget)))
                      else "—" for i in STARTS]
