@@ -146,6 +146,7 @@ def test_a_study_with_ablations_gets_their_paired_table_and_one_without_none(tmp
     tables = results_tables.study_tables("toy")
     row = next(line for line in tables.splitlines() if "freeze backbone" in line)
     d = np.subtract(frozen, main["imagenet"])
+    assert "9 runs." in tables  # the ablation's runs are counted with the main setting's
     assert "(main: freeze none)" in row and f"{np.mean(frozen):.3f} ± {np.std(frozen, ddof=1):.3f}" in row
     assert f"**{d.mean():+.3f} [" in row and "worse by" in row  # every seed lost 0.3: the interval excludes 0
     # the main table keeps the main setting only: the frozen runs are not averaged into ImageNet's row
@@ -158,7 +159,8 @@ def test_a_study_with_ablations_gets_their_paired_table_and_one_without_none(tmp
     for seed in range(3):  # one start left: its page keeps its table, the answer across studies leaves it out
         shutil.rmtree(cmp / f"scratch-s{seed}")
     results_tables.record("toy", cmp, title="toy", command="diag compare")
-    assert "0.847" in results_tables.study_tables("toy") and "[toy](" not in results_tables.answer_table()
+    one = results_tables.study_tables("toy")
+    assert "0.847" in one and "paired difference" not in one and "[toy](" not in results_tables.answer_table()
 
 
 def test_a_marker_without_a_record_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):

@@ -243,18 +243,20 @@ def study_tables(name: str) -> str:
                    f"{_pm(s['val_macro_f1'], s['val_macro_f1_std'], s['seeds'])} | "
                    f"{_pm(s['test_accuracy'], s['test_accuracy_std'], s['seeds'])} | "
                    f"{_pm(s['test_macro_f1'], s['test_macro_f1_std'], s['seeds'])} |")
-    out += ["", "| paired difference of test macro-F1 | labels/class | mean [95 % t interval]; smallest difference the seeds detect | verdict |",
-            "| --- | --- | --- | --- |"]
+    if stats:  # a study of one start has no pairs of starts
+        out += ["", "| paired difference of test macro-F1 | labels/class | mean [95 % t interval]; smallest difference "
+                "the seeds detect | verdict |", "| --- | --- | --- | --- |"]
     for (a, b, budget), s in stats.items():
         out.append(f"| {LABEL.get(a, a)} − {LABEL.get(b, b)} | {budget_label(budget)} | {_diff(s)} | {s['verdict']} |")
-    out += ablation_table(_rows(name))
+    every = _rows(name)  # the main setting's runs and the ablations'
+    out += ablation_table(every)
     from diag.study.runs import pretraining_by_start
 
     for init, how in pretraining_by_start(rows).items():
         out += ["", f"{LABEL.get(init, init)} start: {how['text']} (k-NN probe on the validation split)."]
     model = rows[0]["model"]
     wall = f"; {meta['wall_s']:.0f} s of wall time" if meta.get("wall_s") else ""
-    out += ["", f"Model `{model}`, {len(rows)} runs. Recorded {meta.get('recorded', '?')} at diag commit "
+    out += ["", f"Model `{model}`, {len(every)} runs. Recorded {meta.get('recorded', '?')} at diag commit "
             f"`{meta.get('diag_commit', '?')[:10]}` on: {machine_words(meta)}{wall}."
             + (f" {meta['note']}" if meta.get("note") else ""),
             "", "```bash", meta.get("command", "?"), "```"]
