@@ -175,8 +175,8 @@ def write_history(out: str | Path, history: list[dict[str, Any]]) -> None:
     out = Path(out)
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
     buf = io.StringIO()
-    if history:
-        w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    if history:  # every column any row has (a run resumed from an older diag's rows lacks the newer ones)
+        w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for h in history for k in h)))
         w.writeheader()
         w.writerows(history)
     atomic_write_text(out / "metrics.csv", buf.getvalue())

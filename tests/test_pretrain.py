@@ -383,6 +383,11 @@ def test_a_pretraining_that_cannot_learn_is_flagged_learned_false(hard_toy, tmp_
     assert [c["epoch"] for c in probe["curve"]] == [0, 1, 2] and probe["windows"] == 60
     assert probe["learned"] is False and abs(probe["delta"]) <= probe["margin"]
     assert probe["verdict"].startswith("did not learn") and res["probe"] == probe
+    # the design effect of the validation recordings was measured at epoch 0 and widened the margin
+    from diag.learning.probe_noise import probe_margin
+
+    assert probe["design_effect"] >= 1.0 and "probe_design_effect" in (tmp_path / "p" / "metrics.csv").read_text()
+    assert probe["margin"] == pytest.approx(probe_margin(probe["initial"], 60, probe["readings"], probe["design_effect"]))
 
 
 def test_a_non_finite_loss_stops_with_one_line_and_writes_no_backbone(hard_toy, tmp_path, monkeypatch):
@@ -551,3 +556,36 @@ def test_the_noise_margin_widens_with_the_number_of_probe_readings():
     summary = probe_summary([{"epoch": e, "probe_accuracy": a, "probe_macro_f1": a} for e, a in enumerate(curve)],
                             n, "scratch", "knn")
     assert summary["readings"] == 40 and summary["learned"] is False and "did not learn" in summary["verdict"]
+
+
+def test_windows_of_one_recording_count_once_in_the_noise_margin():
+    # Windows of one recording share its state: when a recording is right or wrong as a whole, the
+    # probe's readings scatter as 13 recordings do, not as 156 windows. The margin widens by the design
+    # effect the initial reading shows, so a probe that never moves is not called learned.
+    import random
+
+    from diag.learning.pretrain import probe_summary
+    from diag.learning.probe_noise import design_effect
+
+    rng = random.Random(1)
+    groups = [i // 12 for i in range(156)]
+    independent = [design_effect([rng.random() < 0.5 for _ in groups], groups) for _ in range(200)]
+    assert sum(independent) / 200 < 1.3  # independent windows: about 1 (13 recordings estimate it roughly)
+    assert design_effect([1] * 12 + [0] * 12, [0] * 12 + [1] * 12) == pytest.approx(24.0)  # 2 recordings, each whole
+    assert design_effect([1, 0, 1], [0, 0, 0]) == 1.0  # one recording: nothing to estimate
+
+    def reading(p0):  # each of 13 recordings right or wrong as a whole
+        right = [rng.random() < p0 for _ in range(13)]
+        return [right[g] for g in groups]
+
+    n, p0, called = 156, 7 / 13, {"windows": 0, "recordings": 0}
+    for _ in range(300):  # the initial reading at the truth, as in the test above; which recordings vary
+        first = rng.sample(range(13), 7)
+        correct = [[g in first for g in groups]] + [reading(p0) for _ in range(20)]
+        acc = [sum(c) / n for c in correct]
+        rows = [{"epoch": e, "probe_accuracy": a, "probe_macro_f1": a} for e, a in enumerate(acc)]
+        called["windows"] += probe_summary(rows, n, "scratch", "knn")["learned"]
+        rows[0]["probe_design_effect"] = design_effect(correct[0], groups)
+        called["recordings"] += probe_summary(rows, n, "scratch", "knn")["learned"]
+    assert called["recordings"] / 300 <= 0.05 < called["windows"] / 300
+

@@ -74,7 +74,7 @@ from diag.learning import tracking
 from diag.learning.augment import TimeFrequencyAugment, views_for
 from diag.learning.evaluate import accuracy_f1, predict_images
 from diag.learning.models import SSL_META, SSL_WEIGHTS, check_input_size, check_model_name, create_backbone
-from diag.learning.probe_noise import probe_learned
+from diag.learning.probe_noise import design_effect, probe_learned
 from diag.learning.runtime import (AMP_MODES, Dist, Runtime, batch_plan, console, init_distributed, load_checkpoint, lr_at,
                                    make_optimizer, make_scaler, optimizer_step, progress, rng_state, save_checkpoint,
                                    save_safetensors, set_lr, set_rng_state, warmup_steps)
@@ -243,6 +243,7 @@ class Pool:
     val_y: np.ndarray | None
     cand: torch.Tensor | None = None
     counts: torch.Tensor | None = None
+    val_groups: np.ndarray | None = None  # each validation window's recording (the probe's design effect)
 
 
 def load_pool(ds: PreparedDataset, extras: list[PreparedDataset], extra_pool: UnlabelledPool | None,
@@ -265,7 +266,8 @@ def load_pool(ds: PreparedDataset, extras: list[PreparedDataset], extra_pool: Un
     has_val = "val" in ds.splits and len(ds.labels("val")) > 0
     pool = Pool(unlabeled, unlabeled[:n_bank], torch.as_tensor(ds.labels("train")),
                 torch.from_numpy(np.array(ds.images("val"))).to(keep) if has_val else None,
-                ds.labels("val") if has_val else None)
+                ds.labels("val") if has_val else None,
+                val_groups=ds.meta("val").get("rec") if has_val else None)
     if cfg.positives == "recording":  # pairs: two nearby windows of the same recording (metadata, no labels)
         metas = [s.meta("train") for s in sources]
         rec = np.concatenate([np.array([f"{i}|{v}" for v in m["rec"]], dtype=object) for i, m in enumerate(metas)]
@@ -295,6 +297,10 @@ def build_method(cfg: PretrainConfig, backbone: nn.Module, image_shape: Sequence
 # The probe
 
 
+#: a history row's probe columns when no probe ran (every row has the same columns: metrics.csv)
+NO_PROBE = {"probe_accuracy": float("nan"), "probe_macro_f1": float("nan"), "probe_design_effect": float("nan")}
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 64,
                           max_windows: int = 512) -> None:
@@ -322,7 +328,7 @@ def probe_features(backbone: nn.Module, pool: Pool, cfg: PretrainConfig, num_cla
     """Probe accuracy and macro-F1 of the validation windows against the labelled training windows
     (after BatchNorm recalibration); NaN without a validation split."""
     if pool.val_x is None:
-        return {"probe_accuracy": float("nan"), "probe_macro_f1": float("nan")}
+        return dict(NO_PROBE)
     recalibrate_batchnorm(backbone, pool.unlabeled, device)
     bank = predict_images(backbone, pool.bank_x, batch_size=256, device=device, dtype=dtype, features=True)
     query = predict_images(backbone, pool.val_x, batch_size=256, device=device, dtype=dtype, features=True)
@@ -336,7 +342,9 @@ def probe_features(backbone: nn.Module, pool: Pool, cfg: PretrainConfig, num_cla
         clf = LogisticRegression(max_iter=500, C=1.0).fit(scale.transform(bank.cpu().numpy()), pool.bank_y.numpy())
         pred = clf.predict(scale.transform(query.cpu().numpy()))
     acc, f1 = accuracy_f1(np.asarray(pool.val_y), pred)
-    return {"probe_accuracy": acc, "probe_macro_f1": f1}
+    deff = (design_effect(np.asarray(pool.val_y) == pred, pool.val_groups) if pool.val_groups is not None
+            else float("nan"))
+    return {"probe_accuracy": acc, "probe_macro_f1": f1, "probe_design_effect": deff}
 
 
 def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: str) -> dict[str, Any]:
@@ -354,7 +362,9 @@ def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: s
     best = max(curve, key=lambda c: (c["accuracy"], -c["epoch"]))  # ties: the earlier epoch
     delta = best["accuracy"] - p0
     readings = max(len(curve) - 1, 1)
-    learned, margin = probe_learned(p0, best["accuracy"], n_val, readings)
+    deff = next((h.get("probe_design_effect", math.nan) for h in history if h["epoch"] == curve[0]["epoch"]), math.nan)
+    deff = deff if math.isfinite(deff) else 1.0  # the initial reading's: the spread under "nothing learned"
+    learned, margin = probe_learned(p0, best["accuracy"], n_val, readings, deff)
     last = curve[-1]["accuracy"]
     if learned:
         verdict = (f"learned: the {probe} probe on validation rose from {p0:.3f} ({init} initialisation) to "
@@ -367,7 +377,7 @@ def probe_summary(history: list[dict[str, Any]], n_val: int, init: str, probe: s
                    + ("the initial weights are kept" if best["epoch"] == 0 else
                       f"epoch {best['epoch']}'s backbone is kept, within noise of the initial weights"))
     return {**out, "initial": p0, "best": best["accuracy"], "best_epoch": best["epoch"], "delta": delta,
-            "margin": margin, "readings": readings, "learned": learned, "last": last, "verdict": verdict}
+            "margin": margin, "readings": readings, "design_effect": deff, "learned": learned, "last": last, "verdict": verdict}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -430,8 +440,7 @@ def _probe_and_keep(st: LoopState, pool: Pool, cfg: PretrainConfig, rt: Runtime,
                     epoch: int) -> dict[str, float]:
     """Probe (when due) and keep the backbone if it is the best so far (epoch 0 is the first candidate)."""
     due = epoch == 0 or epoch % cfg.knn_every == 0 or epoch == cfg.epochs
-    res = (probe_features(st.net.backbone, pool, cfg, num_classes, rt.device, rt.dtype) if due
-           else {"probe_accuracy": float("nan"), "probe_macro_f1": float("nan")})
+    res = probe_features(st.net.backbone, pool, cfg, num_classes, rt.device, rt.dtype) if due else dict(NO_PROBE)
     score = res["probe_accuracy"]
     if (not math.isnan(score) and score > st.best_score) or (pool.val_x is None and epoch == cfg.epochs):
         st.best_score = score if not math.isnan(score) else st.best_score

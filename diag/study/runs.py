@@ -180,13 +180,15 @@ def _learned_now(probe: dict[str, Any], initial: float | None, best: float | Non
     """The verdict by today's margin (:func:`diag.learning.probe_noise.probe_margin`, which holds against
     the best of the readings) where the record has what it needs (the accuracy curve and the number of
     validation windows); else the verdict the pretraining wrote. Records made under the older one-reading
-    margin are thereby read by the same rule as new ones."""
+    margin are thereby read by the same rule as new ones (with the design effect of the validation
+    recordings where the record has it)."""
     n_val = probe.get("windows")
     stored = _probe_value(probe.get("margin"))
     if (probe.get("metric") not in (None, "accuracy") or initial is None or best is None or readings < 2
             or not isinstance(n_val, int) or n_val < 1):
         return bool(probe["learned"]), stored
-    return probe_learned(initial, best, n_val, readings - 1)
+    deff = probe.get("design_effect")  # records before it: windows counted as independent
+    return probe_learned(initial, best, n_val, readings - 1, deff if isinstance(deff, (int, float)) else 1.0)
 
 
 def _method_words(meta: dict[str, Any]) -> str:
