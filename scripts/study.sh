@@ -56,6 +56,9 @@ CWRU_SPLITS=${CWRU_SPLITS:-fault-size condition}   # which CWRU studies to run
 read -r -a SIM_DATA <<< "${SIM_DATA:-}"
 STUDIES=("$@")
 [ ${#STUDIES[@]} -eq 0 ] && STUDIES=(converter bearings bearings-envorder cwru itsc)
+for a in ${ABLATE_STARTS//,/ }; do   # refused before any work: an ablated start must be a compared one (its weights)
+  [[ ",$STARTS," == *",$a,"* ]] || { echo "ABLATE_STARTS: '$a' is not among STARTS ($STARTS); add it to STARTS" >&2; exit 2; }
+done
 DONE=()   # name=compare-folder of every study run, for the table at the end
 DIAG=($PY -m diag)
 TRAIN_SET=(--set "train.model=\"$MODEL\"" --set "train.epochs=$EPOCHS" --set 'train.device="auto"')

@@ -115,3 +115,16 @@ def test_the_report_tells_the_fourth_start_by_its_pretraining(tmp_path):
     assert st[("imagenet+ssl", "ssl")]["verdict"].startswith("better by 0.200")
     text = answer_paragraph(rows, compare_starts(rows), {"name": "toy"})
     assert "ImageNet+SSL vs scratch: better by 0.300" in text and "ImageNet+SSL helped measurably with all labels" in text
+
+
+def test_study_script_refuses_an_ablated_start_it_does_not_compare_before_any_work(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "STARTS": "imagenet,scratch", "ABLATE_STARTS": "imagenet,ssl", "OUT": str(tmp_path / "out")}
+    r = subprocess.run(["bash", str(root / "scripts" / "study.sh"), "itsc"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and r.stdout == "" and not (tmp_path / "out").exists()
+    assert r.stderr.strip() == "ABLATE_STARTS: 'ssl' is not among STARTS (imagenet,scratch); add it to STARTS"

@@ -35,9 +35,9 @@ unlabelled windows and the pooled features are probed: the labelled *training* w
 ``initial``, ``best``, ``best_epoch``, ``delta``, ``margin`` (what noise alone reaches in the best of
 the probe's readings: the binomial standard error of the initial accuracy on the validation windows
 times the one-sided normal quantile of 0.02275 / K for K readings after epoch 0 — 2 for one reading,
-3.05 for 20 —, at least one window; windows of one recording are correlated, so it is a lower bound),
-``readings`` (K), ``learned`` (``delta > margin``) and ``verdict``, a sentence. The probe never sees
-the test split.
+3.05 for 20 —, at least one window; the standard error widened by ``design_effect``, how much the
+initial reading's windows agree within their validation recordings), ``readings`` (K), ``learned``
+(``delta > margin``) and ``verdict``, a sentence. The probe never sees the test split.
 
 Pretraining reads the *training* windows of ``--data`` (and of every ``--extra`` prepared dataset),
 plus an unlabelled pool of other recordings (``--unlabelled DIR``, imaged by

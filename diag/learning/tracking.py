@@ -46,8 +46,8 @@ NOT_METRICS = ("epoch", "step", "selected")
 _NAMES = {"train_loss": "train/loss", "val_loss": "val/loss", "val_accuracy": "val/accuracy",
           "val_macro_f1": "val/macro_f1", "loss": "train/loss", "knn_accuracy": "val/knn_accuracy",
           "knn_macro_f1": "val/knn_macro_f1", "probe_accuracy": "val/probe_accuracy",
-          "probe_macro_f1": "val/probe_macro_f1", "probe_design_effect": "val/probe_design_effect", "seconds": "time/epoch_seconds", "train_seconds": "time/train_seconds",
-          "images_per_s": "time/images_per_s"}
+          "probe_macro_f1": "val/probe_macro_f1", "probe_design_effect": "val/probe_design_effect",
+          "seconds": "time/epoch_seconds", "train_seconds": "time/train_seconds", "images_per_s": "time/images_per_s"}
 
 
 def metric_name(key: str) -> str:

@@ -233,7 +233,8 @@ def study_tables(name: str) -> str:
     if meta is None:
         raise RecordError(f"<!-- results:{name} -->: no record docs/results/{name}/record.json; "
                           f"record it with scripts/dev/results_tables.py record {name} COMPARE_DIR ...")
-    rows, summary, stats = _main_cells(_rows(name))
+    every = _rows(name)  # the main setting's runs and the ablations'
+    rows, summary, stats = _main_cells(every)
     from diag.study.names import budget_label
 
     out = ["| start | labels/class | seeds | optimiser steps | val macro-F1 | test accuracy | **test macro-F1** |",
@@ -248,7 +249,6 @@ def study_tables(name: str) -> str:
                 "the seeds detect | verdict |", "| --- | --- | --- | --- |"]
     for (a, b, budget), s in stats.items():
         out.append(f"| {LABEL.get(a, a)} − {LABEL.get(b, b)} | {budget_label(budget)} | {_diff(s)} | {s['verdict']} |")
-    every = _rows(name)  # the main setting's runs and the ablations'
     out += ablation_table(every)
     from diag.study.runs import pretraining_by_start
 
