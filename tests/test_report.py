@@ -298,6 +298,11 @@ def test_a_pretraining_that_learned_lets_the_verdict_stand_and_an_old_record_is_
     assert set(pretraining_by_start(rows)) == {"imagenet+ssl"}
     assert pretraining_by_start(rows)["imagenet+ssl"]["text"] == ("pretraining failed (probe 0.558 → 0.583, within the "
                                                                   "noise margin 0.080)")
+    peaked = dict(flat, best=0.620, best_epoch=1, last=0.570, curve=[  # the rise judged is the best reading's
+        {"epoch": 0, "accuracy": 0.558}, {"epoch": 1, "accuracy": 0.620}, {"epoch": 2, "accuracy": 0.570}])
+    rows = _ssl_vs_scratch(tmp_path / "g", fake_pretraining(tmp_path / "p6", peaked, init="imagenet"))
+    assert pretraining_by_start(rows)["imagenet+ssl"]["text"] == ("pretraining failed (probe 0.558 → 0.570, best 0.620 "
+                                                                  "at epoch 1, within the noise margin 0.080)")
     rows = _ssl_vs_scratch(tmp_path / "c", tmp_path / "gone" / "backbone.safetensors")  # the folder moved away
     assert next(r["pretraining"] for r in rows if r["init"] == "ssl")["text"].startswith("pretraining not measured")
 

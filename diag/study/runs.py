@@ -171,8 +171,13 @@ def pretraining_outcome(meta: dict[str, Any] | None, path: Path) -> dict[str, An
         at = f" at epoch {out['best_epoch']}" if out["best_epoch"] is not None else ""
         return out | {"text": f"{what} learned (probe {initial:.3f} → {best if best is not None else final:.3f}{at})"}
     kept = "; the initial weights were kept" if probe.get("best_epoch") == 0 else ""
-    if final >= initial and margin is not None:  # did not fall, but did not rise beyond the probe's noise either
-        kept = f", within the noise margin {margin:.3f}{kept}"
+    peak = final  # the rise judged is the best reading's (after initialisation), not the last's
+    if best is not None and probe.get("best_epoch") not in (None, 0):
+        peak = max(final, best)
+        if best > final:
+            kept = f", best {best:.3f} at epoch {probe['best_epoch']}{kept}"
+    if peak >= initial and margin is not None:  # did not fall, but did not rise beyond the probe's noise either
+        kept = f"{kept}, within the noise margin {margin:.3f}"
     return out | {"text": f"{what} failed (probe {initial:.3f} → {final:.3f}{kept})"}
 
 
