@@ -220,3 +220,27 @@ def test_recording_an_ssl_run_whose_pretraining_is_gone_is_refused(tmp_path, mon
     with pytest.raises(results_tables.RecordError, match="pretraining record"):
         results_tables.record("toy", tmp_path / "cmp", title="toy", command="diag compare")
     assert not (tmp_path / "results" / "toy").exists()
+
+
+def test_a_difference_against_a_failed_pretraining_is_no_verdict_in_the_tables(tmp_path, monkeypatch):
+    """SSL measurably worse than scratch, but its pretraining's probe fell: the tables keep the numbers and
+    say so, as the report does, instead of a bold interval that reads as evidence against SSL."""
+    cmp = tmp_path / "cmp"
+    (tmp_path / "ssl").mkdir()
+    probe = {"kind": "knn", "metric": "accuracy", "curve": [0.6, 0.5], "initial": 0.6, "best": 0.6, "last": 0.5,
+             "best_epoch": 0, "learned": False}
+    (tmp_path / "ssl" / "pretrain.json").write_text(json.dumps({"format": "diag-ssl/2", "init": "scratch",
+                                                                "method": "simclr", "probe": probe}))
+    for seed in range(3):
+        for name, f1 in (("ssl", 0.5), ("scratch", 0.8)):
+            rd = fake_run(cmp, f"{name}-s{seed}", name, seed, f1 + seed / 100)
+            if name == "ssl":
+                m = json.loads((rd / "model.json").read_text())
+                m["train"]["weights"] = str(tmp_path / "ssl")
+                (rd / "model.json").write_text(json.dumps(m))
+    monkeypatch.setattr(results_tables, "RESULTS", tmp_path / "results")
+    results_tables.record("toy", cmp, title="toy", command="diag compare")
+    row = next(line for line in results_tables.answer_table().splitlines() if line.startswith("| [toy]"))
+    assert "-0.300 [" in row and "**" not in row and "SSL pretraining failed: no verdict" in row
+    pair = next(line for line in results_tables.study_tables("toy").splitlines() if line.startswith("| SSL − scratch"))
+    assert "**" not in pair and "no verdict on SSL" in pair and "worse by" not in pair

@@ -113,7 +113,8 @@ def answer_paragraph(rows: list[dict[str, Any]], stats: list[dict[str, Any]], da
 def qualify_failed(stats: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The verdicts with every one that would call a start whose pretraining failed (its probe fell) worse
     replaced: a fine-tune from features that got worse than their initialisation is a failed pretraining,
-    not evidence against the start. The numbers stay; only the words change."""
+    not evidence against the start. The numbers stay; only the words change (and ``pretraining_failed``
+    names the start, for tables that mark the number instead of printing the verdict)."""
     failed = {k: v for k, v in pretraining_by_start(rows).items() if v["learned"] is False}
     out = []
     for s in stats:
@@ -121,7 +122,7 @@ def qualify_failed(stats: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
         if loser in failed:
             name = INIT_LABEL.get(loser, loser)
             s = dict(s, verdict=f"{failed[loser]['text']}: no verdict on {name} (difference {s['mean']:+.3f}, "
-                                f"interval excludes 0)", decided=False)
+                                f"interval excludes 0)", decided=False, pretraining_failed=loser)
         out.append(s)
     return out
 

@@ -165,25 +165,30 @@ def _pm(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f}"
 
 
-def _diff(s: dict | None) -> str:
+def _diff(s: dict | None, say_failed: bool = True) -> str:
+    """A paired difference as a cell; ``say_failed``: name a failed pretraining (where no verdict column does)."""
     if s is None:
         return "—"
     if math.isnan(s["low"]):
         return f"{s['mean']:+.3f} (one seed, no interval)"
-    mark = "**" if s["low"] > 0 or s["high"] < 0 else ""
+    failed = s.get("pretraining_failed")  # the interval excludes 0, but only because a pretraining failed
+    mark = "**" if (s["low"] > 0 or s["high"] < 0) and not failed else ""
     mdd = s.get("detectable")
     finds = f"; detects ≥ {mdd:.3f}" if isinstance(mdd, float) and math.isfinite(mdd) else ""
-    return f"{mark}{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]{mark}{finds}"
+    why = f"; {LABEL.get(failed, failed)} pretraining failed: no verdict" if failed and say_failed else ""
+    return f"{mark}{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]{mark}{finds}{why}"
 
 
 def _main_cells(rows: list[dict]) -> tuple[list[dict], dict, dict]:
+    from diag.study.report import qualify_failed
     from diag.study.runs import main_setting, summarise
     from diag.study.stats import compare_starts
 
     base = main_setting(rows)
     rows = [r for r in rows if (r["freeze"], r["warmup"]) == base]
     summary = {(s["init"], s["labels_per_class"]): s for s in summarise(rows)}
-    stats = {(s["a"], s["b"], s["labels_per_class"]): s for s in compare_starts(rows)}
+    # the report's verdicts: a difference against a start whose pretraining failed is no verdict on it
+    stats = {(s["a"], s["b"], s["labels_per_class"]): s for s in qualify_failed(compare_starts(rows), rows)}
     return rows, summary, stats
 
 
@@ -248,7 +253,7 @@ def study_tables(name: str) -> str:
         out += ["", "| paired difference of test macro-F1 | labels/class | mean [95 % t interval]; smallest difference "
                 "the seeds detect | verdict |", "| --- | --- | --- | --- |"]
     for (a, b, budget), s in stats.items():
-        out.append(f"| {LABEL.get(a, a)} − {LABEL.get(b, b)} | {budget_label(budget)} | {_diff(s)} | {s['verdict']} |")
+        out.append(f"| {LABEL.get(a, a)} − {LABEL.get(b, b)} | {budget_label(budget)} | {_diff(s, say_failed=False)} | {s['verdict']} |")
     out += ablation_table(every)
     from diag.study.runs import pretraining_by_start
 
