@@ -171,7 +171,7 @@ def _diff(s: dict | None, say_failed: bool = True) -> str:
         return "—"
     if math.isnan(s["low"]):
         return f"{s['mean']:+.3f} (one seed, no interval)"
-    failed = s.get("pretraining_failed")  # the interval excludes 0, but only because a pretraining failed
+    failed = s.get("pretraining_failed")  # set by qualify_failed: the start that "lost" had a failed pretraining
     mark = "**" if (s["low"] > 0 or s["high"] < 0) and not failed else ""
     mdd = s.get("detectable")
     finds = f"; detects ≥ {mdd:.3f}" if isinstance(mdd, float) and math.isfinite(mdd) else ""
